@@ -1,0 +1,1 @@
+"""Kubernetes API audit log collection: webhook receiver, file tailer, format parsing."""

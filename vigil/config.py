@@ -1,0 +1,166 @@
+"""Typed settings for every vigil component, from one TOML file and environment variables.
+
+Precedence: environment variable > config file (``VIGIL_CONFIG``, TOML) > default. Every setting has
+one environment variable, named ``VIGIL_<SECTION>_<NAME>`` (``VIGIL_KAFKA_BOOTSTRAP``), except the few
+top-level ones (``VIGIL_CLUSTER``). The README's configuration table lists them all.
+
+Secrets (SASL password, ClickHouse password, webhook bearer token) are read from files named by
+``*_file`` settings or from the environment, and are held in :class:`Secret` so that they never show up
+in a ``repr`` or a log line.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+
+class Secret(str):
+    """A string that hides itself in repr/str-formatting of containers and logs."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self else "Secret('')"
+
+
+@dataclass(slots=True)
+class KafkaSettings:
+    bootstrap: str = "127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    sasl_mechanism: str = "PLAIN"  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    sasl_username: str = ""
+    sasl_password: Secret = Secret("")
+    sasl_password_file: str = ""
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    topic_prefix: str = "vigil."
+    compression: str = "gzip"  # gzip needs no extra native library
+    linger_ms: int = 20
+    max_batch_bytes: int = 1_048_576
+    max_message_bytes: int = 4_194_304  # the broker's message.max.bytes must allow this
+
+
+@dataclass(slots=True)
+class ClickHouseSettings:
+    url: str = "http://127.0.0.1:8123"  # the dev server `vigil dev up` starts, unless set
+
+    database: str = "vigil"
+    username: str = "default"
+    password: Secret = Secret("")
+    password_file: str = ""
+    batch_rows: int = 5000
+    batch_seconds: float = 1.0
+
+
+@dataclass(slots=True)
+class CollectorSettings:
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = 8765
+    tls_certfile: str = ""
+    tls_keyfile: str = ""
+    client_cafile: str = ""  # set: require a client certificate signed by this CA
+    bearer_token: Secret = Secret("")
+    bearer_token_file: str = ""
+    max_event_bytes: int = 1_048_576
+    max_request_bytes: int = 33_554_432
+    queue_events: int = 100_000
+    spool_dir: str = ""  # empty: <data_dir>/spool
+    spool_max_bytes: int = 1_073_741_824
+    checkpoint_dir: str = ""  # empty: <data_dir>/checkpoints
+
+
+@dataclass(slots=True)
+class Settings:
+    cluster: str = "default"
+    node: str = field(default_factory=socket.gethostname)
+    data_dir: str = str(Path.home() / ".local" / "share" / "vigil")
+    log_level: str = "INFO"
+    metrics_port: int = 0  # 0: no /metrics listener (the webhook serves /metrics on its own port)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    clickhouse: ClickHouseSettings = field(default_factory=ClickHouseSettings)
+    collector: CollectorSettings = field(default_factory=CollectorSettings)
+
+    def topic(self, name: str) -> str:
+        """The full name of one of vigil's topics (``raw.k8s-audit``, ``events``, ``alerts``, ``deadletter``)."""
+        return self.kafka.topic_prefix + name
+
+    @property
+    def spool_dir(self) -> Path:
+        return Path(self.collector.spool_dir or Path(self.data_dir) / "spool")
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.collector.checkpoint_dir or Path(self.data_dir) / "checkpoints")
+
+
+_SECTIONS = {"kafka": KafkaSettings, "clickhouse": ClickHouseSettings, "collector": CollectorSettings}
+_SECRET_FILES = {"sasl_password": "sasl_password_file", "password": "password_file",
+                 "bearer_token": "bearer_token_file"}
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the setting and where it came from."""
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Build settings from the config file (``path`` or ``$VIGIL_CONFIG``) and the environment."""
+    env = dict(os.environ if env is None else env)
+    path = path or env.get("VIGIL_CONFIG")
+    file_data: dict[str, Any] = {}
+    if path:
+        try:
+            file_data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    settings = Settings()
+    _apply(settings, file_data, env, prefix="VIGIL_")
+    for section, cls in _SECTIONS.items():
+        sub = getattr(settings, section)
+        data = file_data.get(section, {})
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file section [{section}] must be a table")
+        _apply(sub, data, env, prefix=f"VIGIL_{section.upper()}_")
+        _read_secret_files(sub, cls)
+    return settings
+
+
+def _apply(target: Any, data: dict[str, Any], env: dict[str, str], prefix: str) -> None:
+    hints = get_type_hints(type(target))
+    for f in fields(target):
+        if f.name in _SECTIONS:
+            continue
+        raw = env.get(prefix + f.name.upper(), data.get(f.name))
+        if raw is None:
+            continue
+        setattr(target, f.name, _coerce(hints[f.name], raw, prefix + f.name.upper()))
+
+
+def _coerce(kind: Any, raw: Any, name: str) -> Any:
+    try:
+        if kind is bool:
+            return raw if isinstance(raw, bool) else str(raw).lower() in {"1", "true", "yes", "on"}
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if kind is Secret:
+            return Secret(str(raw))
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name}: expected {kind.__name__}, got {raw!r}") from exc
+
+
+def _read_secret_files(section: Any, cls: type) -> None:
+    for secret, file_field in _SECRET_FILES.items():
+        if not hasattr(section, secret) or getattr(section, secret):
+            continue
+        path = getattr(section, file_field)
+        if path:
+            try:
+                setattr(section, secret, Secret(Path(path).read_text().strip()))
+            except OSError as exc:
+                raise ConfigError(f"{cls.__name__}.{file_field}: cannot read {path}: {exc}") from exc

@@ -1,0 +1,193 @@
+"""The one normalized event envelope every source maps into.
+
+Every collector and adapter (Kubernetes audit, eBPF sensor, containerd, Tetragon, Falco) produces an
+:class:`Event`. Detections, storage and SIEM outputs only ever see this shape, so a detection written
+against ``process.exec`` works the same whether the record came from vigil's own sensor or from
+Tetragon. The source's original record is kept verbatim in ``raw`` for forensics.
+
+The envelope is versioned (``schema``): a consumer that meets a newer major version than it knows
+refuses the record into the dead-letter path instead of guessing. The schema is documented as a table
+in the README ("Event schema"); keep both in step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+SCHEMA_VERSION = 1
+
+#: Kinds of event. Sources may add kinds, but these names are the contract detections rely on.
+KINDS = frozenset(
+    {
+        "k8s.api",
+        "process.exec",
+        "process.exit",
+        "file.open",
+        "net.connect",
+        "net.accept",
+        "net.listen",
+        "container.create",
+        "container.start",
+        "container.exit",
+        "container.delete",
+        "container.oom",
+    }
+)
+
+#: Outcome results: what happened to the action the event describes.
+RESULTS = frozenset({"success", "failure", "denied", "unknown"})
+
+
+@dataclass(slots=True)
+class K8sContext:
+    """Where in Kubernetes the event happened (the pod that ran it, or the object an API call touched)."""
+
+    namespace: str = ""
+    pod: str = ""
+    pod_uid: str = ""
+    container_id: str = ""
+    container_name: str = ""
+    image: str = ""
+    service_account: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Actor:
+    """Who acted: an API identity for API calls, a process for runtime events (unused fields stay empty)."""
+
+    user: str = ""
+    user_uid: str = ""
+    groups: list[str] = field(default_factory=list)
+    source_ips: list[str] = field(default_factory=list)
+    user_agent: str = ""
+    impersonated_by: str = ""
+    pid: int = 0
+    ppid: int = 0
+    uid: int = -1
+    gid: int = -1
+    exe: str = ""
+    args: list[str] = field(default_factory=list)
+    cwd: str = ""
+    parent_exe: str = ""
+
+
+@dataclass(slots=True)
+class Target:
+    """What was acted on: an API object, a file path, or a network peer."""
+
+    resource: str = ""
+    subresource: str = ""
+    api_group: str = ""
+    api_version: str = ""
+    namespace: str = ""
+    name: str = ""
+    uri: str = ""
+    path: str = ""
+    address: str = ""
+    port: int = 0
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The result of the action: ``result`` is one of :data:`RESULTS`; ``code`` is e.g. the HTTP status."""
+
+    result: str = "unknown"
+    code: int = 0
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class Event:
+    """One normalized security event. Times are Unix epoch nanoseconds."""
+
+    id: str
+    time_ns: int
+    source: str
+    kind: str
+    action: str = ""
+    original_id: str = ""
+    ingest_ns: int = 0
+    cluster: str = ""
+    node: str = ""
+    k8s: K8sContext = field(default_factory=K8sContext)
+    actor: Actor = field(default_factory=Actor)
+    target: Target = field(default_factory=Target)
+    outcome: Outcome = field(default_factory=Outcome)
+    raw: Any = None
+    schema: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        """Rebuild an event from its JSON form; raises :class:`SchemaError` for a foreign or broken one."""
+        schema = data.get("schema", SCHEMA_VERSION)
+        if not isinstance(schema, int) or schema > SCHEMA_VERSION:
+            raise SchemaError(f"unsupported event schema version {schema!r}")
+        try:
+            return cls(
+                id=data["id"],
+                time_ns=int(data["time_ns"]),
+                source=data["source"],
+                kind=data["kind"],
+                action=data.get("action", ""),
+                original_id=data.get("original_id", ""),
+                ingest_ns=int(data.get("ingest_ns", 0)),
+                cluster=data.get("cluster", ""),
+                node=data.get("node", ""),
+                k8s=K8sContext(**data.get("k8s", {})),
+                actor=Actor(**data.get("actor", {})),
+                target=Target(**data.get("target", {})),
+                outcome=Outcome(**data.get("outcome", {})),
+                raw=data.get("raw"),
+                schema=schema,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SchemaError(f"malformed event: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, payload: bytes) -> Event:
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise SchemaError(f"event is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise SchemaError("event is not a JSON object")
+        return cls.from_dict(data)
+
+    @property
+    def correlation_key(self) -> str:
+        """The key that keeps everything about one pod (or, failing that, one identity) together.
+
+        Used as the Kafka record key and by cross-source sequences: an audit ``pods/exec`` on pod P and
+        a process running in P share ``cluster/namespace/pod``, so they land on the same partition.
+        """
+        if self.k8s.pod:
+            return f"{self.cluster}/{self.k8s.namespace}/{self.k8s.pod}"
+        if self.k8s.namespace:
+            return f"{self.cluster}/{self.k8s.namespace}"
+        return f"{self.cluster}/~{self.actor.user}"
+
+
+class SchemaError(ValueError):
+    """A record that does not fit the envelope; carries the reason used for the dead-letter record."""
+
+
+def event_id(source: str, *parts: str) -> str:
+    """A deterministic id, so the same original record always yields the same event (dedup on retry)."""
+    digest = hashlib.blake2b("\x1f".join((source, *parts)).encode(), digest_size=16)
+    return digest.hexdigest()
+
+
+def now_ns() -> int:
+    return time.time_ns()
