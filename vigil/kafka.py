@@ -12,6 +12,7 @@ one alert per message, as SIEMs expect.
 from __future__ import annotations
 
 import base64
+import contextlib
 import ssl
 from collections.abc import Iterable
 from typing import Any
@@ -92,10 +93,8 @@ async def ensure_topics(settings: Settings, names: Iterable[str] = TOPICS) -> No
             if settings.topic(name) not in existing
         ]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # created concurrently elsewhere
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # created concurrently by another component
     finally:
         await admin.close()
 
