@@ -67,7 +67,7 @@ class CollectorSettings:
     bearer_token_file: str = ""
     max_event_bytes: int = 1_048_576
     max_request_bytes: int = 33_554_432
-    queue_events: int = 100_000
+    queue_max_bytes: int = 268_435_456  # in-memory bound on data awaiting Kafka's acknowledgement
     spool_dir: str = ""  # empty: <data_dir>/spool
     spool_max_bytes: int = 1_073_741_824
     checkpoint_dir: str = ""  # empty: <data_dir>/checkpoints

@@ -17,10 +17,12 @@ import ssl
 from collections.abc import Iterable
 from typing import Any
 
+import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from faust.types.auth import CredentialsT
 
 from vigil import metrics
 from vigil.config import KafkaSettings, Settings
@@ -41,10 +43,8 @@ def client_options(kafka: KafkaSettings) -> dict[str, Any]:
         "bootstrap_servers": kafka.bootstrap,
         "security_protocol": kafka.security_protocol,
     }
-    if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=kafka.ssl_cafile or None)
-        if kafka.ssl_certfile:
-            context.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile or None)
+    context = ssl_context(kafka)
+    if context:
         options["ssl_context"] = context
     if kafka.security_protocol.startswith("SASL"):
         options.update(
@@ -53,6 +53,24 @@ def client_options(kafka: KafkaSettings) -> dict[str, Any]:
             sasl_plain_password=str(kafka.sasl_password),
         )
     return options
+
+
+def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
+    if kafka.security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    context = ssl.create_default_context(cafile=kafka.ssl_cafile or None)
+    if kafka.ssl_certfile:
+        context.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile or None)
+    return context
+
+
+def faust_credentials(kafka: KafkaSettings) -> CredentialsT | None:
+    """The same security settings in the form Faust's ``broker_credentials`` takes."""
+    context = ssl_context(kafka)
+    if kafka.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=kafka.sasl_username, password=str(kafka.sasl_password),
+                                     mechanism=kafka.sasl_mechanism, ssl_context=context)
+    return faust.SSLCredentials(context) if context else None
 
 
 def producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:

@@ -1,0 +1,82 @@
+"""``vigil collect audit``: the audit webhook receiver and/or file tailer, shipping to Kafka."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from pathlib import Path
+
+from collectors.audit.webhook import AuditWebhook
+from collectors.ingest import SourceIngest
+from collectors.shipper import KafkaShipper
+from collectors.source import get_source
+from collectors.tailer import CheckpointStore, FileTailer
+from vigil import metrics
+from vigil.config import Settings
+
+COMPONENT = "audit-collector"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    collect = sub.add_parser("collect", help="run an edge collector").add_subparsers(dest="collector", required=True)
+    audit = collect.add_parser("audit", help="Kubernetes audit logs: apiserver webhook and/or log files")
+    audit.add_argument("--webhook", action="store_true", help="serve the audit webhook (collector.webhook_*)")
+    audit.add_argument("--file", dest="files", action="append", default=[], type=Path, metavar="PATH",
+                       help="follow an audit log file (JSON lines; repeatable)")
+    audit.add_argument("--once", action="store_true", help="read the files to their end, ship, and exit")
+    audit.set_defaults(func=_collect_audit)
+
+
+def _collect_audit(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.webhook and not args.files:
+        print("vigil collect audit: give --webhook and/or --file PATH")
+        return 2
+    if args.once and args.webhook:
+        print("vigil collect audit: --once reads files only; it cannot be combined with --webhook")
+        return 2
+    asyncio.run(run_audit_collector(settings, webhook=args.webhook, files=args.files, follow=not args.once))
+    return 0
+
+
+async def run_audit_collector(settings: Settings, *, webhook: bool, files: list[Path], follow: bool = True,
+                              stop: asyncio.Event | None = None) -> None:
+    """Run until ``stop`` is set or SIGTERM/SIGINT (or, without ``follow``, until the files are shipped)."""
+    stop = stop or _stop_on_signals()
+    if not webhook:
+        metrics.serve(settings.metrics_port)
+    shipper = KafkaShipper(settings, COMPONENT)
+    await shipper.start()
+    ingest = SourceIngest(get_source("k8s-audit"), settings, shipper, COMPONENT)
+    receiver = AuditWebhook(settings, ingest) if webhook else None
+    checkpoints = CheckpointStore(settings.checkpoint_dir / COMPONENT)
+    tailers = [FileTailer(p, ingest, checkpoints, settings.collector.max_event_bytes) for p in files]
+    try:
+        if receiver:
+            await receiver.start()
+        runs = [asyncio.create_task(t.run(follow=follow)) for t in tailers]
+        if not follow and not receiver:
+            await asyncio.gather(*runs)
+            return
+        waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([*runs, waiter], return_when=asyncio.FIRST_COMPLETED)
+        for task in (*runs, waiter):
+            task.cancel()
+        for task in done - {waiter}:
+            task.result()  # a tailer that failed surfaces here
+    finally:
+        for tailer in tailers:
+            tailer.close()
+        if receiver:
+            await receiver.stop()
+        await shipper.close()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -1,0 +1,187 @@
+"""Delivery of collected records to Kafka that never loses data silently.
+
+The shipper answers one question for its callers: "is this data safe yet?". :meth:`KafkaShipper.ship`
+returns only once every message is either acknowledged by Kafka (acks=all, idempotent producer) or
+fsynced into the on-disk spool; callers (the webhook's HTTP answer, the file tailer's checkpoint) act
+on that. While the spool holds anything, new messages are appended behind it, so Kafka receives them
+in the order they were collected once it is back. When even the spool is full, :class:`SpoolFull`
+reaches the caller, which refuses the input (the apiserver retries; the tailer stops reading) and the
+loss, if any, is counted.
+
+Records are packed per (topic, key) into one Kafka message holding a JSON array (see
+:mod:`vigil.kafka`), bounded by the configured maximum message size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from collectors.spool import DiskSpool, Message, SpoolFull
+from vigil import kafka, metrics
+from vigil.config import Settings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["KafkaShipper", "Message", "SpoolFull", "pack"]
+
+
+def pack(topic: str, records: Iterable[tuple[str, bytes]], max_bytes: int) -> list[Message]:
+    """Group JSON-encoded records by key into JSON-array messages of at most ``max_bytes`` each.
+
+    Records arrive already encoded, so packing is byte concatenation: no re-serialization.
+    """
+    groups: dict[str, list[bytes]] = defaultdict(list)
+    for key, value in records:
+        groups[key].append(value)
+    messages: list[Message] = []
+    for key, values in groups.items():
+        chunk: list[bytes] = []
+        size = 2
+        for value in values:
+            if chunk and size + len(value) + 1 > max_bytes:
+                messages.append(Message(topic, key, b"[" + b",".join(chunk) + b"]"))
+                chunk, size = [], 2
+            chunk.append(value)
+            size += len(value) + 1
+        messages.append(Message(topic, key, b"[" + b",".join(chunk) + b"]"))
+    return messages
+
+
+class KafkaShipper:
+    """Sends messages to Kafka, spooling to disk in order while Kafka is unreachable."""
+
+    DRAIN_BATCH = 500
+
+    def __init__(self, settings: Settings, component: str, delivery_timeout_ms: int = 5_000) -> None:
+        self._settings = settings
+        self._component = component
+        self._delivery_timeout_ms = delivery_timeout_ms
+        self._spool = DiskSpool(settings.spool_dir / component, settings.collector.spool_max_bytes, component)
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+        self._room = asyncio.Condition()
+        self._max_queued = settings.collector.queue_max_bytes
+        self._queued = 0
+        self._drainer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def spooled_bytes(self) -> int:
+        return self._spool.bytes_pending
+
+    async def start(self) -> None:
+        """Connect if Kafka is there; if not, start in spool mode and keep trying in the background."""
+        if self._spool or not await self._connect():
+            self._start_drainer()
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._drainer:
+            self._drainer.cancel()
+            await asyncio.gather(self._drainer, return_exceptions=True)
+        if self._producer:
+            await self._producer.stop()
+        self._spool.close()
+
+    async def ship(self, messages: Sequence[Message]) -> None:
+        """Return once all messages are acknowledged by Kafka or safely spooled; raise SpoolFull otherwise."""
+        if not messages:
+            return
+        size = sum(len(m.value) for m in messages)
+        async with self._room:
+            # Bound what sits in memory; a single oversized call still passes when nothing else is queued.
+            await self._room.wait_for(lambda: self._queued == 0 or self._queued + size <= self._max_queued)
+            self._set_queued(size)
+        try:
+            if self._spool or self._producer is None:
+                await self._spool_append(list(messages))
+                return
+            acked = await self._send(messages)
+            failed = [m for m, ok in zip(messages, acked, strict=True) if not ok]
+            if failed:
+                await self._spool_append(failed)
+        finally:
+            async with self._room:
+                self._set_queued(-size)
+                self._room.notify_all()
+
+    async def _send(self, messages: Sequence[Message]) -> list[bool]:
+        """Send and await acks; say for each message whether Kafka acknowledged it."""
+        assert self._producer is not None
+        futures: list[asyncio.Future] = []
+        try:
+            for message in messages:
+                futures.append(await self._producer.send(message.topic, message.value, key=message.key.encode()))
+        except KafkaError as exc:
+            self._kafka_failed(exc)
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        acked = [not isinstance(r, BaseException) for r in results] + [False] * (len(messages) - len(futures))
+        for message, ok in zip(messages, acked, strict=True):
+            if ok:
+                metrics.SHIPPED.labels(self._component, message.topic).inc()
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            self._kafka_failed(errors[0])
+        return acked
+
+    async def _spool_append(self, messages: list[Message]) -> None:
+        async with self._lock:
+            try:
+                await asyncio.to_thread(self._spool.append, messages)
+            except SpoolFull:
+                metrics.DROPPED.labels(self._component, "spool_full").inc(len(messages))
+                raise
+        self._start_drainer()
+
+    def _kafka_failed(self, exc: BaseException) -> None:
+        metrics.KAFKA_ERRORS.labels(self._component, type(exc).__name__).inc()
+        if not self._spool:
+            log.warning("kafka unavailable, spooling to disk", extra={"error": str(exc)})
+
+    def _start_drainer(self) -> None:
+        if not self._closing and (self._drainer is None or self._drainer.done()):
+            self._drainer = asyncio.create_task(self._drain(), name=f"{self._component}-spool-drain")
+
+    async def _drain(self) -> None:
+        """Replay the spool into Kafka in order, backing off while Kafka stays unreachable."""
+        backoff = 0.5
+        while True:
+            if self._producer is None and not await self._connect():
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            async with self._lock:
+                batch = await asyncio.to_thread(self._spool.peek, self.DRAIN_BATCH)
+                if not batch:
+                    log.info("spool drained, shipping directly")
+                    return
+                acked = await self._send([message for message, _ in batch])
+                # Only the acknowledged prefix leaves the spool, so a retry keeps the original order.
+                prefix = acked.index(False) if False in acked else len(acked)
+                await asyncio.to_thread(self._spool.ack, [size for _, size in batch[:prefix]])
+            if prefix < len(batch):
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+            else:
+                backoff = 0.5
+
+    async def _connect(self) -> bool:
+        producer = kafka.producer(self._settings, request_timeout_ms=self._delivery_timeout_ms)
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            self._kafka_failed(exc)
+            await producer.stop()
+            return False
+        self._producer = producer
+        return True
+
+    def _set_queued(self, delta: int) -> None:
+        self._queued += delta
+        metrics.QUEUE_BYTES.labels(self._component).set(self._queued)
