@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 
 import orjson
@@ -75,6 +74,4 @@ class StreamProcessor:
 
 
 def _observe(events: list[Event]) -> None:
-    for kind, count in Counter(event.kind for event in events).items():
-        metrics.EVENTS_PROCESSED.labels(kind).inc(count)
     metrics.LATENCY.labels("collect_to_detect").observe(max(0.0, (time.time_ns() - events[-1].ingest_ns) / 1e9))

@@ -53,7 +53,9 @@ class Alert:
 
     @property
     def time(self) -> str:
-        return datetime.fromtimestamp(self.time_ns / 1e9, UTC).isoformat().replace("+00:00", "Z")
+        seconds, nanos = divmod(self.time_ns, 1_000_000_000)
+        moment = datetime.fromtimestamp(seconds, UTC).replace(microsecond=nanos // 1000)
+        return moment.isoformat().replace("+00:00", "Z")
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)

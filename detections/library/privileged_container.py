@@ -1,0 +1,128 @@
+"""Privileged container: a pod or workload template that runs a container with ``privileged: true``."""
+
+from typing import Any
+
+from detections.sdk import EventDetection, Example, audit_record, containers, pod_spec, workload, workload_object
+from vigil.event import Event
+
+
+def privileged_containers(event: Event) -> list[dict[str, str]]:
+    spec = pod_spec(event)
+    if spec is None:
+        return []
+    return [
+        {"container": str(c.get("name", "")), "image": str(c.get("image", "")), "list": list_name}
+        for list_name, c in containers(spec)
+        if isinstance(c.get("securityContext"), dict) and c["securityContext"].get("privileged") is True
+    ]
+
+
+def privileged_context(event: Event) -> dict[str, Any]:
+    found = privileged_containers(event)
+    return {
+        "workload": workload(event),
+        "containers": [c["container"] for c in found],
+        "images": sorted({c["image"] for c in found}),
+        "privileged_containers": found,
+        "setting": "securityContext.privileged: true",
+    }
+
+
+_PRIVILEGED = {"name": "shell", "image": "alpine:3.20", "securityContext": {"privileged": True}}
+_PLAIN = {"name": "web", "image": "nginx:1.27", "securityContext": {"runAsNonRoot": True}}
+
+DETECTION = EventDetection(
+    id="k8s.privileged_container",
+    title="Privileged container",
+    alert_title="{user} set a privileged container in {workload} ({namespace})",
+    description=(
+        "A pod, or a workload that templates pods (Deployment, DaemonSet, StatefulSet, ReplicaSet, Job, CronJob), "
+        "was created or changed with a container, init container or ephemeral container running privileged. "
+        "A privileged container has every capability and the host's devices: it is root on the node and escapes "
+        "the container in one step. Reported whether or not the request was allowed."
+    ),
+    severity="critical",
+    mitre=["T1610", "T1611"],
+    tags=["kubernetes", "privilege-escalation", "container-escape"],
+    references=[
+        "https://microsoft.github.io/Threat-Matrix-for-Kubernetes/techniques/Privileged%20container/",
+        "https://kubernetes.io/docs/concepts/security/pod-security-standards/",
+    ],
+    false_positives=[
+        "Node agents that need the host (CNI, CSI drivers, monitoring) run privileged DaemonSets; "
+        "expect them when they are installed or upgraded.",
+    ],
+    kinds=["k8s.api"],
+    match=lambda event: bool(privileged_containers(event)),
+    context=privileged_context,
+    dedup="{cluster}/{namespace}/{workload}",
+    examples=[
+        Example(
+            name="privileged pod",
+            source="k8s-audit",
+            fires=True,
+            record=audit_record(
+                "create", "pods", name="debug",
+                request_object=workload_object("Pod", "debug", {"containers": [_PRIVILEGED]}),
+            ),
+        ),
+        Example(
+            name="privileged init container in a DaemonSet",
+            source="k8s-audit",
+            fires=True,
+            record=audit_record(
+                "create", "daemonsets", name="node-agent", namespace="kube-system", api_group="apps",
+                request_object=workload_object(
+                    "DaemonSet", "node-agent", {"initContainers": [_PRIVILEGED], "containers": [_PLAIN]}
+                ),
+            ),
+        ),
+        Example(
+            name="privileged container in a CronJob",
+            source="k8s-audit",
+            fires=True,
+            record=audit_record(
+                "create", "cronjobs", name="cleanup", api_group="batch",
+                request_object=workload_object("CronJob", "cleanup", {"containers": [_PRIVILEGED]}),
+            ),
+        ),
+        Example(
+            name="privileged ephemeral container added by kubectl debug",
+            source="k8s-audit",
+            fires=True,
+            record=audit_record(
+                "patch", "pods", name="web-7f9c", subresource="ephemeralcontainers",
+                request_object={"spec": {"ephemeralContainers": [_PRIVILEGED]}},
+            ),
+        ),
+        Example(
+            name="ordinary pod",
+            source="k8s-audit",
+            fires=False,
+            record=audit_record(
+                "create", "pods", name="web",
+                request_object=workload_object("Pod", "web", {"containers": [_PLAIN]}),
+            ),
+        ),
+        Example(
+            name="privileged: false",
+            source="k8s-audit",
+            fires=False,
+            record=audit_record(
+                "create", "deployments", name="web", api_group="apps",
+                request_object=workload_object(
+                    "Deployment", "web", {"containers": [{**_PLAIN, "securityContext": {"privileged": False}}]}
+                ),
+            ),
+        ),
+        Example(
+            name="kubelet status update of a privileged pod",
+            source="k8s-audit",
+            fires=False,
+            record=audit_record(
+                "patch", "pods", name="debug", subresource="status", user="system:node:worker-1",
+                request_object=workload_object("Pod", "debug", {"containers": [_PRIVILEGED]}),
+            ),
+        ),
+    ],
+)

@@ -1,0 +1,130 @@
+"""Sensitive hostPath mount: a pod or workload template mounts a sensitive directory or socket of the node."""
+
+from typing import Any
+
+from detections.sdk import EventDetection, Example, audit_record, host_path, pod_spec, workload, workload_object
+from vigil.event import Event
+
+#: Host paths that give a container the node: its root, configuration, credentials, the container runtime,
+#: the kubelet's secrets and pods, the kernel's interfaces, logs of other workloads, users' homes, devices.
+#: ``/var/run`` is folded into ``/run`` by :func:`detections.sdk.host_path`.
+SENSITIVE_PATHS = (
+    "/",
+    "/etc",
+    "/root",
+    "/home",
+    "/run/docker.sock",
+    "/run/containerd/containerd.sock",
+    "/run/crio/crio.sock",
+    "/var/lib/kubelet",
+    "/proc",
+    "/sys",
+    "/var/log",
+    "/dev",
+)
+
+
+def _is_sensitive(path: str) -> bool:
+    return any(path == p or (p != "/" and path.startswith(p + "/")) for p in SENSITIVE_PATHS)
+
+
+def sensitive_mounts(event: Event) -> list[dict[str, str]]:
+    spec = pod_spec(event)
+    volumes = spec.get("volumes") if spec is not None else None
+    if not isinstance(volumes, list):
+        return []
+    return [
+        {"volume": str(volume.get("name", "")), "path": volume["hostPath"]["path"], "resolved": resolved}
+        for volume in volumes
+        if isinstance(volume, dict) and (resolved := host_path(volume)) and _is_sensitive(resolved)
+    ]
+
+
+def host_path_context(event: Event) -> dict[str, Any]:
+    mounts = sensitive_mounts(event)
+    return {"workload": workload(event), "host_paths": [m["path"] for m in mounts], "volumes": mounts}
+
+
+def _pod_with_host_path(path: str) -> dict[str, Any]:
+    return {
+        "containers": [{"name": "app", "image": "busybox:1.36", "volumeMounts": [{"name": "host", "mountPath": "/h"}]}],
+        "volumes": [{"name": "host", "hostPath": {"path": path}}],
+    }
+
+
+def _create_pod(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return audit_record("create", "pods", name=name, request_object=workload_object("Pod", name, spec))
+
+
+DETECTION = EventDetection(
+    id="k8s.sensitive_host_path",
+    title="Sensitive hostPath mount",
+    alert_title="{user} mounted host path {host_paths} in {workload} ({namespace})",
+    description=(
+        "A pod, or a workload that templates pods, was created or changed with a hostPath volume on a sensitive "
+        "part of the node: its root, /etc, /root, /home, the container runtime socket, the kubelet's directory, "
+        "/proc, /sys, /dev or /var/log. Such a mount reads the node's credentials and other pods' secrets, or "
+        "controls the runtime, which is a container escape. Reported whether or not the request was allowed."
+    ),
+    severity="high",
+    mitre=["T1611"],
+    tags=["kubernetes", "privilege-escalation", "container-escape"],
+    references=[
+        "https://microsoft.github.io/Threat-Matrix-for-Kubernetes/techniques/Writable%20hostPath%20mount/",
+        "https://kubernetes.io/docs/concepts/storage/volumes/#hostpath",
+    ],
+    false_positives=[
+        "Log shippers mount /var/log, node exporters /proc and /sys, CSI drivers /var/lib/kubelet: "
+        "expect their DaemonSets when they are installed or upgraded.",
+    ],
+    kinds=["k8s.api"],
+    match=lambda event: bool(sensitive_mounts(event)),
+    context=host_path_context,
+    dedup="{cluster}/{namespace}/{workload}",
+    examples=[
+        Example(
+            name="the node's root filesystem",
+            source="k8s-audit",
+            fires=True,
+            record=_create_pod("rootfs", _pod_with_host_path("/")),
+        ),
+        Example(
+            name="the container runtime socket, spelled through /var/run",
+            source="k8s-audit",
+            fires=True,
+            record=audit_record(
+                "create", "deployments", name="builder", api_group="apps",
+                request_object=workload_object(
+                    "Deployment", "builder", _pod_with_host_path("/var/run/containerd/containerd.sock")
+                ),
+            ),
+        ),
+        Example(
+            name="a path under /etc with a trailing slash",
+            source="k8s-audit",
+            fires=True,
+            record=audit_record(
+                "create", "jobs", name="peek", api_group="batch",
+                request_object=workload_object("Job", "peek", _pod_with_host_path("/etc/kubernetes/")),
+            ),
+        ),
+        Example(
+            name="a scratch directory on the node",
+            source="k8s-audit",
+            fires=False,
+            record=_create_pod("cache", _pod_with_host_path("/tmp/cache")),
+        ),
+        Example(
+            name="a path that only starts like a sensitive one",
+            source="k8s-audit",
+            fires=False,
+            record=_create_pod("data", _pod_with_host_path("/etcd-data")),
+        ),
+        Example(
+            name="emptyDir volume",
+            source="k8s-audit",
+            fires=False,
+            record=_create_pod("plain", {"containers": [{"name": "app"}], "volumes": [{"name": "s", "emptyDir": {}}]}),
+        ),
+    ],
+)
