@@ -45,7 +45,7 @@ async def run_audit_collector(settings: Settings, *, webhook: bool, files: list[
     """Run until ``stop`` is set or SIGTERM/SIGINT (or, without ``follow``, until the files are shipped)."""
     stop = stop or _stop_on_signals()
     if not webhook:
-        metrics.serve(settings.metrics_port)
+        metrics.serve(settings)
     shipper = KafkaShipper(settings, COMPONENT)
     await shipper.start()
     ingest = SourceIngest(get_source("k8s-audit"), settings, shipper, COMPONENT)

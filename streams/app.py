@@ -24,7 +24,8 @@ RELOAD_SECONDS = 5.0
 
 def create_app(settings: Settings, engine_factory: Callable[[], Engine] = Engine.load) -> faust.App:
     app = faust.App(
-        "vigil-streams",
+        # The app id is the consumer group and the prefix of Faust's own topics: one per vigil deployment.
+        f"{settings.kafka.topic_prefix}streams",
         broker=[f"kafka://{server}" for server in settings.kafka.bootstrap.split(",")],
         broker_credentials=kafka.faust_credentials(settings.kafka),
         store="memory://",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import faust
 
+from streams import tail as streams_tail
 from streams.app import create_app
 from vigil import metrics
 from vigil.config import Settings
@@ -16,10 +18,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     stream = sub.add_parser("stream", help="stream processing").add_subparsers(dest="stream", required=True)
     worker = stream.add_parser("worker", help="normalize raw telemetry, run detections, emit events and alerts")
     worker.set_defaults(func=_worker)
+    tail = stream.add_parser("tail", help="print the messages of a vigil topic as JSON lines")
+    tail.add_argument("topic", help="topic without the prefix: alerts, events, deadletter, raw.k8s-audit")
+    tail.add_argument("--since", help="start at messages from this long ago (10m, 2h) or epoch ms; default: new only")
+    tail.add_argument("--timeout", type=float, default=10.0, help="stop after this many seconds (default 10)")
+    tail.add_argument("--max", type=int, default=1_000_000, dest="limit", help="stop after this many documents")
+    tail.set_defaults(func=_tail)
+
+
+def _tail(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        streams_tail.run(settings, args.topic, args.since, args.timeout, args.limit)
+    except ValueError as exc:
+        print(f"vigil: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    metrics.serve(settings.metrics_port)
+    metrics.serve(settings)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True,
                           loghandlers=logging.getLogger().handlers)

@@ -80,6 +80,7 @@ class Settings:
     data_dir: str = str(Path.home() / ".local" / "share" / "vigil")
     log_level: str = "INFO"
     metrics_port: int = 0  # 0: no /metrics listener (the webhook serves /metrics on its own port)
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can scrape it
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     clickhouse: ClickHouseSettings = field(default_factory=ClickHouseSettings)
     collector: CollectorSettings = field(default_factory=CollectorSettings)

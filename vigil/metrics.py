@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from vigil.config import Settings
+
 RECEIVED = Counter("vigil_records_received_total", "Records read from a source", ["component", "source"])
 REJECTED = Counter(
     "vigil_records_rejected_total",
@@ -37,7 +39,7 @@ ALERTS = Counter("vigil_alerts_total", "Alerts raised", ["detection", "severity"
 ROWS_WRITTEN = Counter("vigil_clickhouse_rows_total", "Rows acknowledged by ClickHouse", ["table"])
 
 
-def serve(port: int, host: str = "127.0.0.1") -> None:
-    """Expose /metrics on ``host:port`` in a background thread (0 disables it)."""
-    if port:
-        start_http_server(port, addr=host)
+def serve(settings: Settings) -> None:
+    """Expose /metrics on ``metrics_host:metrics_port`` in a background thread (port 0 disables it)."""
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)

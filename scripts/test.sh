@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, the detection library's own examples, unit and integration tests.
+# Integration tests start the real local Kafka and ClickHouse (vigil dev up) and stop them afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check .
+.venv/bin/vigil detections test
+.venv/bin/pytest -q -p no:cacheprovider "$@"

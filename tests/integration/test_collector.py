@@ -1,0 +1,190 @@
+"""The audit collector against the real local Kafka: webhook, bad input, auth/TLS, file tailer restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import subprocess
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+
+from collectors.cli import run_audit_collector
+
+pytestmark = pytest.mark.integration
+
+SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "attack-scenario.jsonl"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _event_list(n: int) -> bytes:
+    items = [orjson.loads(line) for line in SAMPLES.read_bytes().splitlines()]
+    return orjson.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items[:n]})
+
+
+class RunningCollector:
+    """The collector in-process, as `vigil collect audit` runs it."""
+
+    def __init__(self, settings, **kwargs) -> None:
+        self.settings = settings
+        self.kwargs = kwargs
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> RunningCollector:
+        self.task = asyncio.create_task(run_audit_collector(self.settings, stop=self.stop, **self.kwargs))
+        for _ in range(150):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.settings.collector.webhook_port)
+                writer.close()
+                return self
+            except OSError:
+                assert not self.task.done(), self.task.exception()
+                await asyncio.sleep(0.1)
+        raise AssertionError("webhook did not come up")
+
+    async def __aexit__(self, *exc) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, 30)
+
+
+@pytest.fixture
+def collector_settings(kafka_settings, tmp_path):
+    kafka_settings.collector.webhook_port = _free_port()
+    kafka_settings.data_dir = str(tmp_path / "data")
+    return kafka_settings
+
+
+async def test_webhook_ships_an_event_list_keyed_by_pod(collector_settings, read_documents):
+    async with RunningCollector(collector_settings, webhook=True, files=[]), aiohttp.ClientSession() as session:
+        url = f"http://127.0.0.1:{collector_settings.collector.webhook_port}/audit"
+        async with session.post(url, data=_event_list(5)) as response:
+            assert response.status == 200
+            assert (await response.json())["accepted"] == 5
+    records = await read_documents(collector_settings, "raw.k8s-audit", expected=5, with_keys=True)
+    ids = sorted(doc["auditID"] for _, doc in records)
+    assert ids == sorted(orjson.loads(line)["auditID"] for line in SAMPLES.read_bytes().splitlines())
+    keys = {doc["auditID"]: key for key, doc in records}
+    assert keys["d1c1a0e2-0003-4a1b-9c1e-000000000003"] == f"{collector_settings.cluster}/shop/web-7d9f"
+
+
+BAD_BODIES = [
+    ("not_json", b"this is not json", 400),
+    ("not_json", b'{"kind":"EventList","items":[{"kind":"Event"', 400),
+    ("wrong_kind", b'{"kind": 0}', 400),
+    ("invalid_utf8", b'{"kind":"Event","auditID":"\xff\xfe"}', 400),
+]
+
+
+async def test_bad_input_is_refused_with_a_reason_and_dead_lettered(collector_settings, read_documents):
+    collector_settings.collector.max_request_bytes = 200_000
+    async with RunningCollector(collector_settings, webhook=True, files=[]), aiohttp.ClientSession() as session:
+        url = f"http://127.0.0.1:{collector_settings.collector.webhook_port}/audit"
+        for _reason, body, status in BAD_BODIES:
+            async with session.post(url, data=body) as response:
+                assert response.status == status
+                assert (await response.json())["error"]
+        async with session.post(url, data=b"[" + b" " * 300_000 + b"]") as response:
+            assert response.status == 413
+        async with session.get(f"http://127.0.0.1:{collector_settings.collector.webhook_port}/metrics") as r:
+            text = await r.text()
+    assert 'vigil_records_rejected_total{component="audit-collector",reason="wrong_kind"' in text.replace(
+        ',source="k8s-audit"', "")
+    letters = await read_documents(collector_settings, "deadletter", expected=len(BAD_BODIES) + 1)
+    reasons = sorted(doc["reason"] for doc in letters)
+    assert reasons == sorted([r for r, _, _ in BAD_BODIES] + ["too_large"])
+    utf8 = next(doc for doc in letters if doc["reason"] == "invalid_utf8")
+    assert "raw_base64" in utf8  # the original bytes are kept losslessly
+
+
+async def test_bearer_token_is_required_when_configured(collector_settings):
+    collector_settings.collector.bearer_token = type(collector_settings.collector.bearer_token)("t0ken")
+    async with RunningCollector(collector_settings, webhook=True, files=[]), aiohttp.ClientSession() as session:
+        url = f"http://127.0.0.1:{collector_settings.collector.webhook_port}/audit"
+        async with session.post(url, data=_event_list(1)) as response:
+            assert response.status == 401
+        async with session.post(url, data=_event_list(1), headers={"Authorization": "Bearer wrong"}) as r:
+            assert r.status == 401
+        async with session.post(url, data=_event_list(1), headers={"Authorization": "Bearer t0ken"}) as r:
+            assert r.status == 200
+
+
+def _make_pki(directory: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, made with the openssl CLI."""
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=directory)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+        "-subj", "/CN=vigil-test-ca")
+    for name, extra in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN=vigil-{name}")
+        (directory / f"{name}.ext").write_text(extra + "\n")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext")
+    return {n: directory / n for n in ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")}
+
+
+async def test_tls_webhook_requires_a_client_certificate(collector_settings, tmp_path):
+    pki = _make_pki(tmp_path)
+    collector = collector_settings.collector
+    collector.tls_certfile, collector.tls_keyfile = str(pki["server.crt"]), str(pki["server.key"])
+    collector.client_cafile = str(pki["ca.crt"])
+    trusted = ssl.create_default_context(cafile=str(pki["ca.crt"]))
+    with_cert = ssl.create_default_context(cafile=str(pki["ca.crt"]))
+    with_cert.load_cert_chain(str(pki["client.crt"]), str(pki["client.key"]))
+    url = f"https://127.0.0.1:{collector.webhook_port}/audit"
+    async with RunningCollector(collector_settings, webhook=True, files=[]), aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ClientError):
+            async with session.post(url, data=_event_list(1), ssl=trusted) as response:
+                await response.read()
+        async with session.post(url, data=_event_list(1), ssl=with_cert) as response:
+            assert response.status == 200
+
+
+async def test_file_tailer_resumes_after_restart_without_loss_or_repeats(collector_settings, tmp_path,
+                                                                       read_documents):
+    lines = SAMPLES.read_bytes().splitlines()
+    log_file = tmp_path / "audit.log"
+    log_file.write_bytes(b"\n".join(lines[:3]) + b"\n")
+    await run_audit_collector(collector_settings, webhook=False, files=[log_file], follow=False)
+    with open(log_file, "ab") as fh:
+        fh.write(b"\n".join(lines[3:]) + b"\n")
+    await run_audit_collector(collector_settings, webhook=False, files=[log_file], follow=False)
+    await run_audit_collector(collector_settings, webhook=False, files=[log_file], follow=False)
+    records = await read_documents(collector_settings, "raw.k8s-audit", expected=len(lines), settle=3.0)
+    assert sorted(doc["auditID"] for doc in records) == sorted(orjson.loads(line)["auditID"] for line in lines)
+
+
+async def test_collector_spools_while_kafka_is_down_and_delivers_in_order_when_it_returns(
+        collector_settings, kafka_outage, tmp_path, read_documents):
+    exec_event = orjson.loads(SAMPLES.read_bytes().splitlines()[2])
+    lines = [orjson.dumps(exec_event | {"auditID": f"outage-{i:03d}"}) for i in range(12)]  # one pod: one partition
+    log_file = tmp_path / "audit.log"
+    log_file.write_bytes(b"")
+    stop = asyncio.Event()
+    with kafka_outage():
+        task = asyncio.create_task(run_audit_collector(collector_settings, webhook=False, files=[log_file],
+                                                       stop=stop))
+        for line in lines:
+            with open(log_file, "ab") as fh:
+                fh.write(line + b"\n")
+            await asyncio.sleep(0.4)  # separate polls, so order across Kafka messages is observable
+        spool = Path(collector_settings.data_dir) / "spool" / "audit-collector"
+        for _ in range(200):
+            if sum(p.stat().st_size for p in spool.glob("*.seg")) > 0 and not task.done():
+                break
+            await asyncio.sleep(0.1)
+        assert sum(p.stat().st_size for p in spool.glob("*.seg")) > 0, "nothing was spooled"
+    records = await read_documents(collector_settings, "raw.k8s-audit", expected=len(lines), timeout=120)
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    assert [doc["auditID"] for doc in records] == [orjson.loads(line)["auditID"] for line in lines]

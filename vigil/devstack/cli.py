@@ -1,0 +1,64 @@
+"""``vigil dev up | down | status``: the local development stack from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vigil import devstack
+from vigil.config import Settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    dev = subparsers.add_parser("dev", help="run Kafka and ClickHouse on 127.0.0.1 for development and tests")
+    actions = dev.add_subparsers(dest="dev_command", required=True, metavar="ACTION")
+    up = actions.add_parser("up", help="start what is not running and wait until everything is healthy")
+    up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for health (default 180)")
+    up.set_defaults(func=run_up)
+    down = actions.add_parser("down", help="stop the stack (data is kept in the run dir)")
+    down.add_argument("--grace", type=float, default=30.0, help="seconds before SIGKILL (default 30)")
+    down.set_defaults(func=run_down)
+    status = actions.add_parser("status", help="show each service; exit 1 unless all are healthy")
+    status.set_defaults(func=run_status)
+
+
+def run_up(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        devstack.up(settings, timeout=args.timeout)
+    except devstack.DevStackError as exc:
+        return _failed("up", exc)
+    return run_status(args, settings)
+
+
+def run_down(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        devstack.down(settings, grace=args.grace)
+    except devstack.DevStackError as exc:
+        return _failed("down", exc)
+    print(f"stopped (data kept in {devstack.run_dir(settings)})")
+    return 0
+
+
+def run_status(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        statuses = devstack.status(settings)
+    except devstack.DevStackError as exc:
+        return _failed("status", exc)
+    print(format_status(statuses))
+    print(f"run dir: {devstack.run_dir(settings)}")
+    return 0 if all(s.healthy for s in statuses) else 1
+
+
+def format_status(statuses: list[devstack.ServiceStatus]) -> str:
+    """One line per service: name, state, pid, address, health."""
+    lines = []
+    for s in statuses:
+        pid = f"pid {s.pid}" if s.pid is not None else "-"
+        health = "healthy" if s.healthy else f"unhealthy: {s.detail}"
+        lines.append(f"{s.name:<11}{s.state:<10}{pid:<12}{s.address:<24}{health}")
+    return "\n".join(lines)
+
+
+def _failed(action: str, error: devstack.DevStackError) -> int:
+    print(f"vigil dev {action}: {error}", file=sys.stderr)
+    return 1
