@@ -36,7 +36,7 @@ def create_app(settings: Settings, engine_factory: Callable[[], Engine] = Engine
         producer_max_request_size=settings.kafka.max_message_bytes,
         consumer_auto_offset_reset="earliest",
         topic_replication_factor=1,
-        topic_allow_declare=False,
+        topic_partitions=kafka.TOPICS["events"],
     )
     processor = StreamProcessor(settings, engine_factory())
     raw = app.topic(*(settings.topic(f"raw.{s}") for s in SOURCES), key_type=bytes, value_type=bytes,

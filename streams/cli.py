@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import asyncio
 import sys
 
 import faust
 
 from streams import tail as streams_tail
 from streams.app import create_app
-from vigil import metrics
+from vigil import kafka, logs, metrics
 from vigil.config import Settings
 
 
@@ -37,8 +37,9 @@ def _tail(args: argparse.Namespace, settings: Settings) -> int:
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     metrics.serve(settings)
+    asyncio.run(kafka.ensure_topics(settings))
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True,
-                          loghandlers=logging.getLogger().handlers)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False,
+                          logging_config=logs.dict_config(settings.log_level))
     worker.execute_from_commandline()
     return 0

@@ -7,8 +7,10 @@ One JSON object per line on stderr, so log shippers need no parsing rules. Pass 
 from __future__ import annotations
 
 import logging
+import logging.config
 import sys
 import time
+from typing import Any
 
 import orjson
 
@@ -32,12 +34,23 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(doc, default=str).decode()
 
 
+def dict_config(level: str = "INFO") -> dict[str, Any]:
+    """The logging configuration as a :func:`logging.config.dictConfig` mapping.
+
+    Faust's worker (through mode) configures logging itself when it starts; handing it this mapping keeps
+    its lines in the same JSON form as everyone else's.
+    """
+    quiet = max(logging.WARNING, logging.getLevelName(level.upper()))
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": sys.stderr}},
+        "root": {"handlers": ["stderr"], "level": level.upper()},
+        "loggers": {name: {"level": quiet} for name in ("aiokafka", "kafka", "faust", "mode", "urllib3")},
+    }
+
+
 def configure(level: str = "INFO") -> None:
     """Route all logging to stderr as JSON lines (idempotent)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    for noisy in ("aiokafka", "kafka", "faust", "mode", "urllib3"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    logging.config.dictConfig(dict_config(level))

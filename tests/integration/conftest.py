@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from urllib.parse import urlsplit
@@ -77,17 +76,3 @@ def _documents(topic: str, message, with_keys: bool) -> list:
     docs = value if topic.startswith(("raw.", "events")) else [value]
     key = message.key.decode() if message.key is not None else None
     return [(key, doc) for doc in docs] if with_keys else docs
-
-
-async def wait_for(predicate, timeout: float = 60.0, interval: float = 0.5):
-    """Poll ``predicate`` (sync or async) until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import subprocess
 from pathlib import Path
@@ -13,52 +12,13 @@ import orjson
 import pytest
 
 from collectors.cli import run_audit_collector
+from tests.integration.harness import SAMPLES, RunningCollector, event_list, free_port
 
 pytestmark = pytest.mark.integration
 
-SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "attack-scenario.jsonl"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _event_list(n: int) -> bytes:
-    items = [orjson.loads(line) for line in SAMPLES.read_bytes().splitlines()]
-    return orjson.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items[:n]})
-
-
-class RunningCollector:
-    """The collector in-process, as `vigil collect audit` runs it."""
-
-    def __init__(self, settings, **kwargs) -> None:
-        self.settings = settings
-        self.kwargs = kwargs
-        self.stop = asyncio.Event()
-        self.task: asyncio.Task | None = None
-
-    async def __aenter__(self) -> RunningCollector:
-        self.task = asyncio.create_task(run_audit_collector(self.settings, stop=self.stop, **self.kwargs))
-        for _ in range(150):
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.settings.collector.webhook_port)
-                writer.close()
-                return self
-            except OSError:
-                assert not self.task.done(), self.task.exception()
-                await asyncio.sleep(0.1)
-        raise AssertionError("webhook did not come up")
-
-    async def __aexit__(self, *exc) -> None:
-        self.stop.set()
-        await asyncio.wait_for(self.task, 30)
-
-
 @pytest.fixture
 def collector_settings(kafka_settings, tmp_path):
-    kafka_settings.collector.webhook_port = _free_port()
+    kafka_settings.collector.webhook_port = free_port()
     kafka_settings.data_dir = str(tmp_path / "data")
     return kafka_settings
 
@@ -66,7 +26,7 @@ def collector_settings(kafka_settings, tmp_path):
 async def test_webhook_ships_an_event_list_keyed_by_pod(collector_settings, read_documents):
     async with RunningCollector(collector_settings, webhook=True, files=[]), aiohttp.ClientSession() as session:
         url = f"http://127.0.0.1:{collector_settings.collector.webhook_port}/audit"
-        async with session.post(url, data=_event_list(5)) as response:
+        async with session.post(url, data=event_list(5)) as response:
             assert response.status == 200
             assert (await response.json())["accepted"] == 5
     records = await read_documents(collector_settings, "raw.k8s-audit", expected=5, with_keys=True)
@@ -109,11 +69,11 @@ async def test_bearer_token_is_required_when_configured(collector_settings):
     collector_settings.collector.bearer_token = type(collector_settings.collector.bearer_token)("t0ken")
     async with RunningCollector(collector_settings, webhook=True, files=[]), aiohttp.ClientSession() as session:
         url = f"http://127.0.0.1:{collector_settings.collector.webhook_port}/audit"
-        async with session.post(url, data=_event_list(1)) as response:
+        async with session.post(url, data=event_list(1)) as response:
             assert response.status == 401
-        async with session.post(url, data=_event_list(1), headers={"Authorization": "Bearer wrong"}) as r:
+        async with session.post(url, data=event_list(1), headers={"Authorization": "Bearer wrong"}) as r:
             assert r.status == 401
-        async with session.post(url, data=_event_list(1), headers={"Authorization": "Bearer t0ken"}) as r:
+        async with session.post(url, data=event_list(1), headers={"Authorization": "Bearer t0ken"}) as r:
             assert r.status == 200
 
 
@@ -144,9 +104,9 @@ async def test_tls_webhook_requires_a_client_certificate(collector_settings, tmp
     url = f"https://127.0.0.1:{collector.webhook_port}/audit"
     async with RunningCollector(collector_settings, webhook=True, files=[]), aiohttp.ClientSession() as session:
         with pytest.raises(aiohttp.ClientError):
-            async with session.post(url, data=_event_list(1), ssl=trusted) as response:
+            async with session.post(url, data=event_list(1), ssl=trusted) as response:
                 await response.read()
-        async with session.post(url, data=_event_list(1), ssl=with_cert) as response:
+        async with session.post(url, data=event_list(1), ssl=with_cert) as response:
             assert response.status == 200
 
 

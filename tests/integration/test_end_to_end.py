@@ -14,8 +14,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.integration.conftest import wait_for
-from tests.integration.test_collector import SAMPLES, RunningCollector, _event_list, _free_port
+from tests.integration.harness import SAMPLES, RunningCollector, event_list, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +41,7 @@ def pipeline(kafka_settings, tmp_path):
     """The stream worker and the storage writer as the separate processes they are in production."""
     kafka_settings.data_dir = str(tmp_path / "data")
     kafka_settings.cluster = "e2e"
-    kafka_settings.collector.webhook_port = _free_port()
+    kafka_settings.collector.webhook_port = free_port()
     kafka_settings.clickhouse.database = f"test_{uuid.uuid4().hex[:10]}"
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -64,10 +63,10 @@ async def test_posted_audit_events_become_rows_and_siem_alerts(pipeline, read_do
     settings = pipeline
     async with RunningCollector(settings, webhook=True, files=[]), aiohttp.ClientSession() as session:
         url = f"http://127.0.0.1:{settings.collector.webhook_port}/audit"
-        async with session.post(url, data=_event_list(5)) as response:
+        async with session.post(url, data=event_list(5)) as response:
             assert response.status == 200
 
-    alerts = await read_documents(settings, "alerts", expected=3, timeout=180)
+    alerts = await read_documents(settings, "alerts", expected=4, timeout=180)
     by_detection = {alert["detection"]: alert for alert in alerts}
     exec_alert = by_detection["k8s.exec_into_pod"]
     assert exec_alert["evidence"] == ["d1c1a0e2-0003-4a1b-9c1e-000000000003"]

@@ -1,0 +1,361 @@
+"""The storage writer: moves events and alerts from Kafka into ClickHouse without losing or doubling rows.
+
+The contract with Kafka is "commit only what ClickHouse has acknowledged": offsets are committed per
+partition after the insert returned, so a crash at any point re-reads everything not yet stored.
+
+Re-reading must not double what was stored just before the crash. Each insert carries a deduplication
+token naming its exact source range (topic, partition, first and last offset, and the first and last
+message timestamps, which tell a recreated topic's offset 0 from the old one's). ClickHouse drops an insert
+whose token it has seen. That only helps if the re-read forms the very same batch, and batch boundaries
+depend on timing. So before inserting, the writer records the range it is about to store in Kafka itself,
+as the metadata of an offset commit that leaves the committed offset where it was
+(``vigil-pending:<last offset>``). Whoever reads the partition next (this process after a restart, or
+another writer after a rebalance) finds that note and stores exactly that range again first, under the same
+token. Events additionally sit in a ReplacingMergeTree keyed by event id, which collapses duplicates that
+arrive by other paths.
+
+Inserts run one per partition, so each has a range of its own, and all partitions are flushed together
+when ``batch_rows`` rows or ``batch_seconds`` have accumulated. While ClickHouse is unavailable the writer
+retries with backoff and reads nothing more (Kafka holds the backlog); records that can never be stored go
+to the dead-letter topic with the reason, and the rest of their batch goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
+from prometheus_client import Counter
+
+from storage.clickhouse import ClickHouseStore, InsertResult, StoreUnavailable, connect
+from storage.schema import migrate
+from vigil import kafka, metrics
+from vigil.alert import Alert
+from vigil.config import Settings
+from vigil.event import Event, SchemaError, now_ns
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "storage-writer"
+GROUP_ID = "vigil-storage-writer"
+
+#: Offset-commit metadata marking a range being stored: the last offset of that range follows the prefix.
+PENDING = "vigil-pending:"
+
+#: ClickHouse failures, each followed by a retry (rows refused for good are counted as rejected instead).
+CLICKHOUSE_ERRORS = Counter("vigil_clickhouse_errors_total", "ClickHouse operations that failed and were retried",
+                            ["operation"])
+
+_BACKOFF_FIRST_S = 0.5
+_BACKOFF_MAX_S = 30.0
+_IDLE_POLL_MS = 1000
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class PartitionBatch:
+    """Messages of one partition read but not yet stored, and the records decoded from them."""
+
+    tp: TopicPartition
+    replay_until: int | None = None  # last offset of a range a previous attempt was storing: store it exactly
+    sealed: bool = False  # the replayed range is complete; later messages wait for the next batch
+    first_offset: int = -1
+    last_offset: int = -1
+    first_timestamp: int = 0
+    last_timestamp: int = 0
+    records: list[Any] = field(default_factory=list)
+    refused: list[tuple[str, str, bytes]] = field(default_factory=list)  # (reason, detail, raw) not decodable
+
+    @property
+    def empty(self) -> bool:
+        return self.first_offset < 0
+
+    @property
+    def ready(self) -> bool:
+        """Something to store, and if it is a replayed range, all of it (a part would get another token)."""
+        return not self.empty and (self.replay_until is None or self.sealed)
+
+    @property
+    def token(self) -> str:
+        tp = self.tp
+        return (f"{tp.topic}:{tp.partition}:{self.first_offset}-{self.last_offset}:"
+                f"{self.first_timestamp}-{self.last_timestamp}")
+
+    def add(self, message: ConsumerRecord) -> None:
+        if self.empty:
+            self.first_offset, self.first_timestamp = message.offset, message.timestamp
+        self.last_offset, self.last_timestamp = message.offset, message.timestamp
+        if self.replay_until is not None and message.offset >= self.replay_until:
+            self.sealed = True
+
+    def clear(self, replay_until: int | None = None) -> None:
+        self.replay_until, self.sealed = replay_until, False
+        self.first_offset = self.last_offset = -1
+        self.records, self.refused = [], []
+
+
+class StorageWriter:
+    """Consumes the events and alerts topics into ClickHouse; see the module docstring for the guarantees."""
+
+    def __init__(self, settings: Settings, store: ClickHouseStore) -> None:
+        self._settings = settings
+        self._store = store
+        self._tables = {settings.topic("events"): "events", settings.topic("alerts"): "alerts"}
+        self._batches: dict[TopicPartition, PartitionBatch] = {}
+        self._batch_started = 0.0
+        self._lock = asyncio.Lock()  # one of: a flush, adding records, a rebalance giving partitions away
+        self._generation = 0  # bumped on every revocation: records fetched before it are stale
+        self._consumer = kafka.consumer(settings, group_id=GROUP_ID, max_poll_records=settings.clickhouse.batch_rows)
+        self._sender = kafka.producer(settings)
+        self._admin = AIOKafkaAdminClient(**kafka.client_options(settings.kafka))
+        self._dead_letters = kafka.DeadLetterTopic(settings, self._sender, COMPONENT)
+        self._latency = metrics.LATENCY.labels("store")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Migrate, then store until ``stop`` is set; then store what was read and commit it."""
+        if await retry_unavailable(stop, "migrate", migrate, self._store) is None:
+            return
+        self._consumer.subscribe(list(self._tables), listener=_Rebalance(self))
+        try:
+            await kafka.ensure_topics(self._settings, ["events", "alerts", "deadletter"])
+            await self._sender.start()
+            await self._admin.start()
+            await self._consumer.start()
+            log.info("storage writer started", extra={"topics": list(self._tables)})
+            while not stop.is_set():
+                await self._step(stop)
+            async with self._lock:
+                await self._flush(stop)
+        finally:
+            await self._consumer.stop()
+            await self._admin.close()
+            await self._sender.stop()
+        log.info("storage writer stopped")
+
+    async def _step(self, stop: asyncio.Event) -> None:
+        generation = self._generation
+        fetched = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms())
+        async with self._lock:
+            if generation != self._generation:
+                return  # partitions changed hands meanwhile: these are read again from the committed offsets
+            for tp, messages in fetched.items():
+                await self._add(tp, messages)
+            if self._due():
+                await self._flush(stop)
+        await self._report_lag()
+
+    def _poll_timeout_ms(self) -> int:
+        if not any(b.ready for b in self._batches.values()):
+            return _IDLE_POLL_MS
+        remaining = self._batch_started + self._settings.clickhouse.batch_seconds - time.monotonic()
+        return max(0, min(_IDLE_POLL_MS, int(remaining * 1000)))
+
+    async def _add(self, tp: TopicPartition, messages: list[ConsumerRecord]) -> None:
+        batch = self._batches.get(tp) or await self._open(tp)
+        if batch is None:
+            self._consumer.seek(tp, messages[0].offset)
+            return
+        if all(b.empty for b in self._batches.values()):
+            self._batch_started = time.monotonic()
+        table = self._tables[tp.topic]
+        decode = self._decode_events if table == "events" else self._decode_alert
+        for message in messages:
+            if batch.replay_until is not None and message.offset > batch.replay_until:
+                if not batch.empty:
+                    batch.sealed = True
+                    self._consumer.seek(tp, message.offset)  # read again once the replayed range is stored
+                    return
+                batch.replay_until = None  # the range is no longer in the log (retention): nothing to replay
+            batch.add(message)
+            decode(batch, message)
+            metrics.RECEIVED.labels(COMPONENT, table).inc()
+
+    async def _open(self, tp: TopicPartition) -> PartitionBatch | None:
+        """Start tracking a newly assigned partition, picking up a range a previous attempt left pending.
+
+        None if Kafka could not say whether there is one: the partition is then read again later.
+        """
+        try:
+            committed = await self._admin.list_consumer_group_offsets(GROUP_ID, partitions=[tp])
+        except KafkaError as exc:
+            metrics.KAFKA_ERRORS.labels(COMPONENT, type(exc).__name__).inc()
+            log.warning("cannot read committed offsets", extra={"topic": tp.topic, "partition": tp.partition,
+                                                                "error": f"{type(exc).__name__}: {exc}"})
+            return None
+        metadata = committed[tp].metadata if tp in committed else ""
+        replay_until = int(metadata.removeprefix(PENDING)) if metadata.startswith(PENDING) else None
+        if replay_until is not None:
+            log.info("replaying a pending range", extra={"topic": tp.topic, "partition": tp.partition,
+                                                         "until_offset": replay_until})
+        self._batches[tp] = batch = PartitionBatch(tp, replay_until)
+        return batch
+
+    def _decode_events(self, batch: PartitionBatch, message: ConsumerRecord) -> None:
+        value = message.value or b""
+        try:
+            records = kafka.decode_batch(value)
+        except ValueError as exc:
+            batch.refused.append(("undecodable", str(exc), value))
+            return
+        for record in records:
+            try:
+                if not isinstance(record, dict):
+                    raise SchemaError("event is not a JSON object")
+                batch.records.append(Event.from_dict(record))
+            except SchemaError as exc:
+                batch.refused.append(("invalid_event", str(exc), orjson.dumps(record)))
+
+    def _decode_alert(self, batch: PartitionBatch, message: ConsumerRecord) -> None:
+        value = message.value or b""
+        try:
+            record = orjson.loads(value)
+            if not isinstance(record, dict):
+                raise ValueError("alert is not a JSON object")
+        except ValueError as exc:
+            batch.refused.append(("undecodable", str(exc), value))
+            return
+        try:
+            batch.records.append(Alert.from_dict(record))
+        except (TypeError, ValueError) as exc:
+            batch.refused.append(("invalid_alert", str(exc), value))
+
+    def _due(self) -> bool:
+        pending = [b for b in self._batches.values() if b.ready]
+        if not pending:
+            return False
+        rows = sum(len(b.records) for b in pending)
+        expired = time.monotonic() - self._batch_started >= self._settings.clickhouse.batch_seconds
+        return rows >= self._settings.clickhouse.batch_rows or expired or any(b.sealed for b in pending)
+
+    async def _flush(self, stop: asyncio.Event) -> None:
+        """Store every ready partition batch, then commit. Caller holds the lock.
+
+        If anything fails before the commit, the partitions are rewound to their batch starts and the same
+        ranges are stored again (under the same tokens) on the next attempt. A replayed range still being
+        read waits: on shutdown it is left for the next run to replay.
+        """
+        pending = [b for b in self._batches.values() if b.ready]
+        if not pending:
+            return
+        try:
+            await self._consumer.commit(
+                {b.tp: OffsetAndMetadata(b.first_offset, f"{PENDING}{b.last_offset}") for b in pending}
+            )
+            for batch in pending:
+                if not await self._store_batch(batch, stop):
+                    self._rewind(pending)
+                    return
+            await self._consumer.commit({b.tp: OffsetAndMetadata(b.last_offset + 1, "") for b in pending})
+        except KafkaError as exc:
+            metrics.KAFKA_ERRORS.labels(COMPONENT, type(exc).__name__).inc()
+            log.warning("kafka failed during a flush; the batch will be stored again",
+                        extra={"error": f"{type(exc).__name__}: {exc}"})
+            self._rewind(pending)
+            return
+        for batch in pending:
+            batch.clear()
+
+    async def _store_batch(self, batch: PartitionBatch, stop: asyncio.Event) -> bool:
+        """Insert one partition's rows and dead-letter what was refused; False if stopped while retrying."""
+        table = self._tables[batch.tp.topic]
+        insert = self._store.insert_events if table == "events" else self._store.insert_alerts
+        result: InsertResult | None = await retry_unavailable(stop, f"insert_{table}", insert, batch.records,
+                                                              batch.token)
+        if result is None:
+            return False
+        metrics.ROWS_WRITTEN.labels(table).inc(result.written)
+        refused_indices = {r.index for r in result.refused}
+        now = now_ns()
+        for index, record in enumerate(batch.records):
+            if index not in refused_indices:
+                self._latency.observe(max(0, now - record.time_ns) / 1e9)
+        for refused in result.refused:
+            await self._dead_letters.send(table, refused.reason, refused.detail,
+                                          batch.records[refused.index].to_json())
+        for reason, detail, raw in batch.refused:
+            await self._dead_letters.send(table, reason, detail, raw)
+        return True
+
+    def _rewind(self, pending: list[PartitionBatch]) -> None:
+        assigned = self._consumer.assignment()
+        for batch in pending:
+            if batch.tp in assigned:
+                self._consumer.seek(batch.tp, batch.first_offset)
+            batch.clear(replay_until=batch.last_offset)
+
+    async def _report_lag(self) -> None:
+        lag: dict[str, int] = dict.fromkeys(self._tables, 0)
+        for tp in self._consumer.assignment():
+            end = self._consumer.highwater(tp)
+            if end is None:
+                continue
+            try:
+                lag[tp.topic] += max(0, end - await self._consumer.position(tp))
+            except KafkaError:  # revoked meanwhile: its lag is its next owner's to report
+                continue
+        for topic, records in lag.items():
+            metrics.CONSUMER_LAG.labels(COMPONENT, topic).set(records)
+
+    async def _partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Forget what was read from partitions going elsewhere; their next owner reads them again."""
+        async with self._lock:
+            self._generation += 1
+            for tp in revoked:
+                self._batches.pop(tp, None)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, writer: StorageWriter) -> None:
+        self._writer = writer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._writer._partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Nothing to do: a partition's pending range is looked up when its first records arrive."""
+
+
+async def retry_unavailable(stop: asyncio.Event, operation: str, call: Callable[..., T], *args: Any) -> T | None:
+    """Run a blocking store call in a thread until ClickHouse takes it, backing off; None if ``stop`` came first."""
+    delay = _BACKOFF_FIRST_S
+    while True:
+        try:
+            return await asyncio.to_thread(call, *args)
+        except StoreUnavailable as exc:
+            CLICKHOUSE_ERRORS.labels(operation).inc()
+            log.warning("ClickHouse unavailable, retrying",
+                        extra={"operation": operation, "error": str(exc), "retry_in_s": delay})
+        if stop.is_set():
+            return None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        delay = min(delay * 2, _BACKOFF_MAX_S)
+
+
+async def run_writer(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run the storage writer until ``stop`` is set (by default: until SIGTERM or SIGINT)."""
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+    store = await retry_unavailable(stop, "connect", connect, settings.clickhouse)
+    if store is None:
+        return
+    try:
+        await StorageWriter(settings, store).run(stop)
+    finally:
+        store.close()

@@ -1,0 +1,66 @@
+"""Pieces integration tests share: the collector running in-process, sample payloads, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+
+import orjson
+
+from collectors.cli import run_audit_collector
+
+SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "attack-scenario.jsonl"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def event_list(n: int) -> bytes:
+    items = [orjson.loads(line) for line in SAMPLES.read_bytes().splitlines()]
+    return orjson.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items[:n]})
+
+
+class RunningCollector:
+    """The collector in-process, as `vigil collect audit` runs it."""
+
+    def __init__(self, settings, **kwargs) -> None:
+        self.settings = settings
+        self.kwargs = kwargs
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> RunningCollector:
+        self.task = asyncio.create_task(run_audit_collector(self.settings, stop=self.stop, **self.kwargs))
+        for _ in range(150):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.settings.collector.webhook_port)
+                writer.close()
+                return self
+            except OSError:
+                assert not self.task.done(), self.task.exception()
+                await asyncio.sleep(0.1)
+        raise AssertionError("webhook did not come up")
+
+    async def __aexit__(self, *exc) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, 30)
+
+
+
+async def wait_for(predicate, timeout: float = 60.0, interval: float = 0.5):
+    """Poll ``predicate`` (sync or async) until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
