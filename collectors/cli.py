@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import sys
 from pathlib import Path
 
 from collectors.audit.webhook import AuditWebhook
 from collectors.ingest import SourceIngest
 from collectors.shipper import KafkaShipper
 from collectors.source import get_source
+from collectors.spool import SpoolInUse
 from collectors.tailer import CheckpointStore, FileTailer
 from vigil import metrics
 from vigil.config import Settings
@@ -31,12 +33,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _collect_audit(args: argparse.Namespace, settings: Settings) -> int:
     if not args.webhook and not args.files:
-        print("vigil collect audit: give --webhook and/or --file PATH")
+        print("vigil collect audit: give --webhook and/or --file PATH", file=sys.stderr)
         return 2
     if args.once and args.webhook:
-        print("vigil collect audit: --once reads files only; it cannot be combined with --webhook")
+        print("vigil collect audit: --once reads files only; it cannot be combined with --webhook", file=sys.stderr)
         return 2
-    asyncio.run(run_audit_collector(settings, webhook=args.webhook, files=args.files, follow=not args.once))
+    try:
+        asyncio.run(run_audit_collector(settings, webhook=args.webhook, files=args.files, follow=not args.once))
+    except SpoolInUse as exc:
+        print(f"vigil collect audit: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

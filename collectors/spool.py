@@ -34,6 +34,10 @@ class Message:
     value: bytes
 
 
+class SpoolInUse(RuntimeError):
+    """Another process holds this spool; each collector process needs a spool directory of its own."""
+
+
 class SpoolFull(RuntimeError):
     """The spool reached its size bound: the caller must refuse new data (and count it) rather than lose it."""
 
@@ -162,7 +166,8 @@ def _lock_exclusively(path: Path) -> BinaryIO:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise RuntimeError(f"spool {path.parent} is in use by another process") from None
+        raise SpoolInUse(f"spool {path.parent} is in use by another collector process; give this one its own "
+                         "VIGIL_COLLECTOR_SPOOL_DIR") from None
     return handle
 
 

@@ -41,7 +41,9 @@ echo
 
 if [[ -d $samples ]]; then
   step "collecting the public audit samples (raw, GKE, AKS) with the file tailer"
-  VIGIL_COLLECTOR_CHECKPOINT_DIR="$run/checkpoints" $vigil collect audit --once \
+  # A second collector process on this host: it gets its own spool and checkpoints.
+  VIGIL_COLLECTOR_SPOOL_DIR="$run/spool" VIGIL_COLLECTOR_CHECKPOINT_DIR="$run/checkpoints" \
+    $vigil collect audit --once \
     $(printf -- '--file %s ' "$samples"/*.log)
 fi
 

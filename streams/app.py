@@ -13,13 +13,13 @@ from collections.abc import Callable
 import faust
 
 from detections.engine import Engine
-from streams.processor import StreamProcessor
-from vigil import kafka
+from streams.processor import COMPONENT, StreamProcessor
+from vigil import kafka, metrics
 from vigil.config import Settings
 
 #: Sources whose raw topics the worker consumes.
 SOURCES = ("k8s-audit",)
-RELOAD_SECONDS = 5.0
+HOUSEKEEPING_SECONDS = 5.0
 
 
 def create_app(settings: Settings, engine_factory: Callable[[], Engine] = Engine.load) -> faust.App:
@@ -58,8 +58,20 @@ def create_app(settings: Settings, engine_factory: Callable[[], Engine] = Engine
             for record in out.deadletters:
                 await deadletter.send(key=message.key, value=record)
 
-    @app.timer(RELOAD_SECONDS)
-    async def reload_detections() -> None:
+    @app.timer(HOUSEKEEPING_SECONDS)
+    async def housekeeping() -> None:
         processor.engine.reload_if_changed()
+        _export_lag(app)
 
     return app
+
+
+def _export_lag(app: faust.App) -> None:
+    """Records behind the end of each raw topic, summed over this worker's partitions, from Faust's monitor."""
+    lag: dict[str, int] = {}
+    monitor = app.monitor
+    for tp, end in monitor.tp_end_offsets.items():
+        read = monitor.tp_read_offsets.get(tp, -1)
+        lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - read - 1)
+    for topic, records in lag.items():
+        metrics.CONSUMER_LAG.labels(COMPONENT, topic).set(records)

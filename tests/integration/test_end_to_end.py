@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -27,6 +28,7 @@ def _env(settings) -> dict[str, str]:
         "VIGIL_CLICKHOUSE_DATABASE": settings.clickhouse.database,
         "VIGIL_DATA_DIR": settings.data_dir,
         "VIGIL_CLUSTER": settings.cluster,
+        "VIGIL_METRICS_PORT": str(settings.metrics_port),
     }
 
 
@@ -37,16 +39,26 @@ def _spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pop
 
 
 @pytest.fixture
-def pipeline(kafka_settings, tmp_path):
+def metrics_ports() -> dict[str, int]:
+    """Where each spawned component serves /metrics."""
+    return {}
+
+
+@pytest.fixture
+def pipeline(kafka_settings, tmp_path, metrics_ports):
     """The stream worker and the storage writer as the separate processes they are in production."""
+    ports = metrics_ports
     kafka_settings.data_dir = str(tmp_path / "data")
     kafka_settings.cluster = "e2e"
     kafka_settings.collector.webhook_port = free_port()
     kafka_settings.clickhouse.database = f"test_{uuid.uuid4().hex[:10]}"
     logs = tmp_path / "logs"
     logs.mkdir()
-    processes = [_spawn(command, _env(kafka_settings), logs / f"{name}.log")
-                 for name, command in (("worker", ["stream", "worker"]), ("writer", ["store"]))]
+    processes = []
+    for name, command in (("worker", ["stream", "worker"]), ("writer", ["store"])):
+        kafka_settings.metrics_port = free_port()
+        processes.append(_spawn(command, _env(kafka_settings), logs / f"{name}.log"))
+        ports[name] = kafka_settings.metrics_port
     yield kafka_settings
     for process in processes:
         process.send_signal(signal.SIGTERM)
@@ -59,7 +71,8 @@ def pipeline(kafka_settings, tmp_path):
         sys.stderr.write(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}\n")
 
 
-async def test_posted_audit_events_become_rows_and_siem_alerts(pipeline, read_documents, clickhouse_client):
+async def test_posted_audit_events_become_rows_and_siem_alerts(pipeline, read_documents, clickhouse_client,
+                                                               metrics_ports):
     settings = pipeline
     async with RunningCollector(settings, webhook=True, files=[]), aiohttp.ClientSession() as session:
         url = f"http://127.0.0.1:{settings.collector.webhook_port}/audit"
@@ -91,3 +104,19 @@ async def test_posted_audit_events_become_rows_and_siem_alerts(pipeline, read_do
         f"SELECT detection, namespace, pod FROM {database}.alerts FINAL WHERE detection = 'k8s.exec_into_pod'"
     ).result_rows
     assert rows == [("k8s.exec_into_pod", "shop", "web-7d9f")]
+
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{metrics_ports['worker']}/metrics") as response:
+            worker_metrics = await response.text()
+        async with session.get(f"http://127.0.0.1:{metrics_ports['writer']}/metrics") as response:
+            writer_metrics = await response.text()
+    assert 'vigil_events_processed_total{kind="k8s.api"} 5.0' in worker_metrics
+    assert 'vigil_alerts_total{detection="k8s.exec_into_pod",severity="high"} 1.0' in worker_metrics
+    assert await wait_for(lambda: _lag_metric(metrics_ports["worker"], settings.topic("raw.k8s-audit")), 30) == "0.0"
+    assert 'vigil_clickhouse_rows_total{table="events"}' in writer_metrics
+
+
+def _lag_metric(port: int, topic: str) -> str | None:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    prefix = f'vigil_consumer_lag_records{{component="stream-worker",topic="{topic}"}} '
+    return next((line[len(prefix):] for line in text.splitlines() if line.startswith(prefix)), None)

@@ -3,7 +3,7 @@ import pytest
 
 from collectors import spool as spool_module
 from collectors.shipper import pack
-from collectors.spool import DiskSpool, Message, SpoolFull
+from collectors.spool import DiskSpool, Message, SpoolFull, SpoolInUse
 
 
 def _messages(n: int, start: int = 0) -> list[Message]:
@@ -70,7 +70,7 @@ def test_spool_rolls_segments_and_deletes_delivered_ones(tmp_path, monkeypatch):
 
 def test_second_process_cannot_share_a_spool(tmp_path):
     first = DiskSpool(tmp_path, 1000, "test")
-    with pytest.raises(RuntimeError, match="in use"):
+    with pytest.raises(SpoolInUse, match="in use"):
         DiskSpool(tmp_path, 1000, "test")
     first.close()
     DiskSpool(tmp_path, 1000, "test").close()
