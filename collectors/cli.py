@@ -7,12 +7,14 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from collectors.audit.webhook import AuditWebhook
 from collectors.ingest import SourceIngest
 from collectors.shipper import KafkaShipper
-from collectors.source import get_source
+from collectors.source import SOURCES, get_source
 from collectors.spool import SpoolInUse
 from collectors.tailer import CheckpointStore, FileTailer
 from vigil import metrics
@@ -29,6 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="follow an audit log file (JSON lines; repeatable)")
     audit.add_argument("--once", action="store_true", help="read the files to their end, ship, and exit")
     audit.set_defaults(func=_collect_audit)
+    files = collect.add_parser("file", help="follow JSON-lines files of any source (e.g. a Tetragon or Falco export)")
+    files.add_argument("--source", required=True, choices=sorted(SOURCES), help="the files' format")
+    files.add_argument("--file", dest="files", action="append", required=True, type=Path, metavar="PATH",
+                       help="a file to follow (repeatable)")
+    files.add_argument("--once", action="store_true", help="read the files to their end, ship, and exit")
+    files.set_defaults(func=_collect_files)
 
 
 def _collect_audit(args: argparse.Namespace, settings: Settings) -> int:
@@ -38,25 +46,40 @@ def _collect_audit(args: argparse.Namespace, settings: Settings) -> int:
     if args.once and args.webhook:
         print("vigil collect audit: --once reads files only; it cannot be combined with --webhook", file=sys.stderr)
         return 2
+    return _run(run_audit_collector(settings, webhook=args.webhook, files=args.files, follow=not args.once))
+
+
+def _collect_files(args: argparse.Namespace, settings: Settings) -> int:
+    return _run(run_collector(settings, args.source, files=args.files, follow=not args.once))
+
+
+def _run(collector: Coroutine[Any, Any, None]) -> int:
     try:
-        asyncio.run(run_audit_collector(settings, webhook=args.webhook, files=args.files, follow=not args.once))
+        asyncio.run(collector)
     except SpoolInUse as exc:
-        print(f"vigil collect audit: {exc}", file=sys.stderr)
+        print(f"vigil collect: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
 async def run_audit_collector(settings: Settings, *, webhook: bool, files: list[Path], follow: bool = True,
                               stop: asyncio.Event | None = None) -> None:
+    """The audit collector: the webhook and/or file tailers (see :func:`run_collector`)."""
+    await run_collector(settings, "k8s-audit", files=files, webhook=webhook, follow=follow, stop=stop)
+
+
+async def run_collector(settings: Settings, source_name: str, *, files: list[Path], webhook: bool = False,
+                        follow: bool = True, stop: asyncio.Event | None = None) -> None:
     """Run until ``stop`` is set or SIGTERM/SIGINT (or, without ``follow``, until the files are shipped)."""
     stop = stop or _stop_on_signals()
     if not webhook:
         metrics.serve(settings)
-    shipper = KafkaShipper(settings, COMPONENT)
+    component = COMPONENT if source_name == "k8s-audit" else f"{source_name}-collector"
+    shipper = KafkaShipper(settings, component)
     await shipper.start()
-    ingest = SourceIngest(get_source("k8s-audit"), settings, shipper, COMPONENT)
+    ingest = SourceIngest(get_source(source_name), settings, shipper, component)
     receiver = AuditWebhook(settings, ingest) if webhook else None
-    checkpoints = CheckpointStore(settings.checkpoint_dir / COMPONENT)
+    checkpoints = CheckpointStore(settings.checkpoint_dir / component)
     tailers = [FileTailer(p, ingest, checkpoints, settings.collector.max_event_bytes) for p in files]
     try:
         if receiver:

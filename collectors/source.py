@@ -9,6 +9,7 @@ place per source means adding a source never touches the pipeline.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -51,12 +52,20 @@ class Source(Protocol):
         ...
 
 
+#: Every source vigil knows, as ``module:attribute`` so that a source is imported only when used.
+SOURCES: dict[str, str] = {
+    "k8s-audit": "collectors.audit:AUDIT_SOURCE",
+    "ebpf": "collectors.ebpf:EBPF_SOURCE",
+    "containerd": "collectors.runtime:RUNTIME_SOURCE",
+    "tetragon": "collectors.tetragon:TETRAGON_SOURCE",
+    "falco": "collectors.falco:FALCO_SOURCE",
+}
+
+
 def get_source(name: str) -> Source:
     """Look a source up by its name as used on the command line and in topic names."""
-    from collectors.audit import AUDIT_SOURCE
-
-    sources: dict[str, Source] = {AUDIT_SOURCE.name: AUDIT_SOURCE}
     try:
-        return sources[name]
+        module, attribute = SOURCES[name].split(":")
     except KeyError:
-        raise ValueError(f"unknown source {name!r}; known: {', '.join(sorted(sources))}") from None
+        raise ValueError(f"unknown source {name!r}; known: {', '.join(sorted(SOURCES))}") from None
+    return getattr(importlib.import_module(module), attribute)

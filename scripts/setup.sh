@@ -4,9 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Java + Maven: the dev Kafka. clang, bpftool, libbpf: compiling and loading the eBPF sensor. containerd, runc,
+# busybox-static: the real container runtime the node-collector tests run containers on.
 missing=()
 command -v java >/dev/null || missing+=(default-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
+command -v clang >/dev/null || missing+=(clang)
+command -v llvm-strip >/dev/null || missing+=(llvm)
+command -v bpftool >/dev/null || missing+=(bpftool)
+[[ -e /usr/include/bpf/bpf_helpers.h ]] || missing+=(libbpf-dev)
+command -v containerd >/dev/null || missing+=(containerd)
+command -v runc >/dev/null || missing+=(runc)
+[[ -x /bin/busybox ]] || missing+=(busybox-static)
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "setup: please install: ${missing[*]} (Debian package names)" >&2

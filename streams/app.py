@@ -12,13 +12,12 @@ from collections.abc import Callable
 
 import faust
 
+from collectors.source import SOURCES
 from detections.engine import Engine
 from streams.processor import COMPONENT, StreamProcessor
 from vigil import kafka, metrics
 from vigil.config import Settings
 
-#: Sources whose raw topics the worker consumes.
-SOURCES = ("k8s-audit",)
 HOUSEKEEPING_SECONDS = 5.0
 
 

@@ -36,6 +36,14 @@ KINDS = frozenset(
         "container.exit",
         "container.delete",
         "container.oom",
+        "process.ptrace",
+        "process.setid",
+        "process.ns_change",
+        "fs.mount",
+        "kernel.module_load",
+        "bpf.program",
+        "memfd.create",
+        "file.write",
     }
 )
 

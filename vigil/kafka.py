@@ -31,6 +31,10 @@ from vigil.event import now_ns
 #: Topic names (without the configured prefix) and their partition counts for a fresh cluster.
 TOPICS: dict[str, int] = {
     "raw.k8s-audit": 6,
+    "raw.ebpf": 6,
+    "raw.containerd": 6,
+    "raw.tetragon": 6,
+    "raw.falco": 6,
     "events": 6,
     "alerts": 3,
     "deadletter": 1,
