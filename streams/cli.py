@@ -41,5 +41,6 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False,
                           logging_config=logs.dict_config(settings.log_level))
+    worker.spinner = None  # a terminal spinner has no place in a service's output
     worker.execute_from_commandline()
     return 0

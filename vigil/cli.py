@@ -21,6 +21,10 @@ COMMAND_MODULES = (
 )
 
 
+#: Modules that expose ``register_bench(subparsers)``: their benchmarks are ``vigil bench <name>``.
+BENCH_MODULES = ("streams.bench",)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vigil", description=__doc__)
     parser.add_argument("--version", action="version", version=f"vigil {__version__}")
@@ -28,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    bench = sub.add_parser("bench", help="measure throughput and latency next to a raw baseline of the same run")
+    benches = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    for name in BENCH_MODULES:
+        importlib.import_module(name).register_bench(benches)
     return parser
 
 

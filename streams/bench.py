@@ -1,0 +1,229 @@
+"""``vigil bench e2e``: latency from an audit webhook POST to the alert on the SIEM topic, under a fixed load.
+
+The real pipeline runs as the separate processes it is in production (audit webhook, Faust stream worker,
+storage writer) against the local dev stack, on a private topic prefix and database. The load generator
+posts ``EventList`` batches at a fixed rate; a small share of the events are exec-into-pod requests, each
+on its own pod so that suppression never folds them together, and every one of them must come back as an
+alert. Latency is the time from the POST that carried the event to the alert's arrival on the topic.
+The raw baseline measured in the same run is the webhook alone: POST to 200 (durable in Kafka).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import orjson
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from storage.clickhouse import connect
+from vigil import kafka
+from vigil.config import Settings
+
+SCENARIO = Path(__file__).resolve().parents[1] / "examples" / "attack-scenario.jsonl"
+TICK_SECONDS = 0.01
+
+
+@dataclass(slots=True)
+class Load:
+    rate: int
+    seconds: float
+    attack_share: float
+
+
+@dataclass(slots=True)
+class Measurement:
+    posted: int = 0
+    post_seconds: list[float] = field(default_factory=list)
+    sent_at: dict[str, float] = field(default_factory=dict)
+    alert_latency: list[float] = field(default_factory=list)
+    elapsed: float = 0.0
+
+
+def register_bench(sub: argparse._SubParsersAction) -> None:
+    e2e = sub.add_parser("e2e", help="webhook POST → alert on the SIEM topic latency at a fixed event rate")
+    e2e.add_argument("--rate", type=int, default=10_000, help="audit events per second (default 10000)")
+    e2e.add_argument("--seconds", type=float, default=20.0, help="how long to send (default 20)")
+    e2e.add_argument("--attack-share", type=float, default=0.01, help="share of events that raise an alert")
+    e2e.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(bench_e2e(settings, Load(args.rate, args.seconds, args.attack_share)))
+
+
+async def bench_e2e(settings: Settings, load: Load) -> int:
+    run = f"bench-{uuid.uuid4().hex[:8]}"
+    settings.kafka.topic_prefix = f"{run}."
+    settings.clickhouse.database = run.replace("-", "_")
+    settings.collector.webhook_port = 18_765
+    try:
+        await kafka.ensure_topics(settings)
+    except KafkaError as exc:
+        print(f"vigil bench e2e: Kafka is not reachable ({exc}); start it with `vigil dev up`", file=sys.stderr)
+        return 1
+    processes = _start_pipeline(settings, run)
+    try:
+        await _wait_for_webhook(settings.collector.webhook_port, processes)
+        await asyncio.sleep(8.0)  # let the Faust worker join its group before the clock starts
+        measurement = Measurement()
+        consumer = asyncio.create_task(_collect_alerts(settings, measurement, load))
+        await _send(settings.collector.webhook_port, load, measurement)
+        await asyncio.wait_for(consumer, timeout=120)
+    finally:
+        _stop(processes)
+        await _clean_up(settings, run)
+    _report(load, measurement)
+    return 0
+
+
+def _start_pipeline(settings: Settings, run: str) -> list[subprocess.Popen]:
+    env = os.environ | {
+        "VIGIL_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "VIGIL_CLICKHOUSE_DATABASE": settings.clickhouse.database,
+        "VIGIL_COLLECTOR_WEBHOOK_PORT": str(settings.collector.webhook_port),
+        "VIGIL_DATA_DIR": str(Path(settings.data_dir) / run),
+        "VIGIL_LOG_LEVEL": "WARNING",
+    }
+    vigil = str(Path(sys.executable).with_name("vigil"))
+    commands = (["collect", "audit", "--webhook"], ["stream", "worker"], ["store"])
+    return [subprocess.Popen([vigil, *c], env=env, start_new_session=True) for c in commands]
+
+
+async def _wait_for_webhook(port: int, processes: list[subprocess.Popen]) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(300):
+            if any(p.poll() is not None for p in processes):
+                raise RuntimeError("a pipeline process exited during start-up")
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+    raise RuntimeError("the webhook did not come up")
+
+
+def _events(load: Load) -> Iterator[tuple[list[bytes], list[str]]]:
+    """Per tick, the encoded events to post (benign list calls and, at the configured share, execs) and the
+    auditIDs of the execs, each of which must come back as an alert."""
+    lines = SCENARIO.read_bytes().splitlines()
+    benign, attack = orjson.loads(lines[0]), orjson.loads(lines[2])
+    per_tick = max(1, round(load.rate * TICK_SECONDS))
+    attack_every = max(1, round(1 / load.attack_share)) if load.attack_share > 0 else 0
+    sequence = 0
+    while True:
+        batch, attacks = [], []
+        for _ in range(per_tick):
+            sequence += 1
+            if attack_every and sequence % attack_every == 0:
+                audit_id = f"e2e-{sequence}"
+                pod = f"web-{sequence}"
+                event = attack | {"auditID": audit_id, "objectRef": attack["objectRef"] | {"name": pod},
+                                  "requestURI": f"/api/v1/namespaces/shop/pods/{pod}/exec?command=sh"}
+                attacks.append(audit_id)
+            else:
+                event = benign | {"auditID": f"e2e-{sequence}"}
+            batch.append(orjson.dumps(event))
+        yield batch, attacks
+
+
+async def _send(port: int, load: Load, measurement: Measurement) -> None:
+    url = f"http://127.0.0.1:{port}/audit"
+    ticks = int(load.seconds / TICK_SECONDS)
+    start = time.monotonic()
+    pending: set[asyncio.Task] = set()
+    async with aiohttp.ClientSession() as session:
+        for tick, (batch, attacks) in zip(range(ticks), _events(load), strict=False):
+            await asyncio.sleep(max(0.0, start + tick * TICK_SECONDS - time.monotonic()))
+            body = b'{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[' + b",".join(batch) + b"]}"
+            sent = time.time()
+            measurement.sent_at.update(dict.fromkeys(attacks, sent))
+            task = asyncio.create_task(_post(session, url, body, sent, measurement))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            measurement.posted += len(batch)
+        await asyncio.gather(*pending)
+    measurement.elapsed = time.monotonic() - start
+
+
+async def _post(session: aiohttp.ClientSession, url: str, body: bytes, sent: float, measurement: Measurement) -> None:
+    async with session.post(url, data=body) as response:
+        await response.read()
+        if response.status != 200:
+            raise RuntimeError(f"webhook answered {response.status}")
+    measurement.post_seconds.append(time.time() - sent)
+
+
+async def _collect_alerts(settings: Settings, measurement: Measurement, load: Load) -> None:
+    consumer = kafka.consumer(settings, settings.topic("alerts"), group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    seen: set[str] = set()
+    try:
+        while not measurement.elapsed or len(seen) < len(measurement.sent_at):
+            for messages in (await consumer.getmany(timeout_ms=1000)).values():
+                arrived = time.time()
+                for message in messages:
+                    evidence = orjson.loads(message.value)["evidence"][0]
+                    if evidence not in seen and measurement.sent_at.get(evidence):
+                        seen.add(evidence)
+                        measurement.alert_latency.append(arrived - measurement.sent_at[evidence])
+    finally:
+        await consumer.stop()
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+async def _clean_up(settings: Settings, run: str) -> None:
+    """Drop what the run created: its topics, its database and its data dir."""
+    admin = AIOKafkaAdminClient(**kafka.client_options(settings.kafka))
+    await admin.start()
+    try:
+        await admin.delete_topics([t for t in await admin.list_topics() if t.startswith(settings.kafka.topic_prefix)])
+    finally:
+        await admin.close()
+    store = connect(settings.clickhouse)
+    try:
+        store.command("DROP DATABASE IF EXISTS {db:Identifier}", {"db": settings.clickhouse.database})
+    finally:
+        store.close()
+    shutil.rmtree(Path(settings.data_dir) / run, ignore_errors=True)
+
+
+def _percentile(values: list[float], share: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(share * 100) - 1] if len(values) > 1 else 0.0
+
+
+def _report(load: Load, m: Measurement) -> None:
+    achieved = m.posted / m.elapsed if m.elapsed else 0.0
+    post_p50, post_p99 = _percentile(m.post_seconds, 0.50), _percentile(m.post_seconds, 0.99)
+    alert_p50, alert_p99 = _percentile(m.alert_latency, 0.50), _percentile(m.alert_latency, 0.99)
+    print(f"events posted        {m.posted} in {m.elapsed:.1f} s ({achieved:,.0f}/s; target {load.rate:,}/s)")
+    print(f"alerts received      {len(m.alert_latency)} of {len(m.sent_at)} expected")
+    print(f"raw baseline         webhook POST→200 (durable in Kafka): p50 {post_p50 * 1000:.0f} ms, "
+          f"p99 {post_p99 * 1000:.0f} ms")
+    print(f"end to end           POST→alert on SIEM topic: p50 {alert_p50 * 1000:.0f} ms, p99 {alert_p99 * 1000:.0f} ms"
+          f" (target p99 < 2000 ms)")
+    if post_p99:
+        print(f"ratio                e2e p99 / POST p99 = {alert_p99 / post_p99:.1f}")
