@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "streams.cli",
     "storage.cli",
     "detections.cli",
+    "detections.sigma.cli",
 )
 
 

@@ -15,6 +15,9 @@ import aiohttp
 import orjson
 import pytest
 
+from collectors.source import get_source
+from detections.engine import Engine
+from detections.replay import Replay
 from tests.integration.harness import SAMPLES, RunningCollector, event_list, free_port, wait_for
 
 pytestmark = pytest.mark.integration
@@ -79,7 +82,10 @@ async def test_posted_audit_events_become_rows_and_siem_alerts(pipeline, read_do
         async with session.post(url, data=event_list(5)) as response:
             assert response.status == 200
 
-    alerts = await read_documents(settings, "alerts", expected=4, timeout=180)
+    replayed = Replay(get_source("k8s-audit"), Engine.load(), cluster="e2e", node="n", max_record_bytes=1 << 20)
+    expected = len(replayed.run([SAMPLES]).alerts)  # the same library, in-process
+    alerts = await read_documents(settings, "alerts", expected=expected, timeout=180, settle=1.0)
+    assert len({alert["id"] for alert in alerts}) == expected
     by_detection = {alert["detection"]: alert for alert in alerts}
     exec_alert = by_detection["k8s.exec_into_pod"]
     assert exec_alert["evidence"] == ["d1c1a0e2-0003-4a1b-9c1e-000000000003"]

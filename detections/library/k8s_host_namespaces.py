@@ -1,0 +1,90 @@
+"""Host namespaces: a pod or workload template sharing the node's PID, IPC or network namespace."""
+
+from typing import Any
+
+from detections.sdk import EventDetection, Example, audit_record, pod_spec, workload, workload_object
+from vigil.event import Event
+
+HOST_NAMESPACE_FIELDS = ("hostPID", "hostIPC", "hostNetwork")
+
+
+def host_namespaces(event: Event) -> list[str]:
+    spec = pod_spec(event)
+    if spec is None:
+        return []
+    return [field for field in HOST_NAMESPACE_FIELDS if spec.get(field) is True]
+
+
+def host_namespace_context(event: Event) -> dict[str, Any]:
+    return {"workload": workload(event), "host_namespaces": host_namespaces(event)}
+
+
+_APP = {"name": "app", "image": "busybox:1.36"}
+
+DETECTION = EventDetection(
+    id="k8s.host_namespaces",
+    title="Pod shares the node's namespaces",
+    alert_title="{user} set {host_namespaces} in {workload} ({namespace})",
+    description=(
+        "A pod, or a workload that templates pods, was created or changed with hostPID, hostIPC or hostNetwork. "
+        "hostPID shows every process of the node (and, as root, lets the container nsenter into them); hostIPC "
+        "shares the node's shared memory; hostNetwork binds the node's interfaces, sniffs its traffic and reaches "
+        "services listening on localhost, such as the kubelet. Reported whether or not the request was allowed."
+    ),
+    severity="high",
+    mitre=["T1611", "T1610"],
+    tags=["kubernetes", "privilege-escalation", "container-escape"],
+    references=[
+        "https://kubernetes.io/docs/concepts/security/pod-security-standards/#baseline",
+        "https://www.elastic.co/guide/en/security/current/kubernetes-pod-created-with-hostnetwork.html",
+    ],
+    false_positives=[
+        "CNI plugins, kube-proxy and node exporters run hostNetwork DaemonSets; expect them when they are "
+        "installed or upgraded.",
+    ],
+    kinds=["k8s.api"],
+    match=lambda event: bool(host_namespaces(event)),
+    context=host_namespace_context,
+    dedup="{cluster}/{namespace}/{workload}",
+    examples=[
+        Example(
+            name="pod with hostPID and hostNetwork",
+            source="k8s-audit",
+            fires=True,
+            record=audit_record(
+                "create", "pods", name="nsenter",
+                request_object=workload_object(
+                    "Pod", "nsenter", {"hostPID": True, "hostNetwork": True, "containers": [_APP]}
+                ),
+            ),
+        ),
+        Example(
+            name="DaemonSet with hostIPC",
+            source="k8s-audit",
+            fires=True,
+            record=audit_record(
+                "create", "daemonsets", name="shm-reader", api_group="apps",
+                request_object=workload_object("DaemonSet", "shm-reader", {"hostIPC": True, "containers": [_APP]}),
+            ),
+        ),
+        Example(
+            name="ordinary pod",
+            source="k8s-audit",
+            fires=False,
+            record=audit_record(
+                "create", "pods", name="web", request_object=workload_object("Pod", "web", {"containers": [_APP]})
+            ),
+        ),
+        Example(
+            name="host namespaces explicitly off",
+            source="k8s-audit",
+            fires=False,
+            record=audit_record(
+                "create", "deployments", name="web", api_group="apps",
+                request_object=workload_object(
+                    "Deployment", "web", {"hostPID": False, "hostNetwork": False, "containers": [_APP]}
+                ),
+            ),
+        ),
+    ],
+)
