@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "storage.cli",
     "detections.cli",
     "detections.sigma.cli",
+    "siem.cli",
 )
 
 

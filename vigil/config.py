@@ -74,6 +74,21 @@ class CollectorSettings:
 
 
 @dataclass(slots=True)
+class SiemSettings:
+    topic_formats: str = "alerts.ocsf=ocsf,alerts.ecs=ecs,alerts.cef=cef"  # empty: no format topics
+    group_id: str = "vigil-siem"
+    hec_url: str = ""
+    hec_token: Secret = Secret("")
+    hec_token_file: str = ""
+    hec_format: str = "ocsf"
+    hec_batch: int = 100
+    hec_cafile: str = ""
+    syslog: str = ""  # HOST:PORT
+    syslog_tls: bool = False
+    syslog_cafile: str = ""
+
+
+@dataclass(slots=True)
 class Settings:
     cluster: str = "default"
     node: str = field(default_factory=socket.gethostname)
@@ -84,6 +99,7 @@ class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     clickhouse: ClickHouseSettings = field(default_factory=ClickHouseSettings)
     collector: CollectorSettings = field(default_factory=CollectorSettings)
+    siem: SiemSettings = field(default_factory=SiemSettings)
 
     def topic(self, name: str) -> str:
         """The full name of one of vigil's topics (``raw.k8s-audit``, ``events``, ``alerts``, ``deadletter``)."""
@@ -98,9 +114,10 @@ class Settings:
         return Path(self.collector.checkpoint_dir or Path(self.data_dir) / "checkpoints")
 
 
-_SECTIONS = {"kafka": KafkaSettings, "clickhouse": ClickHouseSettings, "collector": CollectorSettings}
+_SECTIONS = {"kafka": KafkaSettings, "clickhouse": ClickHouseSettings, "collector": CollectorSettings,
+             "siem": SiemSettings}
 _SECRET_FILES = {"sasl_password": "sasl_password_file", "password": "password_file",
-                 "bearer_token": "bearer_token_file"}
+                 "bearer_token": "bearer_token_file", "hec_token": "hec_token_file"}
 
 
 class ConfigError(ValueError):

@@ -37,6 +37,9 @@ TOPICS: dict[str, int] = {
     "raw.falco": 6,
     "events": 6,
     "alerts": 3,
+    "alerts.ocsf": 3,
+    "alerts.ecs": 3,
+    "alerts.cef": 3,
     "deadletter": 1,
 }
 
