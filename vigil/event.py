@@ -44,6 +44,9 @@ KINDS = frozenset(
         "bpf.program",
         "memfd.create",
         "file.write",
+        "net.close",
+        "process.hook",
+        "process.syscall",
     }
 )
 

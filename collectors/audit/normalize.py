@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from collectors.audit.parse import CLUSTER_ANNOTATION, event_time_text, parse_timestamp_ns
+from collectors.audit.parse import CLUSTER_ANNOTATION, event_time_text
 from collectors.source import RecordRejected
+from collectors.timestamps import parse_timestamp_ns
 from vigil.event import Actor, Event, K8sContext, Outcome, Target, event_id, now_ns
 
 SOURCE = "k8s-audit"

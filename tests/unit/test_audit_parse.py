@@ -12,8 +12,9 @@ import orjson
 import pytest
 
 from collectors.audit import AUDIT_SOURCE
-from collectors.audit.parse import AUDIT_V1, CLUSTER_ANNOTATION, parse_timestamp_ns
+from collectors.audit.parse import AUDIT_V1, CLUSTER_ANNOTATION
 from collectors.source import Rejected
+from collectors.timestamps import parse_timestamp_ns
 
 SHARED_DATA = Path(os.environ.get("VIGIL_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 AUDIT_SAMPLES = SHARED_DATA / "k8s-audit"

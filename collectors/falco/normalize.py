@@ -1,0 +1,240 @@
+"""Falco's JSON output (one alert object a line) mapped into the normalized Event.
+
+A Falco record is an alert its rules raised on one syscall: ``rule``, ``priority``, ``time``, ``source``,
+``tags``, ``hostname`` and ``output_fields``, the values of the fields its output template names
+(``evt.type``, ``proc.cmdline``, ``fd.name``, ``k8s.pod.name``, …; ``null`` or ``<NA>`` when unknown).
+The event is that syscall: its kind comes from ``evt.type`` (an ``openat`` with write flags is a
+``file.write``), so vigil's detections and sequences see Falco's events the same way as Tetragon's or its
+own sensor's, while the rule that fired stays in ``raw``. A record without ``evt.type`` (older rule
+outputs do not name it) or with a syscall vigil has no kind for is a ``process.syscall`` event.
+
+Only syscall alerts are events of a process; alerts of Falco's plugin sources (``k8s_audit``,
+``aws_cloudtrail``, …) are refused as ``wrong_kind``: audit logs belong to ``--source k8s-audit``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collectors.host_sensors import KIND_RESOURCES, OPEN_SYSCALLS, SYSCALL_KINDS, shown
+from collectors.source import RecordRejected
+from collectors.tetragon.normalize import bare_container_id
+from collectors.timestamps import parse_timestamp_ns
+from vigil.event import Actor, Event, K8sContext, Outcome, Target, event_id, now_ns
+
+SOURCE = "falco"
+
+#: The kind of an alert whose syscall vigil has no kind for, or that does not name its syscall.
+SYSCALL_KIND = "process.syscall"
+
+_SYSCALL_SOURCES = frozenset({"syscall", ""})
+#: Open flags, as Falco renders ``evt.arg.flags``, that make an open a write.
+_WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND")
+#: What Falco prints for a field it could not resolve.
+_UNKNOWN = frozenset({"<NA>", "N/A", ""})
+
+_NOTHING: dict[str, Any] = {}
+
+
+def check_record(record: dict[str, Any]) -> None:
+    """Refuse a record that is not a Falco syscall alert (used by ``split`` at the edge)."""
+    fields = _fields(record)
+    _time_ns(record, fields)
+
+
+def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
+    """The Event for one Falco alert; raises RecordRejected when it is not a syscall alert or has no time."""
+    fields = _fields(record)
+    time_ns = _time_ns(record, fields)
+    syscall = _text(fields, "evt.type")
+    kind = SYSCALL_KINDS.get(syscall, SYSCALL_KIND)
+    if kind == "file.open" and syscall in OPEN_SYSCALLS and _opens_for_writing(fields):
+        kind = "file.write"
+    action = syscall
+    if kind == "process.ptrace":  # the request, as the eBPF sensor names it: PTRACE_ATTACH is attach
+        action = _text(fields, "evt.arg.request").removeprefix("PTRACE_").lower() or syscall
+    uuid = _text(record, "uuid")
+    identity = event_id(SOURCE, uuid) if uuid else _identity(record, fields)
+    return Event(
+        id=identity,
+        time_ns=time_ns,
+        source=SOURCE,
+        kind=kind,
+        action=action,
+        original_id=uuid or identity,
+        ingest_ns=now_ns(),
+        cluster=cluster,
+        node=_text(record, "hostname") or _text(fields, "evt.hostname") or node,
+        k8s=_k8s(fields),
+        actor=_actor(fields),
+        target=_target(kind, fields),
+        outcome=_outcome(fields),
+        raw=record,
+    )
+
+
+def _identity(record: dict[str, Any], fields: dict[str, Any]) -> str:
+    """Falco writes no id of its own (falcosidekick adds ``uuid``): an alert is its rule on one syscall, at a
+    nanosecond, on one host; the rendered output tells apart alerts that still coincide."""
+    return event_id(SOURCE, _text(record, "hostname"), str(record.get("time") or fields.get("evt.time")),
+                    record["rule"], _text(fields, "evt.type"), str(record.get("output")))
+
+
+def correlation_key(record: dict[str, Any], cluster: str) -> str:
+    """``normalize_record(record, cluster, node).correlation_key``, computed without building the Event."""
+    fields = _mapping(record.get("output_fields"))
+    namespace, pod = _text(fields, "k8s.ns.name"), _text(fields, "k8s.pod.name")
+    if pod:
+        return f"{cluster}/{namespace}/{pod}"
+    if namespace:
+        return f"{cluster}/{namespace}"
+    return f"{cluster}/~"
+
+
+def _fields(record: dict[str, Any]) -> dict[str, Any]:
+    source = record.get("source", "")
+    if type(source) is not str or source not in _SYSCALL_SOURCES:
+        raise RecordRejected("wrong_kind", f"a Falco alert of source {shown(source)}, not a syscall alert")
+    if type(record.get("rule")) is not str:
+        raise RecordRejected("missing_field", "rule is missing or not a string")
+    fields = record.get("output_fields")
+    if type(fields) is not dict:
+        raise RecordRejected("missing_field", "output_fields is missing or not an object")
+    return fields
+
+
+def _time_ns(record: dict[str, Any], fields: dict[str, Any]) -> int:
+    """The alert's RFC 3339 ``time``, else ``evt.time`` (Unix ns as Falco writes it in output_fields)."""
+    text = record.get("time")
+    if type(text) is str:
+        try:
+            return parse_timestamp_ns(text)
+        except ValueError as exc:
+            raise RecordRejected("missing_field", str(exc)) from None
+    nanos = fields.get("evt.time")
+    if type(nanos) is int and nanos > 0:
+        return nanos
+    raise RecordRejected("missing_field", "no time: neither time nor output_fields.evt.time")
+
+
+def _opens_for_writing(fields: dict[str, Any]) -> bool:
+    is_write = fields.get("evt.is_open_write")
+    if is_write is not None:
+        return is_write is True or is_write == "true"
+    flags = _text(fields, "evt.arg.flags")
+    return any(flag in flags for flag in _WRITE_FLAGS)
+
+
+def _k8s(fields: dict[str, Any]) -> K8sContext:
+    container_id = _text(fields, "container.full_id") or _text(fields, "container.id")
+    if container_id == "host":
+        container_id = ""
+    image = _text(fields, "container.image")
+    if not image:
+        repository, tag = _text(fields, "container.image.repository"), _text(fields, "container.image.tag")
+        image = f"{repository}:{tag}" if repository and tag else repository
+    return K8sContext(
+        namespace=_text(fields, "k8s.ns.name"),
+        pod=_text(fields, "k8s.pod.name"),
+        pod_uid=_text(fields, "k8s.pod.uid"),
+        container_id=bare_container_id(container_id),
+        container_name=_text(fields, "container.name") if container_id else "",
+        image=image,
+        labels=_labels(fields.get("k8s.pod.labels")),
+    )
+
+
+def _labels(value: Any) -> dict[str, str]:
+    """Pod labels as Falco renders ``k8s.pod.labels``: ``foo:bar,app:web`` (libs), ``(app:web, tier:front)``, a list
+    of ``key:value`` (the k8smeta plugin's list field) or an object."""
+    if type(value) is dict:
+        return {k: v for k, v in value.items() if type(v) is str}
+    if type(value) is list:
+        items = [item for item in value if type(item) is str]
+    elif type(value) is str and value not in _UNKNOWN:
+        items = value.strip("()[]").split(",")
+    else:
+        return {}
+    pairs = (item.strip().partition(":") for item in items)
+    return {key: label for key, _, label in pairs if key}
+
+
+def _actor(fields: dict[str, Any]) -> Actor:
+    arguments = _text(fields, "proc.args")
+    program, _, rest = _text(fields, "proc.cmdline").partition(" ")  # the cmdline starts with the process name
+    argv0 = _text(fields, "proc.exe") or program
+    return Actor(
+        pid=_int(fields, "proc.pid", 0),
+        ppid=_int(fields, "proc.ppid", 0),
+        uid=_int(fields, "user.uid", -1),
+        gid=_int(fields, "group.gid", -1),
+        exe=_text(fields, "proc.exepath") or _text(fields, "proc.exe") or _text(fields, "proc.name"),
+        args=[argv0, *(word for word in (arguments or rest).split(" ") if word)] if argv0 else [],
+        cwd=_text(fields, "proc.cwd"),
+        parent_exe=_text(fields, "proc.pexepath") or _text(fields, "proc.pname"),
+    )
+
+
+def _target(kind: str, fields: dict[str, Any]) -> Target:
+    if kind == "net.connect":
+        return _peer(fields, "fd.rip", "fd.rport") or _peer(fields, "fd.sip", "fd.sport") or Target()
+    if kind == "net.accept":
+        return _peer(fields, "fd.cip", "fd.cport") or _peer(fields, "fd.rip", "fd.rport") or Target()
+    if kind == "net.listen":
+        return _peer(fields, "fd.lip", "fd.lport") or _peer(fields, "fd.sip", "fd.sport") or Target()
+    if kind == "process.exec":
+        return Target(path=_text(fields, "proc.exepath"))
+    if kind == "fs.mount":
+        return Target(path=_text(fields, "evt.arg.dir"), name=_text(fields, "evt.arg.dev"),
+                      resource=_text(fields, "evt.arg.type"))
+    if kind == "process.ptrace":
+        return Target(resource="processes", name=_text(fields, "evt.arg.pid"))
+    if kind in ("memfd.create", "kernel.module_load", "bpf.program"):
+        return Target(name=_text(fields, "evt.arg.name"), resource=KIND_RESOURCES.get(kind, ""))
+    if kind in KIND_RESOURCES:
+        return Target(resource=KIND_RESOURCES[kind])
+    return Target(path=_text(fields, "fs.path.name") or _text(fields, "fd.name") or _text(fields, "evt.arg.path"))
+
+
+def _peer(fields: dict[str, Any], address_field: str, port_field: str) -> Target | None:
+    address = _text(fields, address_field)
+    if not address:
+        return None
+    return Target(address=address, port=_int(fields, port_field, 0), resource=_text(fields, "fd.l4proto"))
+
+
+def _outcome(fields: dict[str, Any]) -> Outcome:
+    """``evt.res`` is ``SUCCESS`` or an errno name (``EPERM``); a numeric ``evt.rawres`` below 0 failed."""
+    result = _text(fields, "evt.res")
+    if result == "SUCCESS":
+        return Outcome("success")
+    if result in ("EPERM", "EACCES"):
+        return Outcome("denied", 0, result)
+    if result.startswith("E"):
+        return Outcome("failure", 0, result)
+    raw_result = fields.get("evt.rawres")
+    if type(raw_result) is int:
+        return Outcome("failure", -raw_result, "") if raw_result < 0 else Outcome("success", raw_result, "")
+    return Outcome()
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if type(value) is dict else _NOTHING
+
+
+def _text(mapping: dict[str, Any], key: str) -> str:
+    value = mapping.get(key)
+    if type(value) is str:
+        return "" if value in _UNKNOWN else value
+    if type(value) is int:
+        return str(value)  # ports and ids some Falco versions print as numbers
+    return ""
+
+
+def _int(mapping: dict[str, Any], key: str, default: int) -> int:
+    value = mapping.get(key)
+    if type(value) is int:
+        return value
+    if type(value) is str and value.lstrip("-").isdigit():
+        return int(value)
+    return default

@@ -1,0 +1,387 @@
+"""Tetragon's JSON export (``GetEventsResponse`` objects, one a line) mapped into the normalized Event.
+
+A record holds one event under a key naming its type (``process_exec``, ``process_kprobe``, …) next to
+``node_name``, ``time`` and, on newer agents, ``cluster_name``. Every event carries the ``process`` that
+acted, with its pod, container and labels, and usually its ``parent``. Kprobe, LSM and tracepoint events
+name the kernel function or syscall a TracingPolicy hooked; that name decides the vigil kind (an
+``__x64_sys_write`` is a ``file.write``), and a hook vigil has no kind for stays a ``process.hook`` event,
+queryable but outside the detections' kinds.
+
+Runs in the stream workers for every record: it reads fields directly, trusts no field's type, and builds
+nothing it does not return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from collectors.host_sensors import (
+    KIND_RESOURCES,
+    OPEN_SYSCALLS,
+    OPEN_WRITE_FLAGS,
+    PTRACE_REQUESTS,
+    SYSCALL_KINDS,
+    shown,
+    syscall_name,
+)
+from collectors.source import RecordRejected
+from collectors.timestamps import parse_timestamp_ns
+from vigil.event import Actor, Event, K8sContext, Outcome, Target, event_id, now_ns
+
+SOURCE = "tetragon"
+
+#: The kind of an event whose hook vigil has no kind for (its action is the hook's name).
+HOOK_KIND = "process.hook"
+
+#: Export entries that are not events of a process: sensor status, refused with this explanation.
+_NOT_EVENTS = {
+    "process_throttle": "a Tetragon throttle notice (the sensor rate-limited a cgroup), not an event",
+    "rate_limit_info": "a Tetragon rate-limit notice (the sensor dropped events), not an event",
+    "test": "a Tetragon test event",
+}
+#: Kprobe actions that stopped the call: the process did not get what it asked for.
+_ENFORCING_ACTIONS = frozenset({"KPROBE_ACTION_SIGKILL", "KPROBE_ACTION_OVERRIDE", "KPROBE_ACTION_NOTIFYENFORCER"})
+#: May-flags of ``security_file_permission`` that make it a write: MAY_WRITE, MAY_APPEND.
+_MAY_WRITE = 0x2 | 0x8
+_INT_ARGS = ("int_arg", "uint_arg", "long_arg", "size_arg")
+_BODY_ONLY = ("process", "parent", "ancestors")
+
+_NOTHING: dict[str, Any] = {}
+
+
+def check_record(record: dict[str, Any]) -> None:
+    """Refuse a record that is not a Tetragon process event (used by ``split`` at the edge)."""
+    event_type, body = _event_body(record)
+    if type(body.get("process")) is not dict:
+        raise RecordRejected("missing_field", f"{event_type} has no process object")
+    _time_text(record, body)
+
+
+def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
+    """The Event for one export record; raises RecordRejected when it lacks its process or its time."""
+    event_type, body = _event_body(record)
+    process = body.get("process")
+    if type(process) is not dict:
+        raise RecordRejected("missing_field", f"{event_type} has no process object")
+    time_text = _time_text(record, body)
+    try:
+        time_ns = parse_timestamp_ns(time_text)
+    except ValueError as exc:
+        raise RecordRejected("missing_field", str(exc)) from None
+    kind, action, target, outcome = _DECODERS[event_type](body, process)
+    exec_id = _text(process, "exec_id")
+    return Event(
+        id=event_id(SOURCE, event_type, exec_id, time_text, _details(event_type, body)),
+        time_ns=time_ns,
+        source=SOURCE,
+        kind=kind,
+        action=action,
+        original_id=exec_id,
+        ingest_ns=now_ns(),
+        cluster=_text(record, "cluster_name") or cluster,
+        node=_text(record, "node_name") or node,
+        k8s=_k8s(process),
+        actor=_actor(process, _mapping(body.get("parent"))),
+        target=target,
+        outcome=outcome,
+        raw=record,
+    )
+
+
+def correlation_key(record: dict[str, Any], cluster: str) -> str:
+    """``normalize_record(record, cluster, node).correlation_key``, computed without building the Event."""
+    cluster = _text(record, "cluster_name") or cluster
+    _, body = _event_body(record)
+    pod = _mapping(_mapping(body.get("process")).get("pod"))
+    namespace, name = _text(pod, "namespace"), _text(pod, "name")
+    if name:
+        return f"{cluster}/{namespace}/{name}"
+    if namespace:
+        return f"{cluster}/{namespace}"
+    return f"{cluster}/~"
+
+
+def _event_body(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The event type and its object; the type is the one key of the record that names an event."""
+    for key in record:
+        if key in _DECODERS:
+            body = record[key]
+            if type(body) is not dict:
+                raise RecordRejected("wrong_kind", f"{key} is {shown(body)}, not an object")
+            return key, body
+        if key in _NOT_EVENTS:
+            raise RecordRejected("wrong_kind", _NOT_EVENTS[key])
+    keys = ", ".join(key[:40] for key in list(record)[:8]) or "(none)"
+    raise RecordRejected("wrong_kind", f"no Tetragon event type among the keys {keys}")
+
+
+def _time_text(record: dict[str, Any], body: dict[str, Any]) -> str:
+    """The export time, else the event's own (process_exit), else when the process started (an exec
+    record written without ``time`` is stamped with its start by the agent itself)."""
+    text = record.get("time") or body.get("time") or _mapping(body.get("process")).get("start_time")
+    if type(text) is not str:
+        raise RecordRejected("missing_field", "no time: neither time nor process.start_time is a string")
+    return text
+
+
+def _details(event_type: str, body: dict[str, Any]) -> str:
+    """What tells two events of one process apart beyond their time: an exec and an exit happen once per
+    exec id, every other event is told apart by its own fields (hook, arguments, addresses)."""
+    if event_type in ("process_exec", "process_exit"):
+        return ""
+    own = {key: value for key, value in body.items() if key not in _BODY_ONLY}
+    return orjson.dumps(own, option=orjson.OPT_SORT_KEYS).decode()
+
+
+# --- Event types ------------------------------------------------------------------------------------------
+
+Decoded = tuple[str, str, Target, Outcome]
+
+
+def _exec(body: dict[str, Any], process: dict[str, Any]) -> Decoded:
+    return "process.exec", "exec", Target(path=_text(process, "binary")), Outcome("success")
+
+
+def _exit(body: dict[str, Any], process: dict[str, Any]) -> Decoded:
+    status, signal = body.get("status"), _text(body, "signal")
+    status = status if type(status) is int else 0
+    result = "success" if status == 0 and not signal else "failure"
+    return "process.exit", "exit", Target(path=_text(process, "binary")), Outcome(result, status, signal)
+
+
+def _hooked(hook: str, body: dict[str, Any]) -> Decoded:
+    """A kprobe/LSM/tracepoint/uprobe event: its kind from the hooked function, its target from the arguments."""
+    name = syscall_name(hook)
+    kind = SYSCALL_KINDS.get(name, HOOK_KIND)
+    arguments = _Arguments(body.get("args"))
+    if kind == "file.open" and _opens_for_writing(name, arguments):
+        kind = "file.write"
+    elif kind == "net.accept" and not arguments.sock:
+        arguments.add_return(body.get("return"))  # inet_csk_accept returns the accepted socket
+    action = name if kind != HOOK_KIND else hook
+    if kind == "process.ptrace" and arguments.ints:
+        action = PTRACE_REQUESTS.get(arguments.ints[0], action)
+    return kind, action, arguments.target(kind), _hook_outcome(body)
+
+
+def _kprobe(body: dict[str, Any], process: dict[str, Any]) -> Decoded:
+    return _hooked(_text(body, "function_name"), body)
+
+
+def _tracepoint(body: dict[str, Any], process: dict[str, Any]) -> Decoded:
+    return _hooked(_text(body, "event") or _text(body, "subsys"), body)
+
+
+def _uprobe(body: dict[str, Any], process: dict[str, Any]) -> Decoded:
+    kind, action, target, outcome = _hooked(_text(body, "symbol"), body)
+    target.path = target.path or _text(body, "path")
+    return kind, action, target, outcome
+
+
+def _loader(body: dict[str, Any], process: dict[str, Any]) -> Decoded:
+    return HOOK_KIND, "load", Target(path=_text(body, "path")), Outcome("success")
+
+
+def _connection(kind: str) -> Callable[[dict[str, Any], dict[str, Any]], Decoded]:
+    """process_connect/close (peer = destination) and process_listen (the local address), of older agents."""
+
+    def decode(body: dict[str, Any], process: dict[str, Any]) -> Decoded:
+        if kind == "net.listen":
+            address, port = _text(body, "ip"), body.get("port")
+        else:
+            address, port = _text(body, "destination_ip"), body.get("destination_port")
+        port = port if type(port) is int else 0
+        target = Target(address=address, port=port, resource=_protocol(_text(body, "protocol")))
+        return kind, kind.partition(".")[2], target, Outcome("success")
+
+    return decode
+
+
+_DECODERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], Decoded]] = {
+    "process_exec": _exec,
+    "process_exit": _exit,
+    "process_kprobe": _kprobe,
+    "process_lsm": _kprobe,
+    "process_tracepoint": _tracepoint,
+    "process_uprobe": _uprobe,
+    "process_usdt": _uprobe,
+    "process_loader": _loader,
+    "process_connect": _connection("net.connect"),
+    "process_close": _connection("net.close"),
+    "process_listen": _connection("net.listen"),
+}
+
+
+def _opens_for_writing(name: str, arguments: _Arguments) -> bool:
+    """open(dirfd, path, flags) and file_permission(file, mask) both take the number after the file."""
+    if name in OPEN_SYSCALLS:
+        return bool((arguments.after_path or 0) & OPEN_WRITE_FLAGS)
+    if name == "file_permission":
+        return bool((arguments.after_path or 0) & _MAY_WRITE)
+    return False
+
+
+def _hook_outcome(body: dict[str, Any]) -> Outcome:
+    """Denied when the policy killed the process or overrode the call, failure when the hooked call returned
+    an error (a negative errno), else success or, without a return value, unknown."""
+    if body.get("action") in _ENFORCING_ACTIONS:
+        return Outcome("denied", 0, str(body["action"]))
+    returned = body.get("return")
+    value = next(iter(returned.values()), None) if type(returned) is dict and returned else None
+    if type(value) is int:
+        return Outcome("failure", -value, "") if value < 0 else Outcome("success", value, "")
+    return Outcome()
+
+
+class _Arguments:
+    """A hook's typed arguments (``[{"file_arg": {...}}, {"int_arg": 2}, ...]``), sorted by type once."""
+
+    __slots__ = ("after_path", "ints", "name", "path", "sock", "strings")
+
+    def __init__(self, args: Any) -> None:
+        self.ints: list[int] = []
+        self.after_path: int | None = None  # the first number after a file or string argument: flags, a mask
+        self.strings: list[str] = []
+        self.path = self.name = ""
+        self.sock: dict[str, Any] = _NOTHING
+        for arg in args if type(args) is list else ():
+            if type(arg) is dict:
+                for key, value in arg.items():
+                    self._add(key, value)
+
+    def add_return(self, returned: Any) -> None:
+        if type(returned) is dict:
+            for key, value in returned.items():
+                self._add(key, value)
+
+    def _add(self, key: str, value: Any) -> None:
+        if key in _INT_ARGS:
+            number = int(value) if type(value) is str and value.lstrip("-").isdigit() else value
+            if type(number) is int:
+                self.ints.append(number)
+                if self.after_path is None and (self.strings or self.path):
+                    self.after_path = number
+        elif key == "string_arg" and type(value) is str:
+            self.strings.append(value)
+        elif type(value) is not dict:
+            return
+        elif key in ("file_arg", "path_arg", "linux_binprm_arg") and not self.path:
+            path = _text(value, "path")
+            self.path = path if not path or path[0] == "/" else "/" + path  # older agents drop the root slash
+        elif key in ("sock_arg", "sockaddr_arg"):
+            self.sock = value
+        elif key == "module_arg":
+            self.name = _text(value, "name")
+        elif key == "bpf_attr_arg":
+            self.name = _text(value, "ProgName")
+
+    def target(self, kind: str) -> Target:
+        strings = self.strings
+        if kind == "fs.mount":  # mount(source, target, fstype, ...) or sb_mount(source, path, fstype, ...)
+            path = self.path or (strings[1] if len(strings) > 1 else "")
+            fstype = strings[-1] if len(strings) > (1 if self.path else 2) else ""
+            return Target(path=path, name=strings[0] if strings else "", resource=fstype)
+        if kind in ("kernel.module_load", "memfd.create", "bpf.program"):
+            return Target(name=self.name or (strings[0] if strings else ""), resource=KIND_RESOURCES.get(kind, ""))
+        if kind == "process.ptrace":  # ptrace(request, pid, ...)
+            return Target(resource="processes", name=str(self.ints[1]) if len(self.ints) > 1 else "")
+        if kind.startswith("net."):
+            return self._peer(kind)
+        if kind in KIND_RESOURCES:
+            return Target(resource=KIND_RESOURCES[kind])
+        return Target(path=self.path or (strings[0] if strings else ""))
+
+    def _peer(self, kind: str) -> Target:
+        sock = self.sock
+        if "addr" in sock:  # sockaddr_arg
+            address, port = sock.get("addr"), sock.get("port")
+        elif kind == "net.listen":
+            address, port = sock.get("saddr"), sock.get("sport")
+        else:
+            address, port = sock.get("daddr"), sock.get("dport")
+        protocol = sock.get("protocol")
+        return Target(address=address if type(address) is str else "", port=port if type(port) is int else 0,
+                      resource=_protocol(protocol) if type(protocol) is str else "")
+
+
+# --- Process and pod ------------------------------------------------------------------------------------------
+
+
+def _k8s(process: dict[str, Any]) -> K8sContext:
+    pod = process.get("pod")
+    if type(pod) is not dict:
+        return K8sContext()
+    container = _mapping(pod.get("container"))
+    labels = pod.get("pod_labels")
+    return K8sContext(
+        namespace=_text(pod, "namespace"),
+        pod=_text(pod, "name"),
+        container_id=bare_container_id(_text(container, "id")),
+        container_name=_text(container, "name"),
+        image=_text(_mapping(container.get("image")), "name"),
+        labels={k: v for k, v in labels.items() if type(v) is str} if type(labels) is dict else {},
+    )
+
+
+def bare_container_id(container_id: str) -> str:
+    """``19a0…f7c4`` for ``containerd://19a0…f7c4``: the id as CRI and cgroup paths spell it."""
+    return container_id.partition("://")[2] if "://" in container_id else container_id
+
+
+def _actor(process: dict[str, Any], parent: dict[str, Any]) -> Actor:
+    credentials = _mapping(process.get("process_credentials"))
+    binary = _text(process, "binary")  # argv[0]: Tetragon does not report it, the executed path stands for it
+    return Actor(
+        pid=_int(process, "pid", 0),
+        ppid=_int(parent, "pid", 0),
+        uid=_int(process, "uid", -1),
+        gid=_int(credentials, "gid", -1),
+        exe=binary,
+        args=[binary, *split_arguments(_text(process, "arguments"))],
+        cwd=_text(process, "cwd"),
+        parent_exe=_text(parent, "binary"),
+    )
+
+
+def split_arguments(arguments: str) -> list[str]:
+    """argv[1:] from Tetragon's ``arguments``: the agent joins them with spaces and wraps an argument that
+    contains a space in double quotes (without escaping), so ``-c "PORT=9080 python app.py"`` is two."""
+    if '"' not in arguments:
+        return [word for word in arguments.split(" ") if word]
+    argv: list[str] = []
+    quoted: list[str] | None = None
+    for word in arguments.split(" "):
+        if quoted is not None:
+            quoted.append(word)
+            if word.endswith('"'):
+                argv.append(" ".join(quoted)[1:-1])
+                quoted = None
+        elif word.startswith('"') and not (len(word) > 1 and word.endswith('"')):
+            quoted = [word]
+        elif word:
+            argv.append(word[1:-1] if len(word) > 1 and word[0] == word[-1] == '"' else word)
+    if quoted is not None:  # an unbalanced quote: keep the words as they came
+        argv.extend(word for word in quoted if word)
+    return argv
+
+
+def _protocol(name: str) -> str:
+    """``tcp`` for Tetragon's ``TCP`` and ``IPPROTO_TCP``: protocols as the eBPF sensor's events name them."""
+    return name.removeprefix("IPPROTO_").lower()
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if type(value) is dict else _NOTHING
+
+
+def _text(mapping: dict[str, Any], key: str) -> str:
+    value = mapping.get(key)
+    return value if type(value) is str else ""
+
+
+def _int(mapping: dict[str, Any], key: str, default: int) -> int:
+    value = mapping.get(key)
+    return value if type(value) is int else default

@@ -1,0 +1,101 @@
+"""A write to a kernel hook that runs a program on the node (cgroup release_agent, core_pattern): an escape."""
+
+from typing import Any
+
+from collectors.falco.records import falco_record
+from collectors.tetragon.records import kprobe, tetragon_record
+from detections.sdk import EventDetection, Example
+from vigil.event import Event
+
+#: Files whose content the kernel runs as a root program on the node: a cgroup v1 release agent, the core
+#: dump handler, the hotplug helper, the module loader path.
+ESCAPE_FILES = ("/release_agent", "/proc/sys/kernel/core_pattern", "/sys/kernel/uevent_helper",
+                "/proc/sys/kernel/modprobe")
+ESCAPE_WORDS = ("release_agent", "core_pattern", "uevent_helper", "kernel/modprobe")
+
+
+def escape_target(event: Event) -> str:
+    """The hook file written: by a file write, or named in a shell command that writes it (``echo … > …``)."""
+    if event.kind == "file.write":
+        path = event.target.path
+        return path if path.endswith(ESCAPE_FILES) else ""
+    command = " ".join(event.actor.args)
+    if ">" not in command and event.actor.exe.rpartition("/")[2] != "tee" and "tee" not in event.actor.args:
+        return ""
+    for word in command.replace(">", " ").split():
+        if any(marker in word for marker in ESCAPE_WORDS):
+            return word
+    return ""
+
+
+def escape_context(event: Event) -> dict[str, Any]:
+    return {"exe": event.actor.exe, "file": escape_target(event), "command": " ".join(event.actor.args),
+            "container": event.k8s.container_name, "image": event.k8s.image, "node": event.node}
+
+
+DETECTION = EventDetection(
+    id="runtime.container_escape_write",
+    title="Write to a kernel hook used for container escapes",
+    alert_title="{exe} wrote {file} in {namespace}/{pod} on {node}",
+    description=(
+        "A process wrote a cgroup release_agent, /proc/sys/kernel/core_pattern, the uevent helper or the modprobe "
+        "path. The kernel runs what these files name as root in the node's namespaces, so writing them from a "
+        "privileged container runs attacker code on the node (the cgroup release_agent escape, CVE-2022-0492, "
+        "and core_pattern pipes)."
+    ),
+    severity="critical",
+    mitre=["T1611"],
+    tags=["runtime", "privilege_escalation", "container_escape"],
+    references=["https://attack.mitre.org/techniques/T1611/", "https://nvd.nist.gov/vuln/detail/CVE-2022-0492"],
+    false_positives=["Node set-up tooling configuring a crash handler (systemd-coredump, apport) on the node."],
+    kinds=["file.write", "process.exec"],
+    match=lambda event: bool(escape_target(event)),
+    context=escape_context,
+    dedup="{cluster}/{node}/{namespace}/{pod}/{file}",
+    examples=[
+        Example(
+            name="release_agent set by a shell (Tetragon exec)",
+            source="tetragon",
+            fires=True,
+            record=tetragon_record(binary="/bin/sh", arguments='-c "echo /cmd > /tmp/cgrp/release_agent"',
+                                   parent="/bin/bash"),
+        ),
+        Example(
+            name="core_pattern written (Tetragon kprobe)",
+            source="tetragon",
+            fires=True,
+            record=tetragon_record(
+                "process_kprobe", binary="/bin/busybox", arguments="tee /proc/sys/kernel/core_pattern",
+                body=kprobe("security_file_permission",
+                            {"file_arg": {"path": "/proc/sys/kernel/core_pattern"}}, {"int_arg": 2}),
+            ),
+        ),
+        Example(
+            name="Falco: detect release_agent file container escapes",
+            source="falco",
+            fires=True,
+            record=falco_record(
+                "Detect release_agent File Container Escapes", "openat",
+                {"proc.exepath": "/bin/bash", "proc.name": "bash", "fd.name": "/sys/fs/cgroup/rdma/release_agent",
+                 "evt.arg.flags": "O_WRONLY|O_CREAT|O_TRUNC", "evt.res": "SUCCESS"},
+                priority="Critical",
+            ),
+        ),
+        Example(
+            name="reading core_pattern",
+            source="tetragon",
+            fires=False,
+            record=tetragon_record(binary="/bin/cat", arguments="/proc/sys/kernel/core_pattern"),
+        ),
+        Example(
+            name="reading the release_agent",
+            source="falco",
+            fires=False,
+            record=falco_record(
+                "Custom file audit", "openat",
+                {"proc.exepath": "/bin/cat", "proc.name": "cat", "fd.name": "/sys/fs/cgroup/rdma/release_agent",
+                 "evt.arg.flags": "O_RDONLY"},
+            ),
+        ),
+    ],
+)

@@ -1,0 +1,99 @@
+"""A program executed from a world-writable scratch directory or from memory: code that no image shipped."""
+
+from typing import Any
+
+from collectors.falco.records import falco_record
+from collectors.tetragon.records import tetragon_record
+from detections.sdk import EventDetection, Example
+from vigil.event import Event
+
+#: Scratch directories anyone can write: a program run from here was put there at run time.
+SCRATCH_DIRS = ("/tmp/", "/var/tmp/", "/dev/shm/")
+#: How a program executed from an anonymous memory file (memfd_create + fexecve) shows as its executable.
+MEMORY_EXECUTABLES = ("memfd:", "/memfd:", "/proc/self/fd/")
+
+
+def where_executed(event: Event) -> str:
+    """``memory`` or the scratch directory the executable ran from, '' for anything else."""
+    exe = event.actor.exe
+    if exe.startswith(MEMORY_EXECUTABLES) or _falco_flags(event).find("EXE_FROM_MEMFD") >= 0:
+        return "memory"
+    if not event.k8s.container_id and not exe.startswith("/dev/shm/"):
+        return ""  # on nodes, installers and build tools run from /tmp; /dev/shm has no such excuse
+    return next((directory for directory in SCRATCH_DIRS if exe.startswith(directory)), "")
+
+
+def _falco_flags(event: Event) -> str:
+    fields = event.raw.get("output_fields", {}) if event.source == "falco" and isinstance(event.raw, dict) else {}
+    flags = fields.get("evt.arg.flags")
+    return flags if isinstance(flags, str) else ""
+
+
+def exec_context(event: Event) -> dict[str, Any]:
+    return {"exe": event.actor.exe, "ran_from": where_executed(event), "command": " ".join(event.actor.args),
+            "parent_exe": event.actor.parent_exe, "container": event.k8s.container_name, "image": event.k8s.image,
+            "node": event.node}
+
+
+DETECTION = EventDetection(
+    id="runtime.exec_from_tmp",
+    title="Program executed from /tmp, /dev/shm or memory",
+    alert_title="{exe} executed from {ran_from} in {namespace}/{pod} on {node}",
+    description=(
+        "A program ran from /tmp, /var/tmp or /dev/shm inside a container, from /dev/shm on a node, or from an "
+        "anonymous memory file (memfd). Downloaded payloads, miners and implants are dropped in writable scratch "
+        "space or executed straight from memory to leave nothing on disk; images install their programs elsewhere."
+    ),
+    severity="high",
+    mitre=["T1105", "T1620"],
+    tags=["runtime", "execution", "drift", "fileless"],
+    references=["https://attack.mitre.org/techniques/T1620/", "https://falco.org/docs/rules/default-rules/"],
+    false_positives=["Test runners or JIT tooling that compile helpers into /tmp inside application containers."],
+    kinds=["process.exec"],
+    match=lambda event: bool(where_executed(event)),
+    context=exec_context,
+    dedup="{cluster}/{node}/{namespace}/{pod}/{exe}",
+    examples=[
+        Example(
+            name="downloaded binary run from /tmp in a pod (Tetragon)",
+            source="tetragon",
+            fires=True,
+            record=tetragon_record(binary="/tmp/kdevtmpfsi", parent="/bin/sh", parent_arguments="-c ./run.sh"),
+        ),
+        Example(
+            name="fileless execution from a memfd (Falco)",
+            source="falco",
+            fires=True,
+            record=falco_record(
+                "Fileless execution via memfd_create", "execve",
+                {"proc.exepath": "memfd:payload", "proc.name": "3", "proc.cmdline": "3 -q",
+                 "evt.arg.flags": "EXE_WRITABLE|EXE_FROM_MEMFD", "proc.pname": "python3"},
+                priority="Critical",
+            ),
+        ),
+        Example(
+            name="/dev/shm on a node",
+            source="tetragon",
+            fires=True,
+            record=tetragon_record(binary="/dev/shm/.x/sshd", parent="/bin/bash", host=True),
+        ),
+        Example(
+            name="the application binary",
+            source="tetragon",
+            fires=False,
+            record=tetragon_record(binary="/usr/sbin/nginx", arguments="-g daemon off;", container_pid=1),
+        ),
+        Example(
+            name="a probe reading a file in /tmp (the program is cat)",
+            source="tetragon",
+            fires=False,
+            record=tetragon_record(binary="/bin/cat", arguments="/tmp/healthy"),
+        ),
+        Example(
+            name="a build tool on a node running from /tmp",
+            source="tetragon",
+            fires=False,
+            record=tetragon_record(binary="/tmp/go-build123/b001/exe/main", parent="/usr/local/go/bin/go", host=True),
+        ),
+    ],
+)

