@@ -15,9 +15,11 @@ Records are packed per (topic, key) into one Kafka message holding a JSON array 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -31,8 +33,13 @@ log = logging.getLogger(__name__)
 __all__ = ["KafkaShipper", "Message", "SpoolFull", "pack"]
 
 
+#: Room for the key and Kafka's record framing: the producer counts them, not only the value, against its
+#: max_request_size, so a value of exactly max_message_bytes would be refused.
+RECORD_FRAMING_BYTES = 16_384
+
+
 def pack(topic: str, records: Iterable[tuple[str, bytes]], max_bytes: int) -> list[Message]:
-    """Group JSON-encoded records by key into JSON-array messages of at most ``max_bytes`` each.
+    """Group JSON-encoded records by key into JSON-array messages that Kafka accepts under ``max_bytes``.
 
     Records arrive already encoded, so packing is byte concatenation: no re-serialization.
     """
@@ -41,16 +48,23 @@ def pack(topic: str, records: Iterable[tuple[str, bytes]], max_bytes: int) -> li
         groups[key].append(value)
     messages: list[Message] = []
     for key, values in groups.items():
+        room = max_bytes - RECORD_FRAMING_BYTES - len(key.encode())
         chunk: list[bytes] = []
         size = 2
         for value in values:
-            if chunk and size + len(value) + 1 > max_bytes:
+            if chunk and size + len(value) + 1 > room:
                 messages.append(Message(topic, key, b"[" + b",".join(chunk) + b"]"))
                 chunk, size = [], 2
             chunk.append(value)
             size += len(value) + 1
         messages.append(Message(topic, key, b"[" + b",".join(chunk) + b"]"))
     return messages
+
+
+class Outcome(enum.Enum):
+    ACKED = "acked"
+    RETRY = "retry"  # Kafka unreachable or busy: keep it (spool) and send again
+    REFUSED = "refused"  # Kafka will never take it: counted as dropped
 
 
 class KafkaShipper:
@@ -102,33 +116,44 @@ class KafkaShipper:
             if self._spool or self._producer is None:
                 await self._spool_append(list(messages))
                 return
-            acked = await self._send(messages)
-            failed = [m for m, ok in zip(messages, acked, strict=True) if not ok]
-            if failed:
-                await self._spool_append(failed)
+            outcomes = await self._send(messages)
+            retry = [m for m, outcome in zip(messages, outcomes, strict=True) if outcome is Outcome.RETRY]
+            if retry:
+                await self._spool_append(retry)
         finally:
             async with self._room:
                 self._set_queued(-size)
                 self._room.notify_all()
 
-    async def _send(self, messages: Sequence[Message]) -> list[bool]:
-        """Send and await acks; say for each message whether Kafka acknowledged it."""
+    async def _send(self, messages: Sequence[Message]) -> list[Outcome]:
+        """Send and await acks; say for each message what became of it."""
         assert self._producer is not None
-        futures: list[asyncio.Future] = []
-        try:
-            for message in messages:
-                futures.append(await self._producer.send(message.topic, message.value, key=message.key.encode()))
-        except KafkaError as exc:
-            self._kafka_failed(exc)
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        acked = [not isinstance(r, BaseException) for r in results] + [False] * (len(messages) - len(futures))
-        for message, ok in zip(messages, acked, strict=True):
-            if ok:
-                metrics.SHIPPED.labels(self._component, message.topic).inc()
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            self._kafka_failed(errors[0])
-        return acked
+        results: list[Any] = []
+        for message in messages:
+            try:
+                results.append(await self._producer.send(message.topic, message.value, key=message.key.encode()))
+            except KafkaError as exc:
+                results.append(exc)
+                if exc.retriable:
+                    break  # Kafka is away: what follows is spooled unsent, in order
+        pending = [r for r in results if isinstance(r, asyncio.Future)]
+        settled = iter(await asyncio.gather(*pending, return_exceptions=True))
+        results = [next(settled) if isinstance(r, asyncio.Future) else r for r in results]
+        outcomes = [self._outcome(message, result) for message, result in zip(messages, results, strict=False)]
+        return outcomes + [Outcome.RETRY] * (len(messages) - len(outcomes))
+
+    def _outcome(self, message: Message, result: Any) -> Outcome:
+        if not isinstance(result, BaseException):
+            metrics.SHIPPED.labels(self._component, message.topic).inc()
+            return Outcome.ACKED
+        self._kafka_failed(result)
+        if isinstance(result, KafkaError) and not result.retriable:
+            # Retrying can never succeed (e.g. a message over the broker's limit): count it as lost, loudly.
+            metrics.DROPPED.labels(self._component, f"kafka_refused_{type(result).__name__}").inc()
+            log.error("kafka refused a message for good", extra={"topic": message.topic, "bytes": len(message.value),
+                                                                "error": type(result).__name__})
+            return Outcome.REFUSED
+        return Outcome.RETRY
 
     async def _spool_append(self, messages: list[Message]) -> None:
         async with self._lock:
@@ -161,9 +186,9 @@ class KafkaShipper:
                 if not batch:
                     log.info("spool drained, shipping directly")
                     return
-                acked = await self._send([message for message, _ in batch])
-                # Only the acknowledged prefix leaves the spool, so a retry keeps the original order.
-                prefix = acked.index(False) if False in acked else len(acked)
+                outcomes = await self._send([message for message, _ in batch])
+                # Only the settled prefix leaves the spool, so a retry keeps the original order.
+                prefix = outcomes.index(Outcome.RETRY) if Outcome.RETRY in outcomes else len(outcomes)
                 await asyncio.to_thread(self._spool.ack, [size for _, size in batch[:prefix]])
             if prefix < len(batch):
                 await asyncio.sleep(backoff)

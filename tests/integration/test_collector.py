@@ -12,7 +12,9 @@ import orjson
 import pytest
 
 from collectors.cli import run_audit_collector
+from collectors.shipper import KafkaShipper, Message
 from tests.integration.harness import SAMPLES, RunningCollector, event_list, free_port
+from vigil import metrics
 
 pytestmark = pytest.mark.integration
 
@@ -148,3 +150,20 @@ async def test_collector_spools_while_kafka_is_down_and_delivers_in_order_when_i
     stop.set()
     await asyncio.wait_for(task, 30)
     assert [doc["auditID"] for doc in records] == [orjson.loads(line)["auditID"] for line in lines]
+
+
+async def test_a_message_kafka_can_never_take_is_counted_and_does_not_block_the_rest(kafka_settings, read_documents):
+    shipper = KafkaShipper(kafka_settings, "refusal-test")
+    await shipper.start()
+    topic = kafka_settings.topic("raw.k8s-audit")
+    oversized = Message(topic, "k", b"[" + b" " * (kafka_settings.kafka.max_message_bytes + 1) + b"]")
+    small = Message(topic, "k", orjson.dumps([{"auditID": "after-the-refusal"}]))
+    try:
+        await shipper.ship([oversized, small])
+        assert shipper.spooled_bytes == 0
+    finally:
+        await shipper.close()
+    dropped = metrics.DROPPED.labels("refusal-test", "kafka_refused_MessageSizeTooLargeError")._value.get()
+    assert dropped == 1
+    records = await read_documents(kafka_settings, "raw.k8s-audit", expected=1)
+    assert records == [{"auditID": "after-the-refusal"}]

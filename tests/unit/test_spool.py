@@ -2,7 +2,7 @@ import orjson
 import pytest
 
 from collectors import spool as spool_module
-from collectors.shipper import pack
+from collectors.shipper import RECORD_FRAMING_BYTES, pack
 from collectors.spool import DiskSpool, Message, SpoolFull, SpoolInUse
 
 
@@ -78,7 +78,8 @@ def test_second_process_cannot_share_a_spool(tmp_path):
 
 def test_pack_groups_by_key_and_respects_the_size_bound():
     records = [(f"k{i % 2}", orjson.dumps({"n": i, "pad": "x" * 50})) for i in range(40)]
-    messages = pack("t", records, max_bytes=400)
+    messages = pack("t", records, max_bytes=RECORD_FRAMING_BYTES + 400)
+    assert len(messages) > 2
     assert all(len(m.value) <= 400 for m in messages)
     by_key: dict[str, list[int]] = {}
     for m in messages:
