@@ -13,6 +13,7 @@ from typing import Any
 
 from collectors.audit.webhook import AuditWebhook
 from collectors.ingest import SourceIngest
+from collectors.node.cli import register_collect
 from collectors.shipper import KafkaShipper
 from collectors.source import SOURCES, get_source
 from collectors.spool import SpoolInUse
@@ -37,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="a file to follow (repeatable)")
     files.add_argument("--once", action="store_true", help="read the files to their end, ship, and exit")
     files.set_defaults(func=_collect_files)
+    register_collect(collect)
 
 
 def _collect_audit(args: argparse.Namespace, settings: Settings) -> int:

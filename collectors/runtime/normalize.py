@@ -1,0 +1,117 @@
+"""Runtime records (``raw.containerd``, see :mod:`collectors.runtime.events`) in and out of the envelope.
+
+Runs in the stream workers and ``vigil replay``: it trusts no field's type, because a record can come
+from an older collector or a hand-written file, and refuses what it cannot use with a stable reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from collectors.source import RecordRejected, Rejected
+from vigil.event import Actor, Event, K8sContext, Outcome, Target, event_id, now_ns
+
+SOURCE = "containerd"
+
+_KINDS = frozenset({"container.create", "container.start", "container.exit", "container.delete", "container.oom"})
+_K8S_FIELDS = ("namespace", "pod", "pod_uid", "container_id", "container_name", "image", "service_account")
+
+
+def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
+    """The Event for one runtime record; raises RecordRejected when its kind, time or container is missing."""
+    kind, time_ns, container_id = _identity(record)
+    k8s = _k8s(record.get("k8s"))
+    k8s.container_id = k8s.container_id or container_id
+    return Event(
+        id=event_id(SOURCE, kind, container_id, str(time_ns)),
+        time_ns=time_ns,
+        source=SOURCE,
+        kind=kind,
+        action=kind.removeprefix("container."),
+        original_id=container_id,
+        ingest_ns=now_ns(),
+        cluster=cluster,
+        node=_text(record, "node") or node,
+        k8s=k8s,
+        actor=Actor(pid=_int(record, "pid")),
+        target=Target(name=container_id, resource="containers"),
+        outcome=_outcome(kind, record),
+        raw=record,
+    )
+
+
+def correlation_key(record: dict[str, Any], cluster: str) -> str:
+    """``normalize_record(record, cluster, node).correlation_key``, computed without building the Event."""
+    k8s = record.get("k8s")
+    namespace = _text(k8s, "namespace") if isinstance(k8s, dict) else ""
+    pod = _text(k8s, "pod") if isinstance(k8s, dict) else ""
+    if pod:
+        return f"{cluster}/{namespace}/{pod}"
+    return f"{cluster}/{namespace}" if namespace else f"{cluster}/~"
+
+
+def split_payload(payload: bytes, max_record_bytes: int) -> Iterator[dict[str, Any] | Rejected]:
+    """One JSON-lines line (a record, or a JSON array of records) into records; never raises."""
+    if len(payload) > max_record_bytes:
+        yield Rejected("too_large", f"{len(payload)} bytes exceed the {max_record_bytes}-byte limit", payload)
+        return
+    try:
+        document = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        yield Rejected("not_json", str(exc), payload)
+        return
+    for item in document if isinstance(document, list) else [document]:
+        if not isinstance(item, dict):
+            yield Rejected("wrong_kind", f"a JSON {type(item).__name__} is not a runtime record", orjson.dumps(item))
+            continue
+        try:
+            _identity(item)
+        except RecordRejected as exc:
+            yield Rejected(exc.reason, exc.detail, orjson.dumps(item))
+            continue
+        yield item
+
+
+def _identity(record: dict[str, Any]) -> tuple[str, int, str]:
+    kind = record.get("kind")
+    if kind not in _KINDS:
+        raise RecordRejected("wrong_kind", f"kind {kind!r} is not a container lifecycle kind")
+    time_ns = record.get("time_ns")
+    if type(time_ns) is not int or time_ns <= 0:
+        raise RecordRejected("missing_field", f"time_ns must be a positive integer, got {time_ns!r}")
+    container_id = record.get("container_id")
+    if not isinstance(container_id, str) or not container_id:
+        raise RecordRejected("missing_field", "container_id is missing")
+    return kind, time_ns, container_id
+
+
+def _k8s(value: Any) -> K8sContext:
+    if not isinstance(value, dict):
+        return K8sContext()
+    labels = value.get("labels")
+    return K8sContext(
+        **{name: _text(value, name) for name in _K8S_FIELDS},
+        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
+    )
+
+
+def _outcome(kind: str, record: dict[str, Any]) -> Outcome:
+    if kind == "container.oom":
+        return Outcome(result="failure", reason="oom")
+    if kind == "container.exit":
+        status = _int(record, "exit_status")
+        return Outcome(result="success" if status == 0 else "failure", code=status)
+    return Outcome(result="success")
+
+
+def _text(mapping: dict[str, Any], name: str) -> str:
+    value = mapping.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _int(mapping: dict[str, Any], name: str) -> int:
+    value = mapping.get(name)
+    return value if type(value) is int else 0

@@ -1,0 +1,289 @@
+"""A real containerd (with runc and its CRI plugin) under a temporary directory, and pods run through CRI.
+
+Import the ``containerd`` fixture into a test module (``from tests.integration.containerd_runtime import
+containerd``) to get a :class:`Containerd`: its own root, state and socket, nothing shared with a system
+containerd. No image can be pulled here, so the fixture builds an OCI image from Debian's static busybox
+and imports it (``ctr images import``) both as the pod sandbox ("pause") image and as the workload image.
+
+What this machine needs (FACTS.md): ``restrict_oom_score_adj`` (runc lacks CAP_SYS_RESOURCE) and host
+network sandboxes without a hostname. Teardown removes every pod through CRI, stops containerd, ends the
+shims started for this socket (by pid) and unmounts anything left under the directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from collectors.runtime.api import cri_pb2, cri_pb2_grpc
+
+BUSYBOX = Path("/bin/busybox")
+IMAGE = "docker.io/vigil/busybox:test"
+PAUSE_IMAGE = "docker.io/vigil/pause:test"
+_APPLETS = ("sh", "cat", "sleep", "echo", "true", "ls", "id")
+
+
+def missing_requirements() -> str:
+    """Why a real containerd cannot run here ("" when it can)."""
+    if os.geteuid() != 0:
+        return "containerd tests need root"
+    for tool in ("containerd", "ctr", "runc", "containerd-shim-runc-v2"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (scripts/setup.sh installs it)"
+    if not BUSYBOX.exists():
+        return "/bin/busybox (busybox-static) is not installed"
+    return ""
+
+
+@dataclass
+class Pod:
+    sandbox_id: str
+    name: str
+    namespace: str
+    uid: str
+    labels: dict[str, str]
+    config: cri_pb2.PodSandboxConfig
+
+
+class Containerd:
+    """One running containerd; ``runtime`` is a CRI RuntimeService client on its socket."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.socket = directory / "containerd.sock"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._channel: grpc.Channel | None = None
+        self.runtime: cri_pb2_grpc.RuntimeServiceStub
+
+    def _terminate(self) -> None:
+        if self._channel:
+            self._channel.close()
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+    @property
+    def address(self) -> str:
+        return str(self.socket)
+
+    def restart(self) -> None:
+        """Stop containerd (its shims and containers live on, as in production) and start it again."""
+        self._terminate()
+        self.start()
+
+    def start(self) -> None:
+        config = self.directory / "config.toml"
+        config.write_text(_config(self.directory, self.socket))
+        log = (self.directory / "containerd.log").open("wb")
+        self._process = subprocess.Popen(["containerd", "--config", str(config)], stdout=log, stderr=log,
+                                         start_new_session=True)
+        self._channel = grpc.insecure_channel(f"unix://{self.socket}")
+        self.runtime = cri_pb2_grpc.RuntimeServiceStub(self._channel)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.runtime.ListPodSandbox(cri_pb2.ListPodSandboxRequest(), timeout=2)
+                break
+            except grpc.RpcError:
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"containerd did not come up: {self.log_tail()}") from None
+                time.sleep(0.1)
+        image = self.directory / "image.tar"
+        for name, command in ((IMAGE, ["/bin/sh"]), (PAUSE_IMAGE, ["/bin/sleep", "86400"])):
+            _write_oci_image(image, name, command)
+            self.ctr("images", "import", str(image))
+
+    def ctr(self, *args: str) -> str:
+        done = subprocess.run(["ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args],
+                              capture_output=True, text=True, timeout=60)
+        if done.returncode:
+            raise RuntimeError(f"ctr {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout
+
+    def run_pod(self, name: str, namespace: str, labels: dict[str, str] | None = None) -> Pod:
+        """A ready pod sandbox on the host network (its ``pause`` process is busybox sleep)."""
+        uid = str(uuid.uuid4())
+        labels = labels or {}
+        config = cri_pb2.PodSandboxConfig(
+            metadata=cri_pb2.PodSandboxMetadata(name=name, namespace=namespace, uid=uid),
+            log_directory=str(self.directory / "pods" / uid),
+            labels=labels,
+            linux=cri_pb2.LinuxPodSandboxConfig(security_context=cri_pb2.LinuxSandboxSecurityContext(
+                namespace_options=cri_pb2.NamespaceOption(network=cri_pb2.NODE))),
+        )
+        reply = self.runtime.RunPodSandbox(cri_pb2.RunPodSandboxRequest(config=config), timeout=60)
+        return Pod(reply.pod_sandbox_id, name, namespace, uid, labels, config)
+
+    def run_container(self, pod: Pod, name: str, command: list[str]) -> str:
+        """Create and start a container in ``pod``; returns its id."""
+        config = cri_pb2.ContainerConfig(
+            metadata=cri_pb2.ContainerMetadata(name=name),
+            image=cri_pb2.ImageSpec(image=IMAGE),
+            command=command,
+            log_path=f"{name}.log",
+        )
+        created = self.runtime.CreateContainer(
+            cri_pb2.CreateContainerRequest(pod_sandbox_id=pod.sandbox_id, config=config, sandbox_config=pod.config),
+            timeout=60)
+        self.runtime.StartContainer(cri_pb2.StartContainerRequest(container_id=created.container_id), timeout=60)
+        return created.container_id
+
+    def container_state(self, container_id: str) -> int:
+        reply = self.runtime.ContainerStatus(cri_pb2.ContainerStatusRequest(container_id=container_id), timeout=10)
+        return reply.status.state
+
+    def remove_pod(self, pod: Pod) -> None:
+        self.runtime.StopPodSandbox(cri_pb2.StopPodSandboxRequest(pod_sandbox_id=pod.sandbox_id), timeout=60)
+        self.runtime.RemovePodSandbox(cri_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod.sandbox_id), timeout=60)
+
+    def log_tail(self, lines: int = 20) -> str:
+        path = self.directory / "containerd.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def stop(self) -> None:
+        with contextlib.suppress(grpc.RpcError, AttributeError):
+            for sandbox in self.runtime.ListPodSandbox(cri_pb2.ListPodSandboxRequest(), timeout=10).items:
+                self.runtime.StopPodSandbox(cri_pb2.StopPodSandboxRequest(pod_sandbox_id=sandbox.id), timeout=60)
+                self.runtime.RemovePodSandbox(cri_pb2.RemovePodSandboxRequest(pod_sandbox_id=sandbox.id), timeout=60)
+        self._terminate()
+        for pid in _shims_of(self.socket):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _unmount_under(self.directory)
+
+
+@pytest.fixture(scope="module")
+def containerd() -> Iterator[Containerd]:
+    reason = missing_requirements()
+    if reason:
+        pytest.skip(reason)
+    # Short path: containerd's socket paths must stay under the kernel's 108-byte limit.
+    directory = Path(tempfile.mkdtemp(prefix="vigil-ctrd-", dir="/tmp"))
+    runtime = Containerd(directory)
+    try:
+        runtime.start()
+        yield runtime
+    finally:
+        runtime.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _config(directory: Path, socket: Path) -> str:
+    cri = 'plugins."io.containerd.grpc.v1.cri"'
+    return f"""version = 2
+root = "{directory / 'root'}"
+state = "{directory / 'state'}"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+                    "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs",
+                    "io.containerd.internal.v1.tracing", "io.containerd.tracing.processor.v1.otlp"]
+
+[grpc]
+  address = "{socket}"
+
+[ttrpc]
+  address = "{socket}.ttrpc"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{directory / 'opt'}"
+
+[{cri}]
+  sandbox_image = "{PAUSE_IMAGE}"
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [{cri}.cni]
+    bin_dir = "{directory / 'cni-bin'}"
+    conf_dir = "{directory / 'cni-conf'}"
+  [{cri}.containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [{cri}.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [{cri}.containerd.runtimes.runc.options]
+        Root = "{directory / 'state' / 'runc'}"
+"""
+
+
+def _write_oci_image(path: Path, name: str, command: list[str]) -> None:
+    """An OCI image layout tarball: one layer with busybox and its applets, named ``name``."""
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        for directory in ("bin", "etc", "tmp", "proc", "sys", "dev"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        tar.add(BUSYBOX, "bin/busybox")
+        for applet in _APPLETS:
+            info = tarfile.TarInfo(f"bin/{applet}")
+            info.type, info.linkname, info.mode = tarfile.SYMTYPE, "busybox", 0o777
+            tar.addfile(info)
+    layer_bytes = layer.getvalue()
+    layer_digest = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
+    config = json.dumps({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Entrypoint": command, "Env": ["PATH=/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    }).encode()
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
+                   "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest,
+                    "size": len(layer_bytes)}],
+    }).encode()
+    manifest_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    index = json.dumps({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest,
+                       "size": len(manifest),
+                       "annotations": {"io.containerd.image.name": name,
+                                       "org.opencontainers.image.ref.name": name.rsplit(":", 1)[1]}}],
+    }).encode()
+    files = {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}', "index.json": index}
+    for digest, blob in ((layer_digest, layer_bytes), (config_digest, config), (manifest_digest, manifest)):
+        files[f"blobs/sha256/{digest.split(':')[1]}"] = blob
+    with tarfile.open(path, mode="w") as tar:
+        for member, blob in files.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+
+
+def _shims_of(socket: Path) -> list[int]:
+    """Pids of the containerd shims started for this socket (they outlive containerd by design)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if argv and argv[0].endswith(b"containerd-shim-runc-v2") and str(socket).encode() in argv:
+                pids.append(int(proc.name))
+    return pids
+
+
+def _unmount_under(directory: Path) -> None:
+    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    for target in sorted((m for m in mounts if m.startswith(str(directory))), key=len, reverse=True):
+        subprocess.run(["umount", "-l", target], check=False, capture_output=True)

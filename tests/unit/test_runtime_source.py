@@ -1,0 +1,78 @@
+"""The ``containerd`` source: runtime records in and out of the envelope, and refusal of bad ones."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from collectors.runtime import RUNTIME_SOURCE
+from collectors.source import RecordRejected, Rejected, get_source
+from vigil.event import Event
+
+CID = "c" * 64
+K8S = {"namespace": "shop", "pod": "web-1", "pod_uid": "u-1", "container_id": CID, "container_name": "main",
+       "image": "busybox:1", "service_account": "shop/web", "labels": {"app": "web"}}
+
+
+def record(**overrides) -> dict:
+    return {"kind": "container.exit", "topic": "/tasks/exit", "time_ns": 1_700_000_000_000_000_000,
+            "containerd_namespace": "k8s.io", "container_id": CID, "pid": 42, "exit_status": 2,
+            "exited_at_ns": 1_700_000_000_000_000_000, "node": "node-1", "k8s": K8S} | overrides
+
+
+def test_the_registry_finds_the_source():
+    assert get_source("containerd") is RUNTIME_SOURCE
+
+
+def test_an_exit_maps_into_the_envelope_with_its_pod():
+    event = RUNTIME_SOURCE.normalize(record(), "prod", "worker-node")
+    assert (event.source, event.kind, event.action) == ("containerd", "container.exit", "exit")
+    assert (event.cluster, event.node, event.original_id, event.actor.pid) == ("prod", "node-1", CID, 42)
+    assert (event.outcome.result, event.outcome.code) == ("failure", 2)
+    assert event.k8s.pod == "web-1" and event.k8s.labels == {"app": "web"} and event.k8s.service_account == "shop/web"
+    assert event.raw == record()
+    assert Event.from_json(event.to_json()) == event
+    assert RUNTIME_SOURCE.normalize(record(), "prod", "x").id == event.id  # deterministic
+
+
+@pytest.mark.parametrize(("kind", "result", "reason"), [
+    ("container.create", "success", ""), ("container.start", "success", ""), ("container.delete", "success", ""),
+    ("container.oom", "failure", "oom"),
+])
+def test_outcomes_of_other_kinds(kind, result, reason):
+    outcome = RUNTIME_SOURCE.normalize(record(kind=kind), "c", "n").outcome
+    assert (outcome.result, outcome.reason) == (result, reason)
+
+
+def test_the_key_is_the_events_correlation_key():
+    no_pod = record(k8s={"namespace": "shop"})
+    host = record(k8s=None, node="")
+    for item in (record(), no_pod, host):
+        assert RUNTIME_SOURCE.key(item, "prod") == RUNTIME_SOURCE.normalize(item, "prod", "n").correlation_key
+    assert RUNTIME_SOURCE.normalize(host, "prod", "fallback-node").node == "fallback-node"
+
+
+def test_badly_typed_fields_become_empty_values():
+    event = RUNTIME_SOURCE.normalize(record(pid="42", k8s={"pod": 5, "labels": "x"}), "c", "n")
+    assert (event.actor.pid, event.k8s.pod, event.k8s.labels, event.k8s.container_id) == (0, "", {}, CID)
+
+
+@pytest.mark.parametrize(("broken", "reason"), [
+    (record(kind="process.exec"), "wrong_kind"), (record(time_ns="soon"), "missing_field"),
+    (record(container_id=""), "missing_field"),
+])
+def test_unusable_records_are_refused(broken, reason):
+    with pytest.raises(RecordRejected) as refused:
+        RUNTIME_SOURCE.normalize(broken, "c", "n")
+    assert refused.value.reason == reason
+    [rejected] = RUNTIME_SOURCE.split(orjson.dumps(broken), 1 << 20)
+    assert isinstance(rejected, Rejected) and rejected.reason == reason
+
+
+def test_split_reads_records_and_arrays_and_refuses_the_rest():
+    good = record()
+    assert list(RUNTIME_SOURCE.split(orjson.dumps(good), 1 << 20)) == [good]
+    assert list(RUNTIME_SOURCE.split(orjson.dumps([good, good]), 1 << 20)) == [good, good]
+    reasons = [item.reason for payload in (b"{not json", b"[1]", orjson.dumps(good))
+               for item in RUNTIME_SOURCE.split(payload, 64) if isinstance(item, Rejected)]
+    assert reasons == ["not_json", "wrong_kind", "too_large"]
