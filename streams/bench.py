@@ -35,6 +35,7 @@ from vigil.config import Settings
 
 SCENARIO = Path(__file__).resolve().parents[1] / "examples" / "attack-scenario.jsonl"
 TICK_SECONDS = 0.01
+DRAIN_SECONDS = 120.0
 
 
 @dataclass(slots=True)
@@ -82,7 +83,10 @@ async def bench_e2e(settings: Settings, load: Load) -> int:
         measurement = Measurement()
         consumer = asyncio.create_task(_collect_alerts(settings, measurement, load))
         await _send(settings.collector.webhook_port, load, measurement)
-        await asyncio.wait_for(consumer, timeout=120)
+        try:
+            await asyncio.wait_for(consumer, timeout=DRAIN_SECONDS)
+        except TimeoutError:
+            print(f"gave up waiting for alerts {DRAIN_SECONDS:.0f} s after the load ended", file=sys.stderr)
     finally:
         _stop(processes)
         await _clean_up(settings, run)
