@@ -20,11 +20,12 @@ COMMAND_MODULES = (
     "detections.cli",
     "detections.sigma.cli",
     "siem.cli",
+    "collectors.ebpf.cli",
 )
 
 
 #: Modules that expose ``register_bench(subparsers)``: their benchmarks are ``vigil bench <name>``.
-BENCH_MODULES = ("streams.bench",)
+BENCH_MODULES = ("streams.bench", "collectors.ebpf.bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,239 @@
+"""``vigil bench sensor``: what the eBPF sensor costs the workloads it watches, and how fast it is read.
+
+Three figures, each against a baseline measured in the same run:
+
+- **overhead**: the same syscall-heavy loops (fork+exec of ``/bin/true``; open+close of a watched file,
+  whose repeats the kernel counts instead of recording each; open+close of an unwatched file) run in a
+  child process without the sensor and with it (its records read and decoded by this process, as the
+  collector does), alternating for a few rounds; each side keeps its best round, so that load from other
+  processes on a shared machine does not pass for overhead;
+- **kernel cost**: the same loops once more with the kernel timing the sensor's programs: nanoseconds the
+  sensor adds in the kernel to each loop operation, as a share of the operation's time without the sensor.
+  Unlike the loop rates, this does not depend on how busy the machine's other cores are;
+- **consumer**: a child opens distinct watched paths as fast as it can for a few seconds while this process polls
+  the sensor; the figure is records decoded per second, next to the generator's own syscall rate and the
+  kernel's drop count, which must stay zero. On a two-core machine the generator and the consumer share the
+  CPUs, so the consumer's own capacity is measured too: a child fills a large ring buffer first, then the
+  consumer drains it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from collectors.ebpf.libbpf import libbpf
+from collectors.ebpf.sensor import Sensor, SensorConfig, SensorUnavailable
+from vigil.config import Settings
+
+_WATCHED = "/etc/shadow"
+_MISSING_WATCHED = "/etc/kubernetes/vigil-bench-missing"
+_UNWATCHED = "/etc/hostname"
+
+#: Each loop runs in its own interpreter for argv[1] operations and prints its rate (operations per second).
+_LOOP_SCRIPTS = {
+    "exec loop (fork+exec /bin/true)": """
+import os, sys, time
+n = int(sys.argv[1])
+start = time.perf_counter()
+for _ in range(n):
+    os.waitpid(os.posix_spawn("/bin/true", ["true"], {}), 0)
+print(n / (time.perf_counter() - start))
+""",
+    "watched open loop (open+close /etc/shadow)": f"""
+import os, sys, time
+n = int(sys.argv[1])
+start = time.perf_counter()
+for _ in range(n):
+    os.close(os.open({_WATCHED!r}, os.O_RDONLY))
+print(n / (time.perf_counter() - start))
+""",
+    "unwatched open loop (open+close /etc/hostname)": f"""
+import os, sys, time
+n = int(sys.argv[1])
+start = time.perf_counter()
+for _ in range(n):
+    os.close(os.open({_UNWATCHED!r}, os.O_RDONLY))
+print(n / (time.perf_counter() - start))
+""",
+}
+
+#: Each loop's script and its operations per ``--execs`` iteration (an open costs some 300 times less than an exec).
+_LOOPS = {name: (script, 1 if name.startswith("exec") else 300) for name, script in _LOOP_SCRIPTS.items()}
+
+#: Generators of records: opens of distinct watched paths (repeats of one path would be counted in the kernel).
+_GENERATOR = f"""
+import os, sys, time
+paths = [{_MISSING_WATCHED!r} + str(i) for i in range(100_000)]
+deadline = time.perf_counter() + float(sys.argv[1])
+count = 0
+start = time.perf_counter()
+while time.perf_counter() < deadline:
+    for path in paths[count % 100_000 : count % 100_000 + 1000]:
+        try:
+            os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            pass
+    count += 1000
+print(count, count / (time.perf_counter() - start))
+"""
+
+_FILL = f"""
+import os, sys
+for i in range(int(sys.argv[1])):
+    try:
+        os.open({_MISSING_WATCHED!r} + str(i), os.O_RDONLY)
+    except FileNotFoundError:
+        pass
+"""
+
+
+def register_bench(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("sensor", help="eBPF sensor: syscall overhead ratios and consumer records/s (root)")
+    bench.add_argument("--execs", type=int, default=1000, help="iterations of the exec loop (open loops: x300)")
+    bench.add_argument("--rounds", type=int, default=3, help="rounds without and with the sensor (default 3)")
+    bench.add_argument("--seconds", type=float, default=3.0, help="length of the consumer run (default 3)")
+    bench.add_argument("--drain", type=int, default=400_000, help="records for the drain run (default 400000)")
+    bench.set_defaults(func=_run)
+
+
+@dataclass(slots=True)
+class Consumed:
+    records: int = 0
+    first: float = 0.0
+    last: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.records / (self.last - self.first) if self.last > self.first else 0.0
+
+
+class _Reader(threading.Thread):
+    """Polls the sensor and counts what it returns, as a collector's sensor thread would."""
+
+    def __init__(self, sensor: Sensor) -> None:
+        super().__init__(name="sensor-reader", daemon=True)
+        self.sensor = sensor
+        self.stopping = threading.Event()
+        self.consumed = Consumed()
+
+    def run(self) -> None:
+        consumed = self.consumed
+        while True:
+            stopping = self.stopping.is_set()  # read before polling: what was written by then gets drained
+            records = self.sensor.poll(50)
+            if records:
+                now = time.perf_counter()
+                consumed.first = consumed.first or now
+                consumed.last = now
+                consumed.records += len(records)
+            elif stopping:
+                return
+
+
+def _loop_rate(name: str, iterations: int) -> float:
+    script, scale = _LOOPS[name]
+    result = subprocess.run([sys.executable, "-c", script, str(iterations * scale)], capture_output=True,
+                            text=True, check=True)
+    return float(result.stdout.split()[-1])
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    without: dict[str, float] = dict.fromkeys(_LOOPS, 0.0)
+    traced: dict[str, float] = dict.fromkeys(_LOOPS, 0.0)
+    try:
+        for _ in range(args.rounds):
+            _best(without, args.execs)
+            with Sensor(SensorConfig()) as sensor:
+                reader = _Reader(sensor)
+                reader.start()
+                _best(traced, args.execs)
+                reader.stopping.set()
+                reader.join()
+        with Sensor(SensorConfig()) as sensor:
+            kernel_ns = _kernel_cost(sensor, args.execs)
+            consumer, generated, drops = _consumer_run(sensor, args.seconds)
+        drain_rate, drain_drops = _drain_run(args.drain)
+    except SensorUnavailable as exc:
+        print(f"vigil bench sensor: {exc}", file=sys.stderr)
+        return 1
+    worst = _print_overhead(without, traced, args.rounds)
+    print("kernel cost (ns the sensor's programs add to each operation; share of the untraced operation's time)")
+    for name in _LOOPS:
+        print(f"  {name:48} {kernel_ns[name]:>8,.0f} ns   {kernel_ns[name] * without[name] / 1e9:7.1%}")
+    print("consumer (target >= 300,000 records/s with zero kernel drops)")
+    print(f"  generator syscalls/s {generated:>11,.0f}")
+    print(f"  records decoded/s    {consumer.rate:>11,.0f}   ({consumer.records:,} records, "
+          f"{consumer.rate / generated if generated else 0:.2f} of the generator's rate)")
+    print(f"  kernel drops         {_drops(drops)}")
+    print(f"  drain alone, records decoded/s {drain_rate:>11,.0f}   (kernel drops {_drops(drain_drops)})")
+    dropped = sum(drops.values()) + sum(drain_drops.values())
+    return 0 if dropped == 0 and worst <= 0.10 and max(consumer.rate, drain_rate) >= 300_000 else 1
+
+
+def _print_overhead(without: dict[str, float], traced: dict[str, float], rounds: int) -> float:
+    """Print each loop's rates and slowdown; the worst slowdown."""
+    print(f"overhead (ops/s, best of {rounds} rounds: without sensor -> with sensor; slowdown; target <= 10%)")
+    worst = 0.0
+    for name in _LOOPS:
+        slowdown = 1 - traced[name] / without[name]
+        worst = max(worst, slowdown)
+        print(f"  {name:48} {without[name]:>11,.0f} -> {traced[name]:>11,.0f}   {slowdown:+7.1%}")
+    return worst
+
+
+def _kernel_cost(sensor: Sensor, iterations: int) -> dict[str, float]:
+    """Nanoseconds the sensor's programs ran per loop operation, each loop run once with run statistics on."""
+    stats_fd = libbpf().enable_run_stats()
+    reader = _Reader(sensor)
+    reader.start()
+    cost = {}
+    try:
+        for name, (_, scale) in _LOOPS.items():
+            before = sum(ns for _, ns in sensor.kernel_time().values())
+            _loop_rate(name, iterations)
+            after = sum(ns for _, ns in sensor.kernel_time().values())
+            cost[name] = (after - before) / (iterations * scale)
+    finally:
+        os.close(stats_fd)
+        reader.stopping.set()
+        reader.join()
+    return cost
+
+
+def _drops(by_reason: dict[str, int]) -> str:
+    return f"{sum(by_reason.values()):>11,}   (" + ", ".join(f"{k} {v:,}" for k, v in by_reason.items()) + ")"
+
+
+def _best(rates: dict[str, float], iterations: int) -> None:
+    for name in _LOOPS:
+        rates[name] = max(rates[name], _loop_rate(name, iterations))
+
+
+def _consumer_run(sensor: Sensor, seconds: float) -> tuple[Consumed, float, dict[str, int]]:
+    """(what the reader consumed, the generator's syscall rate, kernel drops by reason) for one flat-out run."""
+    losses = sensor.losses_by_reason()
+    reader = _Reader(sensor)
+    reader.start()
+    generator = subprocess.run([sys.executable, "-c", _GENERATOR, str(seconds)], capture_output=True, text=True,
+                               check=True)
+    reader.stopping.set()
+    reader.join()
+    generated = float(generator.stdout.split()[-1])
+    return reader.consumed, generated, {reason: n - losses[reason] for reason, n in sensor.losses_by_reason().items()}
+
+
+def _drain_run(records: int) -> tuple[float, dict[str, int]]:
+    """(records decoded per second by a consumer with the CPU to itself, kernel drops): a child fills a ring
+    buffer large enough for all its records before this process reads any."""
+    with Sensor(SensorConfig(ring_buffer_bytes=64 << 20)) as sensor:
+        subprocess.run([sys.executable, "-c", _FILL, str(records)], check=True)
+        start, count = time.perf_counter(), 0
+        while batch := sensor.poll(0):
+            count += len(batch)
+        return count / (time.perf_counter() - start), sensor.losses_by_reason()

@@ -1,0 +1,91 @@
+"""Which container a cgroup id belongs to.
+
+Every sensor record carries ``bpf_get_current_cgroup_id()``: the inode number of the process's cgroup v2
+directory. The kernel turns that number back into the directory through a file handle (cgroupfs exports
+kernfs handles whose payload is the id), so one ``open_by_handle_at`` and one ``readlink`` resolve an id
+without walking the hierarchy. Runtimes name container cgroups after the 64-hex container id, whatever the
+layout: ``k8s.io/<id>`` (containerd, cgroupfs driver), ``kubepods/.../<id>``, ``docker/<id>``,
+``docker-<id>.scope``, ``cri-containerd-<id>.scope``, ``crio-<id>.scope`` (systemd driver). Host processes
+live in cgroups without such a name and get "".
+
+Results are cached in a bounded dict (oldest entry evicted first): there are few cgroups and many records.
+The record decoder reads :attr:`CgroupResolver.known` directly and calls :meth:`CgroupResolver.container_id`
+only on a miss, which is what the miss count counts.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import re
+import struct
+from pathlib import Path
+
+_CONTAINER_ID = re.compile(r"(?:^|[-/:])([0-9a-f]{64})(?:\.scope)?$")
+_FILEID_KERNFS = 0xFE
+
+
+class _FileHandle(ctypes.Structure):
+    _fields_ = [("handle_bytes", ctypes.c_uint), ("handle_type", ctypes.c_int), ("f_handle", ctypes.c_char * 8)]
+
+
+def cgroup2_mount(mountinfo: Path = Path("/proc/self/mountinfo")) -> Path | None:
+    """Where the cgroup v2 hierarchy is mounted (``/sys/fs/cgroup`` or, on hybrid hosts, ``.../unified``)."""
+    for line in mountinfo.read_text().splitlines():
+        fields, _, tail = line.partition(" - ")
+        if tail.split(" ", 1)[0] == "cgroup2":
+            return Path(fields.split(" ")[4])
+    return None
+
+
+def container_id_of_path(path: str) -> str:
+    """The container id a cgroup path names (the innermost component that is one), else ""."""
+    for component in reversed(path.split("/")):
+        match = _CONTAINER_ID.search(component)
+        if match:
+            return match.group(1)
+    return ""
+
+
+class CgroupResolver:
+    """cgroup id → container id, with a bounded cache (``known``) and a count of lookups it missed."""
+
+    def __init__(self, root: Path | None = None, capacity: int = 4096) -> None:
+        self.root = root or cgroup2_mount()
+        self.capacity = capacity
+        self.misses = 0
+        self.known: dict[int, str] = {}
+        self._mount_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY) if self.root else -1
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._libc.open_by_handle_at.argtypes = [ctypes.c_int, ctypes.POINTER(_FileHandle), ctypes.c_int]
+
+    def container_id(self, cgroup_id: int) -> str:
+        """Resolve (and cache) an id that is not in ``known``."""
+        self.misses += 1
+        path = self.path_of(cgroup_id)
+        if path is None:
+            return ""  # not cached: a cgroup that cannot be opened now may be one that is being created
+        found = container_id_of_path(path)
+        if len(self.known) >= self.capacity:
+            del self.known[next(iter(self.known))]
+        self.known[cgroup_id] = found
+        return found
+
+    def path_of(self, cgroup_id: int) -> str | None:
+        """The cgroup directory of ``cgroup_id`` ("" for a vanished cgroup), None when it cannot be resolved."""
+        if self._mount_fd < 0:
+            return None
+        handle = _FileHandle(8, _FILEID_KERNFS, struct.pack("<Q", cgroup_id))
+        fd = self._libc.open_by_handle_at(self._mount_fd, ctypes.byref(handle), os.O_RDONLY | os.O_DIRECTORY)
+        if fd < 0:
+            return "" if ctypes.get_errno() == errno.ESTALE else None
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        if self._mount_fd >= 0:
+            os.close(self._mount_fd)
+            self._mount_fd = -1

@@ -1,0 +1,240 @@
+"""Sensor records (``raw.ebpf``, the dicts :meth:`collectors.ebpf.Sensor.poll` returns) in and out of the
+envelope.
+
+Runs in the stream workers and ``vigil replay``. It trusts no field's type: a record can come from an older
+collector or a hand-written file, so a wrong type becomes an empty value, and a record without its type,
+time or process is refused with a stable reason.
+
+The node collector may add ``k8s`` (the pod the container belongs to) and ``node`` to a record; the pod
+context is mapped into :class:`~vigil.event.K8sContext`, and the record's own ``container_id`` fills in when
+the collector could not resolve one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+
+from collectors.source import RecordRejected, Rejected
+from vigil.event import Actor, Event, K8sContext, Outcome, Target, event_id, now_ns
+
+SOURCE = "ebpf"
+
+#: Record type → event kind (every kind is one of :data:`vigil.event.KINDS`).
+KIND_OF_TYPE = {
+    "exec": "process.exec",
+    "exit": "process.exit",
+    "open": "file.open",
+    "file_write": "file.write",
+    "connect": "net.connect",
+    "accept": "net.accept",
+    "listen": "net.listen",
+    "ptrace": "process.ptrace",
+    "setid": "process.setid",
+    "ns_change": "process.ns_change",
+    "mount": "fs.mount",
+    "module_load": "kernel.module_load",
+    "bpf": "bpf.program",
+    "memfd_create": "memfd.create",
+}
+
+_K8S_FIELDS = ("namespace", "pod", "pod_uid", "container_id", "container_name", "image", "service_account")
+
+
+def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
+    """The Event for one sensor record; raises RecordRejected when its type, time or pid is missing."""
+    record_type, time_ns, pid = _identity(record)
+    tid = _int(record, "tid") or pid
+    k8s = _k8s(record.get("k8s"))
+    k8s.container_id = k8s.container_id or _text(record, "container_id")
+    node = _text(record, "node") or node
+    action, target, outcome = _DETAILS[record_type](record)
+    return Event(
+        id=event_id(SOURCE, node, record_type, str(tid), str(time_ns)),
+        time_ns=time_ns,
+        source=SOURCE,
+        kind=KIND_OF_TYPE[record_type],
+        action=action,
+        original_id=f"{record_type}:{tid}:{time_ns}",
+        ingest_ns=now_ns(),
+        cluster=cluster,
+        node=node,
+        k8s=k8s,
+        actor=_actor(record, pid),
+        target=target,
+        outcome=outcome,
+        raw=record,
+    )
+
+
+def correlation_key(record: dict[str, Any], cluster: str) -> str:
+    """``normalize_record(record, cluster, node).correlation_key``, computed without building the Event."""
+    k8s = record.get("k8s")
+    namespace = _text(k8s, "namespace") if isinstance(k8s, dict) else ""
+    pod = _text(k8s, "pod") if isinstance(k8s, dict) else ""
+    if pod:
+        return f"{cluster}/{namespace}/{pod}"
+    return f"{cluster}/{namespace}" if namespace else f"{cluster}/~"
+
+
+def split_payload(payload: bytes, max_record_bytes: int) -> Iterator[dict[str, Any] | Rejected]:
+    """One JSON-lines line (a record, or a JSON array of records, as the node collector packs them) into
+    records; never raises."""
+    if len(payload) > max_record_bytes:
+        yield Rejected("too_large", f"{len(payload)} bytes exceed the {max_record_bytes}-byte limit", payload)
+        return
+    try:
+        document = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        yield Rejected("not_json", str(exc), payload)
+        return
+    for item in document if isinstance(document, list) else [document]:
+        if not isinstance(item, dict):
+            yield Rejected("wrong_kind", f"a JSON {type(item).__name__} is not a sensor record", orjson.dumps(item))
+            continue
+        try:
+            _identity(item)
+        except RecordRejected as exc:
+            yield Rejected(exc.reason, exc.detail, orjson.dumps(item))
+            continue
+        yield item
+
+
+def _identity(record: dict[str, Any]) -> tuple[str, int, int]:
+    record_type = record.get("type")
+    if record_type not in KIND_OF_TYPE:
+        raise RecordRejected("wrong_kind", f"type {record_type!r} is not a sensor record type")
+    time_ns = record.get("time_ns")
+    if type(time_ns) is not int or time_ns <= 0:
+        raise RecordRejected("missing_field", f"time_ns must be a positive integer, got {time_ns!r}")
+    pid = record.get("pid")
+    if type(pid) is not int or pid <= 0:
+        raise RecordRejected("missing_field", f"pid must be a positive integer, got {pid!r}")
+    return record_type, time_ns, pid
+
+
+def _actor(record: dict[str, Any], pid: int) -> Actor:
+    uid, gid = record.get("uid"), record.get("gid")
+    args = record.get("args")
+    return Actor(
+        pid=pid,
+        ppid=_int(record, "ppid"),
+        uid=uid if type(uid) is int else -1,
+        gid=gid if type(gid) is int else -1,
+        exe=_text(record, "exe"),
+        args=[arg for arg in args if isinstance(arg, str)] if isinstance(args, list) else [],
+        cwd=_text(record, "cwd"),
+        parent_exe=_text(record, "parent_exe"),
+    )
+
+
+def _k8s(value: Any) -> K8sContext:
+    if not isinstance(value, dict):
+        return K8sContext()
+    labels = value.get("labels")
+    return K8sContext(
+        **{name: _text(value, name) for name in _K8S_FIELDS},
+        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
+    )
+
+
+# -- per record type: (action, target, outcome) ------------------------------------------------------------
+# Records other than exec and exit are taken at syscall entry: they say what was attempted, not whether the
+# kernel allowed it, so their outcome is "unknown".
+
+_Details = tuple[str, Target, Outcome]
+
+
+def _exec(record: dict[str, Any]) -> _Details:
+    return "exec", Target(path=_text(record, "exe")), Outcome("success")
+
+
+def _exit(record: dict[str, Any]) -> _Details:
+    code, signal = _int(record, "exit_code"), _int(record, "signal")
+    return "exit", Target(), Outcome("success" if not code and not signal else "failure", code,
+                                     f"signal {signal}" if signal else "")
+
+
+def _open(record: dict[str, Any]) -> _Details:
+    return "open", Target(path=_text(record, "path")), Outcome()
+
+
+def _file_write(record: dict[str, Any]) -> _Details:
+    return "open_write", Target(path=_text(record, "path")), Outcome()
+
+
+def _peer(action: str) -> Callable[[dict[str, Any]], _Details]:
+    """connect and accept name the remote end; listen names the local address it listens on."""
+    side = "local" if action == "listen" else "remote"
+
+    def details(record: dict[str, Any]) -> _Details:
+        target = Target(address=_text(record, f"{side}_address"), port=_int(record, f"{side}_port"),
+                        resource=_text(record, "protocol"))
+        return action, target, Outcome()
+
+    return details
+
+
+def _ptrace(record: dict[str, Any]) -> _Details:
+    target = Target(resource="processes", name=str(_int(record, "target_pid")))
+    return _text(record, "request") or "ptrace", target, Outcome()
+
+
+def _setid(record: dict[str, Any]) -> _Details:
+    ids = record.get("ids")
+    shown = ",".join(str(i) for i in ids if type(i) is int) if isinstance(ids, list) else ""
+    return _text(record, "call") or "setid", Target(resource="credentials", name=shown), Outcome()
+
+
+def _ns_change(record: dict[str, Any]) -> _Details:
+    kinds = record.get("namespaces")
+    shown = ",".join(k for k in kinds if isinstance(k, str)) if isinstance(kinds, list) else ""
+    return _text(record, "call") or "unshare", Target(resource="namespaces", name=shown), Outcome()
+
+
+def _mount(record: dict[str, Any]) -> _Details:
+    target = Target(path=_text(record, "target"), name=_text(record, "source"), resource=_text(record, "fstype"))
+    return "mount", target, Outcome()
+
+
+def _module_load(record: dict[str, Any]) -> _Details:
+    return _text(record, "call") or "init_module", Target(resource="modules", name=_text(record, "name")), Outcome()
+
+
+def _bpf(record: dict[str, Any]) -> _Details:
+    target = Target(resource="bpf", name=_text(record, "prog_name"))
+    return _text(record, "command") or "bpf", target, Outcome()
+
+
+def _memfd(record: dict[str, Any]) -> _Details:
+    return "memfd_create", Target(name=_text(record, "name")), Outcome()
+
+
+_DETAILS: dict[str, Callable[[dict[str, Any]], _Details]] = {
+    "exec": _exec,
+    "exit": _exit,
+    "open": _open,
+    "file_write": _file_write,
+    "connect": _peer("connect"),
+    "accept": _peer("accept"),
+    "listen": _peer("listen"),
+    "ptrace": _ptrace,
+    "setid": _setid,
+    "ns_change": _ns_change,
+    "mount": _mount,
+    "module_load": _module_load,
+    "bpf": _bpf,
+    "memfd_create": _memfd,
+}
+
+
+def _text(mapping: dict[str, Any], name: str) -> str:
+    value = mapping.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _int(mapping: dict[str, Any], name: str) -> int:
+    value = mapping.get(name)
+    return value if type(value) is int else 0

@@ -1,0 +1,234 @@
+"""Turning the sensor's binary records into the JSON-able dicts the collector ships.
+
+The layouts mirror the C structs of ``sensor.bpf.c`` (change both together). Decoding runs for every record
+at hundreds of thousands per second, so each record type has one precompiled :class:`struct.Struct` and a
+small function that reads only its own fields, file opens (most of a busy node's records) are decoded inline
+in the batch loop, and names of flags and requests are table lookups.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any
+
+HEADER = struct.Struct("<QQIIIIII16s")
+_EXEC = struct.Struct("<IIII")
+_EXIT = struct.Struct("<I")
+_OPEN = struct.Struct("<IIII")
+_SOCK = struct.Struct("<HHHH16s16si")
+_PTRACE = struct.Struct("<qI")
+_SETID = struct.Struct("<Iiii")
+_NS = struct.Struct("<IIi")
+_MOUNT = struct.Struct("<Q256s256s32s")
+_MODULE = struct.Struct("<IIiI64s128s")
+_BPF = struct.Struct("<II16s")
+_MEMFD = struct.Struct("<II256s")
+
+ARGS_LEN = 1024
+NAME_LEN = 64
+MAX_DEPTH = 16
+_BODY = HEADER.size  # every record's own fields start right after the header
+_EXEC_ARGS = _BODY + _EXEC.size
+_EXEC_EXE = _EXEC_ARGS + ARGS_LEN
+_EXEC_CWD = _EXEC_EXE + MAX_DEPTH * NAME_LEN
+_EXEC_PARENT_EXE = _EXEC_CWD + MAX_DEPTH * NAME_LEN
+_OPEN_PATH = _BODY + 16
+_OPEN_ALL = struct.Struct(HEADER.format + _OPEN.format[1:])
+_TYPE_OFFSET = 16  # the low byte of header.type (little-endian)
+_COMM_CACHE = 4096
+
+#: Record type numbers of ``enum record_type`` and the names user space gives them.
+TYPES = {
+    1: "exec", 2: "exit", 3: "open", 4: "connect", 5: "accept", 6: "listen", 7: "ptrace", 8: "setid",
+    9: "ns_change", 10: "mount", 11: "module_load", 12: "bpf", 13: "memfd_create", 14: "file_write",
+}
+
+_SETID_CALLS = ("setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid")
+_PTRACE_REQUESTS = {4: "poketext", 5: "pokedata", 6: "pokeuser", 16: "attach", 0x4206: "seize"}
+_BPF_COMMANDS = {5: "prog_load", 8: "prog_attach", 17: "raw_tracepoint_open", 28: "link_create"}
+_PROTOCOLS = {6: "tcp", 17: "udp", 132: "sctp", 1: "icmp", 58: "icmpv6", 262: "mptcp"}
+_NAMESPACE_FLAGS = (
+    (0x00020000, "mnt"), (0x02000000, "cgroup"), (0x04000000, "uts"), (0x08000000, "ipc"),
+    (0x10000000, "user"), (0x20000000, "pid"), (0x40000000, "net"), (0x00000080, "time"),
+)
+_AF_INET = 2
+
+
+def text(raw: bytes) -> str:
+    """A NUL-terminated C string as text (invalid UTF-8 replaced, so the record stays JSON-able)."""
+    return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def namespaces(flags: int) -> list[str]:
+    """The namespace kinds named by CLONE_NEW* bits of unshare(2) flags or a setns(2) nstype."""
+    return [name for bit, name in _NAMESPACE_FLAGS if flags & bit]
+
+
+def _path(view: memoryview, offset: int, depth: int) -> str:
+    """A path from the components the kernel walked, leaf first; "" when it walked none."""
+    if not depth:
+        return ""
+    names = [text(view[offset + i * NAME_LEN : offset + (i + 1) * NAME_LEN].tobytes()) for i in range(depth)]
+    return "/" + "/".join(reversed(names))
+
+
+def _exec(record: dict[str, Any], view: memoryview, at: int) -> None:
+    args_len, exe_depth, cwd_depth, parent_depth = _EXEC.unpack_from(view, at + _BODY)
+    args = view[at + _EXEC_ARGS : at + _EXEC_ARGS + args_len].tobytes().split(b"\0")
+    if args and not args[-1]:
+        args.pop()
+    record["args"] = [arg.decode(errors="replace") for arg in args]
+    record["exe"] = _path(view, at + _EXEC_EXE, exe_depth)
+    record["cwd"] = _path(view, at + _EXEC_CWD, cwd_depth)
+    record["parent_exe"] = _path(view, at + _EXEC_PARENT_EXE, parent_depth)
+
+
+def _exit(record: dict[str, Any], view: memoryview, at: int) -> None:
+    code = _EXIT.unpack_from(view, at + _BODY)[0]
+    record["exit_code"] = code >> 8 & 0xFF
+    record["signal"] = code & 0x7F
+
+
+def _address(family: int, raw: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET, raw[:4]) if family == _AF_INET else socket.inet_ntop(socket.AF_INET6, raw)
+
+
+def _sock(record: dict[str, Any], view: memoryview, at: int) -> None:
+    family, protocol, local_port, remote_port, local, remote, fd = _SOCK.unpack_from(view, at + _BODY)
+    record["family"] = "inet" if family == _AF_INET else "inet6"
+    record["protocol"] = _PROTOCOLS.get(protocol, str(protocol))
+    record["local_address"] = _address(family, local)
+    record["local_port"] = local_port
+    record["remote_address"] = _address(family, remote)
+    record["remote_port"] = remote_port
+    record["fd"] = fd
+
+
+def _ptrace(record: dict[str, Any], view: memoryview, at: int) -> None:
+    request, record["target_pid"] = _PTRACE.unpack_from(view, at + _BODY)
+    record["request"] = _PTRACE_REQUESTS.get(request, str(request))
+
+
+def _setid(record: dict[str, Any], view: memoryview, at: int) -> None:
+    call, *ids = _SETID.unpack_from(view, at + _BODY)
+    name = _SETID_CALLS[call]
+    record["call"] = name
+    record["ids"] = ids[: 3 if name.startswith("setres") else 2 if name.startswith("setre") else 1]
+
+
+def _ns_change(record: dict[str, Any], view: memoryview, at: int) -> None:
+    setns, flags, fd = _NS.unpack_from(view, at + _BODY)
+    record["call"] = "setns" if setns else "unshare"
+    record["flags"] = flags
+    record["namespaces"] = namespaces(flags)
+    record["fd"] = fd
+
+
+def _mount(record: dict[str, Any], view: memoryview, at: int) -> None:
+    record["flags"], source, target, fstype = _MOUNT.unpack_from(view, at + _BODY)
+    record["source"], record["target"], record["fstype"] = text(source), text(target), text(fstype)
+
+
+def _module(record: dict[str, Any], view: memoryview, at: int) -> None:
+    from_fd, flags, fd, _, name, args = _MODULE.unpack_from(view, at + _BODY)
+    record["call"] = "finit_module" if from_fd else "init_module"
+    record["flags"], record["fd"], record["name"], record["args"] = flags, fd, text(name), text(args)
+
+
+def _bpf(record: dict[str, Any], view: memoryview, at: int) -> None:
+    command, record["prog_type"], name = _BPF.unpack_from(view, at + _BODY)
+    record["command"] = _BPF_COMMANDS.get(command, str(command))
+    record["prog_name"] = text(name)
+
+
+def _memfd(record: dict[str, Any], view: memoryview, at: int) -> None:
+    record["flags"], _, name = _MEMFD.unpack_from(view, at + _BODY)
+    record["name"] = text(name)
+
+
+_Fields = Callable[[dict[str, Any], memoryview, int], None]
+_FIELDS: dict[int, _Fields] = {
+    1: _exec, 2: _exit, 4: _sock, 5: _sock, 6: _sock, 7: _ptrace, 8: _setid, 9: _ns_change,
+    10: _mount, 11: _module, 12: _bpf, 13: _memfd,
+}
+
+
+class RecordDecoder:
+    """Decodes records of one sensor: kernel boot-clock times become wall-clock epoch nanoseconds and cgroup
+    ids become container ids (``known_containers`` is read directly, ``resolve_container`` asked on a miss).
+
+    File opens are most of a busy node's records, so the batch loop decodes them inline: one unpack, one dict
+    literal, and process names decoded once per distinct name.
+    """
+
+    def __init__(self, known_containers: dict[int, str], resolve_container: Callable[[int], str],
+                 boot_offset_ns: int) -> None:
+        self.known_containers = known_containers
+        self.resolve_container = resolve_container
+        self.boot_offset_ns = boot_offset_ns
+        self._comms: dict[bytes, str] = {}
+
+    def comm(self, raw: bytes) -> str:
+        name = self._comms.get(raw)
+        if name is None:
+            if len(self._comms) >= _COMM_CACHE:
+                self._comms.clear()
+            name = self._comms[raw] = raw.split(b"\0", 1)[0].decode(errors="replace")
+        return name
+
+    def container_id(self, cgroup_id: int) -> str:
+        found = self.known_containers.get(cgroup_id)
+        return self.resolve_container(cgroup_id) if found is None else found
+
+    def __call__(self, view: memoryview, offsets: list[int]) -> list[dict[str, Any]]:
+        """The records starting at ``offsets`` in ``view``."""
+        out: list[dict[str, Any]] = []
+        append = out.append
+        unpack_open, known, comms = _OPEN_ALL.unpack_from, self.known_containers, self._comms
+        boot_offset = self.boot_offset_ns
+        for at in offsets:
+            kind = view[at + _TYPE_OFFSET]
+            if kind != 3 and kind != 14:
+                append(self.decode(view, at))
+                continue
+            boot_ns, cgroup_id, _, pid, tid, ppid, uid, gid, comm, flags, mode, path_len, repeats = unpack_open(
+                view, at
+            )
+            container_id = known.get(cgroup_id)
+            append({
+                "type": "open" if kind == 3 else "file_write",
+                "time_ns": boot_ns + boot_offset,
+                "pid": pid,
+                "tid": tid,
+                "ppid": ppid,
+                "uid": uid,
+                "gid": gid,
+                "comm": comms.get(comm) or self.comm(comm),
+                "cgroup_id": cgroup_id,
+                "container_id": self.resolve_container(cgroup_id) if container_id is None else container_id,
+                "flags": flags,
+                "mode": mode,
+                "path": view[at + _OPEN_PATH : at + _OPEN_PATH + path_len].tobytes().decode(errors="replace"),
+                "repeats": repeats,
+            })
+        return out
+
+    def decode(self, view: memoryview, at: int) -> dict[str, Any]:
+        """One record of any type other than the file opens the batch loop decodes itself."""
+        boot_ns, cgroup_id, kind, pid, tid, ppid, uid, gid, comm = HEADER.unpack_from(view, at)
+        record = {
+            "type": TYPES[kind],
+            "time_ns": boot_ns + self.boot_offset_ns,
+            "pid": pid,
+            "tid": tid,
+            "ppid": ppid,
+            "uid": uid,
+            "gid": gid,
+            "comm": self.comm(comm),
+            "cgroup_id": cgroup_id,
+            "container_id": self.container_id(cgroup_id),
+        }
+        _FIELDS[kind](record, view, at)
+        return record

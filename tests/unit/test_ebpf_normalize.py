@@ -1,0 +1,154 @@
+"""The ``ebpf`` source: sensor records (as recorded on a real kernel) into the envelope, and refusals."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import orjson
+import pytest
+
+from collectors.ebpf import EBPF_SOURCE
+from collectors.ebpf.normalize import KIND_OF_TYPE
+from collectors.source import Rejected, get_source
+from vigil.event import KINDS, Event
+
+_HEADER = {"time_ns": 1795707065092577812, "pid": 3787, "tid": 3787, "ppid": 3783, "uid": 0, "gid": 0,
+           "comm": "python", "cgroup_id": 1, "container_id": ""}
+
+#: One record of every type, as ``vigil sensor trace`` printed them on this project's machines.
+RECORDED: dict[str, dict[str, Any]] = {
+    "exec": {"type": "exec", **_HEADER, "comm": "echo", "args": ["/bin/echo", "hello", "world"],
+             "exe": "/usr/bin/echo", "cwd": "/work/main", "parent_exe": "/usr/bin/bash"},
+    "exit": {"type": "exit", **_HEADER, "exit_code": 0, "signal": 9},
+    "open": {"type": "open", **_HEADER, "flags": 524288, "mode": 0, "path": "/etc/shadow"},
+    "file_write": {"type": "file_write", **_HEADER, "flags": 524865, "mode": 438, "path": "/tmp/release_agent"},
+    "connect": {"type": "connect", **_HEADER, "family": "inet6", "protocol": "tcp", "local_address": "::",
+                "local_port": 0, "remote_address": "::1", "remote_port": 50139, "fd": 4},
+    "accept": {"type": "accept", **_HEADER, "family": "inet", "protocol": "tcp", "local_address": "127.0.0.1",
+               "local_port": 50029, "remote_address": "127.0.0.1", "remote_port": 58370, "fd": 4},
+    "listen": {"type": "listen", **_HEADER, "family": "inet", "protocol": "tcp", "local_address": "127.0.0.1",
+               "local_port": 50029, "remote_address": "0.0.0.0", "remote_port": 0, "fd": 6},
+    "ptrace": {"type": "ptrace", **_HEADER, "request": "attach", "target_pid": 1},
+    "setid": {"type": "setid", **_HEADER, "call": "setresuid", "ids": [0, 0, 0]},
+    "ns_change": {"type": "ns_change", **_HEADER, "call": "unshare", "flags": 1073741824, "namespaces": ["net"],
+                  "fd": -1},
+    "mount": {"type": "mount", **_HEADER, "flags": 0, "source": "/dev/sda1", "target": "/mnt/host",
+              "fstype": "ext4"},
+    "module_load": {"type": "module_load", **_HEADER, "call": "finit_module", "flags": 0, "fd": 3,
+                    "name": "rootkit.ko", "args": ""},
+    "bpf": {"type": "bpf", **_HEADER, "command": "prog_load", "prog_type": 2, "prog_name": "on_exec"},
+    "memfd_create": {"type": "memfd_create", **_HEADER, "flags": 1, "name": "evil"},
+}
+
+_K8S = {"namespace": "shop", "pod": "web-0", "pod_uid": "u-1", "container_id": "c" * 64,
+        "container_name": "web", "image": "busybox:1", "service_account": "shop/web", "labels": {"app": "web"}}
+
+
+def _normalize(record: dict[str, Any]) -> Event:
+    return EBPF_SOURCE.normalize(record, "c1", "node-1")
+
+
+def test_the_source_is_registered_under_its_name() -> None:
+    assert get_source("ebpf") is EBPF_SOURCE
+
+
+@pytest.mark.parametrize("record_type", sorted(RECORDED))
+def test_every_record_type_becomes_an_event_of_a_known_kind(record_type: str) -> None:
+    record = RECORDED[record_type]
+    event = _normalize(record)
+    assert event.kind == KIND_OF_TYPE[record_type] and event.kind in KINDS
+    assert (event.source, event.cluster, event.node, event.time_ns) == ("ebpf", "c1", "node-1", record["time_ns"])
+    assert (event.actor.pid, event.actor.ppid, event.actor.uid, event.actor.gid) == (3787, 3783, 0, 0)
+    assert event.raw is record
+    assert EBPF_SOURCE.key(record, "c1") == event.correlation_key == "c1/~"
+    assert Event.from_json(event.to_json()) == event
+
+
+def test_covers_every_type_the_sensor_records() -> None:
+    from collectors.ebpf.records import TYPES
+
+    assert set(RECORDED) == set(KIND_OF_TYPE) == set(TYPES.values())
+
+
+def test_exec_carries_the_process_identity() -> None:
+    event = _normalize(RECORDED["exec"])
+    assert (event.action, event.actor.exe, event.target.path) == ("exec", "/usr/bin/echo", "/usr/bin/echo")
+    assert event.actor.args == ["/bin/echo", "hello", "world"]
+    assert (event.actor.cwd, event.actor.parent_exe) == ("/work/main", "/usr/bin/bash")
+    assert event.outcome.result == "success"
+
+
+def test_targets_name_what_was_acted_on() -> None:
+    assert _normalize(RECORDED["open"]).target.path == "/etc/shadow"
+    write = _normalize(RECORDED["file_write"])
+    assert (write.kind, write.action, write.target.path) == ("file.write", "open_write", "/tmp/release_agent")
+    connect = _normalize(RECORDED["connect"]).target
+    assert (connect.address, connect.port, connect.resource) == ("::1", 50139, "tcp")
+    accept = _normalize(RECORDED["accept"]).target
+    assert (accept.address, accept.port) == ("127.0.0.1", 58370)
+    listen = _normalize(RECORDED["listen"]).target
+    assert (listen.address, listen.port) == ("127.0.0.1", 50029)
+    ptrace = _normalize(RECORDED["ptrace"])
+    assert (ptrace.action, ptrace.target.name) == ("attach", "1")
+    setid = _normalize(RECORDED["setid"])
+    assert (setid.action, setid.target.name) == ("setresuid", "0,0,0")
+    ns = _normalize(RECORDED["ns_change"])
+    assert (ns.action, ns.target.name) == ("unshare", "net")
+    mount = _normalize(RECORDED["mount"]).target
+    assert (mount.path, mount.name, mount.resource) == ("/mnt/host", "/dev/sda1", "ext4")
+    assert _normalize(RECORDED["module_load"]).target.name == "rootkit.ko"
+    bpf = _normalize(RECORDED["bpf"])
+    assert (bpf.action, bpf.target.name) == ("prog_load", "on_exec")
+    assert _normalize(RECORDED["memfd_create"]).target.name == "evil"
+
+
+def test_exit_outcome_reflects_code_and_signal() -> None:
+    killed = _normalize(RECORDED["exit"]).outcome
+    assert (killed.result, killed.reason) == ("failure", "signal 9")
+    clean = _normalize({**RECORDED["exit"], "signal": 0}).outcome
+    assert (clean.result, clean.code) == ("success", 0)
+
+
+def test_enrichment_from_the_node_collector_becomes_the_k8s_context_and_key() -> None:
+    record = {**RECORDED["open"], "k8s": _K8S, "node": "worker-7", "container_id": "c" * 64}
+    event = _normalize(record)
+    assert event.k8s.pod == "web-0" and event.k8s.labels == {"app": "web"} and event.k8s.image == "busybox:1"
+    assert event.node == "worker-7"
+    assert event.correlation_key == EBPF_SOURCE.key(record, "c1") == "c1/shop/web-0"
+
+
+def test_container_id_comes_from_the_record_when_not_enriched() -> None:
+    event = _normalize({**RECORDED["exec"], "container_id": "d" * 64})
+    assert event.k8s.container_id == "d" * 64 and event.k8s.pod == ""
+
+
+def test_ids_are_deterministic_and_distinct_per_record() -> None:
+    first, again = _normalize(RECORDED["open"]), _normalize(copy.deepcopy(RECORDED["open"]))
+    assert first.id == again.id
+    assert first.id != _normalize({**RECORDED["open"], "time_ns": RECORDED["open"]["time_ns"] + 1}).id
+
+
+def test_wrong_field_types_become_empty_values() -> None:
+    event = _normalize({**RECORDED["exec"], "args": "rm -rf /", "uid": "0", "k8s": "web", "exe": 7})
+    assert (event.actor.args, event.actor.uid, event.actor.exe, event.k8s.pod) == ([], -1, "", "")
+
+
+def test_split_yields_records_and_refuses_bad_ones() -> None:
+    good = RECORDED["open"]
+    payload = orjson.dumps([good, {"type": "teleport", "time_ns": 1, "pid": 1}, {**good, "time_ns": "x"}, 3])
+    items = list(EBPF_SOURCE.split(payload, 1 << 20))
+    assert items[0] == good
+    assert [item.reason for item in items[1:] if isinstance(item, Rejected)] == [
+        "wrong_kind", "missing_field", "wrong_kind"]
+    assert next(iter(EBPF_SOURCE.split(b"{not json", 1 << 20))).reason == "not_json"
+    assert next(iter(EBPF_SOURCE.split(orjson.dumps(good), 10))).reason == "too_large"
+    assert next(iter(EBPF_SOURCE.split(orjson.dumps({**good, "pid": 0}), 1 << 20))).reason == "missing_field"
+
+
+def test_normalize_refuses_a_record_without_identity() -> None:
+    from collectors.source import RecordRejected
+
+    with pytest.raises(RecordRejected) as refused:
+        _normalize({"type": "exec", "pid": 1})
+    assert refused.value.reason == "missing_field"
