@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 export VIGIL_CLUSTER=${VIGIL_CLUSTER:-demo}
+# The writer and the queries below are separate processes: they share the dev stack's ClickHouse server
+# (without this, vigil stores into an engine embedded in one process).
+export VIGIL_CLICKHOUSE_URL=${VIGIL_CLICKHOUSE_URL:-http://127.0.0.1:8123}
 vigil=.venv/bin/vigil
 samples=${VIGIL_SHARED_DATA:-../shared/data}/k8s-audit
 run=$(mktemp -d)

@@ -1,54 +1,130 @@
-"""``vigil store`` (the storage writer), ``vigil storage migrate|status`` and ``vigil query``."""
+"""The storage commands: ``vigil store`` (the writer), ``vigil storage migrate|status``, and the analyst's
+``vigil query``, ``vigil hunt`` and ``vigil alerts``.
+
+Analysts' commands connect read-only (``readonly=2`` on every query), whatever the user's grants; only
+``vigil alerts ack|close`` writes, one row into ``alert_status``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import ast
 import asyncio
+import dataclasses
+import getpass
 import logging
 import sys
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka.errors import KafkaError
 
-from storage.clickhouse import ClickHouseStore, StoreError, connect
+from storage import alerts
+from storage.clickhouse import ClickHouseStore, QueryProgress, StoreError, connect
+from storage.hunts import Hunt, HuntError, load_hunts, parse_duration
 from storage.schema import migrate, status
+from storage.sigma_sql import SigmaConversionError, convert_rule
 from storage.writer import run_writer
 from vigil import metrics
 from vigil.config import Settings
 
 log = logging.getLogger(__name__)
 
-#: ``vigil query --format`` → the ClickHouse output format it is printed from.
+#: ``--format`` → the ClickHouse output format it is printed from.
 QUERY_FORMATS = {"table": "JSONCompactEachRowWithNames", "json": "JSONEachRow", "csv": "CSVWithNames"}
 
 #: Widest cell shown in table output; longer values end in "…" (use --format json for whole values).
 MAX_CELL_WIDTH = 60
 
+#: Most rows a retro-hunt prints per rule, and most alerts ``vigil alerts list`` shows, unless told.
+DEFAULT_LIMIT = 1000
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     store = sub.add_parser("store", help="run the storage writer: Kafka events and alerts into ClickHouse")
     store.set_defaults(func=run_store)
+    _register_storage(sub)
+    query = sub.add_parser("query", help="run SQL against vigil's ClickHouse database (read-only)")
+    query.add_argument("sql", help="the query; {name:Type} placeholders are bound server-side from --param")
+    _add_format(query)
+    _add_params(query)
+    query.set_defaults(func=run_query)
+    _register_hunt(sub)
+    _register_alerts(sub)
 
+
+def _register_storage(sub: argparse._SubParsersAction) -> None:
     storage = sub.add_parser("storage", help="manage the ClickHouse schema")
     storage_sub = storage.add_subparsers(dest="storage_command", required=True, metavar="ACTION")
-    storage_sub.add_parser("migrate", help="create the database and apply pending migrations").set_defaults(
-        func=run_migrate
-    )
+    storage_sub.add_parser(
+        "migrate", help="create the database, apply pending migrations, set retention and roles"
+    ).set_defaults(func=run_migrate)
     storage_sub.add_parser("status", help="list migrations and when they were applied").set_defaults(
         func=run_status
     )
 
-    query = sub.add_parser("query", help="run SQL against vigil's ClickHouse database")
-    query.add_argument("sql", help="the query; {name:Type} placeholders are bound server-side from --param")
-    query.add_argument("--format", choices=list(QUERY_FORMATS), default="table",
-                       help="table: aligned columns (default); json: one object per line; csv: with a header")
-    query.add_argument("--param", action="append", type=parse_param, default=[], metavar="NAME=VALUE",
-                       help="a query parameter; arrays, tuples and maps may be written as literals: ['a','b']")
-    query.set_defaults(func=run_query)
+
+def _register_hunt(sub: argparse._SubParsersAction) -> None:
+    hunt = sub.add_parser("hunt", help="saved hunts over stored events, and Sigma retro-hunts",
+                          description="vigil hunt list | show NAME | run NAME [--param k=v] [--since 24h]; "
+                                      "vigil hunt --sigma RULE.yml|DIR... [--since 30d]")
+    hunt.add_argument("--sigma", nargs="+", type=Path, metavar="RULE",
+                      help="run Sigma rules (files, or directories of .yml) over stored audit events")
+    _add_since(hunt, "30d")
+    hunt.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="most rows per rule (default: %(default)s)")
+    _add_format(hunt)
+    hunt.set_defaults(func=run_sigma)
+    hunt_sub = hunt.add_subparsers(dest="hunt_command", metavar="ACTION")
+    hunt_sub.add_parser("list", help="the saved hunts and their parameters").set_defaults(func=run_hunt_list)
+    show = hunt_sub.add_parser("show", help="a hunt's description, parameters and SQL")
+    show.add_argument("name")
+    show.set_defaults(func=run_hunt_show)
+    run = hunt_sub.add_parser("run", help="run a saved hunt")
+    run.add_argument("name")
+    _add_params(run)
+    _add_since(run, "24h")
+    _add_format(run)
+    run.set_defaults(func=run_hunt)
+
+
+def _register_alerts(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("alerts", help="list, show and triage stored alerts")
+    alerts_sub = parser.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
+    listing = alerts_sub.add_parser("list", help="alerts seen in the period, newest first, with their status")
+    listing.add_argument("--status", choices=alerts.STATUSES)
+    listing.add_argument("--severity")
+    listing.add_argument("--limit", type=int, default=100)
+    _add_since(listing, "7d")
+    _add_format(listing)
+    listing.set_defaults(func=run_alerts_list)
+    show = alerts_sub.add_parser("show", help="one alert with its triage history and its evidence as a timeline")
+    show.add_argument("id")
+    _add_format(show)
+    show.set_defaults(func=run_alerts_show)
+    for action, target in (("ack", "acknowledged"), ("close", "closed")):
+        change = alerts_sub.add_parser(action, help=f"mark an alert {target}")
+        change.add_argument("id")
+        change.add_argument("--note", default="", help="why (kept in the alert's history)")
+        change.add_argument("--by", default=getpass.getuser(), help="who decided (default: %(default)s)")
+        change.set_defaults(func=run_alerts_change, status=target)
+
+
+def _add_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=list(QUERY_FORMATS), default="table",
+                        help="table: aligned columns (default); json: one object per line; csv: with a header")
+
+
+def _add_params(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--param", action="append", type=parse_param, default=[], metavar="NAME=VALUE",
+                        help="a query parameter; arrays, tuples and maps may be written as literals: ['a','b']")
+
+
+def _add_since(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--since", type=_duration, default=default,
+                        help="how far back to look: 30m, 24h, 30d … (default: %(default)s)")
 
 
 def run_store(args: argparse.Namespace, settings: Settings) -> int:
@@ -63,11 +139,16 @@ def run_store(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_migrate(args: argparse.Namespace, settings: Settings) -> int:
     def apply(store: ClickHouseStore) -> int:
-        applied = migrate(store)
-        print(f"applied migrations: {', '.join(map(str, applied))}" if applied else "schema is up to date")
+        report = migrate(store, settings.clickhouse.retention_days)
+        print(f"applied migrations: {', '.join(map(str, report.applied))}" if report.applied
+              else "schema is up to date")
+        retention = f"{report.retention_days} days" if report.retention_days else "forever"
+        print(f"events retention: {retention}{' (changed)' if report.retention_changed else ''}")
+        print(f"roles: {', '.join(report.roles)}" if report.roles
+              else f"roles: not created, the server does not allow it ({report.roles_skipped})")
         return 0
 
-    return _with_store(settings, "vigil storage migrate", apply)
+    return _with_store(settings, "vigil storage migrate", apply, read_only=False)
 
 
 def run_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -83,17 +164,167 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_query(args: argparse.Namespace, settings: Settings) -> int:
     sql = args.sql.strip().rstrip(";")  # clickhouse-connect appends a FORMAT clause after the text
-    parameters = dict(args.param)
+    return _with_store(settings, "vigil query", lambda store: _print_query(store, sql, dict(args.param), args.format))
 
-    def execute(store: ClickHouseStore) -> int:
-        output = store.query_raw(sql, parameters, QUERY_FORMATS[args.format])
-        if args.format == "table":
-            lines = [orjson.loads(line) for line in output.splitlines()]
-            output = format_table(lines[0], lines[1:]).encode() if lines else b""
-        sys.stdout.buffer.write(output)
+
+def run_hunt_list(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        hunts = load_hunts()
+    except HuntError as exc:
+        print(f"vigil hunt: {exc}", file=sys.stderr)
+        return 1
+    rows = [[h.name, h.title, " ".join(p.name if p.default is None else f"[{p.name}]" for p in h.params)]
+            for h in hunts.values()]
+    print(format_table(["name", "title", "parameters ([optional])"], rows, max_width=80), end="")
+    return 0
+
+
+def run_hunt_show(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        hunt = _find_hunt(args.name)
+    except HuntError as exc:
+        print(f"vigil hunt: {exc}", file=sys.stderr)
+        return 1
+    print(f"{hunt.name}: {hunt.title}\n\n{hunt.description}\n\nparameters:")
+    for p in hunt.params:
+        default = "required" if p.default is None else f"default {p.default}"
+        print(f"  {p.name} ({p.type}, {default}): {p.description}")
+    print("  since (from --since): start of the period")
+    print(f"\n{hunt.sql}")
+    return 0
+
+
+def run_hunt(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        hunt = _find_hunt(args.name)
+        parameters = hunt.bind(dict(args.param), datetime.now(UTC) - args.since)
+    except HuntError as exc:
+        print(f"vigil hunt: {exc}", file=sys.stderr)
+        return 1
+    return _with_store(settings, "vigil hunt", lambda store: _print_query(store, hunt.sql, parameters, args.format))
+
+
+def run_sigma(args: argparse.Namespace, settings: Settings) -> int:
+    """``vigil hunt --sigma``: each rule over the stored audit events; without ``--sigma``, usage."""
+    if not args.sigma:
+        print("vigil hunt: give an action (list, show, run) or --sigma RULE.yml", file=sys.stderr)
+        return 2
+    queries = []
+    for path in _rule_files(args.sigma):
+        try:
+            queries.append(convert_rule(path.read_text()))
+        except (OSError, SigmaConversionError) as exc:
+            print(f"vigil hunt --sigma: {path}: {exc}", file=sys.stderr)
+            return 1
+    since = _since_text(datetime.now(UTC) - args.since)
+
+    def run_all(store: ClickHouseStore) -> int:
+        for query in queries:
+            if args.format == "table":
+                print(f"== {query.title} ({query.rule_id})")
+            _print_query(store, query.sql, query.parameters | {"since": since, "limit": args.limit}, args.format)
         return 0
 
-    return _with_store(settings, "vigil query", execute)
+    return _with_store(settings, "vigil hunt --sigma", run_all)
+
+
+def run_alerts_list(args: argparse.Namespace, settings: Settings) -> int:
+    def show(store: ClickHouseStore) -> int:
+        parameters = alerts.list_params(_since_text(datetime.now(UTC) - args.since), args.status or "",
+                                        args.severity or "", args.limit)
+        return _print_query(store, alerts.LIST_SQL, parameters, args.format)
+
+    return _with_store(settings, "vigil alerts list", show)
+
+
+def run_alerts_show(args: argparse.Namespace, settings: Settings) -> int:
+    def show(store: ClickHouseStore) -> int:
+        alert = alerts.get_alert(store, args.id)
+        history = alerts.status_history(store, args.id)
+        timeline = store.query_raw(alerts.EVIDENCE_SQL, alerts.evidence_params(alert), QUERY_FORMATS[args.format])
+        if args.format == "json":
+            doc = alert | {"status_history": [dict(zip(("changed_at", "status", "changed_by", "note"), row,
+                                                       strict=True)) for row in history],
+                           "timeline": [orjson.loads(line) for line in timeline.splitlines()]}
+            sys.stdout.buffer.write(orjson.dumps(doc, default=str) + b"\n")
+            return 0
+        for name, value in alert.items():
+            print(f"{name:>18}: {_cell(value, 200)}")
+        for changed_at, state, by, note in history:
+            print(f"{'':>18}  {changed_at} {state} by {by}{': ' + note if note else ''}")
+        print("\nevidence timeline:")
+        _write_output(timeline, args.format)
+        return 0
+
+    return _with_store(settings, "vigil alerts show", show)
+
+
+def run_alerts_change(args: argparse.Namespace, settings: Settings) -> int:
+    def change(store: ClickHouseStore) -> int:
+        alerts.set_status(store, args.id, args.status, args.by, args.note)
+        print(f"alert {args.id}: {args.status}")
+        return 0
+
+    return _with_store(settings, f"vigil alerts {args.alerts_command}", change, read_only=False)
+
+
+def _find_hunt(name: str) -> Hunt:
+    hunts = load_hunts()
+    if name not in hunts:
+        raise HuntError(f"no hunt named {name!r} (vigil hunt list shows them)")
+    return hunts[name]
+
+
+def _rule_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        files += sorted(path.glob("*.yml")) + sorted(path.glob("*.yaml")) if path.is_dir() else [path]
+    return files
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except HuntError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _since_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _print_query(store: ClickHouseStore, sql: str, parameters: dict[str, Any], fmt: str) -> int:
+    reporter = _progress_reporter()
+    try:
+        output = store.query_raw(sql, parameters, QUERY_FORMATS[fmt], on_progress=reporter)
+    finally:
+        if reporter is not None:
+            sys.stderr.write("\r\033[K")  # the progress line, if one was shown, makes way for the result
+    _write_output(output, fmt)
+    return 0
+
+
+def _write_output(output: bytes, fmt: str) -> None:
+    if fmt == "table":
+        lines = [orjson.loads(line) for line in output.splitlines()]
+        output = format_table(lines[0], lines[1:]).encode() if lines else b""
+    sys.stdout.buffer.write(output)
+    sys.stdout.flush()
+
+
+def _progress_reporter() -> Callable[[QueryProgress], None] | None:
+    """On a terminal, a line on stderr that tells a long query's progress, rewritten in place."""
+    if not sys.stderr.isatty():
+        return None
+
+    def report(progress: QueryProgress) -> None:
+        share = f" ({100 * progress.read_rows / progress.total_rows:.0f}%)" if progress.total_rows else ""
+        total = f" of {progress.total_rows:,}" if progress.total_rows else ""
+        sys.stderr.write(f"\r\033[K{progress.elapsed_s:6.1f} s  {progress.read_rows:,}{total} rows{share}  "
+                         f"{progress.read_bytes / 1e6:,.0f} MB")
+        sys.stderr.flush()
+
+    return report
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -139,10 +370,15 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _with_store(settings: Settings, command: str, action: Callable[[ClickHouseStore], int]) -> int:
+def _with_store(settings: Settings, command: str, action: Callable[[ClickHouseStore], int],
+                read_only: bool = True) -> int:
     """Run ``action(store)``; a ClickHouse error is printed as ClickHouse worded it, and exits 1."""
+    clickhouse = settings.clickhouse
+    if read_only and clickhouse.analyst_username:
+        clickhouse = dataclasses.replace(clickhouse, username=clickhouse.analyst_username,
+                                         password=clickhouse.analyst_password)
     try:
-        store = connect(settings.clickhouse)
+        store = connect(clickhouse, data_dir=settings.data_dir, read_only=read_only)
     except StoreError as exc:
         print(f"{command}: {exc}", file=sys.stderr)
         return 1

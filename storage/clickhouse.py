@@ -20,9 +20,12 @@ this), which makes a retried batch idempotent.
 from __future__ import annotations
 
 import logging
+import threading
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -64,11 +67,28 @@ INSERT_SETTINGS = {"throw_on_max_partitions_per_insert_block": 0}
 
 
 class StoreError(Exception):
-    """ClickHouse refused or failed an operation; the message is ClickHouse's own, fit to show a person."""
+    """ClickHouse refused or failed an operation; the message is ClickHouse's own, fit to show a person.
+
+    ``code`` is ClickHouse's error code when the server answered (497 ACCESS_DENIED, 164 READONLY …).
+    """
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class StoreUnavailable(StoreError):
     """ClickHouse could not take the data now (down, overloaded, misconfigured): retry, nothing is refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueryProgress:
+    """How far a running query got, as ``system.processes`` reports it."""
+
+    read_rows: int
+    total_rows: int  # an estimate; 0 when the server cannot tell
+    read_bytes: int
+    elapsed_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +224,9 @@ ALERT_COLUMNS = _columns(
     ("context", pa.binary(), _json("context")),
 )
 
+#: How often a running query's progress is polled, and how long a query runs before the first report.
+PROGRESS_INTERVAL_S = 0.5
+
 #: JSON output with 64-bit integers as numbers, not strings: what JSON consumers expect from a count.
 _OUTPUT_SETTINGS = {"output_format_json_quote_64bit_integers": 0}
 
@@ -211,13 +234,44 @@ _OUTPUT_SETTINGS = {"output_format_json_quote_64bit_integers": 0}
 _CONVERSION_ERRORS = (pa.ArrowException, TypeError, ValueError, OverflowError)
 
 
-def connect(settings: ClickHouseSettings) -> ClickHouseStore:
-    """A store for ``settings.url``: ``http(s)://host:port`` for a server, ``chdb://memory`` or
-    ``chdb:///path`` for the engine embedded in this process (tests, single-machine use)."""
-    url = urlsplit(settings.url)
+#: The URL that selects the ClickHouse engine embedded in this process, storing under the data dir.
+EMBEDDED_URL = "embedded"
+
+#: Error codes of a server that will not keep roles: 497 ACCESS_DENIED (a user without
+#: ``access_management``, as on the embedded engine and the dev server) and 514
+#: ACCESS_STORAGE_FOR_INSERTION_NOT_FOUND (access management allowed, but no writable user directory:
+#: the embedded engine reads only users.xml).
+NO_ACCESS_CONTROL = frozenset({497, 514})
+
+#: Sent with analysts' queries: the server refuses writes and DDL, but still takes per-query settings.
+READ_ONLY = {"readonly": 2}
+
+
+def resolve_url(settings: ClickHouseSettings, data_dir: str = "") -> str:
+    """``embedded`` becomes ``chdb:///<data_dir>/clickhouse``: the same schema and SQL as a server, in this
+    process, with no server to run; one process at a time may open it."""
+    if settings.url != EMBEDDED_URL:
+        return settings.url
+    if not data_dir:
+        raise StoreError("ClickHouse url 'embedded' needs vigil's data dir")
+    return f"chdb://{Path(data_dir).resolve() / 'clickhouse'}"
+
+
+def connect(settings: ClickHouseSettings, *, data_dir: str = "", read_only: bool = False) -> ClickHouseStore:
+    """A store for ``settings.url``: ``http(s)://host:port`` for a server; ``embedded`` (under ``data_dir``),
+    ``chdb://memory`` or ``chdb:///path`` for the engine embedded in this process.
+
+    ``read_only``: every query carries ``readonly=2``, so the server refuses anything but reading whatever
+    the user's grants. The embedded engine has no users to protect from one another, and its client keeps a
+    per-query ``readonly`` for the rest of the session, so it is not sent there.
+    """
+    target = resolve_url(settings, data_dir)
+    url = urlsplit(target)
     options: dict[str, Any] = {"show_clickhouse_errors": "scrub"}  # ClickHouse's text, without URL or version
     if url.scheme == "chdb":
-        options["dsn"] = settings.url
+        options["dsn"] = target
+        if url.path:
+            Path(url.path).mkdir(parents=True, exist_ok=True)
     elif url.scheme in ("http", "https"):
         secure = url.scheme == "https"
         options |= {
@@ -233,9 +287,15 @@ def connect(settings: ClickHouseSettings) -> ClickHouseStore:
         client = clickhouse_connect.get_client(**options)
     except ClickHouseError as exc:
         error = _store_error(exc)
-        where = f"{url.scheme}://{url.hostname}:{options['port']}" if "port" in options else settings.url
+        if url.scheme == "chdb":
+            raise type(error)(f"cannot open the embedded ClickHouse at {url.path or target}: {error} "
+                              "(one process at a time can open it; run a server for more)") from exc
+        where = f"{url.scheme}://{url.hostname}:{options['port']}"
         raise type(error)(f"cannot connect to ClickHouse at {where}: {error}") from exc
-    return ClickHouseStore(client, settings.database)
+    if url.scheme == "chdb":
+        return ClickHouseStore(client, settings.database)
+    return ClickHouseStore(client, settings.database, query_settings=READ_ONLY if read_only else {},
+                           open_watcher=lambda: clickhouse_connect.get_client(**options))
 
 
 class ClickHouseStore:
@@ -245,9 +305,12 @@ class ClickHouseStore:
     thread, one call at a time.
     """
 
-    def __init__(self, client: Client, database: str) -> None:
+    def __init__(self, client: Client, database: str, query_settings: dict[str, Any] | None = None,
+                 open_watcher: Callable[[], Client] | None = None) -> None:
         self._client = client
         self.database = database
+        self._query_settings = query_settings or {}
+        self._open_watcher = open_watcher  # a second client, to watch a running query's progress
         if self.query("EXISTS DATABASE {db:Identifier}", {"db": database}).result_rows[0][0]:
             client.database = database  # unqualified names in analysts' queries resolve to vigil's tables
 
@@ -271,19 +334,60 @@ class ClickHouseStore:
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> QueryResult:
         """Run a query; ``{name:Type}`` placeholders are bound by the server, never spliced into the text."""
         try:
-            return self._client.query(sql, parameters=parameters)
+            return self._client.query(sql, parameters=parameters, settings=self._query_settings)
         except ClickHouseError as exc:
             raise _store_error(exc) from exc
 
-    def query_raw(self, sql: str, parameters: dict[str, Any] | None, fmt: str) -> bytes:
+    def query_raw(self, sql: str, parameters: dict[str, Any] | None, fmt: str,
+                  on_progress: Callable[[QueryProgress], None] | None = None) -> bytes:
         """Run a query and return its result as ClickHouse formats it (``JSONEachRow``, ``CSVWithNames`` …).
 
         ClickHouse's own text keeps what Python values would lose: nanosecond times, exact decimals.
+        ``on_progress`` is called about every :data:`PROGRESS_INTERVAL_S` while the query runs on a server
+        (the embedded engine runs one query at a time, so nothing can watch it).
         """
+        settings = _OUTPUT_SETTINGS | self._query_settings
+        if on_progress is None or self._open_watcher is None:
+            return self._raw_query(sql, parameters, fmt, settings)
+        query_id = uuid.uuid4().hex
+        done = threading.Event()
+        watcher = threading.Thread(target=self._watch, args=(query_id, done, on_progress), daemon=True)
+        watcher.start()
         try:
-            return self._client.raw_query(sql, parameters=parameters, fmt=fmt, settings=_OUTPUT_SETTINGS)
+            return self._raw_query(sql, parameters, fmt, settings | {"query_id": query_id})
+        finally:
+            done.set()
+            watcher.join()
+
+    def _raw_query(self, sql: str, parameters: dict[str, Any] | None, fmt: str, settings: dict[str, Any]) -> bytes:
+        try:
+            return self._client.raw_query(sql, parameters=parameters, fmt=fmt, settings=settings)
         except ClickHouseError as exc:
             raise _store_error(exc) from exc
+
+    def _watch(self, query_id: str, done: threading.Event, on_progress: Callable[[QueryProgress], None]) -> None:
+        """Poll ``system.processes`` for the query from a client of its own (a client runs one query at once).
+
+        Progress is a courtesy: if it cannot be read, the query goes on without it.
+        """
+        if done.wait(PROGRESS_INTERVAL_S):
+            return
+        try:
+            watcher = self._open_watcher()
+        except ClickHouseError:
+            return
+        try:
+            while not done.is_set():
+                rows = watcher.query(
+                    "SELECT read_rows, total_rows_approx, read_bytes, elapsed FROM system.processes "
+                    "WHERE query_id = {id:String}", parameters={"id": query_id}).result_rows
+                if rows:
+                    on_progress(QueryProgress(*rows[0]))
+                done.wait(PROGRESS_INTERVAL_S)
+        except ClickHouseError:
+            return
+        finally:
+            watcher.close()
 
     def insert_events(self, events: Sequence[Event], dedup_token: str) -> InsertResult:
         return self._insert("events", EVENT_COLUMNS, events, dedup_token)
@@ -366,7 +470,7 @@ def _store_error(exc: ClickHouseError) -> StoreError:
     if getattr(exc, "code", None) is None:
         return StoreUnavailable(_transport_error(exc))
     message = str(exc)
-    return StoreError(message[message.find("Code:"):] if "Code:" in message else message)
+    return StoreError(message[message.find("Code:"):] if "Code:" in message else message, exc.code)
 
 
 def _transport_error(exc: BaseException) -> str:

@@ -7,14 +7,27 @@ ReplacingMergeTree keyed by version, so the record stays one row per version. A 
 edited: a change to the schema is a new migration appended to :data:`MIGRATIONS`.
 
 The database name is bound as a server-side ``Identifier`` parameter, like every other value vigil sends.
+Plain views are the exception: ClickHouse keeps a ``{name:Type}`` in a view's body as a parameter of the
+view, so their bodies name tables unqualified, which resolves in the database they are created in.
+
+Two things follow configuration rather than a version, so :func:`migrate` reconciles them on every run:
+the events' retention (a TTL) and the writer and analyst roles (where the server has access control).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import re
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from storage.clickhouse import ClickHouseStore
+from storage.clickhouse import NO_ACCESS_CONTROL, ClickHouseStore, StoreError
+
+log = logging.getLogger(__name__)
+
+#: Days events are kept when the configuration says nothing: 0, forever. A TTL also drops events that
+#: arrive already older than it (a replay of last year's audit logs), so expiry is something to choose.
+DEFAULT_RETENTION_DAYS = 0
 
 #: Where the applied versions are recorded.
 MIGRATIONS_TABLE_DDL = """
@@ -126,6 +139,121 @@ SETTINGS non_replicated_deduplication_window = 10000
 """
 
 
+# The analysts' side of an alert: its triage history, one row per change, never rewritten, so who
+# acknowledged or closed what, and when, stays on record. The current status is the latest row.
+ALERT_STATUS_DDL = """
+CREATE TABLE IF NOT EXISTS {db:Identifier}.alert_status
+(
+    alert_id String,
+    status LowCardinality(String),
+    changed_at DateTime64(3, 'UTC') DEFAULT now64(3),
+    changed_by LowCardinality(String),
+    note String
+)
+ENGINE = MergeTree
+ORDER BY (alert_id, changed_at)
+"""
+
+# Every alert in its latest state, with its triage status. An alert closed and then raised again (its
+# last_seen moved past the closing) is new again: the detection saw the behaviour after the analyst's verdict.
+ALERT_TRIAGE_VIEW_DDL = """
+CREATE VIEW IF NOT EXISTS {db:Identifier}.alert_triage AS
+SELECT
+    a.*,
+    multiIf(s.latest = '', 'new', s.latest = 'closed' AND a.last_seen > s.latest_at, 'new', s.latest) AS status,
+    s.latest_at AS status_changed_at,
+    s.latest_by AS status_changed_by,
+    s.latest_note AS status_note
+FROM alerts AS a FINAL
+LEFT JOIN
+(
+    SELECT alert_id, argMax(status, changed_at) AS latest, max(changed_at) AS latest_at,
+           argMax(changed_by, changed_at) AS latest_by, argMax(note, changed_at) AS latest_note
+    FROM alert_status
+    GROUP BY alert_id
+) AS s ON s.alert_id = a.id
+SETTINGS join_use_nulls = 0
+"""
+
+# Rollups, kept up to date by materialized views as rows arrive. They count rows as inserted: an event
+# delivered twice by two different paths (not a writer retry, which ClickHouse drops whole) counts twice.
+ALERTS_HOURLY_DDL = """
+CREATE TABLE IF NOT EXISTS {db:Identifier}.alerts_hourly
+(
+    hour DateTime('UTC'),
+    cluster LowCardinality(String),
+    namespace LowCardinality(String),
+    detection LowCardinality(String),
+    severity LowCardinality(String),
+    alerts AggregateFunction(uniqExact, String)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(hour)
+ORDER BY (hour, cluster, namespace, detection, severity)
+"""
+
+ALERTS_HOURLY_MV_DDL = """
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db:Identifier}.alerts_hourly_mv TO {db:Identifier}.alerts_hourly AS
+SELECT toStartOfHour(first_seen) AS hour, cluster, namespace, detection, severity, uniqExactState(id) AS alerts
+FROM {db:Identifier}.alerts
+GROUP BY hour, cluster, namespace, detection, severity
+"""
+
+PROCESS_EXECUTIONS_DDL = """
+CREATE TABLE IF NOT EXISTS {db:Identifier}.process_executions
+(
+    day Date,
+    cluster LowCardinality(String),
+    namespace LowCardinality(String),
+    image LowCardinality(String),
+    exe LowCardinality(String),
+    executions SimpleAggregateFunction(sum, UInt64),
+    first_seen SimpleAggregateFunction(min, DateTime64(9, 'UTC')),
+    last_seen SimpleAggregateFunction(max, DateTime64(9, 'UTC'))
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (cluster, image, exe, namespace, day)
+"""
+
+PROCESS_EXECUTIONS_MV_DDL = """
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db:Identifier}.process_executions_mv TO {db:Identifier}.process_executions AS
+SELECT toDate(time) AS day, cluster, namespace, image, actor_exe AS exe,
+       count() AS executions, min(time) AS first_seen, max(time) AS last_seen
+FROM {db:Identifier}.events
+WHERE kind = 'process.exec'
+GROUP BY day, cluster, namespace, image, exe
+"""
+
+NETWORK_DESTINATIONS_DDL = """
+CREATE TABLE IF NOT EXISTS {db:Identifier}.network_destinations
+(
+    day Date,
+    cluster LowCardinality(String),
+    namespace LowCardinality(String),
+    pod String,
+    address String,
+    port UInt16,
+    connections SimpleAggregateFunction(sum, UInt64),
+    first_seen SimpleAggregateFunction(min, DateTime64(9, 'UTC')),
+    last_seen SimpleAggregateFunction(max, DateTime64(9, 'UTC'))
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (cluster, namespace, pod, address, port, day)
+"""
+
+NETWORK_DESTINATIONS_MV_DDL = """
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db:Identifier}.network_destinations_mv
+TO {db:Identifier}.network_destinations AS
+SELECT toDate(time) AS day, cluster, namespace, pod, target_address AS address, target_port AS port,
+       count() AS connections, min(time) AS first_seen, max(time) AS last_seen
+FROM {db:Identifier}.events
+WHERE kind = 'net.connect'
+GROUP BY day, cluster, namespace, pod, address, port
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
@@ -135,7 +263,26 @@ class Migration:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "events and alerts tables", (EVENTS_DDL, ALERTS_DDL)),
+    Migration(2, "alert triage status and view", (ALERT_STATUS_DDL, ALERT_TRIAGE_VIEW_DDL)),
+    Migration(3, "rollups: alerts per hour, process executions per image, network destinations per pod",
+              (ALERTS_HOURLY_DDL, ALERTS_HOURLY_MV_DDL, PROCESS_EXECUTIONS_DDL, PROCESS_EXECUTIONS_MV_DDL,
+               NETWORK_DESTINATIONS_DDL, NETWORK_DESTINATIONS_MV_DDL)),
 )
+
+#: Granted to ``<database>_writer`` and ``<database>_analyst``. The writer inserts (the rollups' views
+#: insert as the writer) and reads only which migrations are applied; the analyst reads everything and
+#: records triage decisions.
+#: Access-control statements take no query parameters, so names are quoted (:func:`quote_identifier`).
+ROLE_GRANTS: dict[str, tuple[str, ...]] = {
+    "writer": (
+        "GRANT INSERT ON {db}.* TO {role}",
+        "GRANT SELECT ON {db}.schema_migrations TO {role}",
+    ),
+    "analyst": (
+        "GRANT SELECT ON {db}.* TO {role}",
+        "GRANT INSERT ON {db}.alert_status TO {role}",
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,12 +292,37 @@ class MigrationState:
     applied_at: datetime | None  # None: pending
 
 
-def migrate(store: ClickHouseStore) -> list[int]:
-    """Create the database and apply every pending migration; returns the versions applied now."""
+@dataclass(slots=True)
+class MigrationReport:
+    """What one :func:`migrate` run did, for the operator."""
+
+    applied: list[int] = field(default_factory=list)
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    retention_changed: bool = False
+    roles: list[str] = field(default_factory=list)  # created or confirmed
+    roles_skipped: str = ""  # why the server would not have them
+
+
+def migrate(store: ClickHouseStore, retention_days: int = DEFAULT_RETENTION_DAYS) -> MigrationReport:
+    """Apply every pending migration, then bring the events' retention and the roles in line.
+
+    On an up-to-date schema this only reads, unless the retention changed, so a writer holding nothing
+    but insert rights can run it at start.
+    """
+    report = MigrationReport(retention_days=retention_days)
+    report.applied = _apply_pending(store)
+    report.retention_changed = apply_retention(store, retention_days)
+    report.roles, report.roles_skipped = ensure_roles(store)
+    return report
+
+
+def _apply_pending(store: ClickHouseStore) -> list[int]:
     db = {"db": store.database}
+    applied = _applied(store)
+    if all(m.version in applied for m in MIGRATIONS):
+        return []
     store.create_database()
     store.command(MIGRATIONS_TABLE_DDL, db)
-    applied = _applied(store)
     newly_applied = []
     for migration in MIGRATIONS:
         if migration.version in applied:
@@ -164,6 +336,61 @@ def migrate(store: ClickHouseStore) -> list[int]:
         )
         newly_applied.append(migration.version)
     return newly_applied
+
+
+def apply_retention(store: ClickHouseStore, days: int) -> bool:
+    """Keep events ``days`` days (0: forever); True if the table's TTL had to change.
+
+    Expired events leave a whole day's part at a time (``ttl_only_drop_parts``), never by rewriting
+    parts row by row. Alerts and rollups are kept: they are small, and they are the record of what happened.
+    """
+    if days < 0:
+        raise StoreError(f"retention must be 0 (keep forever) or a number of days, not {days}")
+    db = {"db": store.database}
+    engine = store.query("SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = 'events'",
+                         db).result_rows[0][0]
+    found = re.search(r"TTL toDateTime\(time\) \+ toIntervalDay\((\d+)\)", engine)
+    current = int(found.group(1)) if found else 0
+    if current == days:
+        return False
+    if days == 0:
+        store.command("ALTER TABLE {db:Identifier}.events REMOVE TTL", db)
+    else:
+        store.command("ALTER TABLE {db:Identifier}.events MODIFY SETTING ttl_only_drop_parts = 1", db)
+        # A literal, not a parameter: the server would store the TTL as a cast of the bound value, which
+        # system.tables then shows in a form that no longer reads as "N days". days is a checked int.
+        store.command(f"ALTER TABLE {{db:Identifier}}.events MODIFY TTL toDateTime(time) + toIntervalDay({int(days)})",
+                      db)
+    log.info("events retention changed", extra={"from_days": current, "to_days": days})
+    return True
+
+
+def ensure_roles(store: ClickHouseStore) -> tuple[list[str], str]:
+    """Create ``<database>_writer`` and ``<database>_analyst`` with their grants, where the server allows.
+
+    Returns the roles, or no roles and why not: the embedded engine (and the dev server built on it) keeps
+    no roles (its user directory is users.xml only), and a user without ``access_management`` may not
+    create them; neither is an error, the schema works the same without roles.
+    """
+    roles = []
+    for name, grants in ROLE_GRANTS.items():
+        role = f"{store.database}_{name}"
+        names = {"db": quote_identifier(store.database), "role": quote_identifier(role)}
+        try:
+            store.command("CREATE ROLE IF NOT EXISTS {role}".format(**names))
+        except StoreError as exc:
+            if exc.code not in NO_ACCESS_CONTROL:
+                raise
+            return [], str(exc)
+        for grant in grants:
+            store.command(grant.format(**names))
+        roles.append(role)
+    return roles, ""
+
+
+def quote_identifier(name: str) -> str:
+    """A name as a ClickHouse back-quoted identifier, with backslashes and back quotes escaped."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
 def status(store: ClickHouseStore) -> list[MigrationState]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
@@ -126,7 +127,8 @@ class StorageWriter:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Migrate, then store until ``stop`` is set; then store what was read and commit it."""
-        if await retry_unavailable(stop, "migrate", migrate, self._store) is None:
+        retention = self._settings.clickhouse.retention_days
+        if await retry_unavailable(stop, "migrate", migrate, self._store, retention) is None:
             return
         self._consumer.subscribe(list(self._tables), listener=_Rebalance(self))
         try:
@@ -352,7 +354,8 @@ async def run_writer(settings: Settings, stop: asyncio.Event | None = None) -> N
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-    store = await retry_unavailable(stop, "connect", connect, settings.clickhouse)
+    store = await retry_unavailable(stop, "connect", functools.partial(connect, settings.clickhouse,
+                                                                      data_dir=settings.data_dir))
     if store is None:
         return
     try:

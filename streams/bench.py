@@ -32,6 +32,7 @@ from aiokafka.errors import KafkaError
 from storage.clickhouse import connect
 from vigil import kafka
 from vigil.config import Settings
+from vigil.devstack.clickhouse import dev_server_url
 
 SCENARIO = Path(__file__).resolve().parents[1] / "examples" / "attack-scenario.jsonl"
 TICK_SECONDS = 0.01
@@ -69,6 +70,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 async def bench_e2e(settings: Settings, load: Load) -> int:
     run = f"bench-{uuid.uuid4().hex[:8]}"
     settings.kafka.topic_prefix = f"{run}."
+    settings.clickhouse.url = dev_server_url(settings)  # the writer and the clean-up share the dev server
     settings.clickhouse.database = run.replace("-", "_")
     settings.collector.webhook_port = 18_765
     try:
@@ -97,6 +99,7 @@ async def bench_e2e(settings: Settings, load: Load) -> int:
 def _start_pipeline(settings: Settings, run: str) -> list[subprocess.Popen]:
     env = os.environ | {
         "VIGIL_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "VIGIL_CLICKHOUSE_URL": settings.clickhouse.url,
         "VIGIL_CLICKHOUSE_DATABASE": settings.clickhouse.database,
         "VIGIL_COLLECTOR_WEBHOOK_PORT": str(settings.collector.webhook_port),
         "VIGIL_DATA_DIR": str(Path(settings.data_dir) / run),

@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from vigil import devstack, kafka
 from vigil.config import Settings, load_settings
+from vigil.devstack.clickhouse import dev_server_url
 
 #: Topic prefixes handed to tests start with this, so teardown can never delete anything but test topics.
 TEST_TOPIC_PREFIX = "test-"
@@ -54,6 +55,7 @@ def settings(request: pytest.FixtureRequest, topic_prefix: str, tmp_path: Path) 
     deleted after an integration test, so the dev broker does not fill up with test topics.
     """
     settings = load_settings()
+    settings.clickhouse.url = dev_server_url(settings)  # the shared server, not an engine embedded in the test
     settings.data_dir = str(tmp_path / "data")
     settings.collector.spool_dir = ""
     settings.collector.checkpoint_dir = ""

@@ -48,7 +48,10 @@ class KafkaSettings:
 
 @dataclass(slots=True)
 class ClickHouseSettings:
-    url: str = "http://127.0.0.1:8123"  # the dev server `vigil dev up` starts, unless set
+    # "embedded": the ClickHouse engine inside this process, under <data_dir>/clickhouse (one process at a time).
+    # Several processes (writer, queries, hunts) share a server: http(s)://host:port, e.g. `vigil dev up`'s
+    # http://127.0.0.1:8123.
+    url: str = "embedded"
 
     database: str = "vigil"
     username: str = "default"
@@ -56,6 +59,10 @@ class ClickHouseSettings:
     password_file: str = ""
     batch_rows: int = 5000
     batch_seconds: float = 1.0
+    retention_days: int = 0  # events TTL in days; 0 keeps them forever
+    analyst_username: str = ""  # vigil query/hunt/alerts connect as this (read-only) user when set
+    analyst_password: Secret = Secret("")
+    analyst_password_file: str = ""
 
 
 @dataclass(slots=True)
@@ -119,7 +126,8 @@ class Settings:
 _SECTIONS = {"kafka": KafkaSettings, "clickhouse": ClickHouseSettings, "collector": CollectorSettings,
              "siem": SiemSettings}
 _SECRET_FILES = {"sasl_password": "sasl_password_file", "password": "password_file",
-                 "bearer_token": "bearer_token_file", "hec_token": "hec_token_file"}
+                 "bearer_token": "bearer_token_file", "hec_token": "hec_token_file",
+                 "analyst_password": "analyst_password_file"}
 
 
 class ConfigError(ValueError):

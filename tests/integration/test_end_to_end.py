@@ -28,6 +28,7 @@ VIGIL = str(Path(sys.executable).with_name("vigil"))
 def _env(settings) -> dict[str, str]:
     return os.environ | {
         "VIGIL_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "VIGIL_CLICKHOUSE_URL": settings.clickhouse.url,
         "VIGIL_CLICKHOUSE_DATABASE": settings.clickhouse.database,
         "VIGIL_DATA_DIR": settings.data_dir,
         "VIGIL_CLUSTER": settings.cluster,

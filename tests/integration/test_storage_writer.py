@@ -316,6 +316,7 @@ async def test_sigterm_flushes_and_commits(writer_settings: Settings, tmp_path: 
     metrics_port = _free_port()
     env = os.environ | {
         "VIGIL_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "VIGIL_CLICKHOUSE_URL": settings.clickhouse.url,
         "VIGIL_CLICKHOUSE_DATABASE": settings.clickhouse.database,
         "VIGIL_CLICKHOUSE_BATCH_SECONDS": "600",  # nothing is flushed by time or size before the signal
         "VIGIL_CLICKHOUSE_BATCH_ROWS": "1000000",

@@ -194,8 +194,8 @@ def test_migrations_are_idempotent_and_recorded() -> None:
     try:
         assert [s.applied_at for s in status(store)] == [None] * len(MIGRATIONS)
         assert not store.query("EXISTS DATABASE {db:Identifier}", {"db": store.database}).result_rows[0][0]
-        assert migrate(store) == [m.version for m in MIGRATIONS]
-        assert migrate(store) == []
+        assert migrate(store).applied == [m.version for m in MIGRATIONS]
+        assert migrate(store).applied == []
         assert all(s.applied_at is not None for s in status(store))
         versions = store.query("SELECT version FROM schema_migrations ORDER BY version").result_rows
         assert versions == [(m.version,) for m in MIGRATIONS]

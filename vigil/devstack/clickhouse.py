@@ -22,22 +22,34 @@ DEFAULT_TCP_PORT = 9000
 SERVER_MODULE = "vigil.devstack.clickhouse_server"
 
 
+#: Where the dev server listens when vigil itself is configured for the embedded engine.
+DEV_URL = "http://127.0.0.1:8123"
+
+
+def dev_server_url(settings: Settings) -> str:
+    """The ClickHouse server the dev stack runs or probes for these settings."""
+    url = settings.clickhouse.url.rstrip("/")
+    return url if urlsplit(url).scheme in ("http", "https") else DEV_URL
+
+
 class ClickHouseServer:
     """Start, find and probe the dev ClickHouse whose files live in ``<run dir>/clickhouse``.
 
-    With ``$VIGIL_CLICKHOUSE_URL`` set, or a URL that is not on this machine, the ClickHouse is someone
-    else's: it is only probed, never started or stopped (``process`` is None).
+    The dev server listens on the configured URL when that is a local ``http://`` one, and on
+    :data:`DEV_URL` when vigil is configured for its embedded engine (the default), so that the dev stack
+    always offers a server that several processes can share. A URL on another machine is someone else's
+    ClickHouse: it is only probed, never started or stopped (``process`` is None).
     """
 
     name = "clickhouse"
 
     def __init__(self, settings: Settings, run_dir: Path) -> None:
         self.settings = settings
-        self.url = settings.clickhouse.url.rstrip("/")
+        self.url = dev_server_url(settings)
         self.home = run_dir / "clickhouse"
         self.process: DetachedProcess | None = None
         self.ports: tuple[int, ...] = ()
-        if "VIGIL_CLICKHOUSE_URL" in os.environ or urlsplit(self.url).hostname not in LOOPBACK_HOSTS:
+        if urlsplit(self.url).hostname not in LOOPBACK_HOSTS:
             return
         http_port = loopback_port(urlsplit(self.url).netloc, "VIGIL_CLICKHOUSE_URL")
         tcp_port = int(os.environ.get("VIGIL_DEV_CLICKHOUSE_TCP_PORT", DEFAULT_TCP_PORT))

@@ -53,7 +53,7 @@ class ServiceStatus:
     name: str
     address: str
     pid: int | None
-    managed: bool  # False: not run by the dev stack (e.g. $VIGIL_CLICKHOUSE_URL), only probed
+    managed: bool  # False: not run by the dev stack (a ClickHouse URL on another machine), only probed
     healthy: bool
     detail: str = ""  # why it is not healthy
 
