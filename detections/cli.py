@@ -11,6 +11,7 @@ import orjson
 from collectors.source import get_source
 from detections.engine import LIBRARY, Engine, check_examples, load_detections
 from detections.replay import Replay, print_report
+from detections.tuning import Tuning, TuningError
 from vigil.config import Settings
 
 
@@ -27,6 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--detections", action="append", type=Path, metavar="PATH",
         help="detection file or directory to run instead of the bundled library (repeatable)",
     )
+    replay.add_argument(
+        "--detections-config", type=Path, metavar="FILE",
+        help="detections.toml: enabled, severity, thresholds, exceptions (default: $VIGIL_DETECTIONS_CONFIG)",
+    )
     replay.set_defaults(func=run_replay)
 
     detections = subparsers.add_parser("detections", help="list the detection catalogue or test detections")
@@ -35,7 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.add_argument("path", nargs="?", type=Path, default=LIBRARY, help="detection file or directory")
     listing.add_argument("--format", choices=("table", "json"), default="table", dest="output_format")
     listing.set_defaults(func=run_list)
-    test = commands.add_parser("test", help="run every detection's examples; exit 1 if any fails")
+    test = commands.add_parser(
+        "test", help="run every detection's examples and scenarios; exit 1 if any fails",
+        description="Run every detection's examples (single records) and scenarios (records from several sources "
+        "with event times, for windows and sequences) through the real sources and report per detection.",
+    )
     test.add_argument("path", nargs="?", type=Path, default=LIBRARY, help="detection file or directory")
     test.set_defaults(func=run_test)
 
@@ -46,7 +55,12 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(f"vigil replay: {exc}", file=sys.stderr)
         return 2
-    engine = Engine.load(args.detections)
+    try:
+        tuning = Tuning.load(args.detections_config or settings.detections.config or None)
+    except TuningError as exc:
+        print(f"vigil replay: {exc}", file=sys.stderr)
+        return 2
+    engine = Engine.load(args.detections, tuning=tuning)
     for error in engine.errors:
         print(f"vigil replay: detection disabled: {error.path}: {error.error}", file=sys.stderr)
     replay = Replay(

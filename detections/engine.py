@@ -1,9 +1,27 @@
-"""The detection engine: loads detection files, runs them on events, and suppresses repeats.
+"""The detection engine: loads detection files, runs them on events, keeps their state, suppresses repeats.
 
 Each detection file is loaded on its own, so one that fails to import is disabled and reported while the
 others run; a detection that raises on an event is counted and logged (rate-limited) and the event still
 goes to every other detection. Events are dispatched by kind, so the cost per event does not grow with the
-number of detections that look at other kinds.
+number of detections that look at other kinds. Deployment tuning (``detections.toml``: enabled, severity,
+dedup, thresholds, exceptions) is applied as detections load, see :mod:`detections.tuning`.
+
+Event time: windows and sequences run on event time, with a watermark: the newest event time seen minus
+the allowed lateness. An event older than the watermark is *late*: single-event detections still judge it,
+but it no longer enters windows or sequences (counted in ``vigil_detection_late_events_total``), because
+the windows it belonged to may already have been decided. :meth:`Engine.advance` moves state along the
+watermark: expired windows and partial sequences are dropped and absences ("B did not follow A") fire.
+
+State lives in a :class:`~detections.state.StateStore` (a dict in replay, a Faust table in the workers),
+changed only by events some windowed or sequence detection observes, and written once per key per
+:meth:`Engine.commit` (the stream processor commits once per Kafka message). It is bounded: every key expires one
+window or span after its latest event, and beyond ``max_state_keys`` the least recently written keys are
+evicted (``vigil_detection_state_evicted_total``).
+
+Coverage: collectors report their own losses as ``collector.health`` events (``raw.dropped`` records lost
+between ``raw.since_ns`` and the event time, per source and node). An alert whose time span overlaps losses
+of a source it depends on carries ``context["coverage_degraded"] = {source: dropped}``: silence, or a count
+below a threshold, may be blindness.
 
 Suppression: a hit with the same detection and dedup key as an alert raised less than the detection's
 ``dedup_period_s`` earlier (event time, so replays behave like live runs) updates that alert's count,
@@ -19,16 +37,19 @@ import importlib.util
 import logging
 import sys
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import orjson
 from prometheus_client import Counter, Gauge
 
 from collectors.source import RecordRejected, Rejected, get_source
-from detections.sdk import Detection, Example
+from detections.sdk import UNCHANGED, Detection, EventDetection, Example, Finding, Scenario, StatefulDetection
+from detections.state import DictStore, StateStore
+from detections.tuning import DetectionTuning, Tuning
 from vigil import metrics
 from vigil.alert import Alert
 from vigil.event import Event
@@ -44,7 +65,28 @@ DETECTION_ERRORS = Counter(
 SUPPRESSED = Counter(
     "vigil_alerts_suppressed_total", "Hits folded into an existing alert by dedup (its count went up)", ["detection"]
 )
-DETECTIONS = Gauge("vigil_detections", "Detections loaded and running, or disabled by a load error", ["state"])
+DETECTIONS = Gauge(
+    "vigil_detections", "Detections running, disabled by a load error, or disabled by configuration", ["state"]
+)
+EXCEPTED = Counter(
+    "vigil_detection_exceptions_total", "Events not given to a detection because a configured exception matched",
+    ["detection"],
+)
+LATE = Counter(
+    "vigil_detection_late_events_total",
+    "Events older than the watermark: judged by single-event detections, kept out of windows and sequences",
+    ["source"],
+)
+STATE_KEYS = Gauge("vigil_detection_state_keys", "Keys held for windowed and sequence detections")
+EVICTED = Counter("vigil_detection_state_evicted_total", "State keys evicted because max_state_keys was reached")
+WATERMARK = Gauge("vigil_detection_watermark_seconds", "Event-time watermark of windows and sequences (Unix s)")
+DEGRADED = Counter(
+    "vigil_alerts_coverage_degraded_total", "Alerts raised over a span in which a source they depend on lost records",
+    ["detection"],
+)
+
+#: The event kind collectors report their own losses with (see the module doc).
+HEALTH_KIND = "collector.health"
 
 #: An alert keeps at most this many evidence ids; its count keeps counting beyond.
 MAX_EVIDENCE = 50
@@ -102,8 +144,10 @@ def _load_file(file: Path) -> Detection:
     finally:
         sys.modules.pop(module_name, None)
     detection = getattr(module, "DETECTION", None)
-    if not isinstance(detection, Detection):
-        raise TypeError("the file must define DETECTION, a detections.sdk.Detection (e.g. an EventDetection)")
+    if not isinstance(detection, EventDetection | StatefulDetection):
+        raise TypeError(
+            "the file must define DETECTION: a detections.sdk EventDetection, ThresholdDetection or SequenceDetection"
+        )
     return detection
 
 
@@ -155,22 +199,75 @@ def _snapshot(alert: Alert) -> Alert:
     return replace(alert, evidence=list(alert.evidence), event_ids=list(alert.event_ids), context=dict(alert.context))
 
 
-class Engine:
-    """Runs a set of detections over events; build it with :meth:`load` to read detection files."""
+class SourceLosses:
+    """Losses collectors reported, per source and node, kept for as long as an alert can still span them."""
 
-    def __init__(self, detections: Iterable[Detection] = (), *, suppression_capacity: int = 50_000) -> None:
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._spans: deque[tuple[str, str, int, int, int]] = deque(maxlen=capacity)
+
+    def record(self, event: Event) -> None:
+        raw = event.raw if isinstance(event.raw, dict) else {}
+        dropped, since = raw.get("dropped"), raw.get("since_ns", event.time_ns)
+        if type(dropped) is int and dropped > 0 and type(since) is int:
+            self._spans.append((event.source, event.node, since, event.time_ns, dropped))
+
+    def overlapping(self, finding: Finding) -> dict[str, int]:
+        """Records lost per source during the finding's span, by sources it depends on, on its nodes (a loss
+        without a node, or a finding without nodes, counts everywhere)."""
+        lost: dict[str, int] = {}
+        for source, node, since, until, dropped in self._spans:
+            if since > finding.end_ns or until < finding.start_ns:
+                continue
+            if finding.sources and source not in finding.sources:
+                continue
+            if node and finding.nodes and node not in finding.nodes:
+                continue
+            lost[source] = lost.get(source, 0) + dropped
+        return lost
+
+    def forget_before(self, time_ns: int) -> None:
+        while self._spans and self._spans[0][3] < time_ns:
+            self._spans.popleft()
+
+
+class Engine:
+    """Runs a set of detections over events; build it with :meth:`load` to read detection files.
+
+    ``store`` keeps the state of windowed and sequence detections (default: a dict); ``tuning`` applies a
+    deployment's ``detections.toml``. ``raise_errors`` lets a detection's exception through instead of
+    isolating it: the example harness reports it that way."""
+
+    def __init__(
+        self, detections: Iterable[Detection] = (), *, suppression_capacity: int = 50_000,
+        store: StateStore | None = None, tuning: Tuning | None = None, raise_errors: bool = False,
+    ) -> None:
         self.errors: list[LoadError] = []
+        self.tuning = tuning or Tuning()
         self._suppression = AlertSuppression(suppression_capacity)
+        self._store: StateStore = store if store is not None else DictStore()
+        self._lateness_ns = int(self.tuning.allowed_lateness_s * 1e9)
+        self._max_keys = self.tuning.max_state_keys
+        self._max_event_ns = 0
+        #: State key -> when ``advance`` next has work for it, in least-recently-written order (for eviction).
+        self._deadlines: OrderedDict[str, int] = OrderedDict()
+        #: State changed since the last :meth:`commit`, by key (read from here before the store).
+        self._pending: dict[str, dict[str, Any]] = {}
+        self.losses = SourceLosses()
+        self._raise_errors = raise_errors
         self._paths: list[Path] = []
         self._fingerprint: tuple[tuple[str, int, int], ...] = ()
         self._files: dict[str, Detection] = {}
         self._failures: dict[str, tuple[float, int]] = {}
+        self._processed: dict[str, Any] = {}
         self._install({f"<memory:{d.id}>": d for d in detections}, [])
 
     @classmethod
-    def load(cls, paths: Iterable[str | Path] | None = None, *, suppression_capacity: int = 50_000) -> Engine:
+    def load(
+        cls, paths: Iterable[str | Path] | None = None, *, suppression_capacity: int = 50_000,
+        store: StateStore | None = None, tuning: Tuning | None = None,
+    ) -> Engine:
         """An engine running every detection file under ``paths`` (default: the bundled library)."""
-        engine = cls(suppression_capacity=suppression_capacity)
+        engine = cls(suppression_capacity=suppression_capacity, store=store, tuning=tuning)
         engine._paths = [Path(p) for p in (paths if paths is not None else [LIBRARY])]
         engine._fingerprint = engine._current_fingerprint()
         engine._install(*load_detections(engine._paths))
@@ -180,33 +277,181 @@ class Engine:
     def detections(self) -> list[Detection]:
         return list(self._files.values())
 
+    @property
+    def watermark_ns(self) -> int:
+        """Event time up to which windows and sequences are complete: the newest event time minus lateness."""
+        return self._max_event_ns - self._lateness_ns
+
+    @property
+    def max_event_ns(self) -> int:
+        return self._max_event_ns
+
     def process(self, event: Event) -> list[Alert]:
-        metrics.EVENTS_PROCESSED.labels(event.kind).inc()
+        """New and updated alerts this event raises."""
+        kind = event.kind
+        counter = self._processed.get(kind)
+        if counter is None:
+            counter = self._processed[kind] = metrics.EVENTS_PROCESSED.labels(kind)
+        counter.inc()
+        if kind == HEALTH_KIND:
+            self.losses.record(event)
         emitted: list[Alert] = []
-        for detection in self._by_kind.get(event.kind, ()):
-            try:
-                hits = detection.evaluate(event)
-            except Exception:  # one broken detection must not blind the others
-                self._record_failure(detection, event)
+        for detection in self._single.get(kind, ()):
+            if self._exceptions and self._excepted(detection, event):
                 continue
-            for hit in hits:
-                alert = self._suppression.admit(hit, detection.dedup_period_s)
-                if alert is None:
-                    continue
-                if alert.count == 1:
-                    metrics.ALERTS.labels(alert.detection, alert.severity).inc()
-                else:
-                    SUPPRESSED.labels(alert.detection).inc()
-                emitted.append(alert)
+            try:
+                alerts = detection.evaluate(event)
+            except Exception:  # one broken detection must not blind the others
+                self._record_failure(detection, event.id, kind)
+                continue
+            for alert in alerts:
+                self._emit(detection, Finding(alert, frozenset({event.source}), _nodes(event), alert.time_ns,
+                                              alert.time_ns), emitted)
+        stateful = self._stateful_by_kind.get(kind)
+        if stateful:
+            self._observe(event, stateful, emitted)
         return emitted
 
     def process_many(self, events: Iterable[Event]) -> list[Alert]:
-        return [alert for event in events for alert in self.process(event)]
+        """Alerts of ``events`` in order, with their state committed."""
+        alerts = [alert for event in events for alert in self.process(event)]
+        self.commit()
+        return alerts
+
+    def _observe(self, event: Event, detections: list[StatefulDetection], emitted: list[Alert]) -> None:
+        """Give the event to the windows and sequences that can use it; read and write each state key once."""
+        time_ns = event.time_ns
+        if time_ns > self._max_event_ns:
+            self._max_event_ns = time_ns
+        late = time_ns < self._max_event_ns - self._lateness_ns
+        pending = self._pending
+        for detection in detections:
+            if self._exceptions and self._excepted(detection, event):
+                continue
+            try:
+                observation = detection.observe(event)
+                if observation is None:
+                    continue
+                if late:
+                    LATE.labels(event.source).inc()
+                    return
+                entry = pending.get(observation.key)
+                if entry is None:
+                    entry = self._store.get(observation.key) or {}
+                slot, findings = detection.update(entry.get(detection.id), observation)
+            except Exception:  # one broken detection must not blind the others
+                self._record_failure(detection, event.id, event.kind)
+                continue
+            if slot is not UNCHANGED:
+                _put(entry, detection.id, slot)
+                pending[observation.key] = entry
+            for finding in findings:
+                self._emit(detection, finding, emitted)
+
+    def commit(self) -> None:
+        """Write the state keys changed since the last commit to the store, once each. The stream processor
+        commits after each Kafka message: its records share a key, so a message costs one table write, not
+        one per event. Eviction beyond ``max_state_keys`` happens here."""
+        pending, self._pending = self._pending, {}
+        for key, entry in pending.items():
+            self._write(key, entry)
+
+    def advance(self, watermark_ns: int | None = None) -> list[Alert]:
+        """Move windows and sequences to ``watermark_ns`` (default: the engine's watermark): drop what expired
+        and raise the absences it decides. Cheap when nothing is due; the stream worker calls it on a timer."""
+        watermark = self.watermark_ns if watermark_ns is None else watermark_ns
+        WATERMARK.set(max(watermark, 0) / 1e9)
+        self.commit()
+        if len(self._store) != len(self._deadlines):
+            self._reindex()
+        emitted: list[Alert] = []
+        for key in [key for key, deadline in self._deadlines.items() if deadline <= watermark]:
+            entry = self._store.get(key)
+            if entry is None:
+                self._deadlines.pop(key, None)
+                continue
+            for detection_id in list(entry):
+                detection = self._stateful.get(detection_id)
+                if detection is None:  # removed or disabled since: its state goes with it
+                    del entry[detection_id]
+                    continue
+                try:
+                    slot, findings = detection.on_watermark(key, entry[detection_id], watermark)
+                except Exception:  # a broken detection loses its state for this key, the others keep theirs
+                    self._record_failure(detection, key, "watermark")
+                    slot, findings = None, []
+                _put(entry, detection_id, slot)
+                for finding in findings:
+                    self._emit(detection, finding, emitted)
+            self._write(key, entry, touched=False)
+        self.losses.forget_before(watermark - self._horizon_ns)
+        STATE_KEYS.set(len(self._deadlines))
+        return emitted
+
+    def flush(self) -> list[Alert]:
+        """Decide everything up to the newest event seen, as at the end of a recording (``vigil replay``)."""
+        return self.advance(self._max_event_ns)
+
+    def _write(self, key: str, entry: dict[str, Any], *, touched: bool = True) -> None:
+        if not entry:
+            self._store.delete(key)
+            self._deadlines.pop(key, None)
+            return
+        self._store.set(key, entry)
+        self._deadlines[key] = self._entry_deadline(entry)
+        if touched:
+            self._deadlines.move_to_end(key)
+        while len(self._deadlines) > self._max_keys:
+            evicted, _ = self._deadlines.popitem(last=False)
+            self._store.delete(evicted)
+            EVICTED.inc()
+
+    def _entry_deadline(self, entry: dict[str, Any]) -> int:
+        deadline = None
+        for detection_id, slot in entry.items():
+            detection = self._stateful.get(detection_id)
+            due = detection.deadline_ns(slot) if detection is not None else 0
+            deadline = due if deadline is None else min(deadline, due)
+        return deadline or 0
+
+    def _reindex(self) -> None:
+        """Index keys the store holds but the engine did not write (a Faust table restored from its changelog
+        after a restart or rebalance), and forget keys the store no longer has (partitions revoked)."""
+        keys = set(self._store.keys())
+        for key in [key for key in self._deadlines if key not in keys]:
+            del self._deadlines[key]
+        for key in keys - self._deadlines.keys():
+            entry = self._store.get(key)
+            if entry:
+                self._deadlines[key] = self._entry_deadline(entry)
+
+    def _emit(self, detection: Detection, finding: Finding, emitted: list[Alert]) -> None:
+        hit = finding.alert
+        lost = self.losses.overlapping(finding)
+        if lost:
+            hit.context["coverage_degraded"] = lost
+            DEGRADED.labels(hit.detection).inc()
+        alert = self._suppression.admit(hit, detection.dedup_period_s)
+        if alert is None:
+            return
+        if alert.count == 1:
+            metrics.ALERTS.labels(alert.detection, alert.severity).inc()
+        else:
+            SUPPRESSED.labels(alert.detection).inc()
+        emitted.append(alert)
+
+    def _excepted(self, detection: Detection, event: Event) -> bool:
+        tuning = self._exceptions.get(detection.id)
+        if tuning is None or not tuning.excepts(event):
+            return False
+        EXCEPTED.labels(detection.id).inc()
+        return True
 
     def reload_if_changed(self) -> bool:
         """Reload the detection files if any was added, removed or modified (a stat per file, cheap enough to
         call every few seconds). A file that now fails to load keeps its last good version running, so a bad
-        edit is reported without silently switching a detection off. Open alerts survive the reload."""
+        edit is reported without silently switching a detection off. Open alerts and state survive the reload
+        (a changed window or sequence continues from its stored slots)."""
         fingerprint = self._current_fingerprint()
         if fingerprint == self._fingerprint:
             return False
@@ -223,17 +468,41 @@ class Engine:
         return True
 
     def _install(self, files: dict[str, Detection], errors: list[LoadError]) -> None:
-        self._files = files
+        configured: dict[str, Detection] = {}
+        disabled = 0
+        errors = list(errors)
+        for path, detection in files.items():
+            try:
+                tuned = self.tuning.apply(detection)
+            except (TypeError, ValueError) as exc:  # DetectionError is a ValueError
+                errors.append(LoadError(path, f"detections config: {exc}"))
+                continue
+            if tuned is None:
+                disabled += 1
+            else:
+                configured[path] = tuned
+        self._files = configured
         self.errors = errors
-        by_kind: dict[str, list[Detection]] = {}
-        for detection in files.values():
+        single: dict[str, list[EventDetection]] = {}
+        stateful: dict[str, list[StatefulDetection]] = {}
+        for detection in configured.values():
+            table: dict[str, list[Any]] = single if isinstance(detection, EventDetection) else stateful
             for kind in detection.kinds:
-                by_kind.setdefault(kind, []).append(detection)
-        self._by_kind = by_kind
+                table.setdefault(kind, []).append(detection)
+        self._single, self._stateful_by_kind = single, stateful
+        self._stateful = {d.id: d for d in configured.values() if isinstance(d, StatefulDetection)}
+        self._horizon_ns = max((d.horizon_ns for d in self._stateful.values()), default=0)
+        self._exceptions: dict[str, DetectionTuning] = {
+            d.id: tuning for d in configured.values() if (tuning := self.tuning.exceptions_for(d.id)) is not None
+        }
         for error in errors:
             log.error("detection disabled: cannot load", extra={"path": error.path, "error": error.error})
-        DETECTIONS.labels("enabled").set(len(files))
+        unknown = set(self.tuning.detections) - {d.id for d in files.values()}
+        if unknown and files:
+            log.warning("detections config names detections that are not loaded", extra={"ids": sorted(unknown)})
+        DETECTIONS.labels("enabled").set(len(configured))
         DETECTIONS.labels("disabled").set(len(errors))
+        DETECTIONS.labels("disabled_by_config").set(disabled)
 
     def _current_fingerprint(self) -> tuple[tuple[str, int, int], ...]:
         stamps = []
@@ -245,7 +514,9 @@ class Engine:
             stamps.append((str(file), stat.st_mtime_ns, stat.st_size))
         return tuple(stamps)
 
-    def _record_failure(self, detection: Detection, event: Event) -> None:
+    def _record_failure(self, detection: Detection, event_id: str, kind: str) -> None:
+        if self._raise_errors:
+            raise  # called from the detection's except block: re-raises what the detection raised
         DETECTION_ERRORS.labels(detection.id).inc()
         now = time.monotonic()
         last_logged, unlogged = self._failures.get(detection.id, (float("-inf"), 0))
@@ -256,13 +527,25 @@ class Engine:
         log.error(
             "detection failed on an event",
             exc_info=True,
-            extra={
-                "detection": detection.id, "event_id": event.id, "kind": event.kind, "failures_not_logged": unlogged
-            },
+            extra={"detection": detection.id, "event_id": event_id, "kind": kind, "failures_not_logged": unlogged},
         )
 
 
+def _put(entry: dict[str, Any], detection_id: str, slot: Any) -> None:
+    if slot is None:
+        entry.pop(detection_id, None)
+    else:
+        entry[detection_id] = slot
+
+
+def _nodes(event: Event) -> frozenset[str]:
+    return frozenset((event.node,)) if event.node else frozenset()
+
+
 # --- Examples ---------------------------------------------------------------------------------------------------
+
+#: Time zero of scenarios: a scenario's ``at_s`` is seconds after this (2025-03-04T06:22:18Z).
+SCENARIO_START_NS = 1_741_069_338 * 10**9
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,8 +556,9 @@ class ExampleResult:
 
 
 def check_examples(detection: Detection) -> list[ExampleResult]:
-    """Run each of the detection's examples through its real source (split, normalize) and the detection,
-    the way the pipeline would; a positive must raise an alert that serializes, a negative none."""
+    """Run each of the detection's examples through its real sources (split, normalize) and an engine of its
+    own, the way the pipeline would, with the watermark moved past the last event at the end (so absences
+    are decided); a positive must raise an alert that serializes, a negative none."""
     results = [_check_example(detection, index, example) for index, example in enumerate(detection.examples)]
     if not any(e.fires for e in detection.examples):
         results.append(ExampleResult("(examples)", False, "no positive example: add one the detection must fire on"))
@@ -283,24 +567,34 @@ def check_examples(detection: Detection) -> list[ExampleResult]:
     return results
 
 
-def _check_example(detection: Detection, index: int, example: Example) -> ExampleResult:
+def _check_example(detection: Detection, index: int, example: Example | Scenario) -> ExampleResult:
     name = example.name or f"#{index}"
+    if isinstance(example, Example):
+        records = [(example.source, example.record, None)]
+    else:
+        records = [(e.source, e.record, SCENARIO_START_NS + int(e.at_s * 1e9)) for e in example.events]
     try:
-        source = get_source(example.source)
-        events = []
-        for record in source.split(orjson.dumps(example.record), 1 << 24):
-            if isinstance(record, Rejected):
-                return ExampleResult(name, False, f"the source rejected the record: {record.reason}: {record.detail}")
-            events.append(source.normalize(record, "example-cluster", "example-node"))
-        alerts = [alert for event in events for alert in detection.evaluate(event)]
+        engine = Engine([detection], raise_errors=True)
+        alerts = []
+        for source_name, record, time_ns in records:
+            source = get_source(source_name)
+            events = []
+            for split in source.split(orjson.dumps(record), 1 << 24):
+                if isinstance(split, Rejected):
+                    return ExampleResult(name, False, f"the source rejected the record: {split.reason}: {split.detail}")
+                events.append(source.normalize(split, "example-cluster", "example-node"))
+            if not events:
+                return ExampleResult(name, False, f"a {source_name} record normalized into no event")
+            for event in events:
+                event.time_ns = time_ns if time_ns is not None else event.time_ns
+                alerts.extend(engine.process(event))
+        alerts.extend(engine.flush())
         for alert in alerts:
             alert.to_json()
     except RecordRejected as exc:
         return ExampleResult(name, False, f"the source rejected the record: {exc}")
     except Exception as exc:  # the harness reports any failure of the detection as a failed example
         return ExampleResult(name, False, f"raised {_describe(exc)}")
-    if not events:
-        return ExampleResult(name, False, "the record normalized into no event")
     if example.fires and not alerts:
         return ExampleResult(name, False, "expected an alert, got none")
     if not example.fires and alerts:

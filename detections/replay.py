@@ -1,8 +1,10 @@
 """Replay recorded source files through the detection engine, as the stream workers would run them.
 
-Used to backtest a detection against saved audit logs and to investigate an incident from files. A file may
-hold JSON lines, or one JSON document (a single event or an ``EventList``, possibly pretty-printed): the first
-line decides, so a large JSON-lines file is streamed rather than read whole. Bad records are counted by reason
+Used to backtest a detection against saved audit logs and to investigate an incident from files. Files are
+read in the order given; event time drives windows and sequences as in the stream workers, and at the end the
+watermark moves to the newest event so that pending absences are decided. A file may hold JSON lines, or one
+JSON document (a single event or an ``EventList``, possibly pretty-printed): the first line decides, so a large
+JSON-lines file is streamed rather than read whole. Bad records are counted by reason
 and the first few are located by line, but never stop the replay.
 """
 
@@ -76,6 +78,9 @@ class Replay:
                         self._show_progress(path, file)
             except OSError as exc:
                 self.report.unreadable.append(f"{path}: {exc.strerror or exc}")
+        # The recording is over: windows and absences up to its newest event are decided now.
+        for alert in self.engine.flush():
+            self.report.alerts[alert.id] = alert
         if self._progress is not None:
             self._progress.write("\r\x1b[K")
         return self.report
@@ -119,6 +124,7 @@ class Replay:
                 continue
             for alert in self.engine.process(event):
                 self.report.alerts[alert.id] = alert
+        self.engine.commit()
 
     def _reject(self, location: str, reason: str, detail: str) -> None:
         metrics.REJECTED.labels("replay", self.source.name, reason).inc()

@@ -5,21 +5,33 @@ metadata, the event kinds it looks at (the engine dispatches on them, so a detec
 events of other kinds), its logic, and its own examples as raw source records (``vigil detections test``
 normalizes them through the real source and checks positives fire and negatives stay quiet).
 
-:class:`EventDetection` judges one event at a time (a Panther rule, a plain Sigma rule, a Falco rule).
-Detections over windows and ordered sequences are further subclasses of :class:`Detection`: the engine
-only ever calls :meth:`Detection.evaluate` with one event and receives the alerts that event completes, so
-a stateful subclass keeps its partial matches itself and neither the engine nor existing detections change.
+Three kinds of detection:
+
+- :class:`EventDetection` judges one event at a time (a Panther rule, a plain Sigma rule, a Falco rule).
+- :class:`ThresholdDetection` counts matching events, or distinct values of a field, per group over
+  tumbling or sliding event-time windows (Panther's threshold, Sigma's ``event_count``/``value_count``).
+- :class:`SequenceDetection` matches ordered steps within a maximum span, each step with its own kinds,
+  sources, predicate and join key, optionally ending in an absence ("B did not follow A within N") that is
+  decided when the engine's watermark passes (EQL's ``sequence by … with maxspan``, across sources).
+
+The stateful two never hold state themselves: the engine hands each one the JSON-able *slot* it keeps for
+a state key (a pod, a group) and stores what comes back, so the same detection runs on a dict in
+``vigil replay`` and on a checkpointed Faust table in the stream workers. ``observe`` is pure and cheap and
+says whether an event can advance the detection at all; only then does the engine touch the store.
+Multi-step detections are tested with :class:`Scenario` examples: records from several sources with event
+times, fed in the order given.
 """
 
 from __future__ import annotations
 
+import bisect
 import posixpath
 import re
 import string
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -47,6 +59,29 @@ class Example:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ScenarioEvent:
+    """One raw record of a scenario, dated ``at_s`` seconds after the scenario's start (its event time)."""
+
+    source: str
+    record: dict[str, Any]
+    at_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scenario:
+    """Records from any sources in arrival order (which need not be event-time order, as in a real stream)
+    and whether the detection must fire once the watermark has passed them all: how windows, sequences and
+    absences are tested."""
+
+    name: str
+    events: tuple[ScenarioEvent, ...]
+    fires: bool
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "events", tuple(self.events))
+
+
+@dataclass(frozen=True, kw_only=True)
 class Detection(ABC):
     """Catalogue metadata shared by every kind of detection, validated when the detection file loads."""
 
@@ -61,7 +96,7 @@ class Detection(ABC):
     false_positives: tuple[str, ...] = ()
     #: Hits with the same dedup key within this many seconds update one alert instead of raising another.
     dedup_period_s: float = 600.0
-    examples: tuple[Example, ...] = ()
+    examples: tuple[Example | Scenario, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("kinds", "mitre", "tags", "references", "false_positives", "examples"):
@@ -82,10 +117,6 @@ class Detection(ABC):
                 raise DetectionError(f"{self.id}: MITRE technique {technique!r} must look like T1609 or T1611.001")
         if self.dedup_period_s < 0:
             raise DetectionError(f"{self.id}: dedup_period_s must not be negative")
-
-    @abstractmethod
-    def evaluate(self, event: Event) -> list[Alert]:
-        """The alerts this event completes (none for most events). Exceptions are isolated by the engine."""
 
     def catalogue_entry(self) -> dict[str, Any]:
         return {
@@ -146,6 +177,7 @@ class EventDetection(Detection):
                 raise DetectionError(f"{self.id}: {name} is not a valid template: {exc}") from None
 
     def evaluate(self, event: Event) -> list[Alert]:
+        """The alert this event raises, if any. Exceptions are isolated by the engine."""
         if not self.match(event):
             return []
         own_context = self.context(event) if self.context is not None else {}
@@ -199,6 +231,467 @@ def event_context(event: Event) -> dict[str, Any]:
 
 def _namespace(event: Event) -> str:
     return event.k8s.namespace or event.target.namespace
+
+
+# --- Stateful detections ----------------------------------------------------------------------------------------
+
+#: Evidence kept per window or per sequence step: enough to point an analyst at the events, bounded so a
+#: noisy key cannot grow its state.
+MAX_MARKS = 10
+
+
+def mark(event: Event, context: Mapping[str, Any]) -> dict[str, Any]:
+    """What state keeps of an event: when, which event (ids for evidence), where and by whom, and the
+    context an alert will show. A few hundred bytes of JSON instead of the event with its raw record."""
+    return {
+        "t": event.time_ns,
+        "id": event.id,
+        "oid": event.original_id,
+        "src": event.source,
+        "node": event.node,
+        "c": event.cluster,
+        "ns": _namespace(event),
+        "pod": event.k8s.pod,
+        "u": event.actor.user,
+        "x": dict(context),
+    }
+
+
+@dataclass(slots=True)
+class Observation:
+    """What ``observe`` found in an event: the state key the engine stores the detection's slot under,
+    the event's mark, and detection-specific detail (matched steps, group value)."""
+
+    key: str
+    mark: dict[str, Any]
+    detail: Any
+
+
+@dataclass(slots=True)
+class Finding:
+    """An alert from a stateful detection with what the engine needs to say whether coverage was degraded:
+    the sources it depends on (empty: any) and nodes its evidence came from, and the time span it covers."""
+
+    alert: Alert
+    sources: frozenset[str]
+    nodes: frozenset[str]
+    start_ns: int
+    end_ns: int
+
+
+#: What ``update`` returns for a slot the observation left as it was: the engine then writes nothing.
+UNCHANGED: Any = object()
+
+
+class _Fields(dict):
+    """Template fields of a stateful alert: a field no step provided reads as empty, not as a KeyError."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatefulDetection(Detection):
+    """A detection whose matches span several events. The engine owns the state (see the module doc)."""
+
+    alert_title: str = ""
+    dedup: str = "{cluster}/{namespace}/{pod}/{user}"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("alert_title", "dedup"):
+            try:
+                list(string.Formatter().parse(getattr(self, name)))
+            except ValueError as exc:
+                raise DetectionError(f"{self.id}: {name} is not a valid template: {exc}") from None
+
+    @property
+    @abstractmethod
+    def horizon_ns(self) -> int:
+        """How long after its latest event a slot can still matter: the window or the maximum span."""
+
+    @abstractmethod
+    def observe(self, event: Event) -> Observation | None:
+        """Whether and how ``event`` can advance this detection; ``None`` for most events (no state touched)."""
+
+    @abstractmethod
+    def update(self, slot: Any, observation: Observation) -> tuple[Any, list[Finding]]:
+        """The slot after ``observation`` (``None`` when nothing is left to keep, :data:`UNCHANGED` when the
+        observation turned out not to matter) and what it completed."""
+
+    @abstractmethod
+    def on_watermark(self, key: str, slot: Any, watermark_ns: int) -> tuple[Any, list[Finding]]:
+        """The slot of ``key`` once event time has reached ``watermark_ns``: expired parts dropped, absences
+        decided."""
+
+    @abstractmethod
+    def deadline_ns(self, slot: Any) -> int:
+        """The event time at which ``on_watermark`` next has something to do for this slot."""
+
+    def finding(
+        self, marks: Sequence[Mapping[str, Any]], context: dict[str, Any], fields: Mapping[str, Any],
+        sources: frozenset[str], end_ns: int = 0,
+    ) -> Finding:
+        """A finding from the marks of its evidence, in order: Kubernetes context from the first mark that has
+        it, the time from the last (a sequence is dated when it completed)."""
+        first = marks[0]
+        values = _Fields({key: _template_value(value) for mark_ in marks for key, value in mark_["x"].items()})
+        values.update({
+            "cluster": first["c"],
+            "namespace": next((m["ns"] for m in marks if m["ns"]), ""),
+            "pod": next((m["pod"] for m in marks if m["pod"]), ""),
+            "user": next((m["u"] for m in marks if m["u"]), ""),
+        })
+        values.update({key: _template_value(value) for key, value in fields.items()})
+        alert = Alert(
+            detection=self.id,
+            title=(self.alert_title or self.title).format_map(values),
+            severity=self.severity,
+            time_ns=marks[-1]["t"],
+            mitre=list(self.mitre),
+            description=self.description,
+            tags=list(self.tags),
+            cluster=values["cluster"],
+            namespace=values["namespace"],
+            pod=values["pod"],
+            user=values["user"],
+            dedup_key=self.dedup.format_map(values),
+            evidence=[m["oid"] or m["id"] for m in marks],
+            event_ids=[m["id"] for m in marks],
+            context=context,
+        )
+        nodes = frozenset(m["node"] for m in marks if m["node"])
+        return Finding(alert, sources, nodes, first["t"], max(end_ns, marks[-1]["t"]))
+
+
+WINDOWS = ("tumbling", "sliding")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThresholdDetection(StatefulDetection):
+    """Fires when ``threshold`` matching events (or, with ``distinct``, distinct values of a field) fall in one
+    event-time window of ``window_s`` seconds for one ``group``.
+
+    ``tumbling`` windows are fixed, back to back (aligned on the epoch), and fire at most once each;
+    ``sliding`` windows end at every event, so a burst straddling a tumbling boundary is still caught, and
+    firing starts the count afresh. The group is also the state key: a group equal to the events'
+    correlation key keeps the count on one partition (exact across workers); a group over another field (an
+    identity) is counted per stream worker."""
+
+    match: Callable[[Event], bool]
+    group: Callable[[Event], str]
+    threshold: int
+    window_s: float
+    window: str = "tumbling"
+    distinct: Callable[[Event], str] | None = None
+    context: Callable[[Event], dict[str, Any]] | None = None
+    dedup: str = "{group}"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.threshold < 1:
+            raise DetectionError(f"{self.id}: threshold must be at least 1")
+        if self.window_s <= 0:
+            raise DetectionError(f"{self.id}: window_s must be positive")
+        if self.window not in WINDOWS:
+            raise DetectionError(f"{self.id}: window {self.window!r} is not one of {', '.join(WINDOWS)}")
+
+    @property
+    def horizon_ns(self) -> int:
+        return int(self.window_s * 1e9)
+
+    def catalogue_entry(self) -> dict[str, Any]:
+        return {**super().catalogue_entry(), "threshold": self.threshold, "window_s": self.window_s,
+                "window": self.window, "distinct": self.distinct is not None}
+
+    def observe(self, event: Event) -> Observation | None:
+        if not self.match(event):
+            return None
+        group = self.group(event)
+        if not group:
+            return None
+        value = self.distinct(event) if self.distinct is not None else None
+        if self.distinct is not None and not value:
+            return None
+        context = {**event_context(event), **(self.context(event) if self.context is not None else {})}
+        return Observation(group, mark(event, context), value)
+
+    def update(self, slot: Any, observation: Observation) -> tuple[Any, list[Finding]]:
+        if self.window == "sliding":
+            return self._update_sliding(slot or {"o": []}, observation)
+        return self._update_tumbling(slot or {}, observation)
+
+    def _update_tumbling(self, slot: dict[str, Any], observation: Observation) -> tuple[Any, list[Finding]]:
+        size = self.horizon_ns
+        time_ns = observation.mark["t"]
+        start = time_ns - time_ns % size
+        window = slot.setdefault(str(start), {"n": 0, "v": [], "e": [], "f": False})
+        if window["f"]:
+            return UNCHANGED, []
+        window["n"] += 1
+        if observation.detail is not None and observation.detail not in window["v"]:
+            window["v"].append(observation.detail)
+        if len(window["e"]) < MAX_MARKS:
+            window["e"].append(observation.mark)
+        reached = len(window["v"]) if self.distinct is not None else window["n"]
+        if reached < self.threshold:
+            return slot, []
+        finding = self._finding(observation.key, window["e"], reached, window["v"], start, start + size)
+        window.update(f=True, v=[], e=[])
+        return slot, [finding]
+
+    def _update_sliding(self, slot: dict[str, Any], observation: Observation) -> tuple[Any, list[Finding]]:
+        time_ns = observation.mark["t"]
+        entries = [e for e in slot["o"] if e[0] > time_ns - self.horizon_ns]
+        if observation.detail is not None:
+            entries = [e for e in entries if e[1] != observation.detail]
+        bisect.insort(entries, [time_ns, observation.detail, observation.mark], key=lambda e: e[0])
+        if len(entries) < self.threshold:
+            slot["o"] = entries
+            return slot, []
+        marks = [e[2] for e in entries][:MAX_MARKS]
+        values = [e[1] for e in entries if e[1] is not None]
+        return None, [self._finding(observation.key, marks, len(entries), values, entries[0][0], entries[-1][0])]
+
+    def _finding(
+        self, group: str, marks: list[dict[str, Any]], reached: int, values: list[str], start_ns: int, end_ns: int
+    ) -> Finding:
+        counted = {"group": group, "count": reached, "threshold": self.threshold, "window_s": self.window_s}
+        context = {**marks[0]["x"], **counted, "window": self.window}
+        if values:
+            context["distinct_values"] = values[:MAX_MARKS]
+        found = self.finding(marks, context, counted, frozenset(m["src"] for m in marks), end_ns)
+        found.start_ns = start_ns
+        return found
+
+    def on_watermark(self, key: str, slot: Any, watermark_ns: int) -> tuple[Any, list[Finding]]:
+        size = self.horizon_ns
+        if self.window == "sliding":
+            slot["o"] = [e for e in slot["o"] if e[0] > watermark_ns - size]
+            return (slot if slot["o"] else None), []
+        kept = {start: window for start, window in slot.items() if int(start) + size > watermark_ns}
+        return (kept or None), []
+
+    def deadline_ns(self, slot: Any) -> int:
+        if self.window == "sliding":
+            return min(e[0] for e in slot["o"]) + self.horizon_ns
+        return min(int(start) for start in slot) + self.horizon_ns
+
+
+def pod_key(event: Event) -> str:
+    """``cluster/namespace/pod`` (the events' correlation key) when the event names its pod, else "": the
+    default join key of sequence steps. Audit ``pods/exec``, pod writes and calls made with a pod-bound
+    service-account token, and runtime events enriched with their pod, all carry it."""
+    pod = event.k8s.pod
+    return f"{event.cluster}/{event.k8s.namespace}/{pod}" if pod else ""
+
+
+def container_key(event: Event) -> str:
+    """``cluster/container id`` for runtime events (two events of one container), else "": a join key for
+    sequences whose steps all come from runtime sensors, even without Kubernetes enrichment."""
+    container = event.k8s.container_id
+    return f"{event.cluster}/{container}" if container else ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step:
+    """One step of a sequence: which events are it, and the keys that tie it to the other steps.
+
+    ``key`` returns the join key, which is also the state key ("" when the event cannot be joined): steps
+    from different sources use different key functions that agree on a value, e.g. an audit ``pods/exec``
+    and a runtime ``file.open`` both yield ``cluster/namespace/pod`` (:func:`pod_key`, the events' Kafka
+    key, so the sequence's state lives on the partition the pod's events use). ``on`` optionally refines the
+    join with a value all steps must share within that key (the path written, then executed). ``sources``
+    limits the step to some sources (empty: any) and is what an absence depends on for coverage.
+    ``absent`` (last step only) means the sequence fires when no such event follows within the span.
+
+    ``out_of_order`` says whether the step's events may arrive before those of the step it follows (another
+    source, delivered with another delay, such as a runtime event caused by a batched audit request): they are
+    then kept until the earlier steps arrive. ``False`` is for a step from the same sensor stream as the step
+    before it, whose events arrive in order: they only extend sequences already started and otherwise cost no
+    state, which matters for frequent events such as every exec."""
+
+    name: str
+    kinds: frozenset[str]
+    match: Callable[[Event], bool]
+    key: Callable[[Event], str] = pod_key
+    on: Callable[[Event], str] | None = None
+    sources: frozenset[str] = frozenset()
+    context: Callable[[Event], dict[str, Any]] | None = None
+    absent: bool = False
+    out_of_order: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("kinds", "sources"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise DetectionError(f"step {self.name}: {name} must be a list, not the string {value!r}")
+            object.__setattr__(self, name, frozenset(value))
+        if not self.kinds:
+            raise DetectionError(f"step {self.name}: kinds must name at least one event kind")
+
+    def matches(self, event: Event) -> bool:
+        return event.kind in self.kinds and (not self.sources or event.source in self.sources) and self.match(event)
+
+
+#: Occurrences kept per step and join key (the latest ones): a process opening a file in a loop must not
+#: grow a sequence's state.
+MAX_OCCURRENCES = 8
+
+
+@dataclass(frozen=True, kw_only=True)
+class SequenceDetection(StatefulDetection):
+    """Ordered ``steps`` whose events share a join key and fall within ``max_span_s`` of the first.
+
+    Events may arrive out of event-time order (an audit record batched by the API server arrives after the
+    runtime events it caused): each step's recent occurrences are kept per join key and a sequence completes
+    as soon as an ordered chain exists, whichever event arrived last. The state key is the steps' join key
+    (see :class:`Step`). ``kinds`` is derived from the steps."""
+
+    steps: tuple[Step, ...]
+    max_span_s: float
+    kinds: frozenset[str] = frozenset()
+    #: Steps (with their index) by event kind, so an event is matched only against the steps of its kind.
+    _steps_by_kind: dict[str, tuple[tuple[int, Step], ...]] = field(init=False, repr=False, compare=False)
+    #: How many steps must be seen: all but a trailing absence.
+    _present: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "steps", tuple(self.steps))
+        object.__setattr__(self, "kinds", frozenset().union(*(step.kinds for step in self.steps)))
+        by_kind = {kind: tuple((i, s) for i, s in enumerate(self.steps) if kind in s.kinds) for kind in self.kinds}
+        object.__setattr__(self, "_steps_by_kind", by_kind)
+        object.__setattr__(self, "_present", len(self.steps) - self.steps[-1].absent)
+        super().__post_init__()
+        if len(self.steps) < 2:
+            raise DetectionError(f"{self.id}: a sequence needs at least two steps")
+        if any(step.absent for step in self.steps[:-1]) or self.steps[0].absent:
+            raise DetectionError(f"{self.id}: only the last step (and not the first) may be an absence")
+        if self.max_span_s <= 0:
+            raise DetectionError(f"{self.id}: max_span_s must be positive")
+
+    @property
+    def horizon_ns(self) -> int:
+        return int(self.max_span_s * 1e9)
+
+    def catalogue_entry(self) -> dict[str, Any]:
+        steps = [f"not {step.name}" if step.absent else step.name for step in self.steps]
+        return {**super().catalogue_entry(), "max_span_s": self.max_span_s, "steps": steps}
+
+    def observe(self, event: Event) -> Observation | None:
+        """The steps this event is (with their ``on`` values). An event that is several steps counts for those
+        that share the first one's key."""
+        key = ""
+        matched = []
+        context: dict[str, Any] = {}
+        for index, step in self._steps_by_kind.get(event.kind, ()):
+            if not step.matches(event):
+                continue
+            step_key = step.key(event)
+            on = step.on(event) if step.on is not None else ""
+            if not step_key or (key and step_key != key) or (step.on is not None and not on):
+                continue
+            key = step_key
+            matched.append((index, on))
+            context.update(step.context(event) if step.context is not None else event_context(event))
+        if not matched:
+            return None
+        return Observation(key, mark(event, context), matched)
+
+    def update(self, slot: Any, observation: Observation) -> tuple[Any, list[Finding]]:
+        detail = [(i, join) for i, join in observation.detail if self._may_keep(slot, i, join)]
+        if not detail:
+            return UNCHANGED, []
+        slot = slot or {}
+        findings = []
+        time_ns = observation.mark["t"]
+        for index, join in detail:
+            partial = slot.setdefault(join, [[] for _ in self.steps])
+            occurrences = partial[index]
+            bisect.insort(occurrences, observation.mark, key=lambda m: m["t"])
+            del occurrences[:-MAX_OCCURRENCES]
+            oldest = max(time_ns, max((m["t"] for step in partial for m in step), default=time_ns)) - self.horizon_ns
+            for step in partial:
+                step[:] = [m for m in step if m["t"] >= oldest]
+            if self.steps[-1].absent:
+                continue
+            chain = self._chain(partial)
+            if chain is not None:
+                findings.append(self._finding(observation.key, join, chain))
+                del slot[join]
+        return (slot or None), findings
+
+    def _may_keep(self, slot: Any, index: int, join: str) -> bool:
+        """Whether an occurrence of step ``index`` is worth keeping: always for the first step and steps that
+        may arrive early; for in-order steps only when the step before has an occurrence to extend."""
+        if index == 0 or self.steps[index].out_of_order:
+            return True
+        partial = slot.get(join) if slot else None
+        return bool(partial and partial[index - 1])
+
+    def _chain(self, partial: list[list[dict[str, Any]]]) -> list[dict[str, Any]] | None:
+        """The earliest ordered chain of the present steps within the span, if there is one."""
+        for first in partial[0]:
+            chain = [first]
+            for occurrences in partial[1 : self._present]:
+                previous = chain[-1]
+                following = next(
+                    (m for m in occurrences if m["t"] >= previous["t"] and m["id"] != previous["id"]), None
+                )
+                if following is None or following["t"] - first["t"] > self.horizon_ns:
+                    break
+                chain.append(following)
+            if len(chain) == self._present:
+                return chain
+        return None
+
+    def _finding(self, key: str, on: str, chain: list[dict[str, Any]], deadline_ns: int = 0) -> Finding:
+        steps = [
+            {"step": step.name, "time_ns": m["t"], "source": m["src"], **m["x"]}
+            for step, m in zip(self.steps, chain, strict=False)
+        ]
+        context: dict[str, Any] = {"join_key": key, "max_span_s": self.max_span_s, "steps": steps}
+        if on:
+            context["joined_on"] = on
+        sources = frozenset(m["src"] for m in chain)
+        if deadline_ns:
+            absent = self.steps[-1]
+            context["absent"] = {"step": absent.name, "until_ns": deadline_ns}
+            # Silence depends on the sources that would have reported the absent step; undeclared: on any.
+            sources = sources | absent.sources if absent.sources else frozenset()
+        return self.finding(chain, context, {"join_key": key, "joined_on": on}, sources, deadline_ns)
+
+    def on_watermark(self, key: str, slot: Any, watermark_ns: int) -> tuple[Any, list[Finding]]:
+        findings = []
+        for join in list(slot):
+            partial = slot[join]
+            if self.steps[-1].absent:
+                findings.extend(self._decide_absence(key, slot, join, watermark_ns))
+                if join not in slot:
+                    continue
+            for step in partial:
+                step[:] = [m for m in step if m["t"] > watermark_ns - self.horizon_ns]
+            if not any(partial[: self._present]):
+                del slot[join]
+        return (slot or None), findings
+
+    def _decide_absence(self, key: str, slot: dict[str, Any], join: str, watermark_ns: int) -> list[Finding]:
+        """Once the watermark passed the span of a complete chain: fire unless the absent step happened in it."""
+        partial = slot[join]
+        chain = self._chain(partial)
+        if chain is None:
+            return []
+        deadline = chain[0]["t"] + self.horizon_ns
+        if watermark_ns < deadline:
+            return []
+        del slot[join]
+        if any(chain[-1]["t"] <= m["t"] <= deadline for m in partial[-1]):
+            return []
+        return [self._finding(key, join, chain, deadline)]
+
+    def deadline_ns(self, slot: Any) -> int:
+        """Occurrences are kept in time order: the first of each step is the oldest."""
+        return min(step[0]["t"] for partial in slot.values() for step in partial if step) + self.horizon_ns
 
 
 # --- Kubernetes API objects -----------------------------------------------------------------------------------
@@ -317,9 +810,11 @@ def audit_record(
     groups: Sequence[str] = ("system:authenticated",),
     code: int | None = None,
     time: str = "2025-03-04T06:22:18.819232Z",
+    extra: Mapping[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """A complete ``audit.k8s.io/v1`` Event as the API server writes it at ResponseComplete, so examples
-    state only what matters to the detection. The auditID is derived from the content: stable across runs."""
+    state only what matters to the detection. ``extra`` is ``user.extra`` (a pod-bound service-account
+    token names its pod there). The auditID is derived from the content: stable across runs."""
     prefix = f"/apis/{api_group}/{api_version}" if api_group else f"/api/{api_version}"
     parts = [prefix, *(["namespaces", namespace] if namespace else []), resource, *([name] if name else [])]
     uri = "/".join([*parts, *([subresource] if subresource else [])]) + (f"?{query}" if query else "")
@@ -331,7 +826,7 @@ def audit_record(
         "stage": "ResponseComplete",
         "requestURI": uri,
         "verb": verb,
-        "user": {"username": user, "groups": list(groups)},
+        "user": {"username": user, "groups": list(groups), **({"extra": dict(extra)} if extra else {})},
         "sourceIPs": ["10.0.0.7"],
         "userAgent": "kubectl/v1.30.2 (linux/amd64) kubernetes/3968350",
         "objectRef": {

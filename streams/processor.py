@@ -3,7 +3,9 @@
 A raw message holds a JSON array of one source's records sharing a key (see :mod:`vigil.kafka`). Each
 record is normalized by its source (``collectors.source``) into the envelope and run through the
 detection engine. The Faust agent in :mod:`streams.app` only moves bytes in and out of this class, which
-keeps the processing testable without a broker and lets other runners reuse it.
+keeps the processing testable without a broker and lets other runners reuse it. Event time moves windows and
+sequences forward; :meth:`StreamProcessor.advance` decides what the watermark has passed (absences) and is
+called on a timer, because an absence is raised by time passing, not by a message.
 """
 
 from __future__ import annotations
@@ -62,10 +64,15 @@ class StreamProcessor:
                 continue
             events.append(event)
             out.alerts.extend(self.engine.process(event))
+        self.engine.commit()
         if events:
             out.events = orjson.dumps(events)
             _observe(events)
         return out
+
+    def advance(self) -> list[Alert]:
+        """Alerts decided by the engine's watermark since the last call (absences), expired state dropped."""
+        return self.engine.advance()
 
     def _deadletter(self, source: str, reason: str, detail: str, raw: bytes) -> bytes:
         metrics.REJECTED.labels(COMPONENT, source, reason).inc()

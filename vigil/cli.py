@@ -25,7 +25,7 @@ COMMAND_MODULES = (
 
 
 #: Modules that expose ``register_bench(subparsers)``: their benchmarks are ``vigil bench <name>``.
-BENCH_MODULES = ("streams.bench", "collectors.ebpf.bench", "storage.bench")
+BENCH_MODULES = ("streams.bench", "collectors.ebpf.bench", "storage.bench", "detections.bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -98,6 +98,12 @@ class SiemSettings:
 
 
 @dataclass(slots=True)
+class DetectionsSettings:
+    config: str = ""  # detections.toml: engine bounds, per-detection enable/overrides/exceptions
+    path: str = ""  # more detection directories (os.pathsep-separated), beside the bundled library, hot-reloaded
+
+
+@dataclass(slots=True)
 class Settings:
     cluster: str = "default"
     node: str = field(default_factory=socket.gethostname)
@@ -109,6 +115,7 @@ class Settings:
     clickhouse: ClickHouseSettings = field(default_factory=ClickHouseSettings)
     collector: CollectorSettings = field(default_factory=CollectorSettings)
     siem: SiemSettings = field(default_factory=SiemSettings)
+    detections: DetectionsSettings = field(default_factory=DetectionsSettings)
 
     def topic(self, name: str) -> str:
         """The full name of one of vigil's topics (``raw.k8s-audit``, ``events``, ``alerts``, ``deadletter``)."""
@@ -124,7 +131,7 @@ class Settings:
 
 
 _SECTIONS = {"kafka": KafkaSettings, "clickhouse": ClickHouseSettings, "collector": CollectorSettings,
-             "siem": SiemSettings}
+             "siem": SiemSettings, "detections": DetectionsSettings}
 _SECRET_FILES = {"sasl_password": "sasl_password_file", "password": "password_file",
                  "bearer_token": "bearer_token_file", "hec_token": "hec_token_file",
                  "analyst_password": "analyst_password_file"}

@@ -47,6 +47,7 @@ KINDS = frozenset(
         "net.close",
         "process.hook",
         "process.syscall",
+        "collector.health",
     }
 )
 
