@@ -63,5 +63,5 @@ for _ in $(seq 60); do
 done
 $vigil query "SELECT time, severity, detection, namespace, pod, user FROM vigil.alerts FINAL
               WHERE cluster = '$VIGIL_CLUSTER' ORDER BY time DESC LIMIT 10"
-$vigil query "SELECT source, kind, action, count() AS events FROM vigil.events
+$vigil query "SELECT source, kind, action, count() AS events FROM vigil.events FINAL
               WHERE cluster IN ('$VIGIL_CLUSTER', 'test-cluster') GROUP BY ALL ORDER BY events DESC"
