@@ -1,4 +1,4 @@
-"""What the adapters for host sensors (Tetragon, Falco, vigil's own eBPF sensor) share: JSON records and syscall names.
+"""What the host-sensor adapters share (Tetragon, Falco, the eBPF sensor, containerd): JSON records, syscalls.
 
 Both sensors export one JSON object per line, and both name what a process did by a syscall or kernel
 function (Falco's ``evt.type``, Tetragon's kprobe ``function_name`` or tracepoint). Splitting a payload

@@ -15,8 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import orjson
-
+from collectors.host_sensors import split_json_records
 from collectors.source import RecordRejected, Rejected
 from vigil.event import Actor, Event, K8sContext, Outcome, Target, event_id, now_ns
 
@@ -82,24 +81,7 @@ def correlation_key(record: dict[str, Any], cluster: str) -> str:
 def split_payload(payload: bytes, max_record_bytes: int) -> Iterator[dict[str, Any] | Rejected]:
     """One JSON-lines line (a record, or a JSON array of records, as the node collector packs them) into
     records; never raises."""
-    if len(payload) > max_record_bytes:
-        yield Rejected("too_large", f"{len(payload)} bytes exceed the {max_record_bytes}-byte limit", payload)
-        return
-    try:
-        document = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        yield Rejected("not_json", str(exc), payload)
-        return
-    for item in document if isinstance(document, list) else [document]:
-        if not isinstance(item, dict):
-            yield Rejected("wrong_kind", f"a JSON {type(item).__name__} is not a sensor record", orjson.dumps(item))
-            continue
-        try:
-            _identity(item)
-        except RecordRejected as exc:
-            yield Rejected(exc.reason, exc.detail, orjson.dumps(item))
-            continue
-        yield item
+    return split_json_records(payload, max_record_bytes, check=_identity)
 
 
 def _identity(record: dict[str, Any]) -> tuple[str, int, int]:
