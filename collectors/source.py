@@ -10,7 +10,7 @@ place per source means adding a source never touches the pipeline.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -50,6 +50,25 @@ class Source(Protocol):
     def normalize(self, record: dict[str, Any], cluster: str, node: str) -> Event:
         """Map one source record into the envelope (``raw`` keeps the record)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleSource:
+    """A :class:`Source` made of a source module's three functions, which is all a source needs."""
+
+    name: str
+    split_payload: Callable[[bytes, int], Iterator[dict[str, Any] | Rejected]]
+    correlation_key: Callable[[dict[str, Any], str], str]
+    normalize_record: Callable[[dict[str, Any], str, str], Event]
+
+    def split(self, payload: bytes, max_record_bytes: int) -> Iterator[dict[str, Any] | Rejected]:
+        return self.split_payload(payload, max_record_bytes)
+
+    def key(self, record: dict[str, Any], cluster: str) -> str:
+        return self.correlation_key(record, cluster)
+
+    def normalize(self, record: dict[str, Any], cluster: str, node: str) -> Event:
+        return self.normalize_record(record, cluster, node)
 
 
 #: Every source vigil knows, as ``module:attribute`` so that a source is imported only when used.

@@ -6,30 +6,10 @@ the normalized Event (``normalize``), and the collectors that receive them (webh
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 from collectors.audit.normalize import SOURCE, correlation_key, normalize_record
 from collectors.audit.parse import split_payload
-from collectors.source import Rejected
-from vigil.event import Event
+from collectors.source import ModuleSource
 
+AUDIT_SOURCE = ModuleSource(SOURCE, split_payload, correlation_key, normalize_record)
 
-class AuditSource:
-    """The ``collectors.source.Source`` for Kubernetes audit events (records are ``audit.k8s.io/v1`` events)."""
-
-    name = SOURCE
-
-    def split(self, payload: bytes, max_record_bytes: int) -> Iterator[dict[str, Any] | Rejected]:
-        return split_payload(payload, max_record_bytes)
-
-    def key(self, record: dict[str, Any], cluster: str) -> str:
-        return correlation_key(record, cluster)
-
-    def normalize(self, record: dict[str, Any], cluster: str, node: str) -> Event:
-        return normalize_record(record, cluster, node)
-
-
-AUDIT_SOURCE = AuditSource()
-
-__all__ = ["AUDIT_SOURCE", "AuditSource"]
+__all__ = ["AUDIT_SOURCE"]

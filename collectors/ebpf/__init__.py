@@ -9,30 +9,10 @@ those records into the envelope (``normalize``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 from collectors.ebpf.normalize import SOURCE, correlation_key, normalize_record, split_payload
 from collectors.ebpf.sensor import Sensor, SensorConfig, SensorUnavailable
-from collectors.source import Rejected
-from vigil.event import Event
+from collectors.source import ModuleSource
 
+EBPF_SOURCE = ModuleSource(SOURCE, split_payload, correlation_key, normalize_record)
 
-class EbpfSource:
-    """The ``collectors.source.Source`` for the sensor's records (``raw.ebpf``)."""
-
-    name = SOURCE
-
-    def split(self, payload: bytes, max_record_bytes: int) -> Iterator[dict[str, Any] | Rejected]:
-        return split_payload(payload, max_record_bytes)
-
-    def key(self, record: dict[str, Any], cluster: str) -> str:
-        return correlation_key(record, cluster)
-
-    def normalize(self, record: dict[str, Any], cluster: str, node: str) -> Event:
-        return normalize_record(record, cluster, node)
-
-
-EBPF_SOURCE = EbpfSource()
-
-__all__ = ["EBPF_SOURCE", "EbpfSource", "Sensor", "SensorConfig", "SensorUnavailable"]
+__all__ = ["EBPF_SOURCE", "Sensor", "SensorConfig", "SensorUnavailable"]

@@ -8,29 +8,9 @@ records are what ``vigil collect node`` ships to ``raw.containerd``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 from collectors.runtime.normalize import SOURCE, correlation_key, normalize_record, split_payload
-from collectors.source import Rejected
-from vigil.event import Event
+from collectors.source import ModuleSource
 
+RUNTIME_SOURCE = ModuleSource(SOURCE, split_payload, correlation_key, normalize_record)
 
-class RuntimeSource:
-    """The ``collectors.source.Source`` for container lifecycle records (``container.*`` kinds)."""
-
-    name = SOURCE
-
-    def split(self, payload: bytes, max_record_bytes: int) -> Iterator[dict[str, Any] | Rejected]:
-        return split_payload(payload, max_record_bytes)
-
-    def key(self, record: dict[str, Any], cluster: str) -> str:
-        return correlation_key(record, cluster)
-
-    def normalize(self, record: dict[str, Any], cluster: str, node: str) -> Event:
-        return normalize_record(record, cluster, node)
-
-
-RUNTIME_SOURCE = RuntimeSource()
-
-__all__ = ["RUNTIME_SOURCE", "RuntimeSource"]
+__all__ = ["RUNTIME_SOURCE"]

@@ -7,30 +7,14 @@ tetragon`` runs them through the detections. :data:`TETRAGON_SOURCE` is what bot
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import functools
 
 from collectors.host_sensors import split_json_records
-from collectors.source import Rejected
+from collectors.source import ModuleSource
 from collectors.tetragon.normalize import SOURCE, check_record, correlation_key, normalize_record
-from vigil.event import Event
 
+TETRAGON_SOURCE = ModuleSource(
+    SOURCE, functools.partial(split_json_records, check=check_record), correlation_key, normalize_record
+)
 
-class TetragonSource:
-    """The ``collectors.source.Source`` for Tetragon export records (one event object each)."""
-
-    name = SOURCE
-
-    def split(self, payload: bytes, max_record_bytes: int) -> Iterator[dict[str, Any] | Rejected]:
-        return split_json_records(payload, max_record_bytes, check_record)
-
-    def key(self, record: dict[str, Any], cluster: str) -> str:
-        return correlation_key(record, cluster)
-
-    def normalize(self, record: dict[str, Any], cluster: str, node: str) -> Event:
-        return normalize_record(record, cluster, node)
-
-
-TETRAGON_SOURCE = TetragonSource()
-
-__all__ = ["TETRAGON_SOURCE", "TetragonSource"]
+__all__ = ["TETRAGON_SOURCE"]
