@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors.audit.webhook import AuditWebhook
+from collectors.health import HealthReporter
 from collectors.ingest import SourceIngest
 from collectors.node.cli import register_collect
 from collectors.shipper import KafkaShipper
@@ -72,13 +73,21 @@ async def run_audit_collector(settings: Settings, *, webhook: bool, files: list[
 
 async def run_collector(settings: Settings, source_name: str, *, files: list[Path], webhook: bool = False,
                         follow: bool = True, stop: asyncio.Event | None = None) -> None:
-    """Run until ``stop`` is set or SIGTERM/SIGINT (or, without ``follow``, until the files are shipped)."""
+    """Run until ``stop`` is set or SIGTERM/SIGINT (or, without ``follow``, until the files are shipped).
+
+    Messages Kafka refuses for good are reported as the source's losses (``collector.health``); a full spool
+    loses nothing here, since the input is refused and re-sent (webhook) or re-read (tailer).
+    """
     stop = stop or _stop_on_signals()
     if not webhook:
         metrics.serve(settings)
     component = COMPONENT if source_name == "k8s-audit" else f"{source_name}-collector"
     shipper = KafkaShipper(settings, component)
     await shipper.start()
+    health = HealthReporter(settings, shipper, component)
+    shipper.on_loss(health.count_lost_message)
+    reporting_done = asyncio.Event()
+    reporting = asyncio.create_task(health.run(reporting_done))
     ingest = SourceIngest(get_source(source_name), settings, shipper, component)
     receiver = AuditWebhook(settings, ingest) if webhook else None
     checkpoints = CheckpointStore(settings.checkpoint_dir / component)
@@ -101,6 +110,9 @@ async def run_collector(settings: Settings, source_name: str, *, files: list[Pat
             tailer.close()
         if receiver:
             await receiver.stop()
+        reporting_done.set()
+        await reporting
+        await health.report()
         await shipper.close()
 
 

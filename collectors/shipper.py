@@ -18,7 +18,7 @@ import asyncio
 import enum
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -84,10 +84,27 @@ class KafkaShipper:
         self._queued = 0
         self._drainer: asyncio.Task[None] | None = None
         self._closing = False
+        self._loss_listeners: list[Callable[[Message, str], None]] = []
 
     @property
     def spooled_bytes(self) -> int:
         return self._spool.bytes_pending
+
+    def on_loss(self, listener: Callable[[Message, str], None]) -> None:
+        """Have ``listener(message, reason)`` called for every message lost for good (collectors report it)."""
+        self._loss_listeners.append(listener)
+
+    async def partitions(self, topic: str, default: int) -> list[int]:
+        """The partitions of ``topic`` as Kafka knows them, or ``range(default)`` while Kafka is unreachable."""
+        if self._producer is not None:
+            try:
+                known = await asyncio.wait_for(self._producer.partitions_for(topic), self._delivery_timeout_ms / 1000)
+            except (KafkaError, TimeoutError) as exc:
+                self._kafka_failed(exc)
+            else:
+                if known:
+                    return sorted(known)
+        return list(range(default))
 
     async def start(self) -> None:
         """Connect if Kafka is there; if not, start in spool mode and keep trying in the background."""
@@ -131,7 +148,8 @@ class KafkaShipper:
         results: list[Any] = []
         for message in messages:
             try:
-                results.append(await self._producer.send(message.topic, message.value, key=message.key.encode()))
+                results.append(await self._producer.send(message.topic, message.value, key=message.key.encode(),
+                                                          partition=message.partition))
             except KafkaError as exc:
                 results.append(exc)
                 if exc.retriable:
@@ -149,7 +167,10 @@ class KafkaShipper:
         self._kafka_failed(result)
         if isinstance(result, KafkaError) and not result.retriable:
             # Retrying can never succeed (e.g. a message over the broker's limit): count it as lost, loudly.
-            metrics.DROPPED.labels(self._component, f"kafka_refused_{type(result).__name__}").inc()
+            reason = f"kafka_refused_{type(result).__name__}"
+            metrics.DROPPED.labels(self._component, reason).inc()
+            for listener in self._loss_listeners:
+                listener(message, reason)
             log.error("kafka refused a message for good", extra={"topic": message.topic, "bytes": len(message.value),
                                                                 "error": type(result).__name__})
             return Outcome.REFUSED

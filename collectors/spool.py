@@ -2,9 +2,11 @@
 
 Layout: numbered segment files of length-prefixed entries (``<u32 length><u16 topic len><topic><u16 key
 len><key><value>``) plus a ``position`` file naming the segment and byte offset of the oldest entry not yet
-acknowledged by Kafka. Appends are fsynced before the caller is told its data is safe; the position is
-rewritten atomically after each acknowledged entry, so a restart replays from the first unacknowledged
-message (at-least-once; downstream deduplicates on deterministic event ids).
+acknowledged by Kafka. A message sent to a chosen partition sets the topic length's high bit and has a
+``<u16 partition>`` after its topic, so spools written before partitions existed read as they always did.
+Appends are fsynced before the caller is told its data is safe; the position is rewritten atomically after
+each acknowledged entry, so a restart replays from the first unacknowledged message
+(at-least-once; downstream deduplicates on deterministic event ids).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from vigil import metrics
 
 _ENTRY = struct.Struct(">I")
 _FIELD = struct.Struct(">H")
+#: Set in an entry's topic length when a partition number follows the topic (topic names are far shorter).
+_HAS_PARTITION = 0x8000
 SEGMENT_BYTES = 64 * 1024 * 1024
 READ_BYTES = 8 * 1024 * 1024
 
@@ -32,6 +36,7 @@ class Message:
     topic: str
     key: str
     value: bytes
+    partition: int | None = None  # None: Kafka's partitioner chooses by key
 
 
 class SpoolInUse(RuntimeError):
@@ -173,7 +178,11 @@ def _lock_exclusively(path: Path) -> BinaryIO:
 
 def _encode(message: Message) -> bytes:
     topic, key = message.topic.encode(), message.key.encode()
-    body = _FIELD.pack(len(topic)) + topic + _FIELD.pack(len(key)) + key + message.value
+    if message.partition is None:
+        head = _FIELD.pack(len(topic)) + topic
+    else:
+        head = _FIELD.pack(len(topic) | _HAS_PARTITION) + topic + _FIELD.pack(message.partition)
+    body = head + _FIELD.pack(len(key)) + key + message.value
     return _ENTRY.pack(len(body)) + body
 
 
@@ -187,9 +196,14 @@ def _decode_all(data: bytes) -> Iterator[tuple[Message, int]]:
             return
         body = memoryview(data)[pos + _ENTRY.size : end]
         (tlen,) = _FIELD.unpack_from(body, 0)
+        partition, tlen = (None, tlen) if tlen < _HAS_PARTITION else (0, tlen & ~_HAS_PARTITION)
         topic = bytes(body[2 : 2 + tlen]).decode()
-        (klen,) = _FIELD.unpack_from(body, 2 + tlen)
-        key_start = 4 + tlen
+        key_at = 2 + tlen
+        if partition is not None:
+            (partition,) = _FIELD.unpack_from(body, key_at)
+            key_at += _FIELD.size
+        (klen,) = _FIELD.unpack_from(body, key_at)
+        key_start = key_at + _FIELD.size
         key = bytes(body[key_start : key_start + klen]).decode()
-        yield Message(topic, key, bytes(body[key_start + klen :])), end - pos
+        yield Message(topic, key, bytes(body[key_start + klen :]), partition), end - pos
         pos = end

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from collectors.audit.parse import CLUSTER_ANNOTATION, event_time_text
+from collectors.health import health_event, health_key, is_health_record
 from collectors.source import RecordRejected
 from collectors.timestamps import parse_timestamp_ns
 from vigil.event import Actor, Event, K8sContext, Outcome, Target, event_id, now_ns
@@ -34,6 +35,8 @@ _NOTHING: dict[str, Any] = {}
 
 def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
     """The Event for one audit event; raises RecordRejected when it lacks its identity or its time."""
+    if is_health_record(record):
+        return health_event(record, SOURCE, cluster, node)
     audit_id, stage, verb = _identity(record)
     try:
         time_ns = parse_timestamp_ns(event_time_text(record))
@@ -79,6 +82,8 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
 
 def correlation_key(record: dict[str, Any], cluster: str) -> str:
     """``normalize_record(record, cluster, node).correlation_key``, computed without building the Event."""
+    if is_health_record(record):
+        return health_key(cluster)
     cluster = _cluster(_mapping(record.get("annotations")), cluster)
     user = _mapping(record.get("user"))
     namespace, pod, _ = _workload(_mapping(record.get("objectRef")), user)

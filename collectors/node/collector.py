@@ -13,7 +13,9 @@ Both kinds of records meet in one bounded queue. A single consumer enriches them
 ``node``), packs each source's records by key into JSON-array Kafka messages (``raw.ebpf`` and
 ``raw.containerd``) and ships them through :class:`~collectors.shipper.KafkaShipper`, so Kafka outages spool
 to disk like every collector's. When the consumer falls behind, the queue fills and the sensor thread
-waits; the kernel then drops into its ring buffer's loss counter, which is exported, never silent.
+waits; the kernel then drops into its ring buffer's loss counter, which is exported, never silent: the
+kernel's losses and the records this collector loses for good (spool full, refused by Kafka) are also
+reported per source through :class:`~collectors.health.HealthReporter`, so alerts say when they may be blind.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 import grpc
 import orjson
 
+from collectors.health import HealthReporter
 from collectors.ingest import SourceIngest
 from collectors.node import metrics as node_metrics
 from collectors.node.enrichment import ContextCache
@@ -76,6 +79,8 @@ class NodeCollector:
         self.cache = ContextCache()
         self._queue: asyncio.Queue[tuple[str, list[dict[str, Any]]]] = asyncio.Queue(options.queue_batches)
         self._shipper = KafkaShipper(settings, COMPONENT)
+        self.health = HealthReporter(settings, self._shipper, COMPONENT)
+        self._shipper.on_loss(self.health.count_lost_message)
         self._cri = CriClient(options.containerd_address) if options.runtime else None
         self._runtime_ingest = SourceIngest(RUNTIME_SOURCE, settings, self._shipper, COMPONENT)
         self._sources: dict[str, Source] = {RUNTIME_SOURCE.name: RUNTIME_SOURCE}
@@ -103,19 +108,21 @@ class NodeCollector:
         for task in followers:
             task.add_done_callback(lambda done: failed.set() if not done.cancelled() and done.exception() else None)
         waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(failed.wait())]
+        reporting = asyncio.create_task(self.health.run(self._draining), name="node-health")
         try:
             await asyncio.wait([*waiters, consumer], return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 waiter.cancel()
-            await self._shut_down(consumer, followers, sensor_thread)
+            await self._shut_down(consumer, followers, sensor_thread, reporting)
         for task in (consumer, *followers):  # a part that failed surfaces here, after everything was shipped
             if not task.cancelled() and task.exception():
                 raise task.exception()
 
     async def _shut_down(self, consumer: asyncio.Task[None], followers: list[asyncio.Task[None]],
-                         sensor_thread: threading.Thread | None) -> None:
-        """Stop the sources, then let the consumer ship everything they handed over, then close."""
+                         sensor_thread: threading.Thread | None, reporting: asyncio.Task[None]) -> None:
+        """Stop the sources, then let the consumer ship everything they handed over, report what was lost,
+        then close."""
         self._sensor_stopping.set()
         if sensor_thread is not None:
             await asyncio.to_thread(sensor_thread.join)
@@ -126,6 +133,8 @@ class NodeCollector:
         await asyncio.gather(*followers, return_exceptions=True)
         self._draining.set()
         await asyncio.gather(consumer, return_exceptions=True)
+        await reporting
+        await self.health.report()  # what the consumer's last flush lost
         if self._cri is not None:
             await self._cri.close()
         await self._shipper.close()
@@ -153,11 +162,16 @@ class NodeCollector:
     def _poll_sensor(self, sensor: Any, loop: asyncio.AbstractEventLoop) -> None:
         """The sensor thread: poll the ring buffer, hand batches to the event loop (waiting when it is full).
 
-        The sensor itself exports what the kernel dropped (``vigil_sensor_kernel_losses_total``) as it polls.
+        The sensor itself exports what the kernel dropped (``vigil_sensor_kernel_losses_total``) as it polls;
+        the health reporter learns of each new loss after the poll that saw it.
         """
+        reported: dict[str, int] = {}
         try:
             while not self._sensor_stopping.is_set():
                 records = sensor.poll(self.options.sensor_poll_ms)
+                for reason, lost in sensor.losses_by_reason().items():
+                    self.health.count("ebpf", lost - reported.get(reason, 0), f"kernel_ring_{reason}")
+                    reported[reason] = lost
                 if records:
                     self._hand_over(loop, self._queue.put(("ebpf", records)))
         except Exception:  # a sensor failure must not take the container events down with it
@@ -315,6 +329,7 @@ class NodeCollector:
                 await self._shipper.ship(messages)
             except SpoolFull:
                 log.error("spool full: records lost", extra={"source": source_name, "records": len(records)})
+                self.health.count(source_name, len(records), "spool_full")
                 for kind, count in _count_kinds(records).items():
                     node_metrics.DROPPED.labels(source_name, kind, "spool_full").inc(count)
                 continue
@@ -328,6 +343,7 @@ class NodeCollector:
             await self._runtime_ingest.refuse(rejected)
         except SpoolFull:
             node_metrics.DROPPED.labels(RUNTIME_SOURCE.name, "unknown", "spool_full").inc()
+            self.health.count(RUNTIME_SOURCE.name, 1, "spool_full")
 
 
 def _container_id(record: dict[str, Any]) -> str:

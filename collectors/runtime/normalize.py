@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from collectors.health import check_health_record, health_event, health_key, is_health_record
 from collectors.host_sensors import split_json_records
 from collectors.source import RecordRejected, Rejected
 from vigil.event import Actor, Event, K8sContext, Outcome, Target, event_id, now_ns
@@ -21,6 +22,8 @@ _K8S_FIELDS = ("namespace", "pod", "pod_uid", "container_id", "container_name", 
 
 def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
     """The Event for one runtime record; raises RecordRejected when its kind, time or container is missing."""
+    if is_health_record(record):
+        return health_event(record, SOURCE, cluster, node)
     kind, time_ns, container_id = _identity(record)
     k8s = _k8s(record.get("k8s"))
     k8s.container_id = k8s.container_id or container_id
@@ -44,6 +47,8 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
 
 def correlation_key(record: dict[str, Any], cluster: str) -> str:
     """``normalize_record(record, cluster, node).correlation_key``, computed without building the Event."""
+    if is_health_record(record):
+        return health_key(cluster)
     k8s = record.get("k8s")
     namespace = _text(k8s, "namespace") if isinstance(k8s, dict) else ""
     pod = _text(k8s, "pod") if isinstance(k8s, dict) else ""
@@ -55,7 +60,15 @@ def correlation_key(record: dict[str, Any], cluster: str) -> str:
 def split_payload(payload: bytes, max_record_bytes: int) -> Iterator[dict[str, Any] | Rejected]:
     """One JSON-lines line (a record, or a JSON array of records, as the node collector packs them) into
     records; never raises."""
-    return split_json_records(payload, max_record_bytes, check=_identity)
+    return split_json_records(payload, max_record_bytes, check=_check)
+
+
+def _check(record: dict[str, Any]) -> None:
+    """Accept the source's records and the collector's health records about it."""
+    if is_health_record(record):
+        check_health_record(record)
+    else:
+        _identity(record)
 
 
 def _identity(record: dict[str, Any]) -> tuple[str, int, str]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from collectors.health import HEALTH_RECORD_KIND, check_health_record, health_event, health_key, is_health_record
 from collectors.host_sensors import (
     KIND_RESOURCES,
     OPEN_SYSCALLS,
@@ -36,10 +37,15 @@ SOURCE = "tetragon"
 #: The kind of an event whose hook vigil has no kind for (its action is the hook's name).
 HOOK_KIND = "process.hook"
 
-#: Export entries that are not events of a process: sensor status, refused with this explanation.
+#: The export entry counting events the agent's export rate limit dropped: it becomes a health record.
+RATE_LIMIT_INFO = "rate_limit_info"
+#: Tetragon counts rate-limit drops over this period and reports each period's count at its end
+#: (its exporter's rate limiter is set per minute).
+RATE_LIMIT_PERIOD_NS = 60 * 1_000_000_000
+#: Export entries that are not events of a process: sensor status, refused with this explanation. A throttle
+#: notice carries no count of what it cost, so it cannot become a health record.
 _NOT_EVENTS = {
     "process_throttle": "a Tetragon throttle notice (the sensor rate-limited a cgroup), not an event",
-    "rate_limit_info": "a Tetragon rate-limit notice (the sensor dropped events), not an event",
     "test": "a Tetragon test event",
 }
 #: Kprobe actions that stopped the call: the process did not get what it asked for.
@@ -53,7 +59,10 @@ _NOTHING: dict[str, Any] = {}
 
 
 def check_record(record: dict[str, Any]) -> None:
-    """Refuse a record that is not a Tetragon process event (used by ``split`` at the edge)."""
+    """Refuse a record that is not a Tetragon process event or a drop report (used by ``split`` at the edge)."""
+    if is_health_record(record) or RATE_LIMIT_INFO in record:
+        check_health_record(_health_record(record))
+        return
     event_type, body = _event_body(record)
     if type(body.get("process")) is not dict:
         raise RecordRejected("missing_field", f"{event_type} has no process object")
@@ -62,6 +71,8 @@ def check_record(record: dict[str, Any]) -> None:
 
 def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
     """The Event for one export record; raises RecordRejected when it lacks its process or its time."""
+    if is_health_record(record) or RATE_LIMIT_INFO in record:
+        return health_event(_health_record(record), SOURCE, _text(record, "cluster_name") or cluster, node)
     event_type, body = _event_body(record)
     process = body.get("process")
     if type(process) is not dict:
@@ -94,6 +105,8 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
 def correlation_key(record: dict[str, Any], cluster: str) -> str:
     """``normalize_record(record, cluster, node).correlation_key``, computed without building the Event."""
     cluster = _text(record, "cluster_name") or cluster
+    if is_health_record(record) or RATE_LIMIT_INFO in record:
+        return health_key(cluster)
     _, body = _event_body(record)
     pod = _mapping(_mapping(body.get("process")).get("pod"))
     namespace, name = _text(pod, "namespace"), _text(pod, "name")
@@ -102,6 +115,25 @@ def correlation_key(record: dict[str, Any], cluster: str) -> str:
     if namespace:
         return f"{cluster}/{namespace}"
     return f"{cluster}/~"
+
+
+def _health_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A collector's health record as it is, or the health record of Tetragon's ``rate_limit_info`` (whose
+    uint64 count protojson writes as a string) with the original entry under ``tetragon``."""
+    if is_health_record(record):
+        return record
+    info = record[RATE_LIMIT_INFO]
+    count = info.get("number_of_dropped_process_events") if type(info) is dict else None
+    dropped = int(count) if type(count) is str and count.isdigit() else count
+    if type(dropped) is not int:
+        raise RecordRejected("missing_field", f"rate_limit_info without a drop count: {shown(info)}")
+    try:
+        time_ns = parse_timestamp_ns(_time_text(record, {}))
+    except ValueError as exc:
+        raise RecordRejected("missing_field", str(exc)) from None
+    return {"kind": HEALTH_RECORD_KIND, "source": SOURCE, "node": _text(record, "node_name"), "component": "tetragon",
+            "dropped": dropped, "reasons": {"export_rate_limit": dropped},
+            "since_ns": max(1, time_ns - RATE_LIMIT_PERIOD_NS), "time_ns": time_ns, "tetragon": record}
 
 
 def _event_body(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
