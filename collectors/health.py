@@ -7,7 +7,8 @@ what: one per (source, node) with ``dropped`` (records lost between ``since_ns``
 
 Every collector counts its losses in a :class:`HealthReporter`, which ships a record as soon as a loss is
 counted (at most once per ``interval_s``) to *every* partition of ``raw.<source>``: only the worker owning
-a partition sees what arrives on it, and every worker must learn of the loss. Nothing is sent while
+a partition sees what arrives on it, and every worker must learn of the loss (while Kafka is unreachable the
+partitions are taken from :data:`vigil.kafka.TOPICS`, the counts vigil creates topics with). Nothing is sent while
 nothing is lost, so a healthy collector costs nothing. The record travels like the source's own records
 and each source's normalizer maps it with :func:`health_event`, so no stage of the pipeline needs to know
 about it.
@@ -63,7 +64,7 @@ def health_event(record: dict[str, Any], source: str, cluster: str, node: str) -
     node = record["node"] if isinstance(record.get("node"), str) else node
     component = record["component"] if isinstance(record.get("component"), str) else ""
     return Event(
-        id=event_id(source, HEALTH_EVENT_KIND, node, component, str(since_ns), str(time_ns)),
+        id=event_id(source, HEALTH_EVENT_KIND, node, component, str(since_ns), str(time_ns), str(dropped)),
         time_ns=time_ns,
         source=source,
         kind=HEALTH_EVENT_KIND,

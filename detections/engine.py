@@ -209,7 +209,9 @@ class SourceLosses:
         raw = event.raw if isinstance(event.raw, dict) else {}
         dropped, since = raw.get("dropped"), raw.get("since_ns", event.time_ns)
         if type(dropped) is int and dropped > 0 and type(since) is int:
-            self._spans.append((event.source, event.node, since, event.time_ns, dropped))
+            span = (event.source, event.node, since, event.time_ns, dropped)
+            if span not in self._spans:  # a report reaches a worker once per partition it owns
+                self._spans.append(span)
 
     def overlapping(self, finding: Finding) -> dict[str, int]:
         """Records lost per source during the finding's span, by sources it depends on, on its nodes (a loss
