@@ -179,20 +179,25 @@ class Event:
 
     @property
     def correlation_key(self) -> str:
-        """The key that keeps everything about one pod (or, failing that, one identity) together.
-
-        Used as the Kafka record key and by cross-source sequences: an audit ``pods/exec`` on pod P and
-        a process running in P share ``cluster/namespace/pod``, so they land on the same partition.
-        """
-        if self.k8s.pod:
-            return f"{self.cluster}/{self.k8s.namespace}/{self.k8s.pod}"
-        if self.k8s.namespace:
-            return f"{self.cluster}/{self.k8s.namespace}"
-        return f"{self.cluster}/~{self.actor.user}"
+        return correlation_key_for(self.cluster, self.k8s.namespace, self.k8s.pod, self.actor.user)
 
 
 class SchemaError(ValueError):
     """A record that does not fit the envelope; carries the reason used for the dead-letter record."""
+
+
+def correlation_key_for(cluster: str, namespace: str = "", pod: str = "", user: str = "") -> str:
+    """The key that keeps everything about one pod (or, failing that, one namespace or identity) together.
+
+    Used as the Kafka record key and by cross-source sequences: an audit ``pods/exec`` on pod P and a process
+    running in P share ``cluster/namespace/pod``, so they land on the same partition. Sources compute it from
+    their raw records with this function, so the key of a record and of its Event always agree.
+    """
+    if pod:
+        return f"{cluster}/{namespace}/{pod}"
+    if namespace:
+        return f"{cluster}/{namespace}"
+    return f"{cluster}/~{user}"
 
 
 def event_id(source: str, *parts: str) -> str:

@@ -18,7 +18,7 @@ from collectors.audit.parse import CLUSTER_ANNOTATION, event_time_text
 from collectors.health import health_event, health_key, is_health_record
 from collectors.source import RecordRejected
 from collectors.timestamps import parse_timestamp_ns
-from vigil.event import Actor, Event, K8sContext, Outcome, Target, event_id, now_ns
+from vigil.event import Actor, Event, K8sContext, Outcome, Target, correlation_key_for, event_id, now_ns
 
 SOURCE = "k8s-audit"
 
@@ -87,11 +87,9 @@ def correlation_key(record: dict[str, Any], cluster: str) -> str:
     cluster = _cluster(_mapping(record.get("annotations")), cluster)
     user = _mapping(record.get("user"))
     namespace, pod, _ = _workload(_mapping(record.get("objectRef")), user)
-    if pod:
-        return f"{cluster}/{namespace}/{pod}"
-    if namespace:
-        return f"{cluster}/{namespace}"
-    return f"{cluster}/~{_text(_effective_user(record, user)[0], 'username')}"
+    if pod or namespace:
+        return correlation_key_for(cluster, namespace, pod)
+    return correlation_key_for(cluster, user=_text(_effective_user(record, user)[0], "username"))
 
 
 def _identity(record: dict[str, Any]) -> tuple[str, str, str]:

@@ -20,7 +20,7 @@ from collectors.host_sensors import KIND_RESOURCES, OPEN_SYSCALLS, SYSCALL_KINDS
 from collectors.source import RecordRejected
 from collectors.tetragon.normalize import bare_container_id
 from collectors.timestamps import parse_timestamp_ns
-from vigil.event import Actor, Event, K8sContext, Outcome, Target, event_id, now_ns
+from vigil.event import Actor, Event, K8sContext, Outcome, Target, correlation_key_for, event_id, now_ns
 
 SOURCE = "falco"
 
@@ -84,11 +84,7 @@ def correlation_key(record: dict[str, Any], cluster: str) -> str:
     """``normalize_record(record, cluster, node).correlation_key``, computed without building the Event."""
     fields = _mapping(record.get("output_fields"))
     namespace, pod = _text(fields, "k8s.ns.name"), _text(fields, "k8s.pod.name")
-    if pod:
-        return f"{cluster}/{namespace}/{pod}"
-    if namespace:
-        return f"{cluster}/{namespace}"
-    return f"{cluster}/~"
+    return correlation_key_for(cluster, namespace, pod)
 
 
 def _fields(record: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 from collectors.health import check_health_record, health_event, health_key, is_health_record
 from collectors.host_sensors import split_json_records
 from collectors.source import RecordRejected, Rejected
-from vigil.event import Actor, Event, K8sContext, Outcome, Target, event_id, now_ns
+from vigil.event import Actor, Event, K8sContext, Outcome, Target, correlation_key_for, event_id, now_ns
 
 SOURCE = "containerd"
 
@@ -52,9 +52,7 @@ def correlation_key(record: dict[str, Any], cluster: str) -> str:
     k8s = record.get("k8s")
     namespace = _text(k8s, "namespace") if isinstance(k8s, dict) else ""
     pod = _text(k8s, "pod") if isinstance(k8s, dict) else ""
-    if pod:
-        return f"{cluster}/{namespace}/{pod}"
-    return f"{cluster}/{namespace}" if namespace else f"{cluster}/~"
+    return correlation_key_for(cluster, namespace, pod)
 
 
 def split_payload(payload: bytes, max_record_bytes: int) -> Iterator[dict[str, Any] | Rejected]:

@@ -30,7 +30,7 @@ from collectors.host_sensors import (
 )
 from collectors.source import RecordRejected
 from collectors.timestamps import parse_timestamp_ns
-from vigil.event import Actor, Event, K8sContext, Outcome, Target, event_id, now_ns
+from vigil.event import Actor, Event, K8sContext, Outcome, Target, correlation_key_for, event_id, now_ns
 
 SOURCE = "tetragon"
 
@@ -110,11 +110,7 @@ def correlation_key(record: dict[str, Any], cluster: str) -> str:
     _, body = _event_body(record)
     pod = _mapping(_mapping(body.get("process")).get("pod"))
     namespace, name = _text(pod, "namespace"), _text(pod, "name")
-    if name:
-        return f"{cluster}/{namespace}/{name}"
-    if namespace:
-        return f"{cluster}/{namespace}"
-    return f"{cluster}/~"
+    return correlation_key_for(cluster, namespace, name)
 
 
 def _health_record(record: dict[str, Any]) -> dict[str, Any]:
