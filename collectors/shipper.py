@@ -22,7 +22,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    CorruptRecordException,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 
 from collectors.spool import DiskSpool, Message, SpoolFull
 from vigil import kafka, metrics
@@ -59,6 +65,21 @@ def pack(topic: str, records: Iterable[tuple[str, bytes]], max_bytes: int) -> li
             size += len(value) + 1
         messages.append(Message(topic, key, b"[" + b",".join(chunk) + b"]"))
     return messages
+
+
+#: Errors that no retry can cure for that message. aiokafka's own ``retriable`` flag is no guide here: a send
+#: that times out because Kafka is down (KafkaTimeoutError) is marked not retriable, yet must be spooled and
+#: sent again, so everything else counts as "try again later".
+REFUSED_FOR_GOOD = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, CorruptRecordException)
+
+
+def _settled(result: Any) -> Any:
+    """A send's result: the metadata, the exception it failed with, or TimeoutError while still unsettled."""
+    if not isinstance(result, asyncio.Future):
+        return result
+    if not result.done():
+        return TimeoutError("not acknowledged before the delivery deadline")
+    return result.exception() or result.result()
 
 
 class Outcome(enum.Enum):
@@ -145,18 +166,23 @@ class KafkaShipper:
     async def _send(self, messages: Sequence[Message]) -> list[Outcome]:
         """Send and await acks; say for each message what became of it."""
         assert self._producer is not None
+        deadline = self._delivery_timeout_ms / 1000
         results: list[Any] = []
         for message in messages:
             try:
-                results.append(await self._producer.send(message.topic, message.value, key=message.key.encode(),
-                                                          partition=message.partition))
-            except KafkaError as exc:
+                results.append(await asyncio.wait_for(self._producer.send(
+                    message.topic, message.value, key=message.key.encode(), partition=message.partition), deadline))
+            except (KafkaError, TimeoutError) as exc:
                 results.append(exc)
-                if exc.retriable:
+                if not isinstance(exc, REFUSED_FOR_GOOD):
                     break  # Kafka is away: what follows is spooled unsent, in order
+        # aiokafka retries a batch in flight for as long as the broker is away, so its future may not settle:
+        # what is not acknowledged by the deadline is spooled (sent again later; at least once, and downstream
+        # deduplicates on the events' deterministic ids).
         pending = [r for r in results if isinstance(r, asyncio.Future)]
-        settled = iter(await asyncio.gather(*pending, return_exceptions=True))
-        results = [next(settled) if isinstance(r, asyncio.Future) else r for r in results]
+        if pending:
+            await asyncio.wait(pending, timeout=deadline)
+        results = [_settled(r) for r in results]
         outcomes = [self._outcome(message, result) for message, result in zip(messages, results, strict=False)]
         return outcomes + [Outcome.RETRY] * (len(messages) - len(outcomes))
 
@@ -165,7 +191,7 @@ class KafkaShipper:
             metrics.SHIPPED.labels(self._component, message.topic).inc()
             return Outcome.ACKED
         self._kafka_failed(result)
-        if isinstance(result, KafkaError) and not result.retriable:
+        if isinstance(result, REFUSED_FOR_GOOD):
             # Retrying can never succeed (e.g. a message over the broker's limit): count it as lost, loudly.
             reason = f"kafka_refused_{type(result).__name__}"
             metrics.DROPPED.labels(self._component, reason).inc()

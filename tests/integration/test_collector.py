@@ -167,3 +167,23 @@ async def test_a_message_kafka_can_never_take_is_counted_and_does_not_block_the_
     assert dropped == 1
     records = await read_documents(kafka_settings, "raw.k8s-audit", expected=1)
     assert records == [{"auditID": "after-the-refusal"}]
+
+
+async def test_kafka_going_away_mid_run_spools_instead_of_dropping(kafka_settings, kafka_outage, read_documents):
+    """A send that times out because Kafka went down is kept, not counted as refused (aiokafka marks that
+    timeout as not retriable, which must not be taken for "Kafka refused it")."""
+    shipper = KafkaShipper(kafka_settings, "outage-mid-run", delivery_timeout_ms=2_000)
+    await shipper.start()
+    topic = kafka_settings.topic("raw.k8s-audit")
+    try:
+        await shipper.ship([Message(topic, "k", orjson.dumps([{"auditID": "before"}]))])
+        with kafka_outage():
+            await shipper.ship([Message(topic, "k", orjson.dumps([{"auditID": f"during-{i}"}])) for i in range(3)])
+            assert shipper.spooled_bytes > 0, "the messages sent while Kafka was away were not spooled"
+        records = await read_documents(kafka_settings, "raw.k8s-audit", expected=4, timeout=120, settle=3.0)
+    finally:
+        await shipper.close()
+    # At least once: what was in flight when Kafka went away may arrive twice, never out of order or not at all.
+    assert list(dict.fromkeys(r["auditID"] for r in records)) == ["before", "during-0", "during-1", "during-2"]
+    dropped = [m for m in metrics.DROPPED.collect()[0].samples if m.labels.get("component") == "outage-mid-run"]
+    assert dropped == []
