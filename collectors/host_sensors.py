@@ -13,7 +13,9 @@ from typing import Any
 
 import orjson
 
+from collectors.health import check_health_record, health_key, is_health_record
 from collectors.source import RecordRejected, Rejected
+from vigil.event import correlation_key_for
 
 #: orjson refuses to encode more than 254 nested levels, and the pipeline wraps a record in a few levels
 #: of its own (batch array, event envelope, dead-letter document); a record nested deeper than the rest
@@ -88,6 +90,29 @@ def syscall_name(hook: str) -> str:
         if hook.startswith(prefix):
             return hook[len(prefix) :]
     return hook
+
+
+def node_record_key(record: dict[str, Any], cluster: str) -> str:
+    """The correlation key of a record the node collector enriched with a ``k8s`` object (eBPF, containerd)."""
+    if is_health_record(record):
+        return health_key(cluster)
+    k8s = record.get("k8s")
+    k8s = k8s if isinstance(k8s, dict) else {}
+    namespace, pod = k8s.get("namespace"), k8s.get("pod")
+    namespace = namespace if isinstance(namespace, str) else ""
+    return correlation_key_for(cluster, namespace, pod if isinstance(pod, str) else "")
+
+
+def with_health_records(check: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], None]:
+    """A source's record check that also accepts the collector's health records about that source."""
+
+    def check_record(record: dict[str, Any]) -> None:
+        if is_health_record(record):
+            check_health_record(record)
+        else:
+            check(record)
+
+    return check_record
 
 
 def split_json_records(

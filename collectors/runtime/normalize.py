@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from collectors.health import check_health_record, health_event, health_key, is_health_record
-from collectors.host_sensors import split_json_records
+from collectors.health import health_event, is_health_record
+from collectors.host_sensors import node_record_key, split_json_records, with_health_records
 from collectors.source import RecordRejected, Rejected
-from vigil.event import Actor, Event, K8sContext, Outcome, Target, correlation_key_for, event_id, now_ns
+from vigil.event import Actor, Event, K8sContext, Outcome, Target, event_id, now_ns
 
 SOURCE = "containerd"
 
@@ -45,28 +45,14 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
     )
 
 
-def correlation_key(record: dict[str, Any], cluster: str) -> str:
-    """``normalize_record(record, cluster, node).correlation_key``, computed without building the Event."""
-    if is_health_record(record):
-        return health_key(cluster)
-    k8s = record.get("k8s")
-    namespace = _text(k8s, "namespace") if isinstance(k8s, dict) else ""
-    pod = _text(k8s, "pod") if isinstance(k8s, dict) else ""
-    return correlation_key_for(cluster, namespace, pod)
+#: The key comes from the ``k8s`` object the node collector added to the record.
+correlation_key = node_record_key
 
 
 def split_payload(payload: bytes, max_record_bytes: int) -> Iterator[dict[str, Any] | Rejected]:
     """One JSON-lines line (a record, or a JSON array of records, as the node collector packs them) into
     records; never raises."""
     return split_json_records(payload, max_record_bytes, check=_check)
-
-
-def _check(record: dict[str, Any]) -> None:
-    """Accept the source's records and the collector's health records about it."""
-    if is_health_record(record):
-        check_health_record(record)
-    else:
-        _identity(record)
 
 
 def _identity(record: dict[str, Any]) -> tuple[str, int, str]:
@@ -80,6 +66,9 @@ def _identity(record: dict[str, Any]) -> tuple[str, int, str]:
     if not isinstance(container_id, str) or not container_id:
         raise RecordRejected("missing_field", "container_id is missing")
     return kind, time_ns, container_id
+
+
+_check = with_health_records(_identity)
 
 
 def _k8s(value: Any) -> K8sContext:
