@@ -650,14 +650,10 @@ int on_connect(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
-static __always_inline int handle_accept(long ret)
+/* A record of the socket's own addresses (accept, listen): sent only when they could be read. */
+static __always_inline int emit_sock(u32 type, int fd, struct sock *sk)
 {
-	if (ret < 0 || is_self())
-		return 0;
-	struct sock *sk = socket_of_fd(ret);
-	if (!sk)
-		return 0;
-	struct sock_record *rec = reserve_sock(REC_ACCEPT, ret);
+	struct sock_record *rec = reserve_sock(type, fd);
 	if (!rec)
 		return 0;
 	if (read_sock(rec, sk))
@@ -665,6 +661,16 @@ static __always_inline int handle_accept(long ret)
 	else
 		bpf_ringbuf_discard(rec, BPF_RB_NO_WAKEUP);
 	return 0;
+}
+
+static __always_inline int handle_accept(long ret)
+{
+	if (ret < 0 || is_self())
+		return 0;
+	struct sock *sk = socket_of_fd(ret);
+	if (!sk)
+		return 0;
+	return emit_sock(REC_ACCEPT, ret, sk);
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept")
@@ -688,14 +694,7 @@ int on_listen(struct trace_event_raw_sys_enter *ctx)
 	struct sock *sk = socket_of_fd(fd);
 	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_family) == 1 /* AF_UNIX */)
 		return 0;
-	struct sock_record *rec = reserve_sock(REC_LISTEN, fd);
-	if (!rec)
-		return 0;
-	if (read_sock(rec, sk))
-		submit(rec, sizeof(*rec));
-	else
-		bpf_ringbuf_discard(rec, BPF_RB_NO_WAKEUP);
-	return 0;
+	return emit_sock(REC_LISTEN, fd, sk);
 }
 
 SEC("tracepoint/syscalls/sys_enter_ptrace")
