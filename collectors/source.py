@@ -78,6 +78,7 @@ SOURCES: dict[str, str] = {
     "containerd": "collectors.runtime:RUNTIME_SOURCE",
     "tetragon": "collectors.tetragon:TETRAGON_SOURCE",
     "falco": "collectors.falco:FALCO_SOURCE",
+    "kernel-audit": "collectors.kernel_audit:KERNEL_AUDIT_SOURCE",
 }
 
 

@@ -10,6 +10,7 @@ import orjson
 
 from collectors.source import get_source
 from detections.engine import LIBRARY, Engine, check_examples, load_detections
+from detections.health import health_detections
 from detections.replay import Replay, print_report
 from detections.tuning import Tuning, TuningError
 from vigil.config import Settings
@@ -39,6 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing = commands.add_parser("list", help="print every detection: id, severity, MITRE techniques, title")
     listing.add_argument("path", nargs="?", type=Path, default=LIBRARY, help="detection file or directory")
     listing.add_argument("--format", choices=("table", "json"), default="table", dest="output_format")
+    listing.add_argument(
+        "--detections-config", type=Path, metavar="FILE",
+        help="detections.toml: also list its [[health]] thresholds (default: $VIGIL_DETECTIONS_CONFIG)",
+    )
     listing.set_defaults(func=run_list)
     test = commands.add_parser(
         "test", help="run every detection's examples and scenarios; exit 1 if any fails",
@@ -73,8 +78,14 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        tuning = Tuning.load(args.detections_config or settings.detections.config or None)
+    except TuningError as exc:
+        print(f"vigil detections: {exc}", file=sys.stderr)
+        return 2
     loaded, errors = load_detections([args.path])
-    entries = sorted((d.catalogue_entry() for d in loaded.values()), key=lambda entry: entry["id"])
+    detections = [*loaded.values(), *health_detections(tuning.health).values()]
+    entries = sorted((d.catalogue_entry() for d in detections), key=lambda entry: entry["id"])
     if args.output_format == "json":
         print(orjson.dumps(entries, option=orjson.OPT_INDENT_2).decode())
     else:

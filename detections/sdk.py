@@ -20,18 +20,27 @@ a state key (a pod, a group) and stores what comes back, so the same detection r
 says whether an event can advance the detection at all; only then does the engine touch the store.
 Multi-step detections are tested with :class:`Scenario` examples: records from several sources with event
 times, fed in the order given.
+
+Parameters: what is normal differs between namespaces (the registries a production namespace may pull from,
+the binaries expected to be setuid), so a detection may declare ``params`` with their defaults; a deployment
+sets them in ``detections.toml``, for all namespaces and per namespace, and the detection's ``match`` and
+``context`` then receive them, resolved for the event's namespace, as a second argument. Severity, and the
+threshold and window of a :class:`ThresholdDetection`, can be set per namespace the same way.
 """
 
 from __future__ import annotations
 
 import bisect
+import inspect
 import posixpath
 import re
 import string
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from fnmatch import fnmatchcase
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -81,6 +90,79 @@ class Scenario:
         object.__setattr__(self, "events", tuple(self.events))
 
 
+#: Namespaces whose resolved settings a detection keeps (a cache: beyond it, it starts over).
+MAX_NAMESPACES = 4096
+#: Settings a namespace may change beyond parameters, and the kinds of detection that have them.
+NAMESPACE_OVERRIDES = ("severity", "threshold", "window_s")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NamespaceSettings:
+    """What a deployment set for the namespaces matching ``pattern`` (an exact name, or an ``fnmatch`` glob
+    such as ``prod-*``): parameters (merged over the detection's), and optionally the severity and, for a
+    threshold, the threshold and window. ``None`` keeps the detection's own value."""
+
+    pattern: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    severity: str | None = None
+    threshold: float | None = None
+    window_s: float | None = None
+
+    def check(self, detection: Detection) -> None:
+        """Raise DetectionError naming the namespace and field when ``detection`` cannot run with these."""
+        where = f"{detection.id}: namespace {self.pattern!r}"
+        if self.severity is not None and self.severity not in SEVERITIES:
+            raise DetectionError(f"{where}: severity {self.severity!r} is not one of {', '.join(SEVERITIES)}")
+        for name in ("threshold", "window_s"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(detection, ThresholdDetection):
+                raise DetectionError(f"{where}: {name} applies to threshold detections only")
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise DetectionError(f"{where}: {name} must be a positive number, got {value!r}")
+        configured_params(detection, self.params, f": namespace {self.pattern!r}")
+
+
+def configured_params(detection: Detection, params: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """The detection's parameters with ``params`` set over their defaults; raises DetectionError naming the
+    parameter when it is not declared or has the wrong type."""
+    prefix = f"{detection.id}{where}"
+    for name, value in params.items():
+        if name not in detection.params:
+            raise DetectionError(f"{prefix}: unknown parameter {name!r}; {_declared(detection)}")
+        _param_value(prefix, name, value, detection.params[name])
+    return {**detection.params, **params}
+
+
+def _declared(detection: Detection) -> str:
+    return f"it declares {', '.join(sorted(detection.params))}" if detection.params else "it declares none"
+
+
+def _param_value(detection_id: str, name: str, value: Any, default: Any) -> Any:
+    """``value`` checked against the type of the parameter's ``default`` (lists become tuples: parameters are
+    shared by every event and must not be changed by one)."""
+    if isinstance(default, list | tuple):
+        if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+            return tuple(value)
+        expected = "a list of strings"
+    elif isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        expected = "true or false"
+    elif isinstance(default, int | float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return value
+        expected = "a number"
+    elif isinstance(default, str):
+        if isinstance(value, str):
+            return value
+        expected = "a string"
+    else:
+        raise DetectionError(f"{detection_id}: parameter {name!r} must default to a bool, number, string or list")
+    raise DetectionError(f"{detection_id}: parameter {name!r} must be {expected}, got {value!r}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Detection(ABC):
     """Catalogue metadata shared by every kind of detection, validated when the detection file loads."""
@@ -97,8 +179,22 @@ class Detection(ABC):
     #: Hits with the same dedup key within this many seconds update one alert instead of raising another.
     dedup_period_s: float = 600.0
     examples: tuple[Example | Scenario, ...] = ()
+    #: Parameters the logic reads, with their defaults (bool, number, string or list of strings); a detection
+    #: that declares any gets them as the second argument of ``match`` and ``context``.
+    params: Mapping[str, Any] = field(default_factory=dict)
+    #: Settings of the namespaces that differ, from the tuning file (see :class:`NamespaceSettings`).
+    namespace_settings: tuple[NamespaceSettings, ...] = ()
+    #: Resolved settings by namespace name: resolving globs for every event would cost more than the logic.
+    _by_namespace: dict[str, NamespaceSettings] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_namespace", {})
+        object.__setattr__(self, "namespace_settings", tuple(self.namespace_settings))
+        object.__setattr__(self, "params", MappingProxyType({
+            name: _param_value(self.id, name, value, value) for name, value in dict(self.params).items()
+        }))
+        for settings in self.namespace_settings:
+            settings.check(self)
         for name in ("kinds", "mitre", "tags", "references", "false_positives", "examples"):
             value = getattr(self, name)
             if isinstance(value, str):
@@ -131,22 +227,60 @@ class Detection(ABC):
             "false_positives": list(self.false_positives),
             "dedup_period_s": self.dedup_period_s,
             "examples": len(self.examples),
+            "params": {name: list(v) if isinstance(v, tuple) else v for name, v in self.params.items()},
         }
+
+    def settings_for(self, namespace: str) -> NamespaceSettings:
+        """The settings for events of ``namespace``: the configured entry naming it exactly, else the first whose
+        pattern matches, else the detection's own (parameters always complete, defaults filled in)."""
+        settings = self._by_namespace.get(namespace)
+        if settings is None:
+            settings = self._resolve(namespace)
+            if len(self._by_namespace) >= MAX_NAMESPACES:
+                self._by_namespace.clear()
+            self._by_namespace[namespace] = settings
+        return settings
+
+    def _resolve(self, namespace: str) -> NamespaceSettings:
+        configured = next((s for s in self.namespace_settings if s.pattern == namespace), None)
+        if configured is None:
+            configured = next((s for s in self.namespace_settings if fnmatchcase(namespace, s.pattern)), None)
+        if configured is None:
+            return NamespaceSettings(pattern="*", params=self.params)
+        return replace(configured, params=MappingProxyType({**self.params, **configured.params}))
+
+    def severity_for(self, namespace: str) -> str:
+        return self.settings_for(namespace).severity or self.severity
+
+    def _takes_params(self, name: str) -> None:
+        """A detection with parameters calls ``name`` with (event, params): say so at load, not at the first event."""
+        function = getattr(self, name)
+        if function is None or not self.params:
+            return
+        try:
+            inspect.signature(function).bind(None, None)
+        except TypeError:
+            raise DetectionError(
+                f"{self.id}: {name} must take (event, params) because the detection declares params"
+            ) from None
+        except ValueError:  # a builtin without a signature: let the first call tell
+            return
 
     def build_alert(self, events: Sequence[Event], context: Mapping[str, Any], title: str, dedup_key: str) -> Alert:
         """An alert about ``events`` (the evidence, in order): Kubernetes context comes from the first event
         that has it, the alert time from the last, so a sequence alert is dated when it completed."""
         first, last = events[0], events[-1]
+        namespace = next((n for e in events if (n := _namespace(e))), "")
         return Alert(
             detection=self.id,
             title=title,
-            severity=self.severity,
+            severity=self.severity_for(namespace) if self.namespace_settings else self.severity,
             time_ns=last.time_ns,
             mitre=list(self.mitre),
             description=self.description,
             tags=list(self.tags),
             cluster=first.cluster,
-            namespace=next((n for e in events if (n := _namespace(e))), ""),
+            namespace=namespace,
             pod=next((e.k8s.pod for e in events if e.k8s.pod), ""),
             user=next((e.actor.user for e in events if e.actor.user), ""),
             dedup_key=dedup_key,
@@ -163,8 +297,8 @@ class EventDetection(Detection):
     ``str.format`` templates over :func:`template_fields`, the alert context and the detection's own context
     keys, which win (lists join with ", ")."""
 
-    match: Callable[[Event], bool]
-    context: Callable[[Event], dict[str, Any]] | None = None
+    match: Callable[..., bool]
+    context: Callable[..., dict[str, Any]] | None = None
     alert_title: str = ""
     dedup: str = "{cluster}/{namespace}/{pod}/{user}"
 
@@ -175,12 +309,20 @@ class EventDetection(Detection):
                 list(string.Formatter().parse(getattr(self, name)))
             except ValueError as exc:
                 raise DetectionError(f"{self.id}: {name} is not a valid template: {exc}") from None
+        self._takes_params("match")
+        self._takes_params("context")
 
     def evaluate(self, event: Event) -> list[Alert]:
         """The alert this event raises, if any. Exceptions are isolated by the engine."""
-        if not self.match(event):
-            return []
-        own_context = self.context(event) if self.context is not None else {}
+        if self.params:
+            params = self.settings_for(_namespace(event)).params
+            if not self.match(event, params):
+                return []
+            own_context = self.context(event, params) if self.context is not None else {}
+        else:
+            if not self.match(event):
+                return []
+            own_context = self.context(event) if self.context is not None else {}
         context = {**event_context(event), **own_context}
         fields = {**context, **template_fields(event), **own_context}
         fields = {key: _template_value(value) for key, value in fields.items()}
@@ -227,6 +369,15 @@ def event_context(event: Event) -> dict[str, Any]:
         "code": event.outcome.code,
     }
     return {key: value for key, value in context.items() if value}
+
+
+def container_label(event: Event) -> str:
+    """How a runtime alert names the container: ``namespace/pod container``, or its short id when the node
+    collector could not tell the pod."""
+    k8s = event.k8s
+    if k8s.pod:
+        return f"{k8s.namespace}/{k8s.pod} {k8s.container_name}".rstrip()
+    return f"container {k8s.container_id[:12]}" if k8s.container_id else "a container"
 
 
 def _namespace(event: Event) -> str:
@@ -346,7 +497,7 @@ class StatefulDetection(Detection):
         alert = Alert(
             detection=self.id,
             title=(self.alert_title or self.title).format_map(values),
-            severity=self.severity,
+            severity=self.severity_for(values["namespace"]) if self.namespace_settings else self.severity,
             time_ns=marks[-1]["t"],
             mitre=list(self.mitre),
             description=self.description,
@@ -367,96 +518,162 @@ class StatefulDetection(Detection):
 WINDOWS = ("tumbling", "sliding")
 
 
+AGGREGATES = ("sum", "max")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ThresholdDetection(StatefulDetection):
-    """Fires when ``threshold`` matching events (or, with ``distinct``, distinct values of a field) fall in one
-    event-time window of ``window_s`` seconds for one ``group``.
+    """Fires when ``threshold`` matching events (or, with ``distinct``, distinct values of a field; or, with
+    ``value``, the sum or maximum of a number the events carry) fall in one event-time window of ``window_s``
+    seconds for one ``group``.
 
     ``tumbling`` windows are fixed, back to back (aligned on the epoch), and fire at most once each;
     ``sliding`` windows end at every event, so a burst straddling a tumbling boundary is still caught, and
     firing starts the count afresh. The group is also the state key: a group equal to the events'
     correlation key keeps the count on one partition (exact across workers); a group over another field (an
-    identity) is counted per stream worker."""
+    identity) is counted per stream worker.
 
-    match: Callable[[Event], bool]
+    ``value`` is for events that report a measure rather than one occurrence (a sensor's per-interval counts
+    of forks or connections, a process count): ``aggregate="sum"`` adds them up over the window (a rate),
+    ``"max"`` keeps the highest (a level). The threshold and window may differ per namespace
+    (:class:`NamespaceSettings`); each window remembers the size it was opened with."""
+
+    match: Callable[..., bool]
     group: Callable[[Event], str]
-    threshold: int
+    threshold: float
     window_s: float
     window: str = "tumbling"
     distinct: Callable[[Event], str] | None = None
-    context: Callable[[Event], dict[str, Any]] | None = None
+    value: Callable[[Event], float | None] | None = None
+    aggregate: str = "sum"
+    context: Callable[..., dict[str, Any]] | None = None
     dedup: str = "{group}"
+    #: The longest window of any namespace, computed once: the engine asks for it with every state write.
+    _horizon_ns: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.threshold < 1:
+        windows = [s.window_s for s in self.namespace_settings if s.window_s is not None]
+        object.__setattr__(self, "_horizon_ns", int(max([self.window_s, *windows]) * 1e9))
+        if self.value is None and (isinstance(self.threshold, bool) or self.threshold < 1):
             raise DetectionError(f"{self.id}: threshold must be at least 1")
+        if self.value is not None and self.threshold <= 0:
+            raise DetectionError(f"{self.id}: threshold must be positive")
         if self.window_s <= 0:
             raise DetectionError(f"{self.id}: window_s must be positive")
         if self.window not in WINDOWS:
             raise DetectionError(f"{self.id}: window {self.window!r} is not one of {', '.join(WINDOWS)}")
+        if self.aggregate not in AGGREGATES:
+            raise DetectionError(f"{self.id}: aggregate {self.aggregate!r} is not one of {', '.join(AGGREGATES)}")
+        if self.value is not None and self.distinct is not None:
+            raise DetectionError(f"{self.id}: a threshold counts distinct values or adds up a value, not both")
+        self._takes_params("match")
+        self._takes_params("context")
 
     @property
     def horizon_ns(self) -> int:
-        return int(self.window_s * 1e9)
+        """The longest window of any namespace: how long a slot can matter."""
+        return self._horizon_ns
 
     def catalogue_entry(self) -> dict[str, Any]:
-        return {**super().catalogue_entry(), "threshold": self.threshold, "window_s": self.window_s,
-                "window": self.window, "distinct": self.distinct is not None}
+        entry = {**super().catalogue_entry(), "threshold": self.threshold, "window_s": self.window_s,
+                 "window": self.window, "distinct": self.distinct is not None}
+        if self.value is not None:
+            entry["aggregate"] = self.aggregate
+        return entry
 
     def observe(self, event: Event) -> Observation | None:
-        if not self.match(event):
-            return None
+        if self.params:
+            params = self.settings_for(_namespace(event)).params
+            if not self.match(event, params):
+                return None
+            own_context = self.context(event, params) if self.context is not None else {}
+        else:
+            if not self.match(event):
+                return None
+            own_context = self.context(event) if self.context is not None else {}
         group = self.group(event)
         if not group:
             return None
-        value = self.distinct(event) if self.distinct is not None else None
-        if self.distinct is not None and not value:
-            return None
-        context = {**event_context(event), **(self.context(event) if self.context is not None else {})}
-        return Observation(group, mark(event, context), value)
+        if self.distinct is not None:
+            detail: Any = self.distinct(event)
+            if not detail:
+                return None
+        elif self.value is not None:
+            detail = self.value(event)
+            if detail is None:
+                return None
+        else:
+            detail = None
+        return Observation(group, mark(event, {**event_context(event), **own_context}), detail)
+
+    def _limits(self, namespace: str) -> tuple[float, int]:
+        """The threshold and window size (ns) for events of ``namespace``."""
+        if not self.namespace_settings:
+            return self.threshold, int(self.window_s * 1e9)
+        settings = self.settings_for(namespace)
+        threshold = settings.threshold if settings.threshold is not None else self.threshold
+        return threshold, int((settings.window_s if settings.window_s is not None else self.window_s) * 1e9)
 
     def update(self, slot: Any, observation: Observation) -> tuple[Any, list[Finding]]:
+        threshold, size = self._limits(observation.mark["ns"])
         if self.window == "sliding":
-            return self._update_sliding(slot or {"o": []}, observation)
-        return self._update_tumbling(slot or {}, observation)
+            return self._update_sliding(slot or {"o": [], "s": size}, observation, threshold)
+        return self._update_tumbling(slot or {}, observation, threshold, size)
 
-    def _update_tumbling(self, slot: dict[str, Any], observation: Observation) -> tuple[Any, list[Finding]]:
-        size = self.horizon_ns
+    def _reached(self, reached: float, detail: Any) -> float:
+        """The window's measure after one more observation: a count, or the sum or maximum of values."""
+        if self.value is None:
+            return reached + 1
+        return max(reached, detail) if self.aggregate == "max" else reached + detail
+
+    def _update_tumbling(
+        self, slot: dict[str, Any], observation: Observation, threshold: float, size: int
+    ) -> tuple[Any, list[Finding]]:
         time_ns = observation.mark["t"]
         start = time_ns - time_ns % size
-        window = slot.setdefault(str(start), {"n": 0, "v": [], "e": [], "f": False})
+        window = slot.setdefault(str(start), {"n": 0, "v": [], "e": [], "f": False, "s": size})
         if window["f"]:
             return UNCHANGED, []
-        window["n"] += 1
-        if observation.detail is not None and observation.detail not in window["v"]:
+        window["n"] = self._reached(window["n"], observation.detail)
+        if self.distinct is not None and observation.detail not in window["v"]:
             window["v"].append(observation.detail)
         if len(window["e"]) < MAX_MARKS:
             window["e"].append(observation.mark)
         reached = len(window["v"]) if self.distinct is not None else window["n"]
-        if reached < self.threshold:
+        if reached < threshold:
             return slot, []
-        finding = self._finding(observation.key, window["e"], reached, window["v"], start, start + size)
+        finding = self._finding(observation.key, window["e"], reached, window["v"], start, start + size, threshold)
         window.update(f=True, v=[], e=[])
         return slot, [finding]
 
-    def _update_sliding(self, slot: dict[str, Any], observation: Observation) -> tuple[Any, list[Finding]]:
+    def _update_sliding(
+        self, slot: dict[str, Any], observation: Observation, threshold: float
+    ) -> tuple[Any, list[Finding]]:
         time_ns = observation.mark["t"]
-        entries = [e for e in slot["o"] if e[0] > time_ns - self.horizon_ns]
-        if observation.detail is not None:
+        size = slot.get("s", self.horizon_ns)
+        entries = [e for e in slot["o"] if e[0] > time_ns - size]
+        if self.distinct is not None:
             entries = [e for e in entries if e[1] != observation.detail]
         bisect.insort(entries, [time_ns, observation.detail, observation.mark], key=lambda e: e[0])
-        if len(entries) < self.threshold:
+        reached: float = 0
+        for entry in entries:
+            reached = self._reached(reached, entry[1])
+        if reached < threshold:
             slot["o"] = entries
             return slot, []
         marks = [e[2] for e in entries][:MAX_MARKS]
-        values = [e[1] for e in entries if e[1] is not None]
-        return None, [self._finding(observation.key, marks, len(entries), values, entries[0][0], entries[-1][0])]
+        values = [e[1] for e in entries] if self.distinct is not None else []
+        finding = self._finding(observation.key, marks, reached, values, entries[0][0], entries[-1][0], threshold)
+        return None, [finding]
 
     def _finding(
-        self, group: str, marks: list[dict[str, Any]], reached: int, values: list[str], start_ns: int, end_ns: int
+        self, group: str, marks: list[dict[str, Any]], reached: float, values: list[str], start_ns: int,
+        end_ns: int, threshold: float,
     ) -> Finding:
-        counted = {"group": group, "count": reached, "threshold": self.threshold, "window_s": self.window_s}
+        measure = {"value": reached, "aggregate": self.aggregate} if self.value is not None else {"count": reached}
+        window_s = self._limits(marks[0]["ns"])[1] / 1e9
+        counted = {"group": group, **measure, "threshold": threshold, "window_s": window_s}
         context = {**marks[0]["x"], **counted, "window": self.window}
         if values:
             context["distinct_values"] = values[:MAX_MARKS]
@@ -465,17 +682,22 @@ class ThresholdDetection(StatefulDetection):
         return found
 
     def on_watermark(self, key: str, slot: Any, watermark_ns: int) -> tuple[Any, list[Finding]]:
-        size = self.horizon_ns
+        """Windows expire by the size they were opened with (state from before windows recorded it, restored
+        from a changelog, was opened with the detection's own window)."""
         if self.window == "sliding":
+            size = slot.get("s", self.horizon_ns)
             slot["o"] = [e for e in slot["o"] if e[0] > watermark_ns - size]
             return (slot if slot["o"] else None), []
-        kept = {start: window for start, window in slot.items() if int(start) + size > watermark_ns}
+        kept = {
+            start: window for start, window in slot.items()
+            if int(start) + window.get("s", self.horizon_ns) > watermark_ns
+        }
         return (kept or None), []
 
     def deadline_ns(self, slot: Any) -> int:
         if self.window == "sliding":
-            return min(e[0] for e in slot["o"]) + self.horizon_ns
-        return min(int(start) for start in slot) + self.horizon_ns
+            return min(e[0] for e in slot["o"]) + slot.get("s", self.horizon_ns)
+        return min(int(start) + window.get("s", self.horizon_ns) for start, window in slot.items())
 
 
 def pod_key(event: Event) -> str:
@@ -569,6 +791,8 @@ class SequenceDetection(StatefulDetection):
             raise DetectionError(f"{self.id}: only the last step (and not the first) may be an absence")
         if self.max_span_s <= 0:
             raise DetectionError(f"{self.id}: max_span_s must be positive")
+        if self.params:
+            raise DetectionError(f"{self.id}: sequences take no params (their steps' predicates take one event)")
 
     @property
     def horizon_ns(self) -> int:
@@ -732,12 +956,22 @@ def written_object(event: Event) -> dict[str, Any] | None:
 def pod_spec(event: Event) -> dict[str, Any] | None:
     """The pod spec an API write sets, for pods and for every workload kind that templates pods; ``None``
     for any other event. The one place detections get a pod spec from."""
+    return _pod_part(event, "spec")
+
+
+def pod_metadata(event: Event) -> dict[str, Any]:
+    """The metadata of the pod (or pod template) an API write sets, {} when there is none: where the
+    annotations that configured seccomp and AppArmor before their securityContext fields are."""
+    return _pod_part(event, "metadata") or {}
+
+
+def _pod_part(event: Event, part: str) -> dict[str, Any] | None:
     target = event.target
     path = POD_SPEC_PATHS.get(target.resource)
     if path is None or target.api_group not in _WORKLOAD_API_GROUPS or target.subresource not in _SPEC_SUBRESOURCES:
         return None
     node: Any = written_object(event)
-    for key in path:
+    for key in (*path[:-1], part):
         if not isinstance(node, dict):
             return None
         node = node.get(key)
@@ -860,3 +1094,36 @@ def workload_object(kind: str, name: str, spec: dict[str, Any], **metadata: Any)
         workload_spec = {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": template}}}
     api_version = "batch/v1" if kind in {"Job", "CronJob"} else "apps/v1"
     return {"kind": kind, "apiVersion": api_version, "metadata": {"name": name, **metadata}, "spec": workload_spec}
+
+
+#: When example records are dated (2025-03-04T06:22:18Z, the audit examples' time and the scenarios' start).
+EXAMPLE_START_NS = 1_741_069_338 * 10**9
+
+
+def containerd_record(
+    kind: str, *, at_s: float = 0.0, namespace: str = "shop", pod: str = "api-7d4b9c-x2x9z",
+    container: str = "api", image: str = "registry.example.com/shop/api:2.3", **fields: Any,
+) -> dict[str, Any]:
+    """A ``raw.containerd`` record (see :mod:`collectors.runtime.events`) as the node collector ships it, with
+    the pod context it adds, ``at_s`` seconds into 2025-03-04T06:22:18Z; ``fields`` adds ``exit_status`` etc."""
+    pod_record = in_pod({}, namespace=namespace, pod=pod, container=container, image=image)
+    return {
+        "kind": kind,
+        "topic": {"container.exit": "/tasks/exit", "container.oom": "/tasks/oom"}.get(kind, ""),
+        "time_ns": EXAMPLE_START_NS + int(at_s * 1e9),
+        "containerd_namespace": "k8s.io",
+        **pod_record,
+        **fields,
+    }
+
+
+def in_pod(
+    record: dict[str, Any], *, namespace: str = "shop", pod: str = "api-7d4b9c-x2x9z", container: str = "api",
+    image: str = "registry.example.com/shop/api:2.3",
+) -> dict[str, Any]:
+    """A node sensor's record (eBPF, kernel audit) with the pod context the node collector adds to it, for
+    examples of runtime detections."""
+    container_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{namespace}/{pod}/{container}").hex * 2
+    k8s = {"namespace": namespace, "pod": pod, "container_name": container, "container_id": container_id,
+           "image": image}
+    return {**record, "container_id": container_id, "node": "worker-1", "k8s": k8s}

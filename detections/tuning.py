@@ -15,10 +15,27 @@ service account that execs into pods, the namespace where developers debug) with
         { user = ["system:serviceaccount:ci:*"], pod = "runner-*" },
     ]
 
+    [detections."k8s.image_registry_not_allowed".params]         # parameters the detection declares
+    allowed_registries = ["registry.example.com", "ghcr.io/acme"]
+
+    [detections."k8s.image_registry_not_allowed".namespaces."prod-*"]
+    severity = "high"              # per namespace (exact name, or a glob): severity, params, and for
+    params = { allowed_registries = ["registry.example.com"] }   # thresholds: threshold, window_s
+
+    [[health]]                     # a threshold on a container metric, configured without code
+    name = "fork-rate"             # (see detections.health)
+    metric = "fork"
+    threshold = 200
+    per = "1m"
+    severity = "medium"
+    namespaces = ["prod-*"]
+
 An exception is a table of event fields to ``fnmatch`` patterns (a list means any of them); an event that
 matches every field of one exception is not given to the detection, so it neither raises an alert nor
 advances a window or sequence. Overrides go through the detection's own validation: a bad value disables
-nothing silently, it refuses the file with the detection id and field named.
+nothing silently, it refuses the file with the detection id and field named. Namespace settings apply to an
+event by its namespace: an entry naming it exactly wins, else the first pattern (in file order) that matches;
+their params are merged over the detection-wide ones.
 """
 
 from __future__ import annotations
@@ -32,7 +49,8 @@ from fnmatch import translate
 from pathlib import Path
 from typing import Any
 
-from detections.sdk import Detection, DetectionError
+from detections.health import HealthRule, parse_health_rules
+from detections.sdk import NAMESPACE_OVERRIDES, Detection, DetectionError, NamespaceSettings, configured_params
 from vigil.event import Event
 
 #: Detection fields a deployment may override.
@@ -96,6 +114,8 @@ class DetectionTuning:
     enabled: bool = True
     overrides: Mapping[str, Any] = field(default_factory=dict)
     exceptions: tuple[EventException, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+    namespaces: tuple[NamespaceSettings, ...] = ()
 
     def excepts(self, event: Event) -> bool:
         return any(exception.matches(event) for exception in self.exceptions)
@@ -108,6 +128,8 @@ class Tuning:
     allowed_lateness_s: float = 30.0
     max_state_keys: int = 100_000
     detections: Mapping[str, DetectionTuning] = field(default_factory=dict)
+    #: Thresholds on container metrics declared in ``[[health]]`` (built into detections by detections.health).
+    health: tuple[HealthRule, ...] = ()
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None) -> Tuning:
@@ -122,9 +144,11 @@ class Tuning:
 
     @classmethod
     def parse(cls, data: Mapping[str, Any], origin: str = "detections config") -> Tuning:
-        unknown = set(data) - {"engine", "detections"}
+        unknown = set(data) - {"engine", "detections", "health"}
         if unknown:
-            raise TuningError(f"{origin}: unknown sections {sorted(unknown)}; expected [engine] and [detections]")
+            raise TuningError(
+                f"{origin}: unknown sections {sorted(unknown)}; expected [engine], [detections] and [[health]]"
+            )
         engine = _table(data.get("engine", {}), f"{origin}: [engine]")
         limits = {"allowed_lateness_s": float, "max_state_keys": int}
         if unknown := set(engine) - set(limits):
@@ -137,7 +161,11 @@ class Tuning:
             detection_id: _detection_tuning(_table(table, f"{origin}: [detections.{detection_id}]"), detection_id)
             for detection_id, table in _table(data.get("detections", {}), f"{origin}: [detections]").items()
         }
-        return cls(**bounds, detections=detections)
+        try:
+            health = parse_health_rules(data.get("health", []))
+        except ValueError as exc:
+            raise TuningError(f"{origin}: {exc}") from None
+        return cls(**bounds, detections=detections, health=health)
 
     def apply(self, detection: Detection) -> Detection | None:
         """The detection as configured here, ``None`` when it is disabled; raises DetectionError on a bad
@@ -151,7 +179,12 @@ class Tuning:
         unknown = set(tuning.overrides) - names
         if unknown:
             raise DetectionError(f"{detection.id}: cannot override {sorted(unknown)} on a {type(detection).__name__}")
-        return replace(detection, **tuning.overrides) if tuning.overrides else detection
+        changes = dict(tuning.overrides)
+        if tuning.params:
+            changes["params"] = configured_params(detection, tuning.params)
+        if tuning.namespaces:
+            changes["namespace_settings"] = tuning.namespaces
+        return replace(detection, **changes) if changes else detection
 
     def exceptions_for(self, detection_id: str) -> DetectionTuning | None:
         tuning = self.detections.get(detection_id)
@@ -166,9 +199,14 @@ def _table(value: Any, where: str) -> dict[str, Any]:
 
 def _detection_tuning(table: dict[str, Any], detection_id: str) -> DetectionTuning:
     where = f"[detections.{detection_id!r}]"
-    unknown = set(table) - OVERRIDABLE - {"enabled", "exceptions"}
+    unknown = set(table) - OVERRIDABLE - {"enabled", "exceptions", "params", "namespaces"}
     if unknown:
         raise TuningError(f"{where}: unknown settings {sorted(unknown)}")
+    params = _table(table.get("params", {}), f"{where}: params")
+    namespaces = tuple(
+        _namespace_settings(pattern, _table(entry, f"{where}: namespaces.{pattern!r}"), where)
+        for pattern, entry in _table(table.get("namespaces", {}), f"{where}: namespaces").items()
+    )
     enabled = table.get("enabled", True)
     if not isinstance(enabled, bool):
         raise TuningError(f"{where}: enabled must be true or false")
@@ -176,7 +214,19 @@ def _detection_tuning(table: dict[str, Any], detection_id: str) -> DetectionTuni
     if not isinstance(exceptions, list):
         raise TuningError(f"{where}: exceptions must be a list of tables")
     overrides = {name: value for name, value in table.items() if name in OVERRIDABLE}
-    return DetectionTuning(enabled, overrides, tuple(_exception(entry, where) for entry in exceptions))
+    exception_list = tuple(_exception(entry, where) for entry in exceptions)
+    return DetectionTuning(enabled, overrides, exception_list, params, namespaces)
+
+
+def _namespace_settings(pattern: str, entry: dict[str, Any], where: str) -> NamespaceSettings:
+    """One ``namespaces."<pattern>"`` table; its values are checked against the detection when it is applied."""
+    where = f"{where}: namespaces.{pattern!r}"
+    unknown = set(entry) - {"params", *NAMESPACE_OVERRIDES}
+    if unknown:
+        raise TuningError(f"{where}: unknown settings {sorted(unknown)}; a namespace sets params, "
+                          f"{', '.join(NAMESPACE_OVERRIDES)}")
+    settings = {name: entry[name] for name in NAMESPACE_OVERRIDES if name in entry}
+    return NamespaceSettings(pattern=pattern, params=_table(entry.get("params", {}), f"{where}: params"), **settings)
 
 
 def _exception(entry: Any, where: str) -> EventException:

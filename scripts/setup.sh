@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Java + Maven: the dev Kafka. clang, bpftool, libbpf: compiling and loading the eBPF sensor. containerd, runc,
-# busybox-static: the real container runtime the node-collector tests run containers on.
+# busybox-static: the real container runtime the node-collector tests run containers on. apparmor: apparmor_parser
+# checks the syntax of `vigil advise apparmor` drafts (this kernel has no AppArmor to enforce them).
 missing=()
 command -v java >/dev/null || missing+=(default-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
@@ -16,6 +17,7 @@ command -v bpftool >/dev/null || missing+=(bpftool)
 command -v containerd >/dev/null || missing+=(containerd)
 command -v runc >/dev/null || missing+=(runc)
 [[ -x /bin/busybox ]] || missing+=(busybox-static)
+command -v apparmor_parser >/dev/null || [[ -x /sbin/apparmor_parser ]] || missing+=(apparmor)
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "setup: please install: ${missing[*]} (Debian package names)" >&2

@@ -1,5 +1,5 @@
-"""The storage commands: ``vigil store`` (the writer), ``vigil storage migrate|status``, and the analyst's
-``vigil query``, ``vigil hunt`` and ``vigil alerts``.
+"""The storage commands: ``vigil store`` (the writer), ``vigil storage migrate|status``, the analyst's
+``vigil query``, ``vigil hunt`` and ``vigil alerts``, and ``vigil advise`` (least-privilege profiles).
 
 Analysts' commands connect read-only (``readonly=2`` on every query), whatever the user's grants; only
 ``vigil alerts ack|close`` writes, one row into ``alert_status``.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ast
 import asyncio
+import csv
 import dataclasses
 import getpass
 import logging
@@ -25,6 +26,8 @@ from aiokafka.errors import KafkaError
 from storage import alerts
 from storage.clickhouse import ClickHouseStore, QueryProgress, StoreError, connect
 from storage.hunts import Hunt, HuntError, load_hunts, parse_duration
+from storage.profiles import apparmor, seccomp
+from storage.profiles.observed import Activity, Workload, known_workloads, load_activity
 from storage.schema import migrate, status
 from storage.sigma_sql import SigmaConversionError, convert_rule
 from storage.writer import run_writer
@@ -54,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     query.set_defaults(func=run_query)
     _register_hunt(sub)
     _register_alerts(sub)
+    _register_advise(sub)
 
 
 def _register_storage(sub: argparse._SubParsersAction) -> None:
@@ -110,6 +114,51 @@ def _register_alerts(sub: argparse._SubParsersAction) -> None:
         change.add_argument("--note", default="", help="why (kept in the alert's history)")
         change.add_argument("--by", default=getpass.getuser(), help="who decided (default: %(default)s)")
         change.set_defaults(func=run_alerts_change, status=target)
+
+
+def _register_advise(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("advise", help="least-privilege seccomp and AppArmor profiles from observed behaviour")
+    advise_sub = parser.add_subparsers(dest="advise_command", required=True, metavar="ACTION")
+    profile = advise_sub.add_parser("seccomp", help="write a seccomp profile allowing what the workload called")
+    _add_workload(profile, "7d")
+    _add_min_observed(profile)
+    profile.add_argument("--output", type=Path, help="write the profile here (default: standard output)")
+    profile.set_defaults(func=run_advise_seccomp)
+    diff = advise_sub.add_parser("diff", help="what the workload did outside a seccomp profile; exit status 1 "
+                                              "if anything, 2 if it cannot tell")
+    _add_workload(diff, "1h")
+    diff.add_argument("--profile", type=Path, required=True, help="the seccomp profile (OCI or Docker format)")
+    diff.add_argument("--arch", default="x86_64", choices=sorted(seccomp.ARCHITECTURES),
+                      help="the nodes' architecture (default: %(default)s)")
+    diff.add_argument("--capability", action="append", default=[], metavar="CAP",
+                      help="a capability the container has, for rules a profile grants only with it")
+    _add_format(diff)
+    diff.set_defaults(func=run_advise_diff, min_observed=timedelta(0))
+    draft = advise_sub.add_parser("apparmor", help="write an AppArmor profile draft from the programs, files, "
+                                                   "network and capabilities seen")
+    _add_workload(draft, "7d")
+    _add_min_observed(draft)
+    draft.add_argument("--name", default="", help="the profile's name (default: vigil-NAMESPACE-WORKLOAD[-C])")
+    draft.add_argument("--strict-files", action="store_true",
+                       help="no broad file rule: only observed paths (the sensor watches some paths only)")
+    draft.add_argument("--output", type=Path, help="write the draft here (default: standard output)")
+    draft.set_defaults(func=run_advise_apparmor)
+
+
+def _add_workload(parser: argparse.ArgumentParser, since: str) -> None:
+    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--workload", required=True,
+                        help="the owning controller's name (Deployment, StatefulSet, DaemonSet, Job or CronJob), "
+                             "not a pod's")
+    parser.add_argument("--container", default="", help="one container of its pods (default: all)")
+    parser.add_argument("--cluster", default="", help="one cluster (default: all)")
+    _add_since(parser, since)
+
+
+def _add_min_observed(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--min-observed", type=_duration, default=timedelta(hours=1),
+                        help="refuse to advise on less container time than this, summed over the workload's "
+                             "containers (default: 1h)")
 
 
 def _add_format(parser: argparse.ArgumentParser) -> None:
@@ -266,6 +315,104 @@ def run_alerts_change(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return _with_store(settings, f"vigil alerts {args.alerts_command}", change, read_only=False)
+
+
+def run_advise_seccomp(args: argparse.Namespace, settings: Settings) -> int:
+    def write(activity: Activity) -> int:
+        advice = seccomp.advise(activity)
+        _emit(seccomp.render(advice.profile), args.output)
+        print(f"vigil advise seccomp: {len(advice.observed)} observed syscalls allowed; added for the container "
+              f"runtime: {', '.join(advice.runtime_added) or 'none'}", file=sys.stderr)
+        if advice.unnamed:
+            print(f"vigil advise seccomp: left out syscalls the sensor could not name: {', '.join(advice.unnamed)}",
+                  file=sys.stderr)
+        return 0
+
+    return _advise(args, settings, "vigil advise seccomp", write, needs_syscalls=True)
+
+
+def run_advise_apparmor(args: argparse.Namespace, settings: Settings) -> int:
+    def write(activity: Activity) -> int:
+        _emit(apparmor.draft(activity, args.name, args.strict_files).encode(), args.output)
+        return 0
+
+    return _advise(args, settings, "vigil advise apparmor", write)
+
+
+def run_advise_diff(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        profile = seccomp.parse(args.profile.read_bytes(), args.arch, args.capability)
+    except (OSError, seccomp.ProfileError) as exc:
+        print(f"vigil advise diff: {args.profile}: {exc}", file=sys.stderr)
+        return 2
+
+    def compare(activity: Activity) -> int:
+        found = seccomp.outside(profile, activity)
+        names = ["syscall", "reason", "count", "first_seen", "last_seen"]
+        rows = [[o.syscall, o.reason, o.count, o.first, o.last] for o in found]
+        if args.format == "table":
+            print(format_table(names, rows), end="")
+        elif args.format == "json":
+            for row in rows:
+                print(orjson.dumps(dict(zip(names, row, strict=True))).decode())
+        else:
+            csv.writer(sys.stdout, lineterminator="\n").writerows([names, *rows])
+        return 1 if found else 0
+
+    return _advise(args, settings, "vigil advise diff", compare, failure=2, needs_syscalls=True)
+
+
+def _advise(args: argparse.Namespace, settings: Settings, command: str, act: Callable[[Activity], int],
+            failure: int = 1, needs_syscalls: bool = False) -> int:
+    """Load the workload's activity, refuse when there is none or too little, then ``act`` on it.
+
+    A seccomp profile from programs and files alone would allow nothing but the runtime's calls, so seccomp
+    advice ``needs_syscalls``: the sensor's per-container aggregation must have reported the workload.
+    """
+    workload = Workload(args.namespace, args.workload, args.container, args.cluster)
+    since = datetime.now(UTC) - args.since
+    outcome = failure  # the action's exit status; _with_store's own 1 means ClickHouse failed
+
+    def advise(store: ClickHouseStore) -> int:
+        nonlocal outcome
+        activity = load_activity(store, workload, since)
+        if activity.is_empty() or (needs_syscalls and not activity.values("syscall")):
+            others = known_workloads(store, workload.namespace, since)
+            hint = f" (workloads with data there: {', '.join(others)})" if others else \
+                " (none in that namespace: is the node collector's sensor running?)"
+            what = "no syscalls" if needs_syscalls else "nothing"
+            print(f"{command}: {what} recorded for {workload.describe()} in the last {_since_words(args.since)}"
+                  f"{hint}", file=sys.stderr)
+            return failure
+        if activity.observed_seconds < args.min_observed.total_seconds():
+            print(f"{command}: {workload.describe()} was observed for {activity.observed_seconds:.0f} s of container "
+                  f"time ({activity.pods} pods), less than --min-observed {_since_words(args.min_observed)}: "
+                  "what it does less often would be missing; observe longer or lower --min-observed",
+                  file=sys.stderr)
+            return failure
+        try:
+            outcome = act(activity)
+        except (OSError, seccomp.ProfileError) as exc:
+            print(f"{command}: {exc}", file=sys.stderr)
+        return 0
+
+    return outcome if _with_store(settings, command, advise) == 0 else failure
+
+
+def _emit(text: bytes, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.buffer.write(text)
+        sys.stdout.flush()
+    else:
+        output.write_bytes(text)
+
+
+def _since_words(period: timedelta) -> str:
+    seconds = int(period.total_seconds())
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _find_hunt(name: str) -> Hunt:

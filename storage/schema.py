@@ -254,6 +254,112 @@ GROUP BY day, cluster, namespace, pod, address, port
 """
 
 
+# What each workload was seen doing, the ground for least-privilege profiles (``vigil advise``). A workload
+# is the controller that owns the pods, not a pod: a profile is applied to a Deployment's pod template, and
+# must hold for every replica, past and future. Kubernetes names a controller's pods after it and stamps
+# labels that say which kind of controller made them, so the name is recovered from the pod name with the
+# suffix that kind adds (StatefulSet "-<ordinal>", Deployment "-<template hash>-<5 random>", DaemonSet
+# "-<5 random>"), and from the job-name label for Jobs (a CronJob's Job also loses its "-<schedule minute>").
+# The app.kubernetes.io/name and app labels are not used: they name an application (a Helm chart stamps one
+# name on all of its Deployments), not the one controller whose pods share a profile. A pod without those
+# labels (the CRI gave none) loses a Deployment-style suffix only when both parts are drawn from the alphabet
+# Kubernetes generates names from (no vowels, no 0, 1, 3), and otherwise is its own workload.
+# Plain SQL rather than a function: the materialized views below evaluate it as rows arrive.
+_NAME_ALPHABET = "[bcdfghjklmnpqrstvwxz2456789]"
+WORKLOAD_SQL = f"""multiIf(
+    labels['statefulset.kubernetes.io/pod-name'] != '', replaceRegexpOne(pod, '-[0-9]+$', ''),
+    labels['batch.kubernetes.io/job-name'] != '',
+        replaceRegexpOne(labels['batch.kubernetes.io/job-name'], '-[0-9]{{8,}}$', ''),
+    labels['job-name'] != '', replaceRegexpOne(labels['job-name'], '-[0-9]{{8,}}$', ''),
+    labels['pod-template-hash'] != '', replaceRegexpOne(pod, '-[a-z0-9]+-[a-z0-9]+$', ''),
+    labels['pod-template-generation'] != '', replaceRegexpOne(pod, '-[a-z0-9]+$', ''),
+    replaceRegexpOne(pod, '-{_NAME_ALPHABET}{{6,10}}-{_NAME_ALPHABET}{{5}}$', ''))"""
+
+# One row per (workload, container, facet, value, day): facet says what the value is.
+#   syscall, capability, arch   from the sensor's per-container aggregation (container.syscalls)
+#   exec                        programs run (process.exec)
+#   file_read, file_write       paths opened (file.open, by the open flags' access mode; file.write)
+#   network                     "<family> <protocol>" of connects, accepts and listens
+#   seccomp_denied              syscalls a seccomp filter denied (kernel.seccomp)
+# ``count`` is the number of events (for syscalls: flush intervals) the value appeared in.
+WORKLOAD_ACTIVITY_DDL = """
+CREATE TABLE IF NOT EXISTS {db:Identifier}.workload_activity
+(
+    day Date,
+    cluster LowCardinality(String),
+    namespace LowCardinality(String),
+    workload String,
+    container_name LowCardinality(String),
+    facet LowCardinality(String),
+    value String,
+    count SimpleAggregateFunction(sum, UInt64),
+    first_seen SimpleAggregateFunction(min, DateTime64(9, 'UTC')),
+    last_seen SimpleAggregateFunction(max, DateTime64(9, 'UTC'))
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (cluster, namespace, workload, container_name, facet, value, day)
+"""
+
+WORKLOAD_ACTIVITY_MV_DDL = f"""
+CREATE MATERIALIZED VIEW IF NOT EXISTS {{db:Identifier}}.workload_activity_mv
+TO {{db:Identifier}}.workload_activity AS
+SELECT toDate(time) AS day, cluster, namespace, {WORKLOAD_SQL} AS workload, container_name,
+       item.1 AS facet, item.2 AS value, count() AS count, min(time) AS first_seen, max(time) AS last_seen
+FROM {{db:Identifier}}.events
+ARRAY JOIN multiIf(
+    kind = 'container.syscalls', arrayConcat(
+        arrayMap(s -> ('syscall', s), JSONExtract(raw, 'syscalls', 'Array(String)')),
+        arrayMap(c -> ('capability', c), JSONExtract(raw, 'capabilities', 'Array(String)')),
+        [('arch', JSONExtractString(raw, 'arch'))]),
+    kind = 'process.exec', [('exec', actor_exe)],
+    kind = 'file.open', [(if(bitAnd(JSONExtractUInt(raw, 'flags'), 3) = 0, 'file_read', 'file_write'), target_path)],
+    kind = 'file.write', [('file_write', target_path)],
+    kind IN ('net.connect', 'net.accept', 'net.listen'),
+        [('network', concat(if(JSONExtractString(raw, 'family') != '', JSONExtractString(raw, 'family'),
+                                 if(position(target_address, ':') > 0, 'inet6', 'inet')),
+                              ' ', target_resource))],
+    kind = 'kernel.seccomp' AND outcome_result = 'denied', [('seccomp_denied', target_name)],
+    []) AS item
+WHERE kind IN ('container.syscalls', 'process.exec', 'file.open', 'file.write', 'net.connect', 'net.accept',
+               'net.listen', 'kernel.seccomp')
+  AND item.2 != ''
+GROUP BY day, cluster, namespace, workload, container_name, facet, value
+"""
+
+# How long each workload's containers were watched: the sum of the sensor's flush intervals, so an advice
+# can refuse to stand on a few minutes of behaviour. Pods are counted to tell one replica from many.
+WORKLOAD_OBSERVATIONS_DDL = """
+CREATE TABLE IF NOT EXISTS {db:Identifier}.workload_observations
+(
+    day Date,
+    cluster LowCardinality(String),
+    namespace LowCardinality(String),
+    workload String,
+    container_name LowCardinality(String),
+    intervals SimpleAggregateFunction(sum, UInt64),
+    observed_seconds SimpleAggregateFunction(sum, Float64),
+    pods AggregateFunction(uniq, String),
+    first_seen SimpleAggregateFunction(min, DateTime64(9, 'UTC')),
+    last_seen SimpleAggregateFunction(max, DateTime64(9, 'UTC'))
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (cluster, namespace, workload, container_name, day)
+"""
+
+WORKLOAD_OBSERVATIONS_MV_DDL = f"""
+CREATE MATERIALIZED VIEW IF NOT EXISTS {{db:Identifier}}.workload_observations_mv
+TO {{db:Identifier}}.workload_observations AS
+SELECT toDate(time) AS day, cluster, namespace, {WORKLOAD_SQL} AS workload, container_name,
+       count() AS intervals, sum(JSONExtractFloat(raw, 'interval_s')) AS observed_seconds,
+       uniqState(pod) AS pods, min(time) AS first_seen, max(time) AS last_seen
+FROM {{db:Identifier}}.events
+WHERE kind = 'container.syscalls'
+GROUP BY day, cluster, namespace, workload, container_name
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
@@ -267,6 +373,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "rollups: alerts per hour, process executions per image, network destinations per pod",
               (ALERTS_HOURLY_DDL, ALERTS_HOURLY_MV_DDL, PROCESS_EXECUTIONS_DDL, PROCESS_EXECUTIONS_MV_DDL,
                NETWORK_DESTINATIONS_DDL, NETWORK_DESTINATIONS_MV_DDL)),
+    Migration(4, "workload activity and observation time, for least-privilege profiles",
+              (WORKLOAD_ACTIVITY_DDL, WORKLOAD_ACTIVITY_MV_DDL, WORKLOAD_OBSERVATIONS_DDL,
+               WORKLOAD_OBSERVATIONS_MV_DDL)),
 )
 
 #: Granted to ``<database>_writer`` and ``<database>_analyst``. The writer inserts (the rollups' views

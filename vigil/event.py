@@ -48,6 +48,9 @@ KINDS = frozenset(
         "process.hook",
         "process.syscall",
         "collector.health",
+        "kernel.seccomp",
+        "kernel.lsm",
+        "container.syscalls",
     }
 )
 

@@ -35,6 +35,7 @@ TOPICS: dict[str, int] = {
     "raw.containerd": 6,
     "raw.tetragon": 6,
     "raw.falco": 6,
+    "raw.kernel-audit": 6,
     "events": 6,
     "alerts": 3,
     "alerts.ocsf": 3,

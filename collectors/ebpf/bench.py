@@ -5,11 +5,17 @@ Three figures, each against a baseline measured in the same run:
 - **overhead**: the same syscall-heavy loops (fork+exec of ``/bin/true``; open+close of a watched file,
   whose repeats the kernel counts instead of recording each; open+close of an unwatched file) run in a
   child process without the sensor and with it (its records read and decoded by this process, as the
-  collector does), alternating for a few rounds; each side keeps its best round, so that load from other
-  processes on a shared machine does not pass for overhead;
+  collector does, and every syscall profiled per cgroup), alternating for a few rounds. The slowdown is the
+  median over the rounds of each round's pair (measured back to back, so a change in the load other
+  processes put on a shared machine shifts both sides alike); the rates shown are each side's best. Each loop
+  is measured twice: operations per second of wall time, and per second of the CPU time the loop and its
+  children were charged (user + system, which includes the sensor's programs running in their syscalls).
+  The CPU figure is the cost the sensor adds to the workload itself; the wall figure adds the sensor's
+  reader competing for the same cores, and on a shared machine whatever else runs;
 - **kernel cost**: the same loops once more with the kernel timing the sensor's programs: nanoseconds the
   sensor adds in the kernel to each loop operation, as a share of the operation's time without the sensor.
-  Unlike the loop rates, this does not depend on how busy the machine's other cores are;
+  Every syscall on the machine passes through the sensor's ``sys_enter`` program, so the programs' time
+  during an idle stretch as long as the loop is subtracted;
 - **consumer**: a child opens distinct watched paths as fast as it can for a few seconds while this process polls
   the sensor; the figure is records decoded per second, next to the generator's own syscall rate and the
   kernel's drop count, which must stay zero. On a two-core machine the generator and the consumer share the
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -35,36 +42,28 @@ _WATCHED = "/etc/shadow"
 _MISSING_WATCHED = "/etc/kubernetes/vigil-bench-missing"
 _UNWATCHED = "/etc/hostname"
 
-#: Each loop runs in its own interpreter for argv[1] operations and prints its rate (operations per second).
+#: Each loop runs in its own interpreter for argv[1] operations and prints its rates: operations per second of
+#: wall time, and per second of CPU time charged to it and its children.
+_MEASURED = """
+import os, resource, sys, time
+def cpu():
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+n = int(sys.argv[1])
+start, start_cpu = time.perf_counter(), cpu()
+for _ in range(n):
+    OPERATION
+print(n / (time.perf_counter() - start), n / (cpu() - start_cpu))
+"""
 _LOOP_SCRIPTS = {
-    "exec loop (fork+exec /bin/true)": """
-import os, sys, time
-n = int(sys.argv[1])
-start = time.perf_counter()
-for _ in range(n):
-    os.waitpid(os.posix_spawn("/bin/true", ["true"], {}), 0)
-print(n / (time.perf_counter() - start))
-""",
-    "watched open loop (open+close /etc/shadow)": f"""
-import os, sys, time
-n = int(sys.argv[1])
-start = time.perf_counter()
-for _ in range(n):
-    os.close(os.open({_WATCHED!r}, os.O_RDONLY))
-print(n / (time.perf_counter() - start))
-""",
-    "unwatched open loop (open+close /etc/hostname)": f"""
-import os, sys, time
-n = int(sys.argv[1])
-start = time.perf_counter()
-for _ in range(n):
-    os.close(os.open({_UNWATCHED!r}, os.O_RDONLY))
-print(n / (time.perf_counter() - start))
-""",
+    "exec loop (fork+exec /bin/true)": 'os.waitpid(os.posix_spawn("/bin/true", ["true"], {}), 0)',
+    "watched open loop (open+close /etc/shadow)": f"os.close(os.open({_WATCHED!r}, os.O_RDONLY))",
+    "unwatched open loop (open+close /etc/hostname)": f"os.close(os.open({_UNWATCHED!r}, os.O_RDONLY))",
 }
 
 #: Each loop's script and its operations per ``--execs`` iteration (an open costs some 300 times less than an exec).
-_LOOPS = {name: (script, 1 if name.startswith("exec") else 300) for name, script in _LOOP_SCRIPTS.items()}
+_LOOPS = {name: (_MEASURED.replace("OPERATION", operation), 1 if name.startswith("exec") else 300)
+          for name, operation in _LOOP_SCRIPTS.items()}
 
 #: Generators of records: opens of distinct watched paths (repeats of one path would be counted in the kernel).
 _GENERATOR = f"""
@@ -96,9 +95,11 @@ for i in range(int(sys.argv[1])):
 def register_bench(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("sensor", help="eBPF sensor: syscall overhead ratios and consumer records/s (root)")
     bench.add_argument("--execs", type=int, default=1000, help="iterations of the exec loop (open loops: x300)")
-    bench.add_argument("--rounds", type=int, default=3, help="rounds without and with the sensor (default 3)")
+    bench.add_argument("--rounds", type=int, default=5, help="rounds without and with the sensor (default 5)")
     bench.add_argument("--seconds", type=float, default=3.0, help="length of the consumer run (default 3)")
     bench.add_argument("--drain", type=int, default=400_000, help="records for the drain run (default 400000)")
+    bench.add_argument("--no-profiles", action="store_true",
+                       help="run the sensor without its per-container syscall profiles (to see what they cost)")
     bench.set_defaults(func=_run)
 
 
@@ -136,36 +137,47 @@ class _Reader(threading.Thread):
                 return
 
 
-def _loop_rate(name: str, iterations: int) -> float:
+@dataclass(slots=True)
+class Rates:
+    """A loop's best operations per second: of wall time, and of the CPU time charged to it."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+
+
+def _loop_rate(name: str, iterations: int) -> Rates:
     script, scale = _LOOPS[name]
     result = subprocess.run([sys.executable, "-c", script, str(iterations * scale)], capture_output=True,
                             text=True, check=True)
-    return float(result.stdout.split()[-1])
+    wall, cpu = result.stdout.split()[-2:]
+    return Rates(float(wall), float(cpu))
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    without: dict[str, float] = dict.fromkeys(_LOOPS, 0.0)
-    traced: dict[str, float] = dict.fromkeys(_LOOPS, 0.0)
+    config = SensorConfig(syscall_profiles=not args.no_profiles)
+    without: list[dict[str, Rates]] = []
+    traced: list[dict[str, Rates]] = []
     try:
         for _ in range(args.rounds):
-            _best(without, args.execs)
-            with Sensor(SensorConfig()) as sensor:
+            without.append(_rates(args.execs))
+            with Sensor(config) as sensor:
                 reader = _Reader(sensor)
                 reader.start()
-                _best(traced, args.execs)
+                traced.append(_rates(args.execs))
                 reader.stopping.set()
                 reader.join()
-        with Sensor(SensorConfig()) as sensor:
+        with Sensor(config) as sensor:
             kernel_ns = _kernel_cost(sensor, args.execs)
             consumer, generated, drops = _consumer_run(sensor, args.seconds)
         drain_rate, drain_drops = _drain_run(args.drain)
     except SensorUnavailable as exc:
         print(f"vigil bench sensor: {exc}", file=sys.stderr)
         return 1
-    worst = _print_overhead(without, traced, args.rounds)
+    worst = _print_overhead(without, traced)
     print("kernel cost (ns the sensor's programs add to each operation; share of the untraced operation's time)")
     for name in _LOOPS:
-        print(f"  {name:48} {kernel_ns[name]:>8,.0f} ns   {kernel_ns[name] * without[name] / 1e9:7.1%}")
+        untraced = max(rates[name].cpu for rates in without)
+        print(f"  {name:48} {kernel_ns[name]:>8,.0f} ns   {kernel_ns[name] * untraced / 1e9:7.1%}")
     print("consumer (target >= 300,000 records/s with zero kernel drops)")
     print(f"  generator syscalls/s {generated:>11,.0f}")
     print(f"  records decoded/s    {consumer.rate:>11,.0f}   ({consumer.records:,} records, "
@@ -176,29 +188,41 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if dropped == 0 and worst <= 0.10 and max(consumer.rate, drain_rate) >= 300_000 else 1
 
 
-def _print_overhead(without: dict[str, float], traced: dict[str, float], rounds: int) -> float:
-    """Print each loop's rates and slowdown; the worst slowdown."""
-    print(f"overhead (ops/s, best of {rounds} rounds: without sensor -> with sensor; slowdown; target <= 10%)")
+def _print_overhead(without: list[dict[str, Rates]], traced: list[dict[str, Rates]]) -> float:
+    """Print each loop's best rates and median paired slowdown; the worst slowdown in CPU time (the target's)."""
+    print(f"overhead (ops per second, best of {len(without)} rounds without sensor -> with sensor; "
+          "slowdown: median of the rounds' pairs)")
     worst = 0.0
-    for name in _LOOPS:
-        slowdown = 1 - traced[name] / without[name]
-        worst = max(worst, slowdown)
-        print(f"  {name:48} {without[name]:>11,.0f} -> {traced[name]:>11,.0f}   {slowdown:+7.1%}")
+    for clock in ("cpu", "wall"):
+        target = "; target <= 10%" if clock == "cpu" else "; includes the reader and other load on the cores"
+        print(f"  per second of {'CPU time charged to the loop' if clock == 'cpu' else 'wall time'}{target}")
+        for name in _LOOPS:
+            pairs = [(getattr(off[name], clock), getattr(on[name], clock)) for off, on in zip(without, traced,
+                                                                                              strict=True)]
+            slowdown = 1 - statistics.median(after / before for before, after in pairs)
+            if clock == "cpu":
+                worst = max(worst, slowdown)
+            best_before, best_after = max(before for before, _ in pairs), max(after for _, after in pairs)
+            print(f"    {name:48} {best_before:>11,.0f} -> {best_after:>11,.0f}   {slowdown:+7.1%}")
     return worst
 
 
 def _kernel_cost(sensor: Sensor, iterations: int) -> dict[str, float]:
-    """Nanoseconds the sensor's programs ran per loop operation, each loop run once with run statistics on."""
+    """Nanoseconds the sensor's programs ran per loop operation, each loop run once with run statistics on,
+    less what they ran for the rest of the machine during an idle stretch of the loop's length."""
     stats_fd = libbpf().enable_run_stats()
     reader = _Reader(sensor)
     reader.start()
     cost = {}
     try:
         for name, (_, scale) in _LOOPS.items():
-            before = sum(ns for _, ns in sensor.kernel_time().values())
+            before, start = _kernel_ns(sensor), time.perf_counter()
             _loop_rate(name, iterations)
-            after = sum(ns for _, ns in sensor.kernel_time().values())
-            cost[name] = (after - before) / (iterations * scale)
+            loop_ns, elapsed = _kernel_ns(sensor) - before, time.perf_counter() - start
+            before = _kernel_ns(sensor)
+            time.sleep(elapsed)
+            background_ns = _kernel_ns(sensor) - before
+            cost[name] = max(loop_ns - background_ns, 0) / (iterations * scale)
     finally:
         os.close(stats_fd)
         reader.stopping.set()
@@ -206,13 +230,16 @@ def _kernel_cost(sensor: Sensor, iterations: int) -> dict[str, float]:
     return cost
 
 
+def _kernel_ns(sensor: Sensor) -> int:
+    return sum(ns for _, ns in sensor.kernel_time().values())
+
+
 def _drops(by_reason: dict[str, int]) -> str:
     return f"{sum(by_reason.values()):>11,}   (" + ", ".join(f"{k} {v:,}" for k, v in by_reason.items()) + ")"
 
 
-def _best(rates: dict[str, float], iterations: int) -> None:
-    for name in _LOOPS:
-        rates[name] = max(rates[name], _loop_rate(name, iterations))
+def _rates(iterations: int) -> dict[str, Rates]:
+    return {name: _loop_rate(name, iterations) for name in _LOOPS}
 
 
 def _consumer_run(sensor: Sensor, seconds: float) -> tuple[Consumed, float, dict[str, int]]:

@@ -39,6 +39,17 @@ def cgroup2_mount(mountinfo: Path = Path("/proc/self/mountinfo")) -> Path | None
     return None
 
 
+def pids_mount(mountinfo: Path = Path("/proc/self/mountinfo")) -> Path | None:
+    """Where the cgroup v1 ``pids`` controller is mounted on a hybrid host (its groups mirror the v2 paths of
+    container runtimes), None when it is not."""
+    for line in mountinfo.read_text().splitlines():
+        fields, _, tail = line.partition(" - ")
+        fstype, _, options = tail.split(" ")[:3]
+        if fstype == "cgroup" and "pids" in options.split(","):
+            return Path(fields.split(" ")[4])
+    return None
+
+
 def container_id_of_path(path: str) -> str:
     """The container id a cgroup path names (the innermost component that is one), else ""."""
     for component in reversed(path.split("/")):
@@ -57,6 +68,7 @@ class CgroupResolver:
         self.misses = 0
         self.known: dict[int, str] = {}
         self._mount_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY) if self.root else -1
+        self._pids_root = pids_mount()
         self._libc = ctypes.CDLL(None, use_errno=True)
         self._libc.open_by_handle_at.argtypes = [ctypes.c_int, ctypes.POINTER(_FileHandle), ctypes.c_int]
 
@@ -84,6 +96,28 @@ class CgroupResolver:
             return os.readlink(f"/proc/self/fd/{fd}")
         finally:
             os.close(fd)
+
+    def pids_current(self, path: str) -> int:
+        """Tasks in the cgroup at ``path`` (relative to the v2 root) and below, from its ``pids.current``: in
+        the v2 group when the pids controller is enabled there, else in the v1 pids group of the same path;
+        -1 when neither has one."""
+        relative = path.strip("/")
+        candidates = [root / relative / "pids.current" for root in (self.root, self._pids_root) if root]
+        for candidate in candidates:
+            try:
+                return int(candidate.read_text())
+            except (OSError, ValueError):
+                continue
+        return -1
+
+    def relative_path(self, cgroup_id: int) -> str | None:
+        """The cgroup's path below the v2 root ("/k8s.io/<id>"), as cgroup tracepoints name it; None when it
+        cannot be resolved (or has vanished)."""
+        path = self.path_of(cgroup_id)
+        if not path or self.root is None:
+            return None
+        root = str(self.root)
+        return path[len(root) :] or "/" if path.startswith(root) else None
 
     def close(self) -> None:
         if self._mount_fd >= 0:

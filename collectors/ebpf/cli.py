@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import time
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -28,6 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="record opens of paths matching PATTERN (repeatable; replaces the defaults)")
     trace.add_argument("--write-watch", action="append", metavar="PATTERN",
                        help="record opens for writing of paths matching PATTERN (repeatable; replaces the defaults)")
+    trace.add_argument("--syscall-flush", type=float, default=30.0, metavar="SECONDS",
+                       help="report each container's syscall profile this often (default 30; and at the end)")
+    trace.add_argument("--profile-host-cgroups", action="store_true",
+                       help="report the syscall profiles of host cgroups too, not only containers'")
     trace.set_defaults(func=_trace)
 
 
@@ -67,7 +73,8 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
 
 def _trace(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        config = SensorConfig(**_watch_overrides(args))
+        config = SensorConfig(**_watch_overrides(args), syscall_flush_s=args.syscall_flush,
+                              profile_host_cgroups=args.profile_host_cgroups)
     except ValueError as exc:
         print(f"vigil sensor trace: {exc}", file=sys.stderr)
         return 2
@@ -82,16 +89,22 @@ def _trace(args: argparse.Namespace, settings: Settings) -> int:
     deadline = time.monotonic() + args.seconds if args.seconds else float("inf")
     out = sys.stdout.buffer
     try:
-        while not stopping and time.monotonic() < deadline:
-            for record in sensor.poll(100):
-                out.write(orjson.dumps(record) + b"\n")
-            out.flush()
-    except (KeyboardInterrupt, BrokenPipeError):
+        with contextlib.suppress(KeyboardInterrupt):
+            while not stopping and time.monotonic() < deadline:
+                _write(out, sensor.poll(100))
+        _write(out, sensor.drain())  # what the ring still holds, and the syscall profiles so far
+    except BrokenPipeError:
         pass
     finally:
         print(f"vigil sensor trace: kernel losses {sensor.losses()}", file=sys.stderr)
         sensor.close()
     return 0
+
+
+def _write(out: BinaryIO, records: list[dict[str, Any]]) -> None:
+    for record in records:
+        out.write(orjson.dumps(record) + b"\n")
+    out.flush()
 
 
 def _watch_overrides(args: argparse.Namespace) -> dict[str, tuple[str, ...]]:

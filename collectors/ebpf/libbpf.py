@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import ctypes.util
+import errno
 import functools
 import os
 import struct
@@ -74,6 +75,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         "bpf_map__set_max_entries": (cint, [ptr, ctypes.c_uint32]),
         "bpf_map__update_elem": (cint, [ptr, ptr, ctypes.c_size_t, ptr, ctypes.c_size_t, ctypes.c_uint64]),
         "bpf_map__lookup_elem": (cint, [ptr, ptr, ctypes.c_size_t, ptr, ctypes.c_size_t, ctypes.c_uint64]),
+        "bpf_map_get_next_key": (cint, [cint, ptr, ptr]),
+        "bpf_map_lookup_and_delete_elem": (cint, [cint, ptr, ptr]),
     }
     for name, (restype, argtypes) in signatures.items():
         function = getattr(lib, name)
@@ -107,7 +110,7 @@ class Libbpf:
     def _keep_message(self, level: int, fmt: bytes, args: int) -> int:
         if level > _LIBBPF_INFO:
             return 0
-        buffer = ctypes.create_string_buffer(4096)
+        buffer = ctypes.create_string_buffer(1 << 20)  # a verifier log comes as one message, its error last
         self._vsnprintf(buffer, len(buffer), fmt, args)
         self.messages.extend(buffer.value.decode(errors="replace").rstrip("\n").split("\n"))
         return 0
@@ -210,6 +213,33 @@ class BpfObject:
         result = self.lib.bpf_map__lookup_elem(self.map(name), key, len(key), buffer, len(buffer), 0)
         if result:
             raise self.libbpf.failure(f"cannot read map {name}", result)
+        raw = buffer.raw
+        return [raw[cpu * slot : cpu * slot + value_size] for cpu in range(cpus)]
+
+    def keys(self, name: str, key_size: int) -> list[bytes]:
+        """Every key of a hash map, as it is now (entries added meanwhile may be missed)."""
+        fd = self.map_fd(name)
+        keys: list[bytes] = []
+        current = ctypes.create_string_buffer(key_size)
+        following = ctypes.create_string_buffer(key_size)
+        previous = None  # NULL: the first key
+        while self.lib.bpf_map_get_next_key(fd, previous, following) == 0:
+            keys.append(following.raw)
+            ctypes.memmove(current, following, key_size)
+            previous = current
+        return keys
+
+    def take_per_cpu(self, name: str, key: bytes, value_size: int) -> list[bytes] | None:
+        """Remove ``key`` from a per-CPU hash map in one step and return its value on every possible CPU
+        (None when it was not there): what the kernel adds after the step lands in a fresh entry."""
+        cpus = self.lib.libbpf_num_possible_cpus()
+        slot = (value_size + 7) // 8 * 8
+        buffer = ctypes.create_string_buffer(slot * cpus)
+        result = self.lib.bpf_map_lookup_and_delete_elem(self.map_fd(name), key, buffer)
+        if result:
+            if -result == errno.ENOENT or ctypes.get_errno() == errno.ENOENT:
+                return None
+            raise self.libbpf.failure(f"cannot take from map {name}", result)
         raw = buffer.raw
         return [raw[cpu * slot : cpu * slot + value_size] for cpu in range(cpus)]
 

@@ -18,3 +18,7 @@ KERNEL_LOSSES = Counter(
 CGROUP_CACHE = Counter(
     "vigil_sensor_cgroup_cache_total", "cgroup id to container id lookups, by cache result", ["result"]
 )
+UNPROFILED = Counter(
+    "vigil_sensor_unprofiled_syscalls_total",
+    "Syscalls missing from the per-container syscall profiles because the kernel's cgroup table was full",
+)

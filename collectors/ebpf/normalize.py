@@ -8,6 +8,9 @@ time or process is refused with a stable reason.
 The node collector may add ``k8s`` (the pod the container belongs to) and ``node`` to a record; the pod
 context is mapped into :class:`~vigil.event.K8sContext`, and the record's own ``container_id`` fills in when
 the collector could not resolve one.
+
+A record of a pod's process keys by its pod; a host process by its node (``actor.user`` is ``node:<node>``, see
+:func:`~collectors.host_sensors.host_identity`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from collectors.health import health_event, is_health_record
-from collectors.host_sensors import node_record_key, split_json_records, with_health_records
+from collectors.host_sensors import host_identity, node_record_key, split_json_records, with_health_records
 from collectors.source import RecordRejected, Rejected
 from vigil.event import Actor, Event, K8sContext, Outcome, Target, event_id, now_ns
 
@@ -38,7 +41,11 @@ KIND_OF_TYPE = {
     "module_load": "kernel.module_load",
     "bpf": "bpf.program",
     "memfd_create": "memfd.create",
+    "seccomp": "kernel.seccomp",
+    "syscalls": "container.syscalls",
 }
+#: Records about a cgroup over an interval rather than about one process: they carry no pid.
+_CGROUP_RECORDS = frozenset({"syscalls"})
 
 _K8S_FIELDS = ("namespace", "pod", "pod_uid", "container_id", "container_name", "image", "service_account")
 
@@ -53,25 +60,30 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
     k8s.container_id = k8s.container_id or _text(record, "container_id")
     node = _text(record, "node") or node
     action, target, outcome = _DETAILS[record_type](record)
+    subject = f"{_int(record, 'cgroup_id')}/{_text(record, 'arch')}" if record_type in _CGROUP_RECORDS else str(tid)
+    actor = _actor(record, pid) if pid else Actor()
+    actor.user = host_identity(record, k8s.namespace, k8s.pod)
+    if record_type == "seccomp":  # the kernel's record has the process name, not its executable's path
+        actor.exe = actor.exe or _text(record, "comm")
     return Event(
-        id=event_id(SOURCE, node, record_type, str(tid), str(time_ns)),
+        id=event_id(SOURCE, node, record_type, subject, str(time_ns)),
         time_ns=time_ns,
         source=SOURCE,
         kind=KIND_OF_TYPE[record_type],
         action=action,
-        original_id=f"{record_type}:{tid}:{time_ns}",
+        original_id=f"{record_type}:{subject}:{time_ns}",
         ingest_ns=now_ns(),
         cluster=cluster,
         node=node,
         k8s=k8s,
-        actor=_actor(record, pid),
+        actor=actor,
         target=target,
         outcome=outcome,
         raw=record,
     )
 
 
-#: The key comes from the ``k8s`` object the node collector added to the record.
+#: The key comes from the ``k8s`` object the node collector added to the record, or its node for a host process.
 correlation_key = node_record_key
 
 
@@ -89,6 +101,8 @@ def _identity(record: dict[str, Any]) -> tuple[str, int, int]:
     if type(time_ns) is not int or time_ns <= 0:
         raise RecordRejected("missing_field", f"time_ns must be a positive integer, got {time_ns!r}")
     pid = record.get("pid")
+    if record_type in _CGROUP_RECORDS:
+        return record_type, time_ns, 0
     if type(pid) is not int or pid <= 0:
         raise RecordRejected("missing_field", f"pid must be a positive integer, got {pid!r}")
     return record_type, time_ns, pid
@@ -130,7 +144,15 @@ _Details = tuple[str, Target, Outcome]
 
 
 def _exec(record: dict[str, Any]) -> _Details:
-    return "exec", Target(path=_text(record, "exe")), Outcome("success")
+    """A binary whose setuid (setgid) bit changed the effective uid (gid) is a ``setuid_exec`` (``setgid_exec``);
+    the actor keeps the real ids, the record the effective ones."""
+    uid, gid, euid, egid = record.get("uid"), record.get("gid"), record.get("euid"), record.get("egid")
+    action = "exec"
+    if type(euid) is int and type(uid) is int and euid != uid:
+        action = "setuid_exec"
+    elif type(egid) is int and type(gid) is int and egid != gid:
+        action = "setgid_exec"
+    return action, Target(path=_text(record, "exe")), Outcome("success")
 
 
 def _exit(record: dict[str, Any]) -> _Details:
@@ -194,6 +216,18 @@ def _memfd(record: dict[str, Any]) -> _Details:
     return "memfd_create", Target(name=_text(record, "name")), Outcome()
 
 
+def _seccomp(record: dict[str, Any]) -> _Details:
+    """SIGSYS from a seccomp filter: the syscall was not run (trap) or the process was killed for it."""
+    action = _text(record, "action") or "trap"
+    number = _int(record, "syscall")
+    name = _text(record, "syscall_name") or f"syscall_{number}"
+    return action, Target(name=name), Outcome("denied", number, f"seccomp {action} on {name}")
+
+
+def _syscalls(record: dict[str, Any]) -> _Details:
+    return "profile", Target(), Outcome("success")
+
+
 _DETAILS: dict[str, Callable[[dict[str, Any]], _Details]] = {
     "exec": _exec,
     "exit": _exit,
@@ -209,6 +243,8 @@ _DETAILS: dict[str, Callable[[dict[str, Any]], _Details]] = {
     "module_load": _module_load,
     "bpf": _bpf,
     "memfd_create": _memfd,
+    "seccomp": _seccomp,
+    "syscalls": _syscalls,
 }
 
 

@@ -13,8 +13,10 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from collectors.host_sensors import AUDIT_ARCHES, syscall_by_number
+
 HEADER = struct.Struct("<QQIIIIII16s")
-_EXEC = struct.Struct("<IIII")
+_EXEC = struct.Struct("<IIIIII")
 _EXIT = struct.Struct("<I")
 _OPEN = struct.Struct("<IIII")
 _SOCK = struct.Struct("<HHHH16s16si")
@@ -25,6 +27,8 @@ _MOUNT = struct.Struct("<Q256s256s32s")
 _MODULE = struct.Struct("<IIiI64s128s")
 _BPF = struct.Struct("<II16s")
 _MEMFD = struct.Struct("<II256s")
+_CGROUP_RMDIR = struct.Struct("<Q256s")
+_SECCOMP = struct.Struct("<iIIi")
 
 ARGS_LEN = 1024
 NAME_LEN = 64
@@ -43,9 +47,12 @@ _COMM_CACHE = 4096
 TYPES = {
     1: "exec", 2: "exit", 3: "open", 4: "connect", 5: "accept", 6: "listen", 7: "ptrace", 8: "setid",
     9: "ns_change", 10: "mount", 11: "module_load", 12: "bpf", 13: "memfd_create", 14: "file_write",
+    15: "cgroup_rmdir", 16: "seccomp",
 }
+_CGROUP_RMDIR_TYPE = 15
 
-_SETID_CALLS = ("setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid")
+#: ``enum setid_call`` of sensor.bpf.c.
+SETID_CALLS = ("setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid")
 _PTRACE_REQUESTS = {4: "poketext", 5: "pokedata", 6: "pokeuser", 16: "attach", 0x4206: "seize"}
 _BPF_COMMANDS = {5: "prog_load", 8: "prog_attach", 17: "raw_tracepoint_open", 28: "link_create"}
 _PROTOCOLS = {6: "tcp", 17: "udp", 132: "sctp", 1: "icmp", 58: "icmpv6", 262: "mptcp"}
@@ -75,7 +82,8 @@ def _path(view: memoryview, offset: int, depth: int) -> str:
 
 
 def _exec(record: dict[str, Any], view: memoryview, at: int) -> None:
-    args_len, exe_depth, cwd_depth, parent_depth = _EXEC.unpack_from(view, at + _BODY)
+    args_len, exe_depth, cwd_depth, parent_depth, record["euid"], record["egid"] = _EXEC.unpack_from(
+        view, at + _BODY)
     args = view[at + _EXEC_ARGS : at + _EXEC_ARGS + args_len].tobytes().split(b"\0")
     if args and not args[-1]:
         args.pop()
@@ -113,7 +121,7 @@ def _ptrace(record: dict[str, Any], view: memoryview, at: int) -> None:
 
 def _setid(record: dict[str, Any], view: memoryview, at: int) -> None:
     call, *ids = _SETID.unpack_from(view, at + _BODY)
-    name = _SETID_CALLS[call]
+    name = SETID_CALLS[call]
     record["call"] = name
     record["ids"] = ids[: 3 if name.startswith("setres") else 2 if name.startswith("setre") else 1]
 
@@ -148,10 +156,20 @@ def _memfd(record: dict[str, Any], view: memoryview, at: int) -> None:
     record["name"] = text(name)
 
 
+def _seccomp(record: dict[str, Any], view: memoryview, at: int) -> None:
+    syscall, audit_arch, killed, data = _SECCOMP.unpack_from(view, at + _BODY)
+    arch = AUDIT_ARCHES.get(audit_arch, f"0x{audit_arch:x}")
+    record["syscall"], record["syscall_name"] = syscall, syscall_by_number(arch, syscall)
+    record["arch"] = arch
+    # A KILL verdict of the process's last thread and KILL_PROCESS look alike here; both kill the process.
+    record["action"] = "kill_process" if killed else "trap"
+    record["data"] = data
+
+
 _Fields = Callable[[dict[str, Any], memoryview, int], None]
 _FIELDS: dict[int, _Fields] = {
     1: _exec, 2: _exit, 4: _sock, 5: _sock, 6: _sock, 7: _ptrace, 8: _setid, 9: _ns_change,
-    10: _mount, 11: _module, 12: _bpf, 13: _memfd,
+    10: _mount, 11: _module, 12: _bpf, 13: _memfd, 16: _seccomp,
 }
 
 
@@ -168,6 +186,9 @@ class RecordDecoder:
         self.known_containers = known_containers
         self.resolve_container = resolve_container
         self.boot_offset_ns = boot_offset_ns
+        #: (cgroup id, path) of removed cgroups, for the sensor to report their syscalls at once (these
+        #: records are the sensor's own business, not telemetry).
+        self.removed_cgroups: list[tuple[int, str]] = []
         self._comms: dict[bytes, str] = {}
 
     def comm(self, raw: bytes) -> str:
@@ -191,7 +212,11 @@ class RecordDecoder:
         for at in offsets:
             kind = view[at + _TYPE_OFFSET]
             if kind != 3 and kind != 14:
-                append(self.decode(view, at))
+                if kind == _CGROUP_RMDIR_TYPE:
+                    removed_id, path = _CGROUP_RMDIR.unpack_from(view, at + _BODY)
+                    self.removed_cgroups.append((removed_id, text(path)))
+                else:
+                    append(self.decode(view, at))
                 continue
             boot_ns, cgroup_id, _, pid, tid, ppid, uid, gid, comm, flags, mode, path_len, repeats = unpack_open(
                 view, at

@@ -3,10 +3,13 @@
 // vigil's syscall sensor: a CO-RE program built against the running kernel's BTF (vmlinux.h from bpftool).
 //
 // Only tracepoints, raw tracepoints and tp_btf are used: kprobes, fentry and BPF-LSM are unavailable on the
-// kernels vigil targets. Everything that can be decided in the kernel is decided here, so user space sees
-// only records worth keeping: file opens are matched against the configured rules (prefix and/or suffix)
-// before a record is written and a process's repeats of one open are counted rather than recorded, ptrace
-// keeps only the requests that let one process control another, and the sensor's own process is ignored.
+// kernels vigil targets. Every syscall enters one program (on_sys_enter), which adds it to its cgroup's syscall
+// profile (unless runc's init makes it: see is_runc_init) and hands the syscalls the sensor records to their
+// handler, chosen through a table user space fills for the node's architecture. Everything that can be
+// decided in the kernel is decided here, so user space sees only records worth keeping: file opens are matched
+// against the configured rules (prefix and/or suffix) before a record is written and a process's repeats of
+// one open are counted rather than recorded, ptrace keeps only the requests that let one process control
+// another, and the sensor's own process is ignored.
 // Records go to one ring buffer; every record it could not take is counted in the per-CPU ``losses``
 // array, and every record written in ``written``, both of which user space exports.
 //
@@ -54,6 +57,8 @@ enum record_type {
 	REC_BPF = 12,
 	REC_MEMFD = 13,
 	REC_FILE_WRITE = 14,
+	REC_CGROUP_RMDIR = 15,
+	REC_SECCOMP = 16,
 };
 
 enum setid_call { SET_UID, SET_GID, SET_REUID, SET_REGID, SET_RESUID, SET_RESGID, SET_FSUID, SET_FSGID };
@@ -76,6 +81,8 @@ struct exec_record {
 	u32 exe_depth;
 	u32 cwd_depth;
 	u32 parent_exe_depth;
+	u32 euid; /* effective ids after the exec: a setuid/setgid binary makes them differ from the real ones */
+	u32 egid;
 	char args[ARGS_LEN];
 	char exe[MAX_DEPTH][NAME_LEN];
 	char cwd[MAX_DEPTH][NAME_LEN];
@@ -162,6 +169,41 @@ struct memfd_record {
 	char name[PATH_LEN];
 };
 
+/* A cgroup v2 directory was removed: user space reports what its processes did without waiting for the
+ * next flush (the header's cgroup is the remover's, ``removed_id`` the removed one's). */
+struct cgroup_rmdir_record {
+	struct header h;
+	u64 removed_id;
+	char path[PATH_LEN];
+};
+
+/* seccomp made the kernel send SIGSYS: a filter returned SECCOMP_RET_TRAP or one of the KILL actions. */
+struct seccomp_record {
+	struct header h;
+	s32 syscall;
+	u32 arch;    /* AUDIT_ARCH_* of the syscall */
+	u32 killed;  /* 1: the filter's verdict kills the task (SECCOMP_RET_KILL_*), 0: SECCOMP_RET_TRAP */
+	s32 data;    /* SECCOMP_RET_DATA of the verdict */
+};
+
+/* What the processes of one cgroup did since user space last took its entry: which syscalls they used
+ * (one bit per number; 32-bit tasks on a 64-bit kernel from COMPAT_BASE on) and how often they made
+ * syscalls of each class. Per CPU, so the hot path writes its own cache line without atomics. */
+#define SYSCALL_SLOTS 1024
+#define COMPAT_BASE 512
+enum syscall_class { CLASS_OTHER, CLASS_FORK, CLASS_EXEC, CLASS_OPEN, CLASS_CONNECT };
+enum syscall_handler {
+	HANDLE_NONE, HANDLE_OPEN, HANDLE_OPENAT, HANDLE_CREAT, HANDLE_OPENAT2, HANDLE_CONNECT, HANDLE_LISTEN,
+	HANDLE_PTRACE, HANDLE_SETID, HANDLE_UNSHARE, HANDLE_SETNS, HANDLE_MOUNT, HANDLE_INIT_MODULE,
+	HANDLE_FINIT_MODULE, HANDLE_BPF, HANDLE_MEMFD_CREATE,
+};
+#define CLASS_SLOTS 8 /* a power of two: the verifier bounds an index by masking */
+
+struct cgroup_syscalls {
+	u64 used[SYSCALL_SLOTS / 64];
+	u64 counts[2][CLASS_SLOTS]; /* [native, compat][CLASS_OTHER]: every syscall; [..][class]: that class's */
+};
+
 /* One file-open rule: the path must start with ``prefix`` (compared 8 bytes at a time under ``mask``) and
  * end with ``suffix``; either may be empty. ``write_only`` rules match opens that can write only. */
 struct open_rule {
@@ -179,6 +221,8 @@ struct sensor_config {
 	u32 self_tgid;
 	u64 wakeup_bytes;
 	u64 repeat_window_ns;
+	u32 profiles; /* aggregate per-cgroup syscall profiles */
+	u32 unanchored; /* rules without a prefix: bit 0 some apply to every open, bit 1 some to opens for writing */
 };
 
 /* A process opening the same watched path with the same flags again within the repeat window says nothing
@@ -210,9 +254,35 @@ struct {
 	__type(value, u64[2]);
 } losses SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096); /* sized by user space */
+	__type(key, u64); /* cgroup id */
+	__type(value, struct cgroup_syscalls);
+} cgroup_syscalls SEC(".maps");
+
+/* What the sensor does with each syscall number (native, then compat from COMPAT_BASE): filled by user space
+ * from its tables for the node's architecture, since numbers differ between architectures and names do not.
+ * Bits 0-7: the counter class (enum syscall_class); 8-15: the handler that records it (enum syscall_handler,
+ * native numbers only); 16-23: the handler's variant (enum setid_call for HANDLE_SETID). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SYSCALL_SLOTS);
+	__type(key, u32);
+	__type(value, u32);
+} syscall_table SEC(".maps");
+
+/* Syscalls of cgroups the full ``cgroup_syscalls`` table had no room for (per CPU). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, u64);
+} unprofiled SEC(".maps");
+
 /* Records written, by record type, in one value so that user space reads them all in one lookup (the
  * metric of records captured then costs user space nothing per record). */
-#define TYPE_SLOTS 16
+#define TYPE_SLOTS 32
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -403,6 +473,8 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	rec->exe_depth = walk_file(BPF_CORE_READ(bprm, file), root, rec->exe);
 	rec->cwd_depth = walk_path(BPF_CORE_READ(fs, pwd.mnt), BPF_CORE_READ(fs, pwd.dentry), root, rec->cwd);
 	rec->parent_exe_depth = walk_file(BPF_CORE_READ(task, real_parent, mm, exe_file), root, rec->parent_exe);
+	rec->euid = BPF_CORE_READ(task, cred, euid.val);
+	rec->egid = BPF_CORE_READ(task, cred, egid.val);
 	submit(rec, sizeof(*rec));
 	return 0;
 }
@@ -450,13 +522,18 @@ static __always_inline bool suffix_matches(struct open_rule *rule, char *path, u
 	return true;
 }
 
+static __always_inline bool is_write(u32 flags)
+{
+	return (flags & O_ACCMODE) == O_WRONLY || (flags & O_ACCMODE) == O_RDWR || (flags & (O_CREAT | O_TRUNC));
+}
+
 /* REC_FILE_WRITE or REC_OPEN for the first rule the path matches, 0 when none does. */
 static __always_inline u32 match_rules(struct open_record *rec, u32 path_len, u32 flags)
 {
 	struct sensor_config *cfg = bpf_map_lookup_elem(&sensor_config, &ZERO);
 	if (!cfg)
 		return 0;
-	bool writes = (flags & O_ACCMODE) == O_WRONLY || (flags & O_ACCMODE) == O_RDWR || (flags & (O_CREAT | O_TRUNC));
+	bool writes = is_write(flags);
 
 	for (u32 r = 0; r < MAX_RULES; r++) {
 		if (r >= cfg->rule_count)
@@ -514,9 +591,32 @@ static __always_inline bool is_repeat(struct open_record *rec, u32 path_len, u32
 	return false;
 }
 
+/* Whether a rule may match the path, judged from its first 8 bytes against the rules' first prefix words: most
+ * opens are of paths no rule starts like, and reading those 8 bytes costs a fraction of reading the path. */
+static __always_inline bool may_match(const char *filename, u32 flags)
+{
+	struct sensor_config *cfg = bpf_map_lookup_elem(&sensor_config, &ZERO);
+	if (!cfg)
+		return false;
+	bool writes = is_write(flags);
+	if (cfg->unanchored & (writes ? 3 : 1))
+		return true;
+	u64 head;
+	if (bpf_probe_read_user(&head, sizeof(head), filename))
+		return true; /* a path of under 8 bytes at the end of a page: the full check decides */
+	for (u32 r = 0; r < MAX_RULES; r++) {
+		if (r >= cfg->rule_count)
+			break;
+		struct open_rule *rule = bpf_map_lookup_elem(&open_rules, &r);
+		if (rule && (writes || !rule->write_only) && !((head ^ rule->prefix[0]) & rule->mask[0]))
+			return true;
+	}
+	return false;
+}
+
 static __always_inline int handle_open(const char *filename, u32 flags, u32 mode)
 {
-	if (is_self())
+	if (!may_match(filename, flags) || is_self())
 		return 0;
 	/* The path lands 8-byte aligned (offset 72 in a map value), so prefixes compare a word at a time;
 	 * bytes past its end are left from earlier paths, but no rule reads past a path's length. */
@@ -543,31 +643,6 @@ static __always_inline int handle_open(const char *filename, u32 flags, u32 mode
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_openat")
-int on_openat(struct trace_event_raw_sys_enter *ctx)
-{
-	return handle_open((const char *)ctx->args[1], ctx->args[2], ctx->args[3]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_open")
-int on_open(struct trace_event_raw_sys_enter *ctx)
-{
-	return handle_open((const char *)ctx->args[0], ctx->args[1], ctx->args[2]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_creat")
-int on_creat(struct trace_event_raw_sys_enter *ctx)
-{
-	return handle_open((const char *)ctx->args[0], O_CREAT | O_WRONLY | O_TRUNC, ctx->args[1]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_openat2")
-int on_openat2(struct trace_event_raw_sys_enter *ctx)
-{
-	struct open_how how = {};
-	bpf_probe_read_user(&how, sizeof(how), (void *)ctx->args[2]);
-	return handle_open((const char *)ctx->args[1], how.flags, how.mode);
-}
 
 /* The socket behind descriptor ``fd`` of the current task, or NULL when it is not one. */
 static __always_inline struct sock *socket_of_fd(int fd)
@@ -616,16 +691,13 @@ static __always_inline struct sock_record *reserve_sock(u32 type, int fd)
 	return rec;
 }
 
-SEC("tracepoint/syscalls/sys_enter_connect")
-int on_connect(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int handle_connect(int fd, void *addr)
 {
 	u16 family = 0;
-	void *addr = (void *)ctx->args[1];
 
 	bpf_probe_read_user(&family, sizeof(family), addr);
 	if ((family != AF_INET && family != AF_INET6) || is_self())
 		return 0;
-	int fd = ctx->args[0];
 	struct sock_record *rec = reserve_sock(REC_CONNECT, fd);
 	if (!rec)
 		return 0;
@@ -685,10 +757,8 @@ int on_accept4(struct trace_event_raw_sys_exit *ctx)
 	return handle_accept(ctx->ret);
 }
 
-SEC("tracepoint/syscalls/sys_enter_listen")
-int on_listen(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int handle_listen(int fd)
 {
-	int fd = ctx->args[0];
 	if (is_self())
 		return 0;
 	struct sock *sk = socket_of_fd(fd);
@@ -697,10 +767,8 @@ int on_listen(struct trace_event_raw_sys_enter *ctx)
 	return emit_sock(REC_LISTEN, fd, sk);
 }
 
-SEC("tracepoint/syscalls/sys_enter_ptrace")
-int on_ptrace(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int handle_ptrace(long request, u32 target_pid)
 {
-	long request = ctx->args[0];
 	/* ATTACH, SEIZE and the POKEs let one process control another; the rest is a debugger's routine. */
 	if (request != 16 && request != 0x4206 && (request < 4 || request > 6))
 		return 0;
@@ -710,13 +778,13 @@ int on_ptrace(struct trace_event_raw_sys_enter *ctx)
 	if (!rec)
 		return 0;
 	rec->request = request;
-	rec->target_pid = ctx->args[1];
+	rec->target_pid = target_pid;
 	rec->pad = 0;
 	submit(rec, sizeof(*rec));
 	return 0;
 }
 
-static __always_inline int handle_setid(struct trace_event_raw_sys_enter *ctx, u32 call, int nargs)
+static __always_inline int handle_setid(u32 call, s32 id0, s32 id1, s32 id2)
 {
 	if (is_self())
 		return 0;
@@ -724,29 +792,12 @@ static __always_inline int handle_setid(struct trace_event_raw_sys_enter *ctx, u
 	if (!rec)
 		return 0;
 	rec->call = call;
-	rec->ids[0] = ctx->args[0];
-	rec->ids[1] = nargs > 1 ? (s32)ctx->args[1] : -1;
-	rec->ids[2] = nargs > 2 ? (s32)ctx->args[2] : -1;
+	rec->ids[0] = id0;
+	rec->ids[1] = id1;
+	rec->ids[2] = id2;
 	submit(rec, sizeof(*rec));
 	return 0;
 }
-
-SEC("tracepoint/syscalls/sys_enter_setuid")
-int on_setuid(struct trace_event_raw_sys_enter *ctx) { return handle_setid(ctx, SET_UID, 1); }
-SEC("tracepoint/syscalls/sys_enter_setgid")
-int on_setgid(struct trace_event_raw_sys_enter *ctx) { return handle_setid(ctx, SET_GID, 1); }
-SEC("tracepoint/syscalls/sys_enter_setreuid")
-int on_setreuid(struct trace_event_raw_sys_enter *ctx) { return handle_setid(ctx, SET_REUID, 2); }
-SEC("tracepoint/syscalls/sys_enter_setregid")
-int on_setregid(struct trace_event_raw_sys_enter *ctx) { return handle_setid(ctx, SET_REGID, 2); }
-SEC("tracepoint/syscalls/sys_enter_setresuid")
-int on_setresuid(struct trace_event_raw_sys_enter *ctx) { return handle_setid(ctx, SET_RESUID, 3); }
-SEC("tracepoint/syscalls/sys_enter_setresgid")
-int on_setresgid(struct trace_event_raw_sys_enter *ctx) { return handle_setid(ctx, SET_RESGID, 3); }
-SEC("tracepoint/syscalls/sys_enter_setfsuid")
-int on_setfsuid(struct trace_event_raw_sys_enter *ctx) { return handle_setid(ctx, SET_FSUID, 1); }
-SEC("tracepoint/syscalls/sys_enter_setfsgid")
-int on_setfsgid(struct trace_event_raw_sys_enter *ctx) { return handle_setid(ctx, SET_FSGID, 1); }
 
 static __always_inline int handle_ns(u32 setns, u32 flags, int fd)
 {
@@ -763,31 +814,18 @@ static __always_inline int handle_ns(u32 setns, u32 flags, int fd)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_unshare")
-int on_unshare(struct trace_event_raw_sys_enter *ctx)
-{
-	return handle_ns(0, ctx->args[0], -1);
-}
-
-SEC("tracepoint/syscalls/sys_enter_setns")
-int on_setns(struct trace_event_raw_sys_enter *ctx)
-{
-	return handle_ns(1, ctx->args[1], ctx->args[0]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_mount")
-int on_mount(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int handle_mount(void *source, void *target, void *fstype, u64 flags)
 {
 	if (is_self())
 		return 0;
 	struct mount_record *rec = reserve(sizeof(*rec), REC_MOUNT);
 	if (!rec)
 		return 0;
-	rec->flags = ctx->args[3];
+	rec->flags = flags;
 	rec->source[0] = rec->target[0] = rec->fstype[0] = 0;
-	bpf_probe_read_user_str(rec->source, sizeof(rec->source), (void *)ctx->args[0]);
-	bpf_probe_read_user_str(rec->target, sizeof(rec->target), (void *)ctx->args[1]);
-	bpf_probe_read_user_str(rec->fstype, sizeof(rec->fstype), (void *)ctx->args[2]);
+	bpf_probe_read_user_str(rec->source, sizeof(rec->source), source);
+	bpf_probe_read_user_str(rec->target, sizeof(rec->target), target);
+	bpf_probe_read_user_str(rec->fstype, sizeof(rec->fstype), fstype);
 	submit(rec, sizeof(*rec));
 	return 0;
 }
@@ -821,23 +859,8 @@ static __always_inline int handle_module(u32 from_fd, int fd, const char *args, 
 	return 0;
 }
 
-/* Kernels without module support have neither tracepoint; user space then leaves these two unloaded. */
-SEC("tracepoint/syscalls/sys_enter_init_module")
-int on_init_module(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int handle_bpf(u32 cmd, union bpf_attr *attr)
 {
-	return handle_module(0, -1, (const char *)ctx->args[2], 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_finit_module")
-int on_finit_module(struct trace_event_raw_sys_enter *ctx)
-{
-	return handle_module(1, ctx->args[0], (const char *)ctx->args[1], ctx->args[2]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_bpf")
-int on_bpf(struct trace_event_raw_sys_enter *ctx)
-{
-	u32 cmd = ctx->args[0];
 	/* Program loads and attachments; map and object housekeeping is not security-relevant. */
 	if ((cmd != BPF_PROG_LOAD && cmd != BPF_PROG_ATTACH && cmd != BPF_RAW_TRACEPOINT_OPEN &&
 	     cmd != BPF_LINK_CREATE) || is_self())
@@ -849,7 +872,6 @@ int on_bpf(struct trace_event_raw_sys_enter *ctx)
 	rec->prog_type = 0;
 	rec->prog_name[0] = 0;
 	if (cmd == BPF_PROG_LOAD) {
-		union bpf_attr *attr = (void *)ctx->args[1];
 		bpf_probe_read_user(&rec->prog_type, sizeof(rec->prog_type), &attr->prog_type);
 		bpf_probe_read_user_str(rec->prog_name, sizeof(rec->prog_name), &attr->prog_name);
 	}
@@ -857,18 +879,187 @@ int on_bpf(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_memfd_create")
-int on_memfd_create(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int handle_memfd_create(void *name, u32 flags)
 {
 	if (is_self())
 		return 0;
 	struct memfd_record *rec = reserve(sizeof(*rec), REC_MEMFD);
 	if (!rec)
 		return 0;
-	rec->flags = ctx->args[1];
+	rec->flags = flags;
 	rec->pad = 0;
 	rec->name[0] = 0;
-	bpf_probe_read_user_str(rec->name, sizeof(rec->name), (void *)ctx->args[0]);
+	bpf_probe_read_user_str(rec->name, sizeof(rec->name), name);
+	submit(rec, sizeof(*rec));
+	return 0;
+}
+
+
+/* Whether the current task makes 32-bit syscalls on a 64-bit kernel (their numbers are another table's). */
+static __always_inline bool in_compat_syscall(struct task_struct *task)
+{
+#if defined(__TARGET_ARCH_x86)
+	return task->thread_info.status & 0x0002; /* TS_COMPAT */
+#elif defined(__TARGET_ARCH_arm64)
+	return task->thread_info.flags & (1UL << 22); /* TIF_32BIT */
+#else
+	return false;
+#endif
+}
+
+/* runc's init process names itself "runc:[0:PARENT]", "runc:[1:CHILD]", then "runc:[2:INIT]" and, from inside the
+ * container's cgroup, sets the container up (mount, pivot_root, sethostname, keyctl, seccomp, ...) until it
+ * executes the workload, whose name the task takes then. Those calls are runc's, not the workload's: a profile
+ * learned with them would allow them all. One masked load of the name's first 8 bytes tells them apart. */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define RUNC_INIT_PREFIX 0x00005b3a636e7572ULL /* "runc:[" */
+#define RUNC_INIT_PREFIX_MASK 0x0000ffffffffffffULL
+#else
+#define RUNC_INIT_PREFIX 0x72756e633a5b0000ULL
+#define RUNC_INIT_PREFIX_MASK 0xffffffffffff0000ULL
+#endif
+
+static __always_inline bool is_runc_init(struct task_struct *task)
+{
+	return (*(u64 *)task->comm & RUNC_INIT_PREFIX_MASK) == RUNC_INIT_PREFIX;
+}
+
+/* Set the syscall's bit in its cgroup's entry (a write only the first time) and count it. */
+static __always_inline void profile(u32 slot, u32 compat, u32 class)
+{
+	u64 cgroup_id = bpf_get_current_cgroup_id();
+	struct cgroup_syscalls *seen = bpf_map_lookup_elem(&cgroup_syscalls, &cgroup_id);
+	if (!seen) {
+		static const struct cgroup_syscalls fresh;
+		bpf_map_update_elem(&cgroup_syscalls, &cgroup_id, &fresh, BPF_NOEXIST);
+		seen = bpf_map_lookup_elem(&cgroup_syscalls, &cgroup_id);
+		if (!seen) {
+			u64 *missed = bpf_map_lookup_elem(&unprofiled, &ZERO);
+			if (missed)
+				(*missed)++;
+			return;
+		}
+	}
+	u64 *word = &seen->used[(slot / 64) & (SYSCALL_SLOTS / 64 - 1)];
+	u64 bit = 1ULL << (slot % 64);
+	if (!(*word & bit))
+		*word |= bit;
+	u64 *counts = seen->counts[compat & 1];
+	counts[CLASS_OTHER]++;
+	if (class)
+		counts[class & (CLASS_SLOTS - 1)]++;
+}
+
+#define ARG1 PT_REGS_PARM1_CORE_SYSCALL(regs)
+#define ARG2 PT_REGS_PARM2_CORE_SYSCALL(regs)
+#define ARG3 PT_REGS_PARM3_CORE_SYSCALL(regs)
+#define ARG4 PT_REGS_PARM4_CORE_SYSCALL(regs)
+
+/* The record of a syscall the sensor watches, from its arguments at entry. */
+static __always_inline int handle(struct pt_regs *regs, u32 handler, u32 variant)
+{
+	switch (handler) {
+	case HANDLE_OPEN:
+		return handle_open((const char *)ARG1, ARG2, ARG3);
+	case HANDLE_OPENAT:
+		return handle_open((const char *)ARG2, ARG3, ARG4);
+	case HANDLE_CREAT:
+		return handle_open((const char *)ARG1, O_CREAT | O_WRONLY | O_TRUNC, ARG2);
+	case HANDLE_OPENAT2: {
+		struct open_how how = {};
+		bpf_probe_read_user(&how, sizeof(how), (void *)ARG3);
+		return handle_open((const char *)ARG2, how.flags, how.mode);
+	}
+	case HANDLE_CONNECT:
+		return handle_connect(ARG1, (void *)ARG2);
+	case HANDLE_LISTEN:
+		return handle_listen(ARG1);
+	case HANDLE_PTRACE:
+		return handle_ptrace(ARG1, ARG2);
+	case HANDLE_SETID: {
+		/* setuid/setgid/setfs*: one id; setre*: two; setres*: three */
+		u32 ids = variant == SET_RESUID || variant == SET_RESGID ? 3 :
+			  variant == SET_REUID || variant == SET_REGID ? 2 : 1;
+		return handle_setid(variant, ARG1, ids > 1 ? (s32)ARG2 : -1, ids > 2 ? (s32)ARG3 : -1);
+	}
+	case HANDLE_UNSHARE:
+		return handle_ns(0, ARG1, -1);
+	case HANDLE_SETNS:
+		return handle_ns(1, ARG2, ARG1);
+	case HANDLE_MOUNT:
+		return handle_mount((void *)ARG1, (void *)ARG2, (void *)ARG3, ARG4);
+	case HANDLE_INIT_MODULE:
+		return handle_module(0, -1, (const char *)ARG3, 0);
+	case HANDLE_FINIT_MODULE:
+		return handle_module(1, ARG1, (const char *)ARG2, ARG3);
+	case HANDLE_BPF:
+		return handle_bpf(ARG1, (union bpf_attr *)ARG2);
+	case HANDLE_MEMFD_CREATE:
+		return handle_memfd_create((void *)ARG1, ARG2);
+	}
+	return 0;
+}
+
+/* Every syscall of every task enters here, once: its cgroup's profile is updated (unless runc's init makes it)
+ * and, for the syscalls the sensor records, the record is made. A raw BTF tracepoint hands the program the syscall's registers as they
+ * are; classic syscall tracepoints would first copy them into a trace record for each program attached. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(on_sys_enter, struct pt_regs *regs, long id)
+{
+	if ((u64)id >= COMPAT_BASE)
+		return 0;
+	u32 slot = id;
+	struct task_struct *task = bpf_get_current_task_btf();
+	u32 compat = in_compat_syscall(task);
+	if (compat)
+		slot += COMPAT_BASE;
+	u32 *entry = bpf_map_lookup_elem(&syscall_table, &slot);
+	u32 what = entry ? *entry : 0;
+	struct sensor_config *cfg = bpf_map_lookup_elem(&sensor_config, &ZERO);
+	if (cfg && cfg->profiles && !is_runc_init(task))
+		profile(slot, compat, what & 0xff);
+	if (!compat && what >> 8)
+		return handle(regs, (what >> 8) & 0xff, (what >> 16) & 0xff);
+	return 0;
+}
+
+SEC("tp_btf/cgroup_rmdir")
+int BPF_PROG(on_cgroup_rmdir, struct cgroup *cgrp, const char *path)
+{
+	if (BPF_CORE_READ(cgrp, root, hierarchy_id) != 0) /* a cgroup v1 hierarchy: its ids are another space */
+		return 0;
+	u64 removed_id = BPF_CORE_READ(cgrp, kn, id);
+	if (!bpf_map_lookup_elem(&cgroup_syscalls, &removed_id))
+		return 0;
+	struct cgroup_rmdir_record *rec = reserve(sizeof(*rec), REC_CGROUP_RMDIR);
+	if (!rec)
+		return 0;
+	rec->removed_id = removed_id;
+	if (bpf_probe_read_kernel_str(rec->path, sizeof(rec->path), path) < 0)
+		rec->path[0] = 0;
+	submit(rec, sizeof(*rec));
+	return 0;
+}
+
+#define SIGSYS 31
+#define SYS_SECCOMP 1
+#define SECCOMP_MODE_DEAD 3 /* set before a KILL verdict's signal (kernel/seccomp.c) */
+
+SEC("tp_btf/signal_generate")
+int BPF_PROG(on_signal_generate, int sig, struct kernel_siginfo *info, struct task_struct *task, int group,
+	     int result)
+{
+	if (sig != SIGSYS || (unsigned long)info <= 1 /* SEND_SIG_NOINFO, SEND_SIG_PRIV */)
+		return 0;
+	if (BPF_CORE_READ(info, si_code) != SYS_SECCOMP)
+		return 0;
+	struct seccomp_record *rec = reserve(sizeof(*rec), REC_SECCOMP);
+	if (!rec)
+		return 0;
+	rec->syscall = BPF_CORE_READ(info, _sifields._sigsys._syscall);
+	rec->arch = BPF_CORE_READ(info, _sifields._sigsys._arch);
+	rec->data = BPF_CORE_READ(info, si_errno);
+	rec->killed = BPF_CORE_READ(task, seccomp.mode) == SECCOMP_MODE_DEAD;
 	submit(rec, sizeof(*rec));
 	return 0;
 }

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collectors.ebpf import build, metrics
+from collectors.ebpf import build, metrics, profiles, syscall_table
 from collectors.ebpf.cgroups import CgroupResolver
 from collectors.ebpf.libbpf import BpfObject, LibbpfError, libbpf
 from collectors.ebpf.records import TYPES, RecordDecoder
@@ -44,9 +44,10 @@ MAX_SUFFIX = 32
 _CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
 _RULE = struct.Struct("<64s64s32sIIII")
 _ZERO_KEY = struct.pack("<I", 0)
-_TYPE_SLOTS = 16
+_TYPE_SLOTS = 32
 _TYPE_SLOTS_STRUCT = struct.Struct(f"<{_TYPE_SLOTS}Q")
 _LOSSES_STRUCT = struct.Struct("<QQ")
+_COUNT = struct.Struct("<Q")
 
 
 class SensorUnavailable(RuntimeError):
@@ -75,15 +76,32 @@ class SensorConfig:
     open_repeat_window_ns: int = 1_000_000_000
     cgroup_root: Path | None = None  # None: wherever cgroup2 is mounted
     cgroup_cache_size: int = 4096
+    #: Per-container syscall profiles (:mod:`collectors.ebpf.profiles`): aggregated in the kernel, reported
+    #: every ``syscall_flush_s`` and when a container's cgroup is removed; ``profile_host_cgroups`` reports
+    #: the host's own cgroups too; ``max_cgroups`` bounds the kernel's table (syscalls of cgroups beyond it are
+    #: counted in ``vigil_sensor_unprofiled_syscalls_total``).
+    syscall_profiles: bool = True
+    syscall_flush_s: float = 30.0
+    profile_host_cgroups: bool = False
+    max_cgroups: int = 4096
 
     def __post_init__(self) -> None:
         if len(self.open_watch) + len(self.write_watch) > MAX_RULES:
             raise ValueError(f"at most {MAX_RULES} open_watch and write_watch patterns in all")
         for pattern in (*self.open_watch, *self.write_watch):
             split_pattern(pattern)
+        if self.syscall_flush_s <= 0 or self.max_cgroups < 1:
+            raise ValueError("syscall_flush_s must be positive and max_cgroups at least 1")
         size = self.ring_buffer_bytes
         if size < 4096 or size & (size - 1):
             raise ValueError(f"ring_buffer_bytes must be a power of two of at least 4096, not {size}")
+
+    def unanchored_rules(self) -> int:
+        """Which opens rules without a prefix apply to (the kernel then cannot rule a path out by its first
+        bytes): bit 0 every open (an ``open_watch`` pattern), bit 1 opens for writing (a ``write_watch`` one)."""
+        reads = any(pattern.startswith("*") for pattern in self.open_watch)
+        writes = any(pattern.startswith("*") for pattern in self.write_watch)
+        return reads | writes << 1
 
     def encoded_rules(self) -> list[bytes]:
         """The ``struct open_rule`` values for the kernel's rule map, write rules first."""
@@ -185,6 +203,8 @@ class Sensor:
         self._ring: RingBuffer | None = None
         self._cgroups: CgroupResolver | None = None
         self._decoder: RecordDecoder | None = None
+        self._profiles: profiles.SyscallProfiles | None = None
+        self._reported_unprofiled = 0
         self._reported_losses: dict[str, int] = {}
         self._reported_misses = 0
         self._reported_written: dict[int, int] = {}
@@ -203,22 +223,30 @@ class Sensor:
             self.close()
             raise SensorUnavailable(f"eBPF sensor unavailable: {exc}") from None
         self._decoder = RecordDecoder(self._cgroups.known, self._cgroups.container_id, _boot_offset_ns())
+        if self.config.syscall_profiles:
+            self._profiles = profiles.SyscallProfiles(self._object, self._cgroups, self.config.syscall_flush_s,
+                                                      self.config.profile_host_cgroups)
         log.info("eBPF sensor started", extra={"object": str(path), "missing_hooks": self.missing_hooks})
 
     def _load(self, path: str) -> BpfObject:
         bpf = BpfObject(libbpf(), path, str(self.config.btf_path))
         try:
-            for program, _, section in bpf.programs():
-                if not _tracepoint_exists(section, self.config.tracefs_path):
+            for program, name, section in bpf.programs():
+                if name == "on_cgroup_rmdir" and not self.config.syscall_profiles:
+                    bpf.skip(program)
+                elif not _tracepoint_exists(section, self.config.tracefs_path):
                     bpf.skip(program)
                     self.missing_hooks.append(section)
             bpf.set_max_entries("events", self.config.ring_buffer_bytes)
+            bpf.set_max_entries(profiles.MAP, self.config.max_cgroups)
             bpf.load()
+            syscall_table.load(bpf, syscall_table.node_arch())
             for index, rule in enumerate(self.config.encoded_rules()):
                 bpf.update("open_rules", struct.pack("<I", index), rule)
             rules = len(self.config.open_watch) + len(self.config.write_watch)
-            settings = struct.pack("<IIQQ", rules, os.getpid(), self.config.wakeup_bytes,
-                                   self.config.open_repeat_window_ns)
+            settings = struct.pack("<IIQQII", rules, os.getpid(), self.config.wakeup_bytes,
+                                   self.config.open_repeat_window_ns, self.config.syscall_profiles,
+                                   self.config.unanchored_rules())
             bpf.update("sensor_config", _ZERO_KEY, settings)
             bpf.attach_all()
         except LibbpfError:
@@ -240,7 +268,31 @@ class Sensor:
         self._decoder.boot_offset_ns = _boot_offset_ns()
         records = self._ring.read(self._decoder, max_records)
         self._export(records)
+        if self._profiles is not None:
+            records += self._take_profiles(self._profiles.due())
         return records
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Everything the sensor still holds, for a collector that stops: the records waiting in the ring
+        buffer and every container's syscall profile since the last flush. Call it last, before ``close``."""
+        records: list[dict[str, Any]] = []
+        while batch := self.poll(0):
+            records += batch
+        if self._profiles is not None:
+            records += self._take_profiles(everything=True)
+        return records
+
+    def _take_profiles(self, everything: bool) -> list[dict[str, Any]]:
+        """The syscall records of removed cgroups, and of all cgroups when ``everything`` (a flush)."""
+        assert self._profiles is not None and self._decoder is not None
+        removed = self._decoder.removed_cgroups
+        taken = [record for cgroup_id, path in removed for record in self._profiles.take_removed(cgroup_id, path)]
+        removed.clear()
+        if everything:
+            taken += self._profiles.take_all()
+        if taken:
+            metrics.RECORDS.labels("syscalls").inc(len(taken))
+        return taken
 
     def _export(self, records: list[dict[str, Any]]) -> None:
         """Add what happened since the last poll to the metrics (the kernel counts records and losses)."""
@@ -255,6 +307,10 @@ class Sensor:
             metrics.CGROUP_CACHE.labels("hit").inc(len(records) - misses)
             metrics.CGROUP_CACHE.labels("miss").inc(misses)
             self._reported_misses = cgroups.misses
+        unprofiled = self.unprofiled_syscalls()
+        if unprofiled > self._reported_unprofiled:
+            metrics.UNPROFILED.inc(unprofiled - self._reported_unprofiled)
+            self._reported_unprofiled = unprofiled
         for reason, lost in self.losses_by_reason().items():
             if lost > self._reported_losses.get(reason, 0):
                 metrics.KERNEL_LOSSES.labels(reason).inc(lost - self._reported_losses.get(reason, 0))
@@ -270,6 +326,12 @@ class Sensor:
                 if count and record_type in TYPES:
                     totals[record_type] = totals.get(record_type, 0) + count
         return totals
+
+    def unprofiled_syscalls(self) -> int:
+        """Syscalls left out of the profiles because the kernel's cgroup table was full (``max_cgroups``)."""
+        if self._object is None or not self.config.syscall_profiles:
+            return 0
+        return sum(_COUNT.unpack(value)[0] for value in self._object.lookup_per_cpu("unprofiled", _ZERO_KEY, 8))
 
     def kernel_time(self) -> dict[str, tuple[int, int]]:
         """(runs, nanoseconds) of each of the sensor's programs, counted while the kernel's BPF run statistics

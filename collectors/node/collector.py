@@ -1,21 +1,28 @@
-"""``vigil collect node``: the eBPF sensor and containerd's events, enriched with k8s context, shipped to Kafka.
+"""``vigil collect node``: the eBPF sensor, the kernel's audit records and containerd's events, enriched with
+k8s context, shipped to Kafka.
 
 One process per node. Its parts run side by side and none needs the others:
 
 - the eBPF sensor (``collectors.ebpf.Sensor``) is polled in its own thread; when the host cannot run it
   (no BTF, tracefs unmounted, no CAP_BPF) the reason is logged and everything else keeps running;
+- the kernel's audit records (seccomp verdicts, LSM decisions; :mod:`collectors.kernel_audit`) are read from
+  the audit netlink multicast group in another thread, which resolves each record's process to its
+  container at once (``/proc/<pid>/cgroup``), while the process may still exist; for a process already
+  gone (killed by its filter) the consumer asks :class:`~collectors.node.enrichment.PidContainers`, which
+  the other sources feed;
 - containerd's event stream gives ``container.*`` records (:mod:`collectors.runtime`);
 - the :class:`~collectors.node.enrichment.ContextCache` maps every record's ``container_id`` to its pod, fed
   by CRI (warmed at connection, then per unknown container) and, when reachable, by a Kubernetes API watch
   of this node's pods.
 
-Both kinds of records meet in one bounded queue. A single consumer enriches them (adding ``k8s`` and
-``node``), packs each source's records by key into JSON-array Kafka messages (``raw.ebpf`` and
+All records meet in one bounded queue. A single consumer enriches them (adding ``k8s`` and ``node``), packs
+each source's records by key into JSON-array Kafka messages (``raw.ebpf``, ``raw.kernel-audit`` and
 ``raw.containerd``) and ships them through :class:`~collectors.shipper.KafkaShipper`, so Kafka outages spool
-to disk like every collector's. When the consumer falls behind, the queue fills and the sensor thread
-waits; the kernel then drops into its ring buffer's loss counter, which is exported, never silent: the
-kernel's losses and the records this collector loses for good (spool full, refused by Kafka) are also
-reported per source through :class:`~collectors.health.HealthReporter`, so alerts say when they may be blind.
+to disk like every collector's. When the consumer falls behind, the queue fills and the reader threads
+wait; the kernel then drops into the sensor ring buffer's loss counter, or overflows the audit socket (the
+reader counts the serial numbers it missed), which is exported, never silent: the kernel's losses and the
+records this collector loses for good (spool full, refused by Kafka) are also reported per source through
+:class:`~collectors.health.HealthReporter`, so alerts say when they may be blind.
 """
 
 from __future__ import annotations
@@ -36,14 +43,16 @@ import orjson
 
 from collectors.health import HealthReporter
 from collectors.ingest import SourceIngest
+from collectors.kernel_audit import KERNEL_AUDIT_SOURCE, is_decision, record_from_netlink
+from collectors.kernel_audit.netlink import AuditNetlinkReader
 from collectors.node import metrics as node_metrics
-from collectors.node.enrichment import ContextCache
+from collectors.node.enrichment import ContextCache, PidContainers, container_of_pid
 from collectors.node.kubeapi import PodWatch, exited_container_ids, pod_contexts
 from collectors.runtime import RUNTIME_SOURCE
 from collectors.runtime.cri import CriClient, contexts_from_event
 from collectors.runtime.watcher import ContainerdWatcher
 from collectors.shipper import KafkaShipper, SpoolFull, pack
-from collectors.source import Rejected, Source, get_source
+from collectors.source import RecordRejected, Rejected, Source, get_source
 from vigil import metrics
 from vigil.config import Settings
 
@@ -61,6 +70,7 @@ _RESOLVE_RETRIES = (0.05, 0.1, 0.2, 0.4)
 @dataclass(slots=True)
 class NodeOptions:
     ebpf: bool = True
+    kernel_audit: bool = True
     runtime: bool = True
     kube_api: bool = True
     containerd_address: str = DEFAULT_CONTAINERD_ADDRESS
@@ -68,6 +78,10 @@ class NodeOptions:
     flush_records: int = 20_000  # ... or until this many records are waiting
     queue_batches: int = 4  # batches between the sensor thread and the consumer (a poll returns up to 64k)
     sensor_poll_ms: int = 100
+    #: Passed to the sensor (``collectors.ebpf.SensorConfig``, whose defaults these are): how often every
+    #: container's syscall profile is reported, and whether the host's own cgroups are profiled too.
+    syscall_flush_s: float = 30.0
+    profile_host_cgroups: bool = False
 
 
 class NodeCollector:
@@ -82,11 +96,13 @@ class NodeCollector:
         self.health = HealthReporter(settings, self._shipper, COMPONENT)
         self._shipper.on_loss(self.health.count_lost_message)
         self._cri = CriClient(options.containerd_address) if options.runtime else None
-        self._runtime_ingest = SourceIngest(RUNTIME_SOURCE, settings, self._shipper, COMPONENT)
+        self.pids = PidContainers()
         self._sources: dict[str, Source] = {RUNTIME_SOURCE.name: RUNTIME_SOURCE}
+        self._ingests = {source.name: SourceIngest(source, settings, self._shipper, COMPONENT)
+                         for source in (RUNTIME_SOURCE, KERNEL_AUDIT_SOURCE)}
         self._pending: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._pending_count = 0
-        self._sensor_stopping = threading.Event()
+        self._threads_stopping = threading.Event()
         self._consumer_gone = threading.Event()
         self._draining = asyncio.Event()
         self.pod_watch: PodWatch | None = None
@@ -95,7 +111,8 @@ class NodeCollector:
         await self._shipper.start()
         loop = asyncio.get_running_loop()
         consumer = asyncio.create_task(self._consume(), name="node-consume")
-        sensor_thread = await self._start_sensor(loop) if self.options.ebpf else None
+        threads = [await self._start_sensor(loop) if self.options.ebpf else None,
+                   await self._start_kernel_audit(loop) if self.options.kernel_audit else None]
         followers = []
         if self._cri is not None:
             followers += [asyncio.create_task(self._follow_containerd(), name="containerd-events"),
@@ -114,18 +131,18 @@ class NodeCollector:
         finally:
             for waiter in waiters:
                 waiter.cancel()
-            await self._shut_down(consumer, followers, sensor_thread, reporting)
+            await self._shut_down(consumer, followers, [t for t in threads if t is not None], reporting)
         for task in (consumer, *followers):  # a part that failed surfaces here, after everything was shipped
             if not task.cancelled() and task.exception():
                 raise task.exception()
 
     async def _shut_down(self, consumer: asyncio.Task[None], followers: list[asyncio.Task[None]],
-                         sensor_thread: threading.Thread | None, reporting: asyncio.Task[None]) -> None:
+                         threads: list[threading.Thread], reporting: asyncio.Task[None]) -> None:
         """Stop the sources, then let the consumer ship everything they handed over, report what was lost,
         then close."""
-        self._sensor_stopping.set()
-        if sensor_thread is not None:
-            await asyncio.to_thread(sensor_thread.join)
+        self._threads_stopping.set()
+        for thread in threads:
+            await asyncio.to_thread(thread.join)
         if self.pod_watch is not None:
             await asyncio.to_thread(self.pod_watch.stop)
         for task in followers:
@@ -145,7 +162,8 @@ class NodeCollector:
         """Start the eBPF sensor; on a host that cannot run it, log why and carry on without it."""
         try:
             ebpf = importlib.import_module("collectors.ebpf")
-            sensor = ebpf.Sensor()
+            sensor = ebpf.Sensor(ebpf.SensorConfig(syscall_flush_s=self.options.syscall_flush_s,
+                                                   profile_host_cgroups=self.options.profile_host_cgroups))
             await asyncio.to_thread(sensor.start)
         except Exception as exc:  # SensorUnavailable, or a sensor that fails to build on this host
             node_metrics.SOURCE_UP.labels("ebpf").set(0)
@@ -161,19 +179,24 @@ class NodeCollector:
 
     def _poll_sensor(self, sensor: Any, loop: asyncio.AbstractEventLoop) -> None:
         """The sensor thread: poll the ring buffer, hand batches to the event loop (waiting when it is full).
+        On shutdown the sensor's last records go too, with every running container's syscalls since the last
+        flush: otherwise a stop would lose up to a flush interval of each container's profile.
 
         The sensor itself exports what the kernel dropped (``vigil_sensor_kernel_losses_total``) as it polls;
         the health reporter learns of each new loss after the poll that saw it.
         """
         reported: dict[str, int] = {}
         try:
-            while not self._sensor_stopping.is_set():
+            while not self._threads_stopping.is_set():
                 records = sensor.poll(self.options.sensor_poll_ms)
                 for reason, lost in sensor.losses_by_reason().items():
                     self.health.count("ebpf", lost - reported.get(reason, 0), f"kernel_ring_{reason}")
                     reported[reason] = lost
                 if records:
                     self._hand_over(loop, self._queue.put(("ebpf", records)))
+            final = sensor.drain()
+            if final:
+                self._hand_over(loop, self._queue.put(("ebpf", final)))
         except Exception:  # a sensor failure must not take the container events down with it
             log.exception("eBPF sensor failed; collecting container events only")
         finally:
@@ -192,6 +215,54 @@ class NodeCollector:
                 return
         future.cancel()
 
+    async def _start_kernel_audit(self, loop: asyncio.AbstractEventLoop) -> threading.Thread | None:
+        """Join the kernel's audit multicast group; where that is refused, log why and carry on without it."""
+        reader = AuditNetlinkReader()
+        try:
+            reader.open()
+        except OSError as exc:  # EPERM without CAP_AUDIT_READ, EPROTONOSUPPORT without audit in the kernel
+            node_metrics.SOURCE_UP.labels(KERNEL_AUDIT_SOURCE.name).set(0)
+            log.error("kernel audit records unavailable; collecting the other sources",
+                      extra={"reason": exc.strerror or str(exc), "errno": exc.errno})
+            return None
+        self._sources[KERNEL_AUDIT_SOURCE.name] = KERNEL_AUDIT_SOURCE
+        node_metrics.SOURCE_UP.labels(KERNEL_AUDIT_SOURCE.name).set(1)
+        log.info("reading kernel audit records (netlink multicast group)")
+        thread = threading.Thread(target=self._read_kernel_audit, args=(reader, loop), name="kernel-audit",
+                                  daemon=True)
+        thread.start()
+        return thread
+
+    def _read_kernel_audit(self, reader: AuditNetlinkReader, loop: asyncio.AbstractEventLoop) -> None:
+        """The audit thread: read records, resolve each process's container while it may still exist, hand
+        records (and refusals) to the event loop; losses go to the health reporter."""
+        source = KERNEL_AUDIT_SOURCE.name
+        try:
+            while not self._threads_stopping.is_set():
+                messages = reader.read(self.options.sensor_poll_ms / 1000)
+                for reason, lost in reader.take_losses().items():
+                    self.health.count(source, lost, reason)
+                records: list[dict[str, Any]] = []
+                containers: dict[int, str | None] = {}  # a burst of denials is mostly one process's
+                for type_id, body in messages:
+                    try:
+                        record = record_from_netlink(type_id, body)
+                    except RecordRejected as exc:
+                        self._hand_over(loop, self._refuse(source, Rejected(exc.reason, exc.detail, body)))
+                        continue
+                    if record is not None and is_decision(record):
+                        _resolve_process(record, containers)
+                        records.append(record)
+                if records:
+                    self._hand_over(loop, self._queue.put((source, records)))
+        except Exception:  # a reader failure must not take the other sources down with it
+            log.exception("kernel audit reader failed; collecting the other sources")
+        finally:
+            node_metrics.SOURCE_UP.labels(source).set(0)
+            for reason, lost in reader.take_losses(final=True).items():
+                self.health.count(source, lost, reason)
+            reader.close()
+
     async def _follow_containerd(self) -> None:
         up = node_metrics.SOURCE_UP.labels("containerd")
         up.set(0)
@@ -199,7 +270,7 @@ class NodeCollector:
                                     on_connected=self._warm_cache, on_disconnected=lambda: up.set(0))
         async for item in watcher.records():
             if isinstance(item, Rejected):
-                await self._refuse(item)
+                await self._refuse(RUNTIME_SOURCE.name, item)
                 continue
             if item["kind"] in _RUNTIME_LIFECYCLE_START and item["container_id"] not in self.cache:
                 await self._resolve_new(item["container_id"])
@@ -308,6 +379,7 @@ class NodeCollector:
     async def _accept(self, source_name: str, records: list[dict[str, Any]]) -> None:
         for kind, count in _count_kinds(records).items():
             node_metrics.CAPTURED.labels(source_name, kind).inc(count)
+        self._learn_pids(source_name, records)
         await self._enrich(records)
         self._pending[source_name].extend(records)
         self._pending_count += len(records)
@@ -336,14 +408,47 @@ class NodeCollector:
             for kind, count in _count_kinds(records).items():
                 node_metrics.SHIPPED.labels(source_name, kind).inc(count)
 
-    async def _refuse(self, rejected: Rejected) -> None:
-        """An event containerd sent that vigil cannot decode: counted and kept in the dead-letter topic."""
-        log.warning("undecodable containerd event", extra={"reason": rejected.reason, "detail": rejected.detail})
+    async def _refuse(self, source_name: str, rejected: Rejected) -> None:
+        """Something a source sent that vigil cannot use: counted and kept in the dead-letter topic."""
+        log.warning("refused record", extra={"source": source_name, "reason": rejected.reason,
+                                             "detail": rejected.detail[:200]})
         try:
-            await self._runtime_ingest.refuse(rejected)
+            await self._ingests[source_name].refuse(rejected)
         except SpoolFull:
-            node_metrics.DROPPED.labels(RUNTIME_SOURCE.name, "unknown", "spool_full").inc()
-            self.health.count(RUNTIME_SOURCE.name, 1, "spool_full")
+            node_metrics.DROPPED.labels(source_name, "unknown", "spool_full").inc()
+            self.health.count(source_name, 1, "spool_full")
+
+    def _learn_pids(self, source_name: str, records: list[dict[str, Any]]) -> None:
+        """Remember which container started each process the sources announce; give audit records of
+        processes that were gone before their record was read (``container_id`` absent) theirs."""
+        if source_name == RUNTIME_SOURCE.name:
+            for record in records:
+                if record["kind"] == "container.start" and record.get("pid"):
+                    self.pids.remember(record["pid"], record["container_id"])
+        elif source_name == "ebpf":
+            for record in records:
+                if record.get("type") == "exec":
+                    self.pids.remember(record["pid"], _container_id(record))
+        elif source_name == KERNEL_AUDIT_SOURCE.name:
+            for record in records:
+                if "container_id" not in record:
+                    record["container_id"] = self.pids.lookup(_audit_pid(record))
+
+
+def _resolve_process(record: dict[str, Any], containers: dict[int, str | None]) -> None:
+    """Set an audit record's ``container_id`` from its live process (``containers``: those of this batch);
+    leave it out when the process is gone."""
+    pid = _audit_pid(record)
+    if pid not in containers:
+        containers[pid] = container_of_pid(pid) if pid > 0 else ""
+    container_id = containers[pid]
+    if container_id is not None:
+        record["container_id"] = container_id
+
+
+def _audit_pid(record: dict[str, Any]) -> int:
+    pid = record["fields"].get("pid", "")
+    return int(pid) if pid.isdigit() and len(pid) < 12 else 0
 
 
 def _container_id(record: dict[str, Any]) -> str:

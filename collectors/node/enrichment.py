@@ -1,4 +1,4 @@
-"""The container id → Kubernetes context cache that enriches every node record.
+"""The container id → Kubernetes context cache that enriches every node record, and process → container.
 
 Lookups happen for every eBPF record, so they are one dict access; resolving a container the cache does
 not know (a CRI round trip) happens once per container, in batches, off that path. The cache is bounded
@@ -18,8 +18,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from collectors.ebpf.cgroups import container_id_of_path
 from collectors.node import metrics
 from collectors.runtime.cri import k8s_context
 
@@ -107,3 +109,41 @@ class ContextCache:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
         metrics.ENRICHMENT_ENTRIES.set(len(self._entries))
+
+
+def container_of_pid(pid: int, proc: Path = Path("/proc")) -> str | None:
+    """The container id of a running process ("" for a host process), from its cgroup paths; ``None`` when
+    the process is gone (its record must be resolved another way, see :class:`PidContainers`)."""
+    try:
+        lines = (proc / str(pid) / "cgroup").read_text().splitlines()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # "0::<path>" is the cgroup v2 path; on hybrid hosts the v1 controllers' paths name the container too.
+    for line in sorted(lines, key=lambda line: not line.startswith("0::")):
+        found = container_id_of_path(line.partition(":")[2].partition(":")[2])
+        if found:
+            return found
+    return ""
+
+
+class PidContainers:
+    """The container of processes that may be gone by the time a record about them is read: a process
+    killed by its seccomp filter has exited before its audit record reaches user space.
+
+    Fed with the pids the node's other sources announce (containerd's task start: a container's first
+    process; the eBPF sensor's exec records: every program started), bounded, oldest first out. A pid the
+    kernel has since reused is answered from ``/proc`` first, so only the dead can get a stale answer.
+    """
+
+    def __init__(self, max_entries: int = 65_536) -> None:
+        self.max_entries = max_entries
+        self._containers: OrderedDict[int, str] = OrderedDict()
+
+    def remember(self, pid: int, container_id: str) -> None:
+        self._containers[pid] = container_id
+        self._containers.move_to_end(pid)
+        if len(self._containers) > self.max_entries:
+            self._containers.popitem(last=False)
+
+    def lookup(self, pid: int) -> str:
+        return self._containers.get(pid, "")

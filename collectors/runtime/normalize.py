@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from collectors.health import health_event, is_health_record
-from collectors.host_sensors import node_record_key, split_json_records, with_health_records
+from collectors.host_sensors import host_identity, node_record_key, split_json_records, with_health_records
 from collectors.source import RecordRejected, Rejected
 from vigil.event import Actor, Event, K8sContext, Outcome, Target, event_id, now_ns
 
@@ -38,14 +38,14 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         cluster=cluster,
         node=_text(record, "node") or node,
         k8s=k8s,
-        actor=Actor(pid=_int(record, "pid")),
+        actor=Actor(user=host_identity(record, k8s.namespace, k8s.pod), pid=_int(record, "pid")),
         target=Target(name=container_id, resource="containers"),
         outcome=_outcome(kind, record),
         raw=record,
     )
 
 
-#: The key comes from the ``k8s`` object the node collector added to the record.
+#: The key comes from the ``k8s`` object the node collector added to the record, or its node for a host process.
 correlation_key = node_record_key
 
 

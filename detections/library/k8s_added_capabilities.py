@@ -1,7 +1,10 @@
-"""Added Linux capabilities: a container granted capabilities that break out of, or reach past, its sandbox."""
+"""Added Linux capabilities: a container granted capabilities that break out of, or reach past, its sandbox.
+Namespaces where some are expected (the CNI's NET_ADMIN in kube-system) list them in ``allowed_capabilities``."""
 
+from collections.abc import Mapping
 from typing import Any
 
+from detections.k8s import is_privileged
 from detections.sdk import EventDetection, Example, audit_record, containers, pod_spec, workload, workload_object
 from vigil.event import Event
 
@@ -34,25 +37,29 @@ def _capability(name: Any) -> str:
     return text[4:] if text.startswith("CAP_") else text
 
 
-def added_capabilities(event: Event) -> list[dict[str, Any]]:
+def added_capabilities(event: Event, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Dangerous capabilities added per container, less those ``allowed_capabilities`` allows in the namespace."""
     spec = pod_spec(event)
     if spec is None:
         return []
+    dangerous_here = DANGEROUS_CAPABILITIES - {_capability(c) for c in params["allowed_capabilities"]}
     found = []
     for list_name, container in containers(spec):
+        if is_privileged(container):  # it has every capability: k8s.privileged_container reports it
+            continue
         context = container.get("securityContext")
         capabilities = context.get("capabilities") if isinstance(context, dict) else None
         added = capabilities.get("add") if isinstance(capabilities, dict) else None
         if not isinstance(added, list):
             continue
-        dangerous = sorted({_capability(c) for c in added} & DANGEROUS_CAPABILITIES)
+        dangerous = sorted({_capability(c) for c in added} & dangerous_here)
         if dangerous:
             found.append({"container": str(container.get("name", "")), "list": list_name, "capabilities": dangerous})
     return found
 
 
-def capabilities_context(event: Event) -> dict[str, Any]:
-    found = added_capabilities(event)
+def capabilities_context(event: Event, params: Mapping[str, Any]) -> dict[str, Any]:
+    found = added_capabilities(event, params)
     return {
         "workload": workload(event),
         "capabilities": sorted({c for entry in found for c in entry["capabilities"]}),
@@ -87,7 +94,9 @@ DETECTION = EventDetection(
         "DaemonSets when they are installed or upgraded.",
     ],
     kinds=["k8s.api"],
-    match=lambda event: bool(added_capabilities(event)),
+    #: Capabilities expected in a namespace (per namespace in the tuning file: NET_ADMIN for the CNI's).
+    params={"allowed_capabilities": []},
+    match=lambda event, params: bool(added_capabilities(event, params)),
     context=capabilities_context,
     dedup="{cluster}/{namespace}/{workload}",
     examples=[

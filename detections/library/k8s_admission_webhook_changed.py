@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from detections.k8s import identity_in, is_mutation
+from detections.k8s import identity_in, image_verification_change, is_mutation
 from detections.sdk import EventDetection, Example, audit_record, written_object
 from vigil.event import Event
 
@@ -23,7 +23,13 @@ ALLOWED_IDENTITIES: tuple[str, ...] = ()
 
 
 def is_admission_change(event: Event) -> bool:
-    return is_mutation(event, RESOURCES, _ADMISSION) and not identity_in(event.actor.user, ALLOWED_IDENTITIES)
+    """A change of an admission webhook or policy; ValidatingAdmissionPolicies about images are reported by the
+    k8s.image_verification_policy_* detections instead (one change, one alert)."""
+    return (
+        is_mutation(event, RESOURCES, _ADMISSION)
+        and not identity_in(event.actor.user, ALLOWED_IDENTITIES)
+        and image_verification_change(event) is None
+    )
 
 
 def _endpoint(webhook: dict[str, Any]) -> str:

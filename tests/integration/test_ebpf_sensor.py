@@ -8,7 +8,11 @@ not the dev stack.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import platform
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,15 +27,18 @@ import orjson
 import pytest
 
 from collectors.ebpf import EBPF_SOURCE, Sensor, SensorConfig, SensorUnavailable, build, cli
-from collectors.ebpf.cgroups import cgroup2_mount
+from collectors.ebpf.cgroups import cgroup2_mount, pids_mount
 from collectors.ebpf.libbpf import BpfObject, LibbpfError, libbpf
 from collectors.ebpf.sensor import DEFAULT_OPEN_WATCH
+from collectors.host_sensors import SYSCALL_NUMBERS
+from tests.integration.containerd_runtime import Containerd, containerd  # noqa: F401  (the fixture)
 from vigil.config import load_settings
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="the eBPF sensor needs root")
 
 Record = dict[str, Any]
 REPEATS = 300_000_000  # the module sensor's repeat window for opens
+FLUSH_S = 1.0  # the module sensor's syscall profile interval
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +50,8 @@ def watched_dir() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def sensor(watched_dir: Path) -> Iterator[Sensor]:
-    config = SensorConfig(open_watch=(*DEFAULT_OPEN_WATCH, f"{watched_dir}/secrets/"), open_repeat_window_ns=REPEATS)
+    config = SensorConfig(open_watch=(*DEFAULT_OPEN_WATCH, f"{watched_dir}/secrets/"), open_repeat_window_ns=REPEATS,
+                          syscall_flush_s=FLUSH_S)
     with Sensor(config) as running:
         yield running
 
@@ -305,3 +313,195 @@ def test_sensor_trace_prints_json_lines(capsys: pytest.CaptureFixture[str]) -> N
     lines = capsys.readouterr().out.splitlines()
     types = {orjson.loads(line)["type"] for line in lines}
     assert "exec" in types
+
+
+
+class ContainerCgroup:
+    """A cgroup v2 directory named like a runtime's container (and its cgroup v1 ``pids`` twin where the host
+    has one): processes started in it are that container's to the sensor."""
+
+    def __init__(self) -> None:
+        root = cgroup2_mount()
+        assert root is not None
+        self.container_id = uuid.uuid4().hex * 2
+        self.relative = f"vigil-test-{uuid.uuid4().hex[:8]}/{self.container_id}"
+        self.groups = [root / self.relative] + ([pids / self.relative] if (pids := pids_mount()) else [])
+        for group in self.groups:
+            group.mkdir(parents=True)
+
+    def popen(self, command: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        def enter() -> None:
+            for group in self.groups:
+                (group / "cgroup.procs").write_text("0")
+
+        return subprocess.Popen(command, preexec_fn=enter, **kwargs)
+
+    def remove(self) -> None:
+        for group in self.groups:
+            with contextlib.suppress(FileNotFoundError):
+                group.rmdir()
+            with contextlib.suppress(FileNotFoundError):
+                group.parent.rmdir()
+
+
+@pytest.fixture
+def container_cgroup() -> Iterator[ContainerCgroup]:
+    cgroup = ContainerCgroup()
+    try:
+        yield cgroup
+    finally:
+        cgroup.remove()
+
+
+def _syscalls_of(recorder: Recorder, container_id: str, **matching: Any) -> Record:
+    return recorder.wait_for(lambda r: r["type"] == "syscalls" and r["container_id"] == container_id
+                             and all(r[name] == value for name, value in matching.items()))
+
+
+@root_only
+def test_a_containers_syscalls_are_reported_when_its_cgroup_is_removed(recorder: Recorder,
+                                                                       container_cgroup: ContainerCgroup,
+                                                                       tmp_path: Path) -> None:
+    made = tmp_path / "made"
+    child = container_cgroup.popen(["/bin/busybox", "mkdir", str(made)])
+    assert child.wait(timeout=30) == 0 and made.is_dir()
+    container_cgroup.remove()
+    record = _syscalls_of(recorder, container_cgroup.container_id, arch=platform.machine())
+    assert {"mkdir", "execve", "exit_group"} <= set(record["syscalls"])
+    assert not {"mkdirat", "socket", "connect", "unshare", "clone"} & set(record["syscalls"])
+    assert record["syscalls"] == sorted(record["syscalls"])
+    assert record["counts"]["exec"] == 1 and record["counts"]["fork"] == record["counts"]["connect"] == 0
+    assert record["counts"]["syscalls"] >= len(record["syscalls"])
+    assert record["cgroup_id"] > 0 and record["interval_s"] <= FLUSH_S * 2
+    (line,) = list(EBPF_SOURCE.split(orjson.dumps(record), 1 << 20))
+    event = EBPF_SOURCE.normalize(line, "c1", "node-1")
+    assert (event.kind, event.action, event.k8s.container_id) == (
+        "container.syscalls", "profile", container_cgroup.container_id)
+
+
+_WORKLOAD = """
+import os, socket, sys, time
+os.mkdir(sys.argv[1], dir_fd=os.open("/", os.O_RDONLY))  # mkdirat
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).connect(("127.0.0.1", 9))
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@root_only
+def test_a_running_containers_syscalls_and_pids_are_reported_every_interval(recorder: Recorder,
+                                                                            container_cgroup: ContainerCgroup,
+                                                                            tmp_path: Path) -> None:
+    child = container_cgroup.popen([sys.executable, "-c", _WORKLOAD, str(tmp_path / "made")], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+        records: list[Record] = []
+        while "connect" not in {name for record in records for name in record["syscalls"]}:  # may take 2 intervals
+            records.append(_syscalls_of(recorder, container_cgroup.container_id))
+            recorder.records.remove(records[-1])
+        seen = {name for record in records for name in record["syscalls"]}
+        assert {"mkdirat", "socket", "connect", "execve"} <= seen and "mkdir" not in seen
+        assert sum(record["counts"]["connect"] for record in records) == 1
+        assert {record["pids"] for record in records} == {1 if pids_mount() else -1}  # the python process, alive
+        assert not [r for r in recorder.records if r["type"] == "syscalls" and not r["container_id"]]  # host cgroups
+    finally:
+        child.kill()
+        child.wait()
+
+
+@root_only
+def test_drain_reports_every_containers_syscalls_so_far(sensor: Sensor, container_cgroup: ContainerCgroup) -> None:
+    child = container_cgroup.popen(["/bin/busybox", "sleep", "60"])  # returns once the child has exec'd
+    try:
+        drained = [r for r in sensor.drain() if r["type"] == "syscalls"]
+        assert container_cgroup.container_id in {r["container_id"] for r in drained}
+    finally:
+        child.kill()
+        child.wait()
+
+
+#: Installs a seccomp filter whose verdict for syscall argv[1] is argv[2] (every other syscall is allowed),
+#: then makes that syscall: mkdirat(AT_FDCWD, argv[3], 0755).
+_SECCOMP_VICTIM = """
+import ctypes, platform, struct, sys
+number, verdict, path = int(sys.argv[1]), int(sys.argv[2], 0), sys.argv[3].encode()
+arch = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}[platform.machine()]
+def op(code, k, jt=0, jf=0): return struct.pack("<HBBI", code, jt, jf, k)
+LOAD, JEQ, RET, ALLOW = 0x20, 0x15, 0x06, 0x7FFF0000
+program = b"".join([op(LOAD, 4), op(JEQ, arch, 1, 0), op(RET, ALLOW),
+                    op(LOAD, 0), op(JEQ, number, 0, 1), op(RET, verdict), op(RET, ALLOW)])
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+assert libc.prctl(22, 2, ctypes.byref(SockFprog(len(program) // 8, program)), 0, 0) == 0  # SECCOMP_MODE_FILTER
+libc.syscall(number, -100, path, 0o755)
+"""
+SECCOMP_RET_TRAP, SECCOMP_RET_KILL_PROCESS = 0x00030000, 0x80000000
+
+
+@root_only
+@pytest.mark.parametrize(("verdict", "action"), [(SECCOMP_RET_TRAP, "trap"),
+                                                 (SECCOMP_RET_KILL_PROCESS, "kill_process")])
+def test_a_syscall_a_seccomp_filter_denies_with_sigsys_is_recorded(recorder: Recorder,
+                                                                   container_cgroup: ContainerCgroup,
+                                                                   tmp_path: Path, verdict: int, action: str) -> None:
+    mkdirat = SYSCALL_NUMBERS[platform.machine()]["mkdirat"]
+    child = container_cgroup.popen([sys.executable, "-c", _SECCOMP_VICTIM, str(mkdirat), hex(verdict),
+                                    str(tmp_path / "denied")])
+    assert child.wait(timeout=30) == -signal.SIGSYS and not (tmp_path / "denied").exists()
+    record = recorder.wait_for(lambda r: r["type"] == "seccomp" and r["pid"] == child.pid)
+    assert (record["syscall"], record["syscall_name"], record["action"]) == (mkdirat, "mkdirat", action)
+    assert (record["arch"], record["container_id"]) == (platform.machine(), container_cgroup.container_id)
+    event = EBPF_SOURCE.normalize(record, "c1", "node-1")
+    assert (event.kind, event.action, event.target.name, event.outcome.result) == (
+        "kernel.seccomp", action, "mkdirat", "denied")
+    assert (event.actor.pid, event.actor.exe, event.k8s.container_id) == (
+        child.pid, record["comm"], container_cgroup.container_id)
+    assert record["comm"].startswith("python")
+
+
+@root_only
+def test_a_signal_that_is_not_from_seccomp_is_not_recorded(recorder: Recorder) -> None:
+    child = subprocess.Popen(["/bin/busybox", "sleep", "30"])
+    child.send_signal(signal.SIGSYS)
+    assert child.wait(timeout=30) == -signal.SIGSYS
+    recorder.wait_for(lambda r: r["type"] == "exit" and r["pid"] == child.pid)
+    assert not [r for r in recorder.of_pid(child.pid) if r["type"] == "seccomp"]
+
+
+@root_only
+@pytest.mark.parametrize(("mode", "owner", "action"), [(0o4755, (65534, 0), "setuid_exec"),
+                                                      (0o2755, (0, 65534), "setgid_exec")])
+def test_running_a_setuid_or_setgid_binary_is_recorded_with_the_effective_ids(
+        recorder: Recorder, tmp_path: Path, mode: int, owner: tuple[int, int], action: str) -> None:
+    binary = tmp_path / "busybox"
+    shutil.copy("/bin/busybox", binary)
+    os.chown(binary, *owner)
+    binary.chmod(mode)
+    child = subprocess.Popen([str(binary), "true"])
+    assert child.wait(timeout=30) == 0
+    record = recorder.wait_for(lambda r: r["type"] == "exec" and r["pid"] == child.pid)
+    assert (record["uid"], record["gid"], record["euid"], record["egid"]) == (0, 0, *owner)
+    event = EBPF_SOURCE.normalize(record, "c1", "node-1")
+    assert (event.action, event.actor.uid, event.target.path) == (action, 0, str(binary))
+    plain = subprocess.Popen(["/bin/busybox", "true"])
+    assert plain.wait(timeout=30) == 0
+    record = recorder.wait_for(lambda r: r["type"] == "exec" and r["pid"] == plain.pid)
+    assert EBPF_SOURCE.normalize(record, "c1", "node-1").action == "exec"
+
+
+@root_only
+def test_a_real_containers_syscalls_are_reported_when_it_is_removed(recorder: Recorder,
+                                                                    containerd: Containerd) -> None:  # noqa: F811
+    """runc's init sets the container up from inside its cgroup; only the workload's calls are its profile
+    (the execve of the workload is runc's init's too, and busybox runs mkdir and ls without another)."""
+    pod = containerd.run_pod("profiled", "vigil-test")
+    container_id = containerd.run_container(pod, "worker", ["sh", "-c", "mkdir /tmp/made && ls /tmp/made"])
+    try:
+        record = _syscalls_of(recorder, container_id, arch=platform.machine())
+    finally:
+        containerd.remove_pod(pod)
+    assert "mkdir" in record["syscalls"] and "connect" not in record["syscalls"]
+    runc_setup = {"mount", "pivot_root", "umount2", "mkdirat", "sethostname", "keyctl", "unshare", "setns"}
+    assert not runc_setup & set(record["syscalls"]), record["syscalls"]

@@ -68,7 +68,9 @@ async def test_node_collector_ships_enriched_container_and_sensor_records(kafka_
                                                                          tmp_path, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", str(_unreachable_kubeconfig(tmp_path)))
     kafka_settings.node = "node-under-test"
-    collector = NodeCollector(kafka_settings, NodeOptions(containerd_address=containerd.address))
+    # no periodic flush during the test: a running container's syscalls can only come from the final drain
+    collector = NodeCollector(kafka_settings, NodeOptions(containerd_address=containerd.address,
+                                                          syscall_flush_s=3600.0))
     SOURCE_UP.labels("containerd").set(0)  # set to 1 once this collector follows containerd's events
     stop = asyncio.Event()
     run = asyncio.create_task(collector.run(stop))
@@ -99,8 +101,13 @@ async def test_node_collector_ships_enriched_container_and_sensor_records(kafka_
 
     if not sensor_up:
         pytest.skip("the eBPF sensor cannot run on this host (see the collector's log); container events passed")
-    execs = [r for r in await _read_to_end(kafka_settings, "raw.ebpf")
-             if r["type"] == "exec" and r["container_id"] == container_id]
+    sensor_records = await _read_to_end(kafka_settings, "raw.ebpf")
+    syscalls = {r["container_id"]: r for r in sensor_records if r["type"] == "syscalls"}
+    # the exited container's when its cgroup went; the pod's sandbox (still running) only when the collector
+    # stopped, from the sensor's final drain
+    assert container_id in syscalls and pod.sandbox_id in syscalls, sorted(syscalls)
+    assert syscalls[container_id]["k8s"] == pod_context and "clock_nanosleep" in syscalls[container_id]["syscalls"]
+    execs = [r for r in sensor_records if r["type"] == "exec" and r["container_id"] == container_id]
     lost = _kernel_losses() - losses_before
     if not execs and lost:  # counted, not silent: other load on this machine filled the ring buffer
         pytest.skip(f"the kernel dropped {lost:.0f} sensor records during the test (concurrent load)")

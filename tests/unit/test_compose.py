@@ -20,7 +20,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 VIGIL_COMMANDS = {
     "audit-webhook": ["vigil", "collect", "audit", "--webhook"],
-    "node-collector": ["vigil", "collect", "node", "--no-kube-api", "--containerd-address",
+    "node-collector": ["vigil", "collect", "node", "--no-kube-api", "--no-kernel-audit", "--containerd-address",
                        "/run/containerd/containerd.sock"],
     "stream-worker-1": ["vigil", "stream", "worker"],
     "stream-worker-2": ["vigil", "stream", "worker"],

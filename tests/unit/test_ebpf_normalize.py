@@ -39,6 +39,17 @@ RECORDED: dict[str, dict[str, Any]] = {
                     "name": "rootkit.ko", "args": ""},
     "bpf": {"type": "bpf", **_HEADER, "command": "prog_load", "prog_type": 2, "prog_name": "on_exec"},
     "memfd_create": {"type": "memfd_create", **_HEADER, "flags": 1, "name": "evil"},
+    "seccomp": {"type": "seccomp", **_HEADER, "syscall": 258, "syscall_name": "mkdirat", "arch": "x86_64",
+                "action": "trap", "data": 0},
+}
+#: A container's syscall profile for one interval, as the sensor reported it on this project's machines.
+SYSCALLS = {
+    "type": "syscalls", "cgroup_id": 4262, "arch": "x86_64",
+    "syscalls": ["arch_prctl", "brk", "close", "close_range", "execve", "exit_group", "getrandom", "getuid", "mkdir",
+                 "mprotect", "prctl", "prlimit64", "readlink", "rseq", "set_robust_list", "set_tid_address"],
+    "counts": {"syscalls": 21, "fork": 0, "exec": 1, "open": 0, "connect": 0}, "time_ns": 1795712931659545404,
+    "container_id": "9bea2f1ee7514635a3bbd7bb7d403b299bea2f1ee7514635a3bbd7bb7d403b29", "interval_s": 0.024,
+    "pids": -1,
 }
 
 _K8S = {"namespace": "shop", "pod": "web-0", "pod_uid": "u-1", "container_id": "c" * 64,
@@ -68,7 +79,8 @@ def test_every_record_type_becomes_an_event_of_a_known_kind(record_type: str) ->
 def test_covers_every_type_the_sensor_records() -> None:
     from collectors.ebpf.records import TYPES
 
-    assert set(RECORDED) == set(KIND_OF_TYPE) == set(TYPES.values())
+    # cgroup_rmdir records only tell the sensor to report a removed cgroup's syscalls, which it makes itself
+    assert {*RECORDED, "syscalls"} == set(KIND_OF_TYPE) == set(TYPES.values()) - {"cgroup_rmdir"} | {"syscalls"}
 
 
 def test_exec_carries_the_process_identity() -> None:
@@ -152,3 +164,45 @@ def test_normalize_refuses_a_record_without_identity() -> None:
     with pytest.raises(RecordRejected) as refused:
         _normalize({"type": "exec", "pid": 1})
     assert refused.value.reason == "missing_field"
+
+
+def test_an_exec_that_changes_the_effective_uid_or_gid_is_a_setuid_or_setgid_exec() -> None:
+    assert _normalize({**RECORDED["exec"], "euid": 0, "egid": 0}).action == "exec"
+    setuid = _normalize({**RECORDED["exec"], "uid": 1000, "euid": 0, "egid": 0})
+    assert (setuid.action, setuid.actor.uid, setuid.raw["euid"]) == ("setuid_exec", 1000, 0)
+    assert _normalize({**RECORDED["exec"], "euid": 0, "egid": 42}).action == "setgid_exec"
+    assert _normalize({**RECORDED["exec"], "uid": 5, "euid": 0, "egid": 42}).action == "setuid_exec"
+
+
+def test_sigsys_from_seccomp_is_a_denied_syscall() -> None:
+    event = _normalize(RECORDED["seccomp"])
+    assert (event.kind, event.action, event.target.name) == ("kernel.seccomp", "trap", "mkdirat")
+    assert (event.outcome.result, event.outcome.code, event.outcome.reason) == (
+        "denied", 258, "seccomp trap on mkdirat")
+    assert event.actor.exe == "python"  # the process name where the kernel gave no executable path
+    killed = _normalize({**RECORDED["seccomp"], "action": "kill_process"})
+    assert (killed.action, killed.outcome.reason) == ("kill_process", "seccomp kill_process on mkdirat")
+
+
+def test_a_syscall_profile_is_a_container_event_without_a_process() -> None:
+    event = _normalize({**SYSCALLS, "k8s": _K8S})
+    assert (event.kind, event.action, event.outcome.result) == ("container.syscalls", "profile", "success")
+    assert (event.actor.pid, event.target.name, event.time_ns) == (0, "", SYSCALLS["time_ns"])
+    assert (event.k8s.pod, event.raw["syscalls"][-1]) == ("web-0", "set_tid_address")
+    assert event.id != _normalize({**SYSCALLS, "arch": "i386"}).id  # one per architecture per interval
+    assert Event.from_json(event.to_json()) == event
+    (line,) = EBPF_SOURCE.split(orjson.dumps(SYSCALLS), 1 << 20)
+    assert line == SYSCALLS
+
+
+@pytest.mark.parametrize("record_type", ["exec", "syscalls"])
+def test_a_host_process_keys_by_its_node_not_with_every_nodes_host_activity(record_type: str) -> None:
+    record = {**(SYSCALLS if record_type == "syscalls" else RECORDED[record_type]), "node": "worker-7"}
+    event = _normalize(record)
+    assert event.k8s.pod == "" and event.actor.user == "node:worker-7"
+    assert EBPF_SOURCE.key(record, "c1") == event.correlation_key == "c1/~node:worker-7"
+    other = {**record, "node": "worker-8"}
+    assert EBPF_SOURCE.key(other, "c1") == _normalize(other).correlation_key != event.correlation_key
+    namespaced = {**record, "k8s": {"namespace": "shop"}}
+    assert EBPF_SOURCE.key(namespaced, "c1") == _normalize(namespaced).correlation_key == "c1/shop"
+    assert _normalize(namespaced).actor.user == ""

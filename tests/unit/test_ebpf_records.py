@@ -12,8 +12,11 @@ import struct
 import pytest
 
 from collectors.ebpf.cgroups import container_id_of_path
+from collectors.ebpf.profiles import profile_records
 from collectors.ebpf.records import HEADER, MAX_DEPTH, NAME_LEN, RecordDecoder, namespaces
 from collectors.ebpf.sensor import MAX_RULES, SensorConfig, split_pattern
+from collectors.ebpf.syscall_table import CLASSES, COMPAT_BASE, HANDLERS, entries
+from collectors.host_sensors import SYSCALL_NUMBERS, syscall_by_number
 
 CID = "0123456789abcdef" * 4
 BOOT_OFFSET = 1_700_000_000_000_000_000
@@ -44,7 +47,7 @@ def _decode(raw: bytes, known: dict[int, str] | None = None) -> dict:
 
 def test_exec_record_paths_args_and_header() -> None:
     args = b"/bin/sh\0-c\0echo hi\0"
-    raw = (_header(1) + struct.pack("<IIII", len(args), 3, 2, 0) + args.ljust(1024, b"\0")
+    raw = (_header(1) + struct.pack("<IIIIII", len(args), 3, 2, 0, 0, 1001) + args.ljust(1024, b"\0")
            + _components("dash", "bin", "usr") + _components("tmp", "var") + _components())
     record = _decode(raw)
     assert record["type"] == "exec"
@@ -53,6 +56,7 @@ def test_exec_record_paths_args_and_header() -> None:
     assert record["container_id"] == CID and record["_resolved"] == [42]
     assert record["args"] == ["/bin/sh", "-c", "echo hi"]
     assert (record["exe"], record["cwd"], record["parent_exe"]) == ("/usr/bin/dash", "/var/tmp", "")
+    assert (record["euid"], record["egid"]) == (0, 1001)  # effective ids after the exec (a setuid binary)
 
 
 def test_known_cgroups_are_not_resolved_again() -> None:
@@ -101,6 +105,20 @@ def test_syscall_records() -> None:
     assert (memfd["name"], memfd["flags"]) == ("payload", 3)
     exited = _decode(_header(2) + struct.pack("<II", (3 << 8) | 0, 0))
     assert (exited["exit_code"], exited["signal"]) == (3, 0)
+    trap = _decode(_header(16) + struct.pack("<iIIi", 258, 0xC000003E, 0, 1))
+    assert (trap["syscall"], trap["syscall_name"], trap["arch"], trap["action"]) == (258, "mkdirat", "x86_64", "trap")
+    killed = _decode(_header(16) + struct.pack("<iIIi", 39, 0x40000003, 1, 0))
+    assert (killed["syscall_name"], killed["arch"], killed["action"]) == ("mkdir", "i386", "kill_process")
+
+
+def test_removed_cgroups_are_kept_for_the_sensor_not_returned_as_records() -> None:
+    decoder = RecordDecoder({}, lambda cgroup_id: "", BOOT_OFFSET)
+    removed = _header(15) + struct.pack("<Q256s", 4242, f"/k8s.io/{CID}".encode())
+    exited = _header(2) + struct.pack("<II", 0, 0)
+    raw = removed + exited
+    records = decoder(memoryview(raw), [0, len(removed)])
+    assert [record["type"] for record in records] == ["exit"]
+    assert decoder.removed_cgroups == [(4242, f"/k8s.io/{CID}")]
 
 
 def test_namespace_flags() -> None:
@@ -147,3 +165,50 @@ def test_config_is_checked_and_encoded_write_rules_first() -> None:
         SensorConfig(open_watch=tuple(f"/p{i}" for i in range(MAX_RULES)), write_watch=("*x",))
     with pytest.raises(ValueError, match="power of two"):
         SensorConfig(ring_buffer_bytes=5000)
+
+
+def _profile_value(numbers: list[int], counts: list[int]) -> bytes:
+    """One CPU's ``struct cgroup_syscalls``: a bit per syscall slot, then [native, compat] x 8 counters."""
+    used = [0] * 16
+    for number in numbers:
+        used[number // 64] |= 1 << number % 64
+    return struct.pack("<16Q16Q", *used, *counts)
+
+
+def test_a_profile_unites_the_cpus_and_keeps_compat_syscalls_apart() -> None:
+    cpu0 = _profile_value([0, 83, 59], [10, 0, 1, 0, 0, 0, 0, 0] + [0] * 8)
+    native_counts, compat_counts = [5, 1, 0, 2, 0, 0, 0, 0], [3, 0, 0, 0, 0, 0, 0, 0]
+    cpu1 = _profile_value([83, 60, 511, COMPAT_BASE + 39], [*native_counts, *compat_counts])
+    native, compat = profile_records(7, [cpu0, cpu1], "x86_64")
+    assert (native["arch"], native["cgroup_id"]) == ("x86_64", 7)
+    assert native["syscalls"] == ["execve", "exit", "mkdir", "read", "syscall_511"]
+    assert native["counts"] == {"syscalls": 15, "fork": 1, "exec": 1, "open": 2, "connect": 0}
+    assert (compat["arch"], compat["syscalls"], compat["counts"]["syscalls"]) == ("i386", ["mkdir"], 3)
+    assert profile_records(7, [_profile_value([], [0] * 16)], "x86_64") == []
+
+
+def test_the_kernels_syscall_table_follows_the_architectures_numbers() -> None:
+    table = entries("x86_64")
+    classes = {slot: entry & 0xFF for slot, entry in table.items()}
+    named = {CLASSES[number]: sorted(slot for slot, c in classes.items() if c == number) for number in {1, 2, 3, 4}}
+    assert named["exec"] == [59, 322, COMPAT_BASE + 11, COMPAT_BASE + 358]  # execve, execveat; i386 too
+    assert SYSCALL_NUMBERS["x86_64"]["connect"] in named["connect"]
+    assert table[257] == CLASSES.index("open") | HANDLERS["openat"][0] << 8  # openat: counted and recorded
+    assert table[117] == HANDLERS["setresuid"][0] << 8 | 4 << 16  # setresuid: recorded, variant SET_RESUID
+    assert all(entry >> 8 == 0 for slot, entry in table.items() if slot >= COMPAT_BASE)  # compat: counted only
+    assert 0 not in table.values() and 0 not in table  # read: neither counted apart nor recorded
+    assert entries("aarch64")[SYSCALL_NUMBERS["aarch64"]["clone"]] == CLASSES.index("fork")
+
+
+def test_syscall_tables_name_numbers_per_architecture() -> None:
+    assert [syscall_by_number("x86_64", n) for n in (0, 83, 258, 435)] == ["read", "mkdir", "mkdirat", "clone3"]
+    assert [syscall_by_number("aarch64", n) for n in (34, 56, 221)] == ["mkdirat", "openat", "execve"]
+    assert syscall_by_number("i386", 11) == "execve"
+    assert (syscall_by_number("x86_64", 400), syscall_by_number("riscv", 1)) == ("syscall_400", "syscall_1")
+    assert syscall_by_number("x86_64", -1) == "syscall_-1"
+
+
+def test_the_kernel_is_told_which_opens_rules_without_a_prefix_apply_to() -> None:
+    assert SensorConfig().unanchored_rules() == 0b10  # the default *release_agent, *core_pattern: writes only
+    assert SensorConfig(open_watch=("*.pem",), write_watch=()).unanchored_rules() == 0b01
+    assert SensorConfig(open_watch=("/etc/shadow",), write_watch=("/etc/",)).unanchored_rules() == 0

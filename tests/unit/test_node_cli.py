@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from collectors.node.cli import register_collect
-from collectors.node.collector import DEFAULT_CONTAINERD_ADDRESS
+import pytest
+
+from collectors.ebpf import SensorConfig
+from collectors.node.cli import node_options, register_collect
+from collectors.node.collector import DEFAULT_CONTAINERD_ADDRESS, NodeOptions
 
 
 def parser() -> argparse.ArgumentParser:
@@ -16,7 +19,7 @@ def parser() -> argparse.ArgumentParser:
 
 def test_defaults_run_everything():
     args = parser().parse_args(["node"])
-    assert (args.ebpf, args.runtime, args.kube_api) == (True, True, True)
+    assert (args.ebpf, args.kernel_audit, args.runtime, args.kube_api) == (True, True, True, True)
     assert args.containerd_address == DEFAULT_CONTAINERD_ADDRESS
 
 
@@ -25,7 +28,30 @@ def test_parts_can_be_switched_off():
     assert (args.ebpf, args.runtime, args.kube_api, args.containerd_address) == (False, True, False, "/tmp/c.sock")
 
 
-def test_switching_off_both_sources_is_refused(capsys):
-    args = parser().parse_args(["node", "--no-ebpf", "--no-runtime"])
+def test_kernel_audit_can_be_switched_off():
+    assert parser().parse_args(["node", "--no-kernel-audit"]).kernel_audit is False
+
+
+def test_switching_off_every_source_is_refused(capsys):
+    args = parser().parse_args(["node", "--no-ebpf", "--no-kernel-audit", "--no-runtime"])
     assert args.func(args, settings=None) == 2
     assert "nothing to collect" in capsys.readouterr().err
+
+
+def test_syscall_profile_options_reach_the_collector():
+    assert node_options(parser().parse_args(["node"])) == NodeOptions()
+    options = node_options(parser().parse_args(["node", "--syscall-flush", "2.5", "--profile-host-cgroups"]))
+    assert (options.syscall_flush_s, options.profile_host_cgroups) == (2.5, True)
+
+
+def test_the_collectors_syscall_profile_defaults_are_the_sensors():
+    options, config = NodeOptions(), SensorConfig()
+    assert (options.syscall_flush_s, options.profile_host_cgroups) == (config.syscall_flush_s,
+                                                                       config.profile_host_cgroups)
+
+
+@pytest.mark.parametrize("seconds", ["0", "-1", "soon", "nan", "inf"])
+def test_a_syscall_flush_that_is_not_a_positive_number_is_refused(seconds, capsys):
+    with pytest.raises(SystemExit):
+        parser().parse_args(["node", "--syscall-flush", seconds])
+    assert "--syscall-flush" in capsys.readouterr().err

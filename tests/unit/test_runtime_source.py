@@ -76,3 +76,11 @@ def test_split_reads_records_and_arrays_and_refuses_the_rest():
     reasons = [item.reason for payload in (b"{not json", b"[1]", orjson.dumps(good))
                for item in RUNTIME_SOURCE.split(payload, 64) if isinstance(item, Rejected)]
     assert reasons == ["not_json", "wrong_kind", "too_large"]
+
+
+def test_a_container_outside_kubernetes_keys_by_its_node():
+    bare = record(k8s={"container_id": CID})
+    event = RUNTIME_SOURCE.normalize(bare, "prod", "worker-node")
+    assert event.actor.user == "node:node-1"
+    assert RUNTIME_SOURCE.key(bare, "prod") == event.correlation_key == "prod/~node:node-1"
+    assert RUNTIME_SOURCE.normalize(record(), "prod", "x").actor.user == ""  # a pod's container keys by its pod

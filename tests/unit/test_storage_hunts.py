@@ -264,6 +264,6 @@ def test_hunt_run_command_errors(incident: Settings, capsys: pytest.CaptureFixtu
 def test_hunt_list_and_show(incident: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(incident, "hunt", "list") == 0
     out = capsys.readouterr().out
-    assert "exec-sessions" in out and "(12 rows)" in out
+    assert "exec-sessions" in out and "(15 rows)" in out
     assert run(incident, "hunt", "show", "secret-reads") == 0
     assert "FROM events" in capsys.readouterr().out
