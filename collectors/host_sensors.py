@@ -15,7 +15,7 @@ import orjson
 
 from collectors.health import check_health_record, health_key, is_health_record
 from collectors.source import RecordRejected, Rejected
-from vigil.event import correlation_key_for
+from vigil.event import K8sContext, correlation_key_for
 
 #: orjson refuses to encode more than 254 nested levels, and the pipeline wraps a record in a few levels
 #: of its own (batch array, event envelope, dead-letter document); a record nested deeper than the rest
@@ -227,6 +227,21 @@ def syscall_name(hook: str) -> str:
         if hook.startswith(prefix):
             return hook[len(prefix) :]
     return hook
+
+
+_K8S_FIELDS = ("namespace", "pod", "pod_uid", "container_id", "container_name", "image", "service_account")
+
+
+def node_k8s_context(value: Any) -> K8sContext:
+    """The ``k8s`` object the node collector added to a record (eBPF, containerd, kernel audit), as the envelope's
+    context; wrong types become empty values, since the object crossed Kafka."""
+    if not isinstance(value, dict):
+        return K8sContext()
+    labels = value.get("labels")
+    return K8sContext(
+        **{name: text if isinstance(text := value.get(name), str) else "" for name in _K8S_FIELDS},
+        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
+    )
 
 
 def node_record_key(record: dict[str, Any], cluster: str) -> str:

@@ -19,9 +19,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from collectors.health import health_event, is_health_record
-from collectors.host_sensors import host_identity, node_record_key, split_json_records, with_health_records
+from collectors.host_sensors import (
+    host_identity,
+    node_k8s_context,
+    node_record_key,
+    split_json_records,
+    with_health_records,
+)
 from collectors.source import RecordRejected, Rejected
-from vigil.event import Actor, Event, K8sContext, Outcome, Target, event_id, now_ns
+from vigil.event import Actor, Event, Outcome, Target, event_id, now_ns
 
 SOURCE = "ebpf"
 
@@ -47,8 +53,6 @@ KIND_OF_TYPE = {
 #: Records about a cgroup over an interval rather than about one process: they carry no pid.
 _CGROUP_RECORDS = frozenset({"syscalls"})
 
-_K8S_FIELDS = ("namespace", "pod", "pod_uid", "container_id", "container_name", "image", "service_account")
-
 
 def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
     """The Event for one sensor record; raises RecordRejected when its type, time or pid is missing."""
@@ -56,7 +60,7 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         return health_event(record, SOURCE, cluster, node)
     record_type, time_ns, pid = _identity(record)
     tid = _int(record, "tid") or pid
-    k8s = _k8s(record.get("k8s"))
+    k8s = node_k8s_context(record.get("k8s"))
     k8s.container_id = k8s.container_id or _text(record, "container_id")
     node = _text(record, "node") or node
     action, target, outcome = _DETAILS[record_type](record)
@@ -123,16 +127,6 @@ def _actor(record: dict[str, Any], pid: int) -> Actor:
         args=[arg for arg in args if isinstance(arg, str)] if isinstance(args, list) else [],
         cwd=_text(record, "cwd"),
         parent_exe=_text(record, "parent_exe"),
-    )
-
-
-def _k8s(value: Any) -> K8sContext:
-    if not isinstance(value, dict):
-        return K8sContext()
-    labels = value.get("labels")
-    return K8sContext(
-        **{name: _text(value, name) for name in _K8S_FIELDS},
-        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
     )
 
 

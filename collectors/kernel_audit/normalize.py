@@ -27,6 +27,7 @@ from collectors.health import health_event, is_health_record
 from collectors.host_sensors import (
     AUDIT_ARCHES,
     host_identity,
+    node_k8s_context,
     node_record_key,
     split_json_records,
     syscall_by_number,
@@ -34,7 +35,7 @@ from collectors.host_sensors import (
 )
 from collectors.kernel_audit.records import MAX_RECORD_BYTES, TYPE_IDS, record_from_log_line
 from collectors.source import RecordRejected, Rejected
-from vigil.event import Actor, Event, K8sContext, Outcome, Target, event_id, now_ns
+from vigil.event import Actor, Event, Outcome, Target, event_id, now_ns
 
 SOURCE = "kernel-audit"
 
@@ -56,7 +57,6 @@ _APPARMOR_MASK = {"r": "read", "w": "write", "a": "append", "x": "exec", "m": "m
 _APPARMOR_CLASSES = {"cap": "capability", "net": "network"}
 #: ``(uid_t)-1``: the kernel's "not set" (``auid`` of a process no login started, for example).
 _UNSET_ID = 4294967295
-_K8S_FIELDS = ("namespace", "pod", "pod_uid", "container_id", "container_name", "image", "service_account")
 
 
 def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
@@ -66,7 +66,7 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
     record_type, time_ns, serial, fields = _identity(record)
     kind, action, target, outcome = _MAPPINGS[record_type](fields)
     node = _text(record, "node") or node
-    k8s = _k8s(record.get("k8s"))
+    k8s = node_k8s_context(record.get("k8s"))
     k8s.container_id = k8s.container_id or _text(record, "container_id")
     seconds, millis = divmod(time_ns // 1_000_000, 1000)
     actor = _actor(fields)
@@ -234,16 +234,6 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return ""
-
-
-def _k8s(value: Any) -> K8sContext:
-    if not isinstance(value, dict):
-        return K8sContext()
-    labels = value.get("labels")
-    return K8sContext(
-        **{name: _text(value, name) for name in _K8S_FIELDS},
-        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
-    )
 
 
 def _text(mapping: dict[str, Any], name: str) -> str:

@@ -10,14 +10,19 @@ from collections.abc import Iterator
 from typing import Any
 
 from collectors.health import health_event, is_health_record
-from collectors.host_sensors import host_identity, node_record_key, split_json_records, with_health_records
+from collectors.host_sensors import (
+    host_identity,
+    node_k8s_context,
+    node_record_key,
+    split_json_records,
+    with_health_records,
+)
 from collectors.source import RecordRejected, Rejected
-from vigil.event import Actor, Event, K8sContext, Outcome, Target, event_id, now_ns
+from vigil.event import Actor, Event, Outcome, Target, event_id, now_ns
 
 SOURCE = "containerd"
 
 _KINDS = frozenset({"container.create", "container.start", "container.exit", "container.delete", "container.oom"})
-_K8S_FIELDS = ("namespace", "pod", "pod_uid", "container_id", "container_name", "image", "service_account")
 
 
 def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
@@ -25,7 +30,7 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
     if is_health_record(record):
         return health_event(record, SOURCE, cluster, node)
     kind, time_ns, container_id = _identity(record)
-    k8s = _k8s(record.get("k8s"))
+    k8s = node_k8s_context(record.get("k8s"))
     k8s.container_id = k8s.container_id or container_id
     return Event(
         id=event_id(SOURCE, kind, container_id, str(time_ns)),
@@ -69,16 +74,6 @@ def _identity(record: dict[str, Any]) -> tuple[str, int, str]:
 
 
 _check = with_health_records(_identity)
-
-
-def _k8s(value: Any) -> K8sContext:
-    if not isinstance(value, dict):
-        return K8sContext()
-    labels = value.get("labels")
-    return K8sContext(
-        **{name: _text(value, name) for name in _K8S_FIELDS},
-        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
-    )
 
 
 def _outcome(kind: str, record: dict[str, Any]) -> Outcome:

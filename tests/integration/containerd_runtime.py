@@ -134,13 +134,16 @@ class Containerd:
         reply = self.runtime.RunPodSandbox(cri_pb2.RunPodSandboxRequest(config=config), timeout=60)
         return Pod(reply.pod_sandbox_id, name, namespace, uid, labels, config)
 
-    def run_container(self, pod: Pod, name: str, command: list[str]) -> str:
-        """Create and start a container in ``pod``; returns its id."""
+    def run_container(self, pod: Pod, name: str, command: list[str], *, attempt: int = 0,
+                      linux: cri_pb2.LinuxContainerConfig | None = None) -> str:
+        """Create and start a container in ``pod`` as the kubelet does, ``attempt`` counting its restarts;
+        returns its id."""
         config = cri_pb2.ContainerConfig(
-            metadata=cri_pb2.ContainerMetadata(name=name),
+            metadata=cri_pb2.ContainerMetadata(name=name, attempt=attempt),
             image=cri_pb2.ImageSpec(image=IMAGE),
             command=command,
-            log_path=f"{name}.log",
+            log_path=f"{name}-{attempt}.log",
+            linux=linux,
         )
         created = self.runtime.CreateContainer(
             cri_pb2.CreateContainerRequest(pod_sandbox_id=pod.sandbox_id, config=config, sandbox_config=pod.config),

@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 
 from collectors.cli import run_audit_collector
+from vigil import kafka
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "attack-scenario.jsonl"
 
@@ -64,3 +65,21 @@ async def wait_for(predicate, timeout: float = 60.0, interval: float = 0.5):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+async def read_raw_records(settings, topic: str) -> list[dict]:
+    """Every record of a topic whose messages are JSON arrays (raw and events topics), up to its end offsets at
+    the time of the call, without a consumer group."""
+    consumer = kafka.consumer(settings, settings.topic(topic), group_id=None)
+    await consumer.start()
+    try:
+        partitions = consumer.assignment()
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(list(partitions))
+        records: list[dict] = []
+        while [p for p, end in ends.items() if await consumer.position(p) < end]:
+            for messages in (await consumer.getmany(timeout_ms=1000)).values():
+                records += [doc for message in messages for doc in orjson.loads(message.value)]
+        return records
+    finally:
+        await consumer.stop()

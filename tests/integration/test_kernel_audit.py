@@ -37,8 +37,7 @@ from collectors.runtime.api import cri_pb2
 from detections.engine import Engine
 from streams.processor import StreamProcessor
 from tests.integration.containerd_runtime import IMAGE, Pod, containerd  # noqa: F401  (the fixture)
-from tests.integration.harness import wait_for
-from tests.integration.test_runtime_violations import records_of, start_container
+from tests.integration.harness import read_raw_records, wait_for
 from vigil.event import Event
 
 pytestmark = pytest.mark.integration
@@ -88,7 +87,7 @@ def audit_readable() -> None:
 
 
 async def _seccomp_record_of(settings, pid: int) -> dict | None:
-    for record in await records_of(settings, "raw.kernel-audit"):
+    for record in await read_raw_records(settings, "raw.kernel-audit"):
         if record.get("type") == "SECCOMP" and record["fields"].get("pid") == str(pid):
             return record
     return None
@@ -127,7 +126,7 @@ async def test_a_logged_seccomp_errno_in_a_pod_arrives_with_its_pod(kafka_settin
                                                                      audit_readable, tmp_path):
     stop, run = await _running_collector(kafka_settings, containerd.address)
     pod = await asyncio.to_thread(containerd.run_pod, "checkout-5d8f", "shop", {"app": "checkout"})
-    container_id = await asyncio.to_thread(start_container, containerd, pod, "server", ["sleep", "300"])
+    container_id = await asyncio.to_thread(containerd.run_container, pod, "server", ["sleep", "300"])
     container_pid = _pids_in(container_id)[0]
     denied = subprocess.Popen([sys.executable, "-c", _DENIED_MKDIR, str(_cgroup_procs(container_pid)),
                                str(tmp_path / "never")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -170,12 +169,12 @@ async def test_a_seccomp_kill_from_a_localhost_profile_arrives_with_its_pod(kafk
     try:
         # The container's first process (whose pid containerd announces) becomes the denied mkdir; the pause
         # lets containerd's start event reach the collector first, as it does for any process not killed at once.
-        container_id = await asyncio.to_thread(start_container, containerd, pod, "job",
+        container_id = await asyncio.to_thread(containerd.run_container, pod, "job",
                                                ["sh", "-c", "sleep 1; exec busybox mkdir /tmp/denied"], linux=linux)
         await wait_for(lambda: containerd.container_state(container_id) == cri_pb2.CONTAINER_EXITED, timeout=30)
 
         async def lifecycle() -> dict[str, dict] | None:
-            mine = {r["kind"]: r for r in await records_of(kafka_settings, "raw.containerd")
+            mine = {r["kind"]: r for r in await read_raw_records(kafka_settings, "raw.containerd")
                     if r.get("container_id") == container_id}
             return mine if "container.exit" in mine else None
 

@@ -9,7 +9,6 @@ import contextlib
 import socket
 from pathlib import Path
 
-import orjson
 import pytest
 from prometheus_client import REGISTRY
 
@@ -18,8 +17,7 @@ from collectors.node.kubeapi import PodWatch
 from collectors.node.metrics import SOURCE_UP
 from collectors.runtime.api import cri_pb2
 from tests.integration.containerd_runtime import IMAGE, containerd  # noqa: F401  (the fixture)
-from tests.integration.harness import wait_for
-from vigil import kafka
+from tests.integration.harness import read_raw_records, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -45,23 +43,6 @@ def _sample(name: str, **labels: str) -> float:
 
 def _kernel_losses() -> float:
     return sum(_sample("vigil_sensor_kernel_losses_total", reason=reason) for reason in ("full", "busy"))
-
-
-async def _read_to_end(settings, topic: str) -> list[dict]:
-    """Every record of a topic, up to its end offsets at the time of the call."""
-    consumer = kafka.consumer(settings, settings.topic(topic), group_id=None)
-    await consumer.start()
-    try:
-        partitions = consumer.assignment()
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(list(partitions))
-        records: list[dict] = []
-        while [p for p, end in ends.items() if await consumer.position(p) < end]:
-            for messages in (await consumer.getmany(timeout_ms=1000)).values():
-                records += [doc for message in messages for doc in orjson.loads(message.value)]
-        return records
-    finally:
-        await consumer.stop()
 
 
 async def test_node_collector_ships_enriched_container_and_sensor_records(kafka_settings, containerd,  # noqa: F811
@@ -92,7 +73,7 @@ async def test_node_collector_ships_enriched_container_and_sensor_records(kafka_
 
     pod_context = {"namespace": "payments", "pod": "api-7f9c", "pod_uid": pod.uid, "container_id": container_id,
                    "container_name": "server", "image": IMAGE, "service_account": "", "labels": {"app": "api"}}
-    lifecycle = {r["kind"]: r for r in await _read_to_end(kafka_settings, "raw.containerd")
+    lifecycle = {r["kind"]: r for r in await read_raw_records(kafka_settings, "raw.containerd")
                  if r["container_id"] == container_id}
     assert set(lifecycle) == {"container.create", "container.start", "container.exit"}
     assert all(r["k8s"] == pod_context and r["node"] == "node-under-test" for r in lifecycle.values())
@@ -101,7 +82,7 @@ async def test_node_collector_ships_enriched_container_and_sensor_records(kafka_
 
     if not sensor_up:
         pytest.skip("the eBPF sensor cannot run on this host (see the collector's log); container events passed")
-    sensor_records = await _read_to_end(kafka_settings, "raw.ebpf")
+    sensor_records = await read_raw_records(kafka_settings, "raw.ebpf")
     syscalls = {r["container_id"]: r for r in sensor_records if r["type"] == "syscalls"}
     # the exited container's when its cgroup went; the pod's sandbox (still running) only when the collector
     # stopped, from the sensor's final drain

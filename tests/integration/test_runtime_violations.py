@@ -6,55 +6,23 @@ from __future__ import annotations
 
 import asyncio
 
-import orjson
 import pytest
 
 from collectors.node.collector import NodeCollector, NodeOptions
 from collectors.runtime import RUNTIME_SOURCE
 from collectors.runtime.api import cri_pb2
 from tests.integration.containerd_runtime import IMAGE, Containerd, Pod, containerd  # noqa: F401  (the fixture)
-from tests.integration.harness import wait_for
-from vigil import kafka
+from tests.integration.harness import read_raw_records, wait_for
 
 pytestmark = pytest.mark.integration
 
 _MIB = 1 << 20
 
 
-def start_container(runtime: Containerd, pod: Pod, name: str, command: list[str], *, attempt: int = 0,
-                    linux: cri_pb2.LinuxContainerConfig | None = None) -> str:
-    """Create and start a container as the kubelet does, ``attempt`` counting its restarts; returns its id."""
-    config = cri_pb2.ContainerConfig(metadata=cri_pb2.ContainerMetadata(name=name, attempt=attempt),
-                                     image=cri_pb2.ImageSpec(image=IMAGE), command=command,
-                                     log_path=f"{name}-{attempt}.log", linux=linux)
-    created = runtime.runtime.CreateContainer(
-        cri_pb2.CreateContainerRequest(pod_sandbox_id=pod.sandbox_id, config=config, sandbox_config=pod.config),
-        timeout=60)
-    runtime.runtime.StartContainer(cri_pb2.StartContainerRequest(container_id=created.container_id), timeout=60)
-    return created.container_id
-
-
-async def records_of(settings, topic: str) -> list[dict]:
-    """Every record of a raw topic up to its current end."""
-    consumer = kafka.consumer(settings, settings.topic(topic), group_id=None)
-    await consumer.start()
-    try:
-        partitions = consumer.assignment()
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(list(partitions))
-        records: list[dict] = []
-        while [p for p, end in ends.items() if await consumer.position(p) < end]:
-            for messages in (await consumer.getmany(timeout_ms=1000)).values():
-                records += [doc for message in messages for doc in orjson.loads(message.value)]
-        return records
-    finally:
-        await consumer.stop()
-
-
 async def _lifecycles(settings, container_ids: list[str]) -> dict[str, dict[str, dict]] | None:
     """Each container's records by kind, once every one of them has its exit on the topic."""
     found: dict[str, dict[str, dict]] = {container_id: {} for container_id in container_ids}
-    for record in await records_of(settings, "raw.containerd"):
+    for record in await read_raw_records(settings, "raw.containerd"):
         if record.get("container_id") in found:
             found[record["container_id"]][record["kind"]] = record
     return found if all("container.exit" in kinds for kinds in found.values()) else None
@@ -71,7 +39,7 @@ async def test_a_container_over_its_memory_limit_is_reported_oom_killed_with_its
         memory_limit_in_bytes=16 * _MIB, memory_swap_limit_in_bytes=16 * _MIB))
     try:
         # dd allocates its whole 64 MiB block and fills it from /dev/zero: four times the limit.
-        hog = await asyncio.to_thread(start_container, containerd, pod, "render",
+        hog = await asyncio.to_thread(containerd.run_container, pod, "render",
                                       ["busybox", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
                                       linux=limits)
         records = (await wait_for(lambda: _lifecycles(kafka_settings, [hog]), timeout=60, interval=1))[hog]
@@ -102,7 +70,7 @@ async def test_restarts_of_one_container_give_distinct_exits_of_the_same_name(
     try:
         attempts = []
         for attempt in range(3):  # what the kubelet does for a crashing container: same name, next attempt
-            container_id = await asyncio.to_thread(start_container, containerd, pod, "consumer",
+            container_id = await asyncio.to_thread(containerd.run_container, pod, "consumer",
                                                    ["sh", "-c", "exit 3"], attempt=attempt)
             await wait_for(lambda: containerd.container_state(container_id) == cri_pb2.CONTAINER_EXITED,  # noqa: B023
                            timeout=30, interval=0.1)
