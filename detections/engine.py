@@ -14,9 +14,9 @@ watermark: expired windows and partial sequences are dropped and absences ("B di
 
 State lives in a :class:`~detections.state.StateStore` (a dict in replay, a Faust table in the workers),
 changed only by events some windowed or sequence detection observes, and written once per key per
-:meth:`Engine.commit` (the stream processor commits once per Kafka message). It is bounded: every key expires one
-window or span after its latest event, and beyond ``max_state_keys`` the least recently written keys are
-evicted (``vigil_detection_state_evicted_total``).
+:meth:`Engine.commit` (the stream processor commits once per batch of Kafka messages). It is bounded: every key
+expires one window or span after its latest event, and beyond ``max_state_keys`` the least recently written keys
+are evicted (``vigil_detection_state_evicted_total``).
 
 Coverage: collectors report their own losses as ``collector.health`` events (``raw.dropped`` records lost
 between ``raw.since_ns`` and the event time, per source and node). An alert whose time span overlaps losses
@@ -47,6 +47,7 @@ import orjson
 from prometheus_client import Counter, Gauge
 
 from collectors.source import RecordRejected, Rejected, get_source
+from detections.health import health_detections
 from detections.sdk import UNCHANGED, Detection, EventDetection, Example, Finding, Scenario, StatefulDetection
 from detections.state import DictStore, StateStore
 from detections.tuning import DetectionTuning, Tuning
@@ -260,7 +261,9 @@ class Engine:
         self._fingerprint: tuple[tuple[str, int, int], ...] = ()
         self._files: dict[str, Detection] = {}
         self._failures: dict[str, tuple[float, int]] = {}
-        self._processed: dict[str, Any] = {}
+        #: Events processed per kind since the last commit: Prometheus is told once per commit, not per event.
+        self._processed: dict[str, int] = {}
+        self._alert_counters: dict[tuple[str, str, bool], Any] = {}
         self._install({f"<memory:{d.id}>": d for d in detections}, [])
 
     @classmethod
@@ -268,11 +271,13 @@ class Engine:
         cls, paths: Iterable[str | Path] | None = None, *, suppression_capacity: int = 50_000,
         store: StateStore | None = None, tuning: Tuning | None = None,
     ) -> Engine:
-        """An engine running every detection file under ``paths`` (default: the bundled library)."""
+        """An engine running every detection file under ``paths`` (default: the bundled library) and the health
+        thresholds the tuning declares (``[[health]]``, see :mod:`detections.health`)."""
         engine = cls(suppression_capacity=suppression_capacity, store=store, tuning=tuning)
         engine._paths = [Path(p) for p in (paths if paths is not None else [LIBRARY])]
         engine._fingerprint = engine._current_fingerprint()
-        engine._install(*load_detections(engine._paths))
+        files, errors = load_detections(engine._paths)
+        engine._install({**files, **health_detections(engine.tuning.health)}, errors)
         return engine
 
     @property
@@ -291,10 +296,8 @@ class Engine:
     def process(self, event: Event) -> list[Alert]:
         """New and updated alerts this event raises."""
         kind = event.kind
-        counter = self._processed.get(kind)
-        if counter is None:
-            counter = self._processed[kind] = metrics.EVENTS_PROCESSED.labels(kind)
-        counter.inc()
+        processed = self._processed
+        processed[kind] = processed.get(kind, 0) + 1
         if kind == HEALTH_KIND:
             self.losses.record(event)
         emitted: list[Alert] = []
@@ -353,10 +356,15 @@ class Engine:
     def commit(self) -> None:
         """Write the state keys changed since the last commit to the store, once each. The stream processor
         commits after each Kafka message: its records share a key, so a message costs one table write, not
-        one per event. Eviction beyond ``max_state_keys`` happens here."""
-        pending, self._pending = self._pending, {}
-        for key, entry in pending.items():
-            self._write(key, entry)
+        one per event. Eviction beyond ``max_state_keys`` happens here, and the events processed are counted."""
+        if self._pending:
+            pending, self._pending = self._pending, {}
+            for key, entry in pending.items():
+                self._write(key, entry)
+        if self._processed:
+            for kind, count in self._processed.items():
+                metrics.EVENTS_PROCESSED.labels(kind).inc(count)
+            self._processed = {}
 
     def advance(self, watermark_ns: int | None = None) -> list[Alert]:
         """Move windows and sequences to ``watermark_ns`` (default: the engine's watermark): drop what expired
@@ -436,11 +444,20 @@ class Engine:
         alert = self._suppression.admit(hit, detection.dedup_period_s)
         if alert is None:
             return
-        if alert.count == 1:
-            metrics.ALERTS.labels(alert.detection, alert.severity).inc()
-        else:
-            SUPPRESSED.labels(alert.detection).inc()
+        key = (alert.detection, alert.severity, alert.count == 1)
+        counter = self._alert_counters.get(key)
+        if counter is None:
+            counter = self._alert_counters[key] = self._alert_counter(alert)
+        counter.inc()
         emitted.append(alert)
+
+    @staticmethod
+    def _alert_counter(alert: Alert) -> Any:
+        """``vigil_alerts_total`` for a new alert, ``vigil_alerts_suppressed_total`` for an update (the engine
+        keeps them per detection and severity: looking a labelled child up costs more than the increment)."""
+        if alert.count == 1:
+            return metrics.ALERTS.labels(alert.detection, alert.severity)
+        return SUPPRESSED.labels(alert.detection)
 
     def _excepted(self, detection: Detection, event: Event) -> bool:
         tuning = self._exceptions.get(detection.id)
@@ -459,6 +476,7 @@ class Engine:
             return False
         self._fingerprint = fingerprint
         loaded, errors = load_detections(self._paths)
+        loaded.update(health_detections(self.tuning.health))
         ids = {d.id for d in loaded.values()}
         for error in errors:
             previous = self._files.get(error.path)

@@ -5,7 +5,8 @@ storage writer) against the local dev stack, on a private topic prefix and datab
 posts ``EventList`` batches at a fixed rate; a small share of the events are exec-into-pod requests, each
 on its own pod so that suppression never folds them together, and every one of them must come back as an
 alert. Latency is the time from the POST that carried the event to the alert's arrival on the topic.
-The raw baseline measured in the same run is the webhook alone: POST to 200 (durable in Kafka).
+The raw baseline measured in the same run is the webhook alone: POST to 200 (durable in Kafka). The CPU each
+pipeline process used while the load ran says which one a missed target is about, on a machine they share.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class Measurement:
     sent_at: dict[str, float] = field(default_factory=dict)
     alert_latency: list[float] = field(default_factory=list)
     elapsed: float = 0.0
+    #: Share of one core each pipeline process used from the first POST until the last alert arrived.
+    cpu: dict[str, float] = field(default_factory=dict)
 
 
 def register_bench(sub: argparse._SubParsersAction) -> None:
@@ -80,23 +83,27 @@ async def bench_e2e(settings: Settings, load: Load) -> int:
         return 1
     processes = _start_pipeline(settings, run)
     try:
-        await _wait_for_webhook(settings.collector.webhook_port, processes)
+        await _wait_for_webhook(settings.collector.webhook_port, list(processes.values()))
         await asyncio.sleep(8.0)  # let the Faust worker join its group before the clock starts
         measurement = Measurement()
+        pids = {name: p.pid for name, p in processes.items()} | {"load generator": os.getpid()}
+        started, cpu_before = time.monotonic(), {name: cpu_seconds(pid) for name, pid in pids.items()}
         consumer = asyncio.create_task(_collect_alerts(settings, measurement, load))
         await _send(settings.collector.webhook_port, load, measurement)
         try:
             await asyncio.wait_for(consumer, timeout=DRAIN_SECONDS)
         except TimeoutError:
             print(f"gave up waiting for alerts {DRAIN_SECONDS:.0f} s after the load ended", file=sys.stderr)
+        elapsed = time.monotonic() - started
+        measurement.cpu = {name: (cpu_seconds(pid) - cpu_before[name]) / elapsed for name, pid in pids.items()}
     finally:
-        _stop(processes)
+        _stop(list(processes.values()))
         await _clean_up(settings, run)
     _report(load, measurement)
     return 0
 
 
-def _start_pipeline(settings: Settings, run: str) -> list[subprocess.Popen]:
+def _start_pipeline(settings: Settings, run: str) -> dict[str, subprocess.Popen]:
     env = os.environ | {
         "VIGIL_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
         "VIGIL_CLICKHOUSE_URL": settings.clickhouse.url,
@@ -106,8 +113,9 @@ def _start_pipeline(settings: Settings, run: str) -> list[subprocess.Popen]:
         "VIGIL_LOG_LEVEL": "WARNING",
     }
     vigil = str(Path(sys.executable).with_name("vigil"))
-    commands = (["collect", "audit", "--webhook"], ["stream", "worker"], ["store"])
-    return [subprocess.Popen([vigil, *c], env=env, start_new_session=True) for c in commands]
+    commands = {"webhook": ["collect", "audit", "--webhook"], "stream worker": ["stream", "worker"],
+                "writer": ["store"]}
+    return {name: subprocess.Popen([vigil, *c], env=env, start_new_session=True) for name, c in commands.items()}
 
 
 async def _wait_for_webhook(port: int, processes: list[subprocess.Popen]) -> None:
@@ -192,6 +200,12 @@ async def _collect_alerts(settings: Settings, measurement: Measurement, load: Lo
         await consumer.stop()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (``/proc/<pid>/stat``, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _stop(processes: list[subprocess.Popen]) -> None:
     for process in processes:
         process.send_signal(signal.SIGTERM)
@@ -234,3 +248,6 @@ def _report(load: Load, m: Measurement) -> None:
           f" (target p99 < 2000 ms)")
     if post_p99:
         print(f"ratio                e2e p99 / POST p99 = {alert_p99 / post_p99:.1f}")
+    if m.cpu:
+        print("CPU while loaded     " + ", ".join(f"{name} {100 * share:.0f}%" for name, share in m.cpu.items())
+              + " of a core")

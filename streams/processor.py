@@ -1,4 +1,4 @@
-"""The stream step, free of any transport: one raw Kafka message in; events, alerts and dead letters out.
+"""The stream step, free of any transport: raw Kafka messages in; events, alerts and dead letters out.
 
 A raw message holds a JSON array of one source's records sharing a key (see :mod:`vigil.kafka`). Each
 record is normalized by its source (``collectors.source``) into the envelope and run through the
@@ -6,17 +6,21 @@ detection engine. The Faust agent in :mod:`streams.app` only moves bytes in and 
 keeps the processing testable without a broker and lets other runners reuse it. Event time moves windows and
 sequences forward; :meth:`StreamProcessor.advance` decides what the watermark has passed (absences) and is
 called on a timer, because an absence is raised by time passing, not by a message.
+
+Messages are processed in batches (what the worker took from Kafka in one go): the engine's state is written
+once per key per batch, not once per message, because every write of a Faust table is a changelog message.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import orjson
 
-from collectors.source import RecordRejected, get_source
+from collectors.source import RecordRejected, Source, get_source
 from detections.engine import Engine
 from vigil import kafka, metrics
 from vigil.alert import Alert
@@ -26,6 +30,16 @@ from vigil.event import Event
 log = logging.getLogger(__name__)
 
 COMPONENT = "stream-worker"
+
+
+@dataclass(slots=True)
+class RawMessage:
+    """One message of a ``raw.<source>`` topic: the source it came from, its value, and when the collector
+    shipped it (its Kafka timestamp, ns)."""
+
+    source: str
+    value: bytes
+    ingest_ns: int
 
 
 @dataclass(slots=True)
@@ -41,44 +55,59 @@ class StreamProcessor:
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self._settings = settings
         self.engine = engine
+        self._latency = metrics.LATENCY.labels("collect_to_detect")
 
     def process(self, source_name: str, value: bytes, ingest_ns: int) -> ProcessedMessage:
-        """``ingest_ns`` is when the collector shipped the message (its Kafka timestamp)."""
-        out = ProcessedMessage()
-        try:
-            source = get_source(source_name)
-            records = kafka.decode_batch(value)
-        except (ValueError, orjson.JSONDecodeError) as exc:
-            out.deadletters.append(self._deadletter(source_name, "bad_message", str(exc), value))
-            return out
-        events = []
-        cluster, node = self._settings.cluster, self._settings.node
-        for record in records:
-            try:
-                if not isinstance(record, dict):
-                    raise RecordRejected("wrong_kind", f"record is a JSON {type(record).__name__}, not an object")
-                event = source.normalize(record, cluster, node)
-                event.ingest_ns = ingest_ns
-            except RecordRejected as exc:
-                out.deadletters.append(self._deadletter(source_name, exc.reason, exc.detail, orjson.dumps(record)))
-                continue
-            events.append(event)
-            out.alerts.extend(self.engine.process(event))
+        """One message on its own, its state committed: ``ingest_ns`` is its Kafka timestamp."""
+        return self.process_batch([RawMessage(source_name, value, ingest_ns)])[0]
+
+    def process_batch(self, messages: Sequence[RawMessage]) -> list[ProcessedMessage]:
+        """Each message's output, in order, with the engine's state committed once for the whole batch."""
+        processed = [self._process(message) for message in messages]
         self.engine.commit()
-        if events:
-            out.events = orjson.dumps(events)
-            _observe(events)
-        return out
+        return processed
 
     def advance(self) -> list[Alert]:
         """Alerts decided by the engine's watermark since the last call (absences), expired state dropped."""
         return self.engine.advance()
 
+    def _process(self, message: RawMessage) -> ProcessedMessage:
+        out = ProcessedMessage()
+        try:
+            source = get_source(message.source)
+            records = kafka.decode_batch(message.value)
+        except (ValueError, orjson.JSONDecodeError) as exc:
+            out.deadletters.append(self._deadletter(message.source, "bad_message", str(exc), message.value))
+            return out
+        events = self._normalize(source, message, records, out)
+        if events:
+            engine_process = self.engine.process
+            for event in events:
+                alerts = engine_process(event)
+                if alerts:
+                    out.alerts.extend(alerts)
+            out.events = orjson.dumps(events)
+            self._latency.observe(max(0.0, (time.time_ns() - message.ingest_ns) / 1e9))
+        return out
+
+    def _normalize(self, source: Source, message: RawMessage, records: list, out: ProcessedMessage) -> list[Event]:
+        """The message's records as events stamped with its ingest time; refused records go to ``out``."""
+        events = []
+        normalize = source.normalize
+        cluster, node, ingest_ns = self._settings.cluster, self._settings.node, message.ingest_ns
+        for record in records:
+            try:
+                if type(record) is not dict:
+                    raise RecordRejected("wrong_kind", f"record is a JSON {type(record).__name__}, not an object")
+                event = normalize(record, cluster, node)
+            except RecordRejected as exc:
+                out.deadletters.append(self._deadletter(message.source, exc.reason, exc.detail, orjson.dumps(record)))
+                continue
+            event.ingest_ns = ingest_ns
+            events.append(event)
+        return events
+
     def _deadletter(self, source: str, reason: str, detail: str, raw: bytes) -> bytes:
         metrics.REJECTED.labels(COMPONENT, source, reason).inc()
         metrics.DEADLETTERED.labels(COMPONENT).inc()
         return kafka.deadletter_record(COMPONENT, source, reason, detail, raw)
-
-
-def _observe(events: list[Event]) -> None:
-    metrics.LATENCY.labels("collect_to_detect").observe(max(0.0, (time.time_ns() - events[-1].ingest_ns) / 1e9))

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import orjson
 import pytest
 
 from collectors.source import get_source
-from detections.engine import Engine
+from detections.engine import LIBRARY, Engine
 from detections.health import METRICS, health_detection, parse_health_rules
 from detections.sdk import EXAMPLE_START_NS, in_pod
 from detections.tuning import Tuning, TuningError
@@ -56,6 +57,17 @@ def test_a_configured_threshold_is_loaded_beside_the_library_and_catalogued() ->
     entry = by_id["health.fork_rate"].catalogue_entry()
     assert entry["threshold"] == 200 and entry["window_s"] == 60 and entry["aggregate"] == "sum"
     assert entry["severity"] == "high" and entry["kinds"] == ["container.syscalls"]
+
+
+def test_configured_thresholds_survive_a_reload_of_the_detection_files(tmp_path: Path) -> None:
+    detection_file = tmp_path / "extra.py"
+    detection_file.write_text(LIBRARY.joinpath("runtime_container_oom_killed.py").read_text())
+    engine = Engine.load([tmp_path], tuning=Tuning.parse({"health": [FORK_RATE]}))
+    detection_file.write_text(detection_file.read_text() + "\n")
+    os.utime(detection_file, ns=(time.time_ns(), time.time_ns() + 10**9))
+
+    assert engine.reload_if_changed()
+    assert {d.id for d in engine.detections} == {"runtime.container_oom_killed", "health.fork_rate"}
 
 
 def test_forks_summed_over_a_window_fire_once_the_threshold_is_reached() -> None:

@@ -1,0 +1,75 @@
+"""The stream step on batches of raw messages, as the Faust worker hands them over: one output per message in
+order, bad input dead-lettered without stopping the batch, and detection state written once per key per batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from collectors.tetragon.records import tetragon_record
+from detections.engine import Engine
+from detections.sdk import audit_record
+from detections.state import DictStore
+from streams.processor import RawMessage, StreamProcessor
+from vigil.config import Settings
+
+T0 = 1_741_069_320 * 10**9
+SEQUENCE = Path(__file__).resolve().parents[2] / "detections" / "library" / "seq_exec_then_tooling.py"
+
+
+class CountingStore(DictStore):
+    """A dict store that counts writes: each would be a changelog message of the worker's Faust table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def set(self, key: str, value: Any) -> None:
+        self.writes += 1
+        super().set(key, value)
+
+
+def _exec(name: str = "web-7f9c", second: int = 18) -> RawMessage:
+    record = audit_record("create", "pods", name=name, subresource="exec", code=101,
+                          time=f"2025-03-04T06:22:{second}.000000Z")
+    return RawMessage("k8s-audit", orjson.dumps([record]), T0)
+
+
+def _tool(binary: str, second: int) -> RawMessage:
+    record = tetragon_record(binary=binary, time=f"2025-03-04T06:22:{second}.000000Z")
+    return RawMessage("tetragon", orjson.dumps([record]), T0)
+
+
+def test_a_batch_gives_one_output_per_message_in_order_and_dead_letters_bad_input() -> None:
+    processor = StreamProcessor(Settings(cluster="c"), Engine.load([SEQUENCE]))
+    batch = [
+        _exec(),
+        RawMessage("k8s-audit", b"{not json", T0),
+        RawMessage("k8s-audit", orjson.dumps([["a list, not an audit event"]]), T0),
+        _tool("/usr/bin/wget", 31),
+    ]
+
+    first, undecodable, wrong_kind, last = processor.process_batch(batch)
+
+    assert [e["original_id"] for e in orjson.loads(first.events)] == [orjson.loads(batch[0].value)[0]["auditID"]]
+    assert (undecodable.events, [orjson.loads(d)["reason"] for d in undecodable.deadletters]) == (None, ["bad_message"])
+    assert (wrong_kind.events, [orjson.loads(d)["reason"] for d in wrong_kind.deadletters]) == (None, ["wrong_kind"])
+    assert [a.detection for a in last.alerts] == ["seq.exec_then_tooling"], "the sequence spans two messages"
+    assert all(e["ingest_ns"] == T0 for e in orjson.loads(last.events))
+
+
+def test_state_is_written_once_per_key_per_batch_not_per_message() -> None:
+    batch = [_exec(second=18), _exec(second=19), _tool("/bin/ls", 20)]
+
+    one_by_one = CountingStore()
+    processor = StreamProcessor(Settings(cluster="c"), Engine.load([SEQUENCE], store=one_by_one))
+    for message in batch:
+        processor.process(message.source, message.value, message.ingest_ns)
+
+    batched = CountingStore()
+    StreamProcessor(Settings(cluster="c"), Engine.load([SEQUENCE], store=batched)).process_batch(batch)
+
+    assert (one_by_one.writes, batched.writes) == (2, 1), "two execs of one pod: one key, written once per batch"
+    assert one_by_one.get("c/default/web-7f9c") == batched.get("c/default/web-7f9c")
