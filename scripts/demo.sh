@@ -61,7 +61,10 @@ for _ in $(seq 60); do
   [[ ${n:-0} -ge $expected ]] && break
   sleep 1
 done
+# Informational posture findings (no limits, tags instead of digests, ...) are counted, the rest listed.
 $vigil query "SELECT time, severity, detection, namespace, pod, user FROM vigil.alerts FINAL
-              WHERE cluster = '$VIGIL_CLUSTER' ORDER BY time DESC LIMIT 10"
+              WHERE cluster = '$VIGIL_CLUSTER' AND severity != 'informational' ORDER BY time"
+$vigil query "SELECT severity, count() AS alerts FROM vigil.alerts FINAL WHERE cluster = '$VIGIL_CLUSTER'
+              GROUP BY severity ORDER BY alerts DESC"
 $vigil query "SELECT source, kind, action, count() AS events FROM vigil.events FINAL
               WHERE cluster IN ('$VIGIL_CLUSTER', 'test-cluster') GROUP BY ALL ORDER BY events DESC"
