@@ -226,7 +226,7 @@ def bench_in_process(settings: Settings, records: list[tuple[str, dict[str, Any]
     rate = count / _timed(each_event)
     print(f"engine (whole library)        {rate:>12,.0f} events/s  {1e6 / rate:6.2f} us/event  "
           f"raw/engine {raw_rate / rate:5.1f}x  state writes {store.writes / count:.3f}/event, "
-          f"{len(store)} keys held")
+          f"{len(store)} keys held, prefilter signatures {engine.prefilter_signatures}")
 
     store = CountingStore()
     processor = StreamProcessor(settings, Engine.load(store=store))

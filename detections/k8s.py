@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
-from detections.sdk import containers, pod_metadata, pod_spec, workload, written_object
+from detections.sdk import workload, written_object, written_pod
 from vigil.event import Event
 
 #: The API server itself, the scheduler and the controller manager (with its per-controller service accounts
@@ -37,8 +37,10 @@ CONTROL_PLANE = (
     "system:serviceaccount:kube-system:token-cleaner",
 )
 
-_WRITES = frozenset({"create", "update", "patch"})
-_MUTATIONS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+#: Verbs that set an object, and those that change or remove it: what ``is_write`` and ``is_mutation`` accept, and
+#: the ``actions`` prefilter of the detections built on them.
+WRITES = frozenset({"create", "update", "patch"})
+MUTATIONS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 
 def identity_in(user: str, patterns: Iterable[str]) -> bool:
@@ -50,7 +52,7 @@ def is_write(event: Event, resource: str, api_group: str = "") -> bool:
     """A create, update or patch of the object itself (not of a subresource such as ``status``)."""
     target = event.target
     return (
-        event.action in _WRITES
+        event.action in WRITES
         and target.resource == resource
         and target.api_group == api_group
         and not target.subresource
@@ -61,7 +63,7 @@ def is_mutation(event: Event, resources: Iterable[str], api_group: str) -> bool:
     """A create, update, patch, delete or deletecollection of one of ``resources`` in ``api_group``."""
     target = event.target
     return (
-        event.action in _MUTATIONS
+        event.action in MUTATIONS
         and target.resource in resources
         and target.api_group == api_group
         and not target.subresource
@@ -108,13 +110,13 @@ PostureCheck = Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]
 def offending_containers(event: Event, check: PostureCheck) -> list[dict[str, str]]:
     """Every container of the pod spec an API write sets (containers, init and ephemeral containers) for which
     ``check`` names an offending setting, with its image and list: what posture detections report."""
-    spec = pod_spec(event)
-    if spec is None:
+    pod = written_pod(event)
+    if pod is None or pod.spec is None:
         return []
-    metadata = pod_metadata(event)
+    spec, metadata = pod.spec, pod.metadata
     annotations = metadata.get("annotations") if isinstance(metadata.get("annotations"), dict) else {}
     found = []
-    for list_name, container in containers(spec):
+    for list_name, container in pod.containers:
         setting = check(spec, container, annotations)
         if setting:
             found.append({"container": str(container.get("name", "")), "image": str(container.get("image", "")),

@@ -21,6 +21,12 @@ says whether an event can advance the detection at all; only then does the engin
 Multi-step detections are tested with :class:`Scenario` examples: records from several sources with event
 times, fed in the order given.
 
+Prefilter: a detection (or a sequence step) may declare the only values of a few event fields its logic can
+match, e.g. ``resources=["pods"], subresources=["exec", "attach"], actions=["create", "get"]``, ``exe_names=SHELLS``
+or, for one of its kinds only, ``exe_names={"process.exec": SSH_CLIENTS}`` (see :class:`Prefilter`); the engine
+then never asks it about other events. Most events match nothing, so asking only the detections that can match
+is most of what keeps the engine fast.
+
 Parameters: what is normal differs between namespaces (the registries a production namespace may pull from,
 the binaries expected to be setuid), so a detection may declare ``params`` with their defaults; a deployment
 sets them in ``detections.toml``, for all namespaces and per namespace, and the detection's ``match`` and
@@ -37,9 +43,10 @@ import re
 import string
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -163,6 +170,75 @@ def _param_value(detection_id: str, name: str, value: Any, default: Any) -> Any:
     raise DetectionError(f"{detection_id}: parameter {name!r} must be {expected}, got {value!r}")
 
 
+#: The event fields a prefilter can declare, by the event attribute each is read from.
+PREFILTER_FIELDS: dict[str, str] = {
+    "actions": "action",
+    "resources": "target.resource",
+    "subresources": "target.subresource",
+    "exe_names": "actor.exe",
+}
+_READ_FIELD = {name: attrgetter(path) for name, path in PREFILTER_FIELDS.items()}
+
+
+def declared_value(name: str, value: str) -> str:
+    """The value a declaration of field ``name`` names for the event attribute's ``value``: the same, except
+    that ``exe_names`` names basenames (``/usr/bin/curl`` is ``curl``)."""
+    return value.rpartition("/")[2] if name == "exe_names" else value
+
+
+#: How a detection or step declares a prefilter field: the values for all of its kinds, or a mapping from some of
+#: its kinds to their values (a detection of execs and connections names the programs it runs on for execs only).
+Declared = Collection[str] | Mapping[str, Collection[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Prefilter:
+    """The values of event fields a detection (or a sequence step) can match at all, for one event kind, so the
+    engine gives it only events that have them (Falco rules declare ``evt.type``, Panther rules their log
+    types). Each field is a set of exact values, empty for any: ``actions`` (the verb of an API request, the
+    action of a runtime event), ``resources`` and ``subresources`` (of the API object; ``""`` is the object
+    itself, no subresource) and ``exe_names`` (basename of the executable). A declaration is a promise the logic
+    never matches outside it (declare from the same constants the logic tests); ``vigil detections test`` fails
+    a detection whose examples break it."""
+
+    actions: frozenset[str] = frozenset()
+    resources: frozenset[str] = frozenset()
+    subresources: frozenset[str] = frozenset()
+    exe_names: frozenset[str] = frozenset()
+
+    @classmethod
+    def declared_by(cls, owner: Any, label: str) -> dict[str, Prefilter]:
+        """The prefilter of each kind of a detection or step (``owner.kinds``) from its declaration fields."""
+        by_kind: dict[str, dict[str, frozenset[str]]] = {kind: {} for kind in owner.kinds}
+        for name in PREFILTER_FIELDS:
+            declared = getattr(owner, name)
+            per_kind = declared if isinstance(declared, Mapping) else dict.fromkeys(owner.kinds, declared)
+            for kind, values in per_kind.items():
+                if kind not in by_kind:
+                    raise DetectionError(f"{label}: {name} declares kind {kind!r}, which is not one of its kinds")
+                if isinstance(values, str) or not all(isinstance(item, str) for item in values):
+                    raise DetectionError(f"{label}: {name} must be a list of strings (or of them by kind), "
+                                         f"got {values!r}")
+                by_kind[kind][name] = frozenset(values)
+        return {kind: cls(**fields) for kind, fields in by_kind.items()}
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The fields this prefilter restricts (the others may have any value)."""
+        return tuple(name for name in PREFILTER_FIELDS if getattr(self, name))
+
+    def admits(self, event: Event) -> bool:
+        return self.admits_values({name: declared_value(name, read(event)) for name, read in _READ_FIELD.items()})
+
+    def admits_values(self, values: Mapping[str, str | None]) -> bool:
+        """Whether an event with these field values can match (a field missing from ``values`` is unknown and
+        admitted; ``None`` is a value no declaration names)."""
+        return all(name not in values or values[name] in getattr(self, name) for name in self.fields)
+
+    def describe(self) -> str:
+        return ", ".join(f"{name}={sorted(getattr(self, name))}" for name in self.fields) or "any event"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Detection(ABC):
     """Catalogue metadata shared by every kind of detection, validated when the detection file loads."""
@@ -184,6 +260,13 @@ class Detection(ABC):
     params: Mapping[str, Any] = field(default_factory=dict)
     #: Settings of the namespaces that differ, from the tuning file (see :class:`NamespaceSettings`).
     namespace_settings: tuple[NamespaceSettings, ...] = ()
+    #: The prefilter (see :class:`Prefilter`): the only values of these event fields the logic can match.
+    actions: Declared = ()
+    resources: Declared = ()
+    subresources: Declared = ()
+    exe_names: Declared = ()
+    #: The prefilter of each of ``kinds``, from the four fields above.
+    prefilter_by_kind: dict[str, Prefilter] = field(init=False, repr=False, compare=False)
     #: Resolved settings by namespace name: resolving globs for every event would cost more than the logic.
     _by_namespace: dict[str, NamespaceSettings] = field(init=False, repr=False, compare=False)
 
@@ -208,11 +291,16 @@ class Detection(ABC):
             raise DetectionError(f"{self.id}: severity {self.severity!r} is not one of {', '.join(SEVERITIES)}")
         if not self.kinds:
             raise DetectionError(f"{self.id}: kinds must name at least one event kind")
+        object.__setattr__(self, "prefilter_by_kind", Prefilter.declared_by(self, self.id))
         for technique in self.mitre:
             if not _MITRE.match(technique):
                 raise DetectionError(f"{self.id}: MITRE technique {technique!r} must look like T1609 or T1611.001")
         if self.dedup_period_s < 0:
             raise DetectionError(f"{self.id}: dedup_period_s must not be negative")
+
+    def prefilters(self, kind: str) -> tuple[Prefilter, ...]:
+        """The prefilters under which an event of ``kind`` can reach this detection's logic (any of them)."""
+        return (self.prefilter_by_kind[kind],)
 
     def catalogue_entry(self) -> dict[str, Any]:
         return {
@@ -227,6 +315,10 @@ class Detection(ABC):
             "false_positives": list(self.false_positives),
             "dedup_period_s": self.dedup_period_s,
             "examples": len(self.examples),
+            "prefilter": {
+                kind: {name: sorted(getattr(p, name)) for name in p.fields}
+                for kind in sorted(self.kinds) for p in self.prefilters(kind) if p.fields
+            },
             "params": {name: list(v) if isinstance(v, tuple) else v for name, v in self.params.items()},
         }
 
@@ -324,8 +416,7 @@ class EventDetection(Detection):
                 return []
             own_context = self.context(event) if self.context is not None else {}
         context = {**event_context(event), **own_context}
-        fields = {**context, **template_fields(event), **own_context}
-        fields = {key: _template_value(value) for key, value in fields.items()}
+        fields = TemplateFields({**context, **template_fields(event), **own_context})
         title = (self.alert_title or self.title).format_map(fields)
         return [self.build_alert([event], context, title, self.dedup.format_map(fields))]
 
@@ -348,6 +439,14 @@ def template_fields(event: Event) -> dict[str, Any]:
 def _template_value(value: Any) -> Any:
     """Lists read as ``a, b`` in titles and dedup keys, not as a Python repr."""
     return ", ".join(map(str, value)) if isinstance(value, list | tuple) else value
+
+
+class TemplateFields(dict):
+    """The fields of an alert's title and dedup templates. A value is rendered for a template (lists as
+    ``a, b``) when a template reads it: templates read two or three of the twenty-odd fields."""
+
+    def __getitem__(self, key: str) -> Any:
+        return _template_value(dict.__getitem__(self, key))
 
 
 def event_context(event: Event) -> dict[str, Any]:
@@ -434,7 +533,7 @@ class Finding:
 UNCHANGED: Any = object()
 
 
-class _Fields(dict):
+class _Fields(TemplateFields):
     """Template fields of a stateful alert: a field no step provided reads as empty, not as a KeyError."""
 
     def __missing__(self, key: str) -> str:
@@ -486,14 +585,14 @@ class StatefulDetection(Detection):
         """A finding from the marks of its evidence, in order: Kubernetes context from the first mark that has
         it, the time from the last (a sequence is dated when it completed)."""
         first = marks[0]
-        values = _Fields({key: _template_value(value) for mark_ in marks for key, value in mark_["x"].items()})
+        values = _Fields({key: value for mark_ in marks for key, value in mark_["x"].items()})
         values.update({
             "cluster": first["c"],
             "namespace": next((m["ns"] for m in marks if m["ns"]), ""),
             "pod": next((m["pod"] for m in marks if m["pod"]), ""),
             "user": next((m["u"] for m in marks if m["u"]), ""),
         })
-        values.update({key: _template_value(value) for key, value in fields.items()})
+        values.update(fields)
         alert = Alert(
             detection=self.id,
             title=(self.alert_title or self.title).format_map(values),
@@ -742,6 +841,13 @@ class Step:
     context: Callable[[Event], dict[str, Any]] | None = None
     absent: bool = False
     out_of_order: bool = True
+    #: The step's prefilter (see :class:`Prefilter`): the only values of these event fields ``match`` can accept.
+    actions: Declared = ()
+    resources: Declared = ()
+    subresources: Declared = ()
+    exe_names: Declared = ()
+    #: The prefilter of each of ``kinds``, from the four fields above.
+    prefilter_by_kind: dict[str, Prefilter] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("kinds", "sources"):
@@ -749,6 +855,7 @@ class Step:
             if isinstance(value, str):
                 raise DetectionError(f"step {self.name}: {name} must be a list, not the string {value!r}")
             object.__setattr__(self, name, frozenset(value))
+        object.__setattr__(self, "prefilter_by_kind", Prefilter.declared_by(self, f"step {self.name}"))
         if not self.kinds:
             raise DetectionError(f"step {self.name}: kinds must name at least one event kind")
 
@@ -793,10 +900,16 @@ class SequenceDetection(StatefulDetection):
             raise DetectionError(f"{self.id}: max_span_s must be positive")
         if self.params:
             raise DetectionError(f"{self.id}: sequences take no params (their steps' predicates take one event)")
+        if any(prefilter.fields for prefilter in self.prefilter_by_kind.values()):
+            raise DetectionError(f"{self.id}: a sequence declares its prefilter on its steps, each for its own events")
 
     @property
     def horizon_ns(self) -> int:
         return int(self.max_span_s * 1e9)
+
+    def prefilters(self, kind: str) -> tuple[Prefilter, ...]:
+        """An event reaches a sequence when the prefilter of any of its steps of the event's kind admits it."""
+        return tuple(step.prefilter_by_kind[kind] for _, step in self._steps_by_kind.get(kind, ()))
 
     def catalogue_entry(self) -> dict[str, Any]:
         steps = [f"not {step.name}" if step.absent else step.name for step in self.steps]
@@ -855,6 +968,8 @@ class SequenceDetection(StatefulDetection):
 
     def _chain(self, partial: list[list[dict[str, Any]]]) -> list[dict[str, Any]] | None:
         """The earliest ordered chain of the present steps within the span, if there is one."""
+        if not all(partial[1 : self._present]):  # a step nothing happened for yet: no chain (the usual case)
+            return None
         for first in partial[0]:
             chain = [first]
             for occurrences in partial[1 : self._present]:
@@ -934,17 +1049,20 @@ POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
     "podtemplates": ("template", "spec"),
 }
 _WORKLOAD_API_GROUPS = frozenset({"", "apps", "batch", "extensions"})
-_WRITE_VERBS = frozenset({"create", "update", "patch"})
+#: The prefilter of every detection that reads :func:`pod_spec`: the writes of the resources that carry one
+#: (``resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES``).
+POD_SPEC_RESOURCES = frozenset(POD_SPEC_PATHS)
+SPEC_WRITE_VERBS = frozenset({"create", "update", "patch"})
 #: ``pods/ephemeralcontainers`` is how ``kubectl debug`` adds a container; ``pods/status`` and other
 #: subresources repeat the spec without changing it, so they must not count as a new spec.
-_SPEC_SUBRESOURCES = frozenset({"", "ephemeralcontainers"})
+SPEC_SUBRESOURCES = frozenset({"", "ephemeralcontainers"})
 CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
 
 
 def written_object(event: Event) -> dict[str, Any] | None:
     """The Kubernetes object an API write request sets: the request body for create/update; for a patch
     the full object from the response when the audit policy logged it, else the patch itself."""
-    if event.kind != "k8s.api" or event.action not in _WRITE_VERBS or not isinstance(event.raw, dict):
+    if event.kind != "k8s.api" or event.action not in SPEC_WRITE_VERBS or not isinstance(event.raw, dict):
         return None
     response = event.raw.get("responseObject")
     if event.action == "patch" and isinstance(response, dict) and ("spec" in response or "template" in response):
@@ -953,29 +1071,62 @@ def written_object(event: Event) -> dict[str, Any] | None:
     return request if isinstance(request, dict) else None
 
 
+@dataclass(frozen=True, slots=True)
+class WrittenPod:
+    """The pod (or pod template) an API write sets: its spec (``None`` when the body was not logged or has
+    none), its metadata ({} when none) and every container of the spec with the list it is in."""
+
+    spec: dict[str, Any] | None
+    metadata: dict[str, Any]
+    containers: tuple[tuple[str, dict[str, Any]], ...]
+
+
+#: The last event :func:`written_pod` read and what it found: a dozen posture detections ask about the same
+#: event one after another, and walking the request body once instead of for each of them is most of their cost.
+_last_written_pod: tuple[Event | None, WrittenPod | None] = (None, None)
+
+
+def written_pod(event: Event) -> WrittenPod | None:
+    """The pod an API write sets, for pods and for every workload kind that templates pods; ``None`` for any
+    other event (decided on the resource, verb and subresource before the body is read)."""
+    global _last_written_pod
+    last, found = _last_written_pod
+    if last is event:
+        return found
+    found = None
+    target = event.target
+    path = POD_SPEC_PATHS.get(target.resource)
+    if (
+        path is not None and target.api_group in _WORKLOAD_API_GROUPS and target.subresource in SPEC_SUBRESOURCES
+        and (template := _walk(written_object(event), path[:-1])) is not None
+    ):
+        spec = template.get("spec") if isinstance(template.get("spec"), dict) else None
+        metadata = template.get("metadata") if isinstance(template.get("metadata"), dict) else {}
+        found = WrittenPod(spec, metadata, tuple(containers(spec)) if spec is not None else ())
+    _last_written_pod = (event, found)
+    return found
+
+
+def _walk(node: Any, path: Sequence[str]) -> dict[str, Any] | None:
+    for key in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node if isinstance(node, dict) else None
+
+
 def pod_spec(event: Event) -> dict[str, Any] | None:
-    """The pod spec an API write sets, for pods and for every workload kind that templates pods; ``None``
-    for any other event. The one place detections get a pod spec from."""
-    return _pod_part(event, "spec")
+    """The pod spec an API write sets (see :func:`written_pod`); ``None`` for any other event. The one place
+    detections get a pod spec from."""
+    pod = written_pod(event)
+    return pod.spec if pod is not None else None
 
 
 def pod_metadata(event: Event) -> dict[str, Any]:
     """The metadata of the pod (or pod template) an API write sets, {} when there is none: where the
     annotations that configured seccomp and AppArmor before their securityContext fields are."""
-    return _pod_part(event, "metadata") or {}
-
-
-def _pod_part(event: Event, part: str) -> dict[str, Any] | None:
-    target = event.target
-    path = POD_SPEC_PATHS.get(target.resource)
-    if path is None or target.api_group not in _WORKLOAD_API_GROUPS or target.subresource not in _SPEC_SUBRESOURCES:
-        return None
-    node: Any = written_object(event)
-    for key in (*path[:-1], part):
-        if not isinstance(node, dict):
-            return None
-        node = node.get(key)
-    return node if isinstance(node, dict) else None
+    pod = written_pod(event)
+    return pod.metadata if pod is not None else {}
 
 
 def containers(spec: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -45,6 +45,7 @@ DETECTION = EventDetection(
     ],
     false_positives=["Operators debugging a workload; check the user and whether the access was expected."],
     kinds=["k8s.api"],
+    resources=["pods"], actions=_VERBS, subresources=_SUBRESOURCES,
     match=is_exec_or_attach,
     context=exec_context,
     dedup="{cluster}/{namespace}/{pod}/{user}",

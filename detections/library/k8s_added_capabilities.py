@@ -5,7 +5,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from detections.k8s import is_privileged
-from detections.sdk import EventDetection, Example, audit_record, containers, pod_spec, workload, workload_object
+from detections.sdk import (
+    POD_SPEC_RESOURCES,
+    SPEC_SUBRESOURCES,
+    SPEC_WRITE_VERBS,
+    EventDetection,
+    Example,
+    audit_record,
+    containers,
+    pod_spec,
+    workload,
+    workload_object,
+)
 from vigil.event import Event
 
 #: Capabilities that amount to root on the node or to its kernel, its network or other processes.
@@ -94,6 +105,7 @@ DETECTION = EventDetection(
         "DaemonSets when they are installed or upgraded.",
     ],
     kinds=["k8s.api"],
+    resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
     #: Capabilities expected in a namespace (per namespace in the tuning file: NET_ADMIN for the CNI's).
     params={"allowed_capabilities": []},
     match=lambda event, params: bool(added_capabilities(event, params)),

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from detections.k8s import identity_in, image_verification_change, is_mutation
+from detections.k8s import MUTATIONS, identity_in, image_verification_change, is_mutation
 from detections.sdk import EventDetection, Example, audit_record, written_object
 from vigil.event import Event
 
@@ -87,6 +87,7 @@ DETECTION = EventDetection(
         "webhook's caBundle (add them to ALLOWED_IDENTITIES).",
     ],
     kinds=["k8s.api"],
+    resources=RESOURCES, actions=MUTATIONS, subresources=[""],
     match=is_admission_change,
     context=webhook_context,
     dedup="{cluster}/{resource}/{name}/{verb}",

@@ -10,7 +10,15 @@ from detections.k8s import (
     offending_containers,
     posture_context,
 )
-from detections.sdk import EventDetection, Example, audit_record, workload_object
+from detections.sdk import (
+    POD_SPEC_RESOURCES,
+    SPEC_SUBRESOURCES,
+    SPEC_WRITE_VERBS,
+    EventDetection,
+    Example,
+    audit_record,
+    workload_object,
+)
 from vigil.event import Event
 
 
@@ -50,6 +58,7 @@ DETECTION = EventDetection(
     ],
     false_positives=["Workloads whose needs the default profile refuses, such as FUSE or nested containers."],
     kinds=["k8s.api"],
+    resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
     match=lambda event: bool(found(event)),
     context=lambda event: posture_context(event, found(event)),
     dedup="{cluster}/{namespace}/{workload}",

@@ -75,6 +75,7 @@ DETECTION = EventDetection(
     ],
     false_positives=["Bootstrapping a cluster or an administrator granting admin to a new operator."],
     kinds=["k8s.api"],
+    resources=_BINDINGS, actions=_WRITES,
     match=lambda event: bool(bound_role(event)),
     context=binding_context,
     dedup="{cluster}/{binding_kind}/{namespace}/{name}",

@@ -80,6 +80,7 @@ DETECTION = EventDetection(
     ],
     false_positives=["Test fixtures or documentation samples with dummy credentials."],
     kinds=["k8s.api"],
+    resources=["configmaps"], actions=_WRITES, subresources=[""],
     match=lambda event: bool(credential_findings(event)),
     context=credential_context,
     dedup="{cluster}/{namespace}/{name}",

@@ -39,6 +39,7 @@ DETECTION = EventDetection(
     ],
     false_positives=["An administrator approving a user's or an add-on's certificate request by hand."],
     kinds=["k8s.api"],
+    resources=["certificatesigningrequests"], actions=["update", "patch"], subresources=["approval"],
     match=is_csr_approval,
     dedup="{cluster}/{name}",
     examples=[

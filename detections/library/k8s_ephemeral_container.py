@@ -42,6 +42,7 @@ DETECTION = EventDetection(
     references=["https://kubernetes.io/docs/concepts/workloads/pods/ephemeral-containers/"],
     false_positives=["Operators debugging a distroless workload with kubectl debug; check the user and the image."],
     kinds=["k8s.api"],
+    resources=["pods"], actions=_VERBS, subresources=["ephemeralcontainers"],
     match=is_ephemeral_container,
     context=ephemeral_context,
     examples=[

@@ -37,6 +37,7 @@ DETECTION = EventDetection(
     references=["https://microsoft.github.io/Threat-Matrix-for-Kubernetes/techniques/Delete%20K8S%20events/"],
     false_positives=["An administrator clearing noisy events after an incident was resolved."],
     kinds=["k8s.api"],
+    resources=["events"], actions=_DELETES,
     match=is_events_deletion,
     dedup="{cluster}/{namespace}/{user}",
     examples=[

@@ -2,7 +2,17 @@
 
 from typing import Any
 
-from detections.sdk import EventDetection, Example, audit_record, pod_spec, workload, workload_object
+from detections.sdk import (
+    POD_SPEC_RESOURCES,
+    SPEC_SUBRESOURCES,
+    SPEC_WRITE_VERBS,
+    EventDetection,
+    Example,
+    audit_record,
+    pod_spec,
+    workload,
+    workload_object,
+)
 from vigil.event import Event
 
 HOST_NAMESPACE_FIELDS = ("hostPID", "hostIPC", "hostNetwork")
@@ -43,6 +53,7 @@ DETECTION = EventDetection(
         "installed or upgraded.",
     ],
     kinds=["k8s.api"],
+    resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
     match=lambda event: bool(host_namespaces(event)),
     context=host_namespace_context,
     dedup="{cluster}/{namespace}/{workload}",

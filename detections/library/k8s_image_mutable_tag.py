@@ -5,7 +5,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from detections.k8s import image_reference, offending_containers, posture_context
-from detections.sdk import EventDetection, Example, audit_record, workload_object
+from detections.sdk import (
+    POD_SPEC_RESOURCES,
+    SPEC_SUBRESOURCES,
+    SPEC_WRITE_VERBS,
+    EventDetection,
+    Example,
+    audit_record,
+    workload_object,
+)
 from vigil.event import Event
 
 
@@ -51,6 +59,7 @@ DETECTION = EventDetection(
     ],
     false_positives=["Development namespaces that deploy the latest build on purpose."],
     kinds=["k8s.api"],
+    resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
     match=lambda event: bool(found(event)),
     context=lambda event: posture_context(event, found(event)),
     dedup="{cluster}/{namespace}/{workload}",

@@ -8,7 +8,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from detections.k8s import PostureCheck, image_reference, offending_containers, posture_context, registry_allowed
-from detections.sdk import EventDetection, Example, audit_record, workload_object
+from detections.sdk import (
+    POD_SPEC_RESOURCES,
+    SPEC_SUBRESOURCES,
+    SPEC_WRITE_VERBS,
+    EventDetection,
+    Example,
+    audit_record,
+    workload_object,
+)
 from vigil.event import Event
 
 PUBLIC_REGISTRIES = ["docker.io", "registry.k8s.io", "k8s.gcr.io", "quay.io", "ghcr.io", "gcr.io", "*.pkg.dev",
@@ -57,6 +65,7 @@ DETECTION = EventDetection(
     ],
     false_positives=["A new vendor registry not yet added to the allow-list."],
     kinds=["k8s.api"],
+    resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
     match=lambda event, params: bool(found(event, params)),
     context=lambda event, params: posture_context(event, found(event, params)),
     dedup="{cluster}/{namespace}/{workload}",

@@ -47,6 +47,7 @@ DETECTION = EventDetection(
     ],
     false_positives=["Planned policy rollouts and key rotations, usually by a GitOps controller's identity."],
     kinds=["k8s.api"],
+    actions=_WRITES, subresources=[""],
     match=changed,
     context=lambda event: image_verification_change(event) or {},
     dedup="{cluster}/{policy_resource}/{policy}",

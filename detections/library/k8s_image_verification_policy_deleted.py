@@ -32,6 +32,7 @@ DETECTION = EventDetection(
     ],
     false_positives=["Uninstalling or replacing the policy engine."],
     kinds=["k8s.api"],
+    actions=_DELETES, subresources=[""],
     match=deleted,
     context=lambda event: image_verification_change(event) or {},
     dedup="{cluster}/{policy_resource}/{policy}",

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from detections.k8s import service_object, service_ports, service_spec
+from detections.k8s import WRITES, service_object, service_ports, service_spec
 from detections.sdk import EventDetection, Example, audit_record
 from vigil.event import Event
 
@@ -32,6 +32,7 @@ DETECTION = EventDetection(
     references=["https://kubernetes.io/docs/concepts/services-networking/service/#loadbalancer"],
     false_positives=["Ingress controllers and public applications are published this way on purpose."],
     kinds=["k8s.api"],
+    resources=["services"], actions=WRITES, subresources=[""],
     match=lambda event: service_spec(event).get("type") == "LoadBalancer",
     context=loadbalancer_context,
     dedup="{cluster}/{namespace}/{name}",

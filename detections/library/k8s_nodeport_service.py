@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from detections.k8s import service_object, service_ports, service_spec
+from detections.k8s import WRITES, service_object, service_ports, service_spec
 from detections.sdk import EventDetection, Example, audit_record
 from vigil.event import Event
 
@@ -33,6 +33,7 @@ DETECTION = EventDetection(
     references=["https://kubernetes.io/docs/concepts/services-networking/service/#type-nodeport"],
     false_positives=["Bare-metal clusters without a load balancer expose their ingress controller as NodePort."],
     kinds=["k8s.api"],
+    resources=["services"], actions=WRITES, subresources=[""],
     match=lambda event: service_spec(event).get("type") == "NodePort",
     context=nodeport_context,
     dedup="{cluster}/{namespace}/{name}",

@@ -33,6 +33,7 @@ DETECTION = EventDetection(
     references=["https://kubernetes.io/docs/tasks/access-application-cluster/port-forward-access-application-cluster/"],
     false_positives=["Developers reaching a database or a dashboard during debugging; check the user and the pod."],
     kinds=["k8s.api"],
+    resources=["pods"], actions=_VERBS, subresources=["portforward"],
     match=is_port_forward,
     context=port_forward_context,
     examples=[

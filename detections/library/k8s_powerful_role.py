@@ -94,6 +94,7 @@ DETECTION = EventDetection(
         "Operators and their Helm charts install ClusterRoles with broad permissions; check the chart and the user.",
     ],
     kinds=["k8s.api"],
+    resources=_ROLES, actions=_WRITES, subresources=[""],
     match=lambda event: bool(powerful_rules(event)),
     context=role_context,
     dedup="{cluster}/{role_kind}/{namespace}/{name}",

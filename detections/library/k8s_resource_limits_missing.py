@@ -6,7 +6,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from detections.k8s import PostureCheck, offending_containers, posture_context
-from detections.sdk import EventDetection, Example, audit_record, workload_object
+from detections.sdk import (
+    POD_SPEC_RESOURCES,
+    SPEC_SUBRESOURCES,
+    SPEC_WRITE_VERBS,
+    EventDetection,
+    Example,
+    audit_record,
+    workload_object,
+)
 from vigil.event import Event
 
 
@@ -54,6 +62,7 @@ DETECTION = EventDetection(
     ],
     false_positives=["Namespaces with a LimitRange, which gives containers default limits at admission."],
     kinds=["k8s.api"],
+    resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
     match=lambda event, params: bool(found(event, params)),
     context=lambda event, params: posture_context(event, found(event, params)),
     dedup="{cluster}/{namespace}/{workload}",

@@ -10,7 +10,15 @@ from detections.k8s import (
     posture_context,
     seccomp_profile,
 )
-from detections.sdk import EventDetection, Example, audit_record, workload_object
+from detections.sdk import (
+    POD_SPEC_RESOURCES,
+    SPEC_SUBRESOURCES,
+    SPEC_WRITE_VERBS,
+    EventDetection,
+    Example,
+    audit_record,
+    workload_object,
+)
 from vigil.event import Event
 
 
@@ -51,6 +59,7 @@ DETECTION = EventDetection(
     ],
     false_positives=["Debugging a workload whose system calls the default profile refuses."],
     kinds=["k8s.api"],
+    resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
     match=lambda event: bool(found(event)),
     context=lambda event: posture_context(event, found(event)),
     dedup="{cluster}/{namespace}/{workload}",

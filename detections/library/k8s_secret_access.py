@@ -50,6 +50,7 @@ DETECTION = EventDetection(
         "release secrets read by the Helm client): add their identities to ALLOWED_IDENTITIES.",
     ],
     kinds=["k8s.api"],
+    resources=["secrets"], actions=_READS, subresources=[""],
     match=is_unusual_secret_read,
     context=secret_context,
     dedup="{cluster}/{namespace}/{user}",

@@ -6,7 +6,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from detections.k8s import PostureCheck, is_privileged, offending_containers, posture_context, security_setting
-from detections.sdk import EventDetection, Example, audit_record, workload_object
+from detections.sdk import (
+    POD_SPEC_RESOURCES,
+    SPEC_SUBRESOURCES,
+    SPEC_WRITE_VERBS,
+    EventDetection,
+    Example,
+    audit_record,
+    workload_object,
+)
 from vigil.event import Event
 
 #: The category range of every MCS label (s0-s0:c0.c1023 is system-high for containers).
@@ -62,6 +70,7 @@ DETECTION = EventDetection(
     ],
     false_positives=["Node agents that manage the host (log shippers reading every container's files, CSI drivers)."],
     kinds=["k8s.api"],
+    resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
     match=lambda event, params: bool(found(event, params)),
     context=lambda event, params: posture_context(event, found(event, params)),
     dedup="{cluster}/{namespace}/{workload}",

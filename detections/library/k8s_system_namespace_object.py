@@ -45,6 +45,7 @@ DETECTION = EventDetection(
         "administrator or a deployment pipeline; check the user and whether an installation was planned.",
     ],
     kinds=["k8s.api"],
+    resources=RESOURCES, actions=["create"], subresources=[""],
     match=is_system_namespace_create,
     dedup="{cluster}/{namespace}/{resource}/{name}",
     examples=[

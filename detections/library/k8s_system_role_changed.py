@@ -44,6 +44,7 @@ DETECTION = EventDetection(
     references=["https://kubernetes.io/docs/reference/access-authn-authz/rbac/#default-roles-and-role-bindings"],
     false_positives=["An administrator deliberately tightening a default role (with autoupdate turned off)."],
     kinds=["k8s.api"],
+    resources=_OBJECTS, actions=_CHANGES, subresources=[""],
     match=is_system_role_change,
     dedup="{cluster}/{resource}/{name}",
     examples=[

@@ -55,6 +55,7 @@ DETECTION = EventDetection(
     ],
     false_positives=["CI pipelines and administrators creating short-lived tokens for a deployment tool."],
     kinds=["k8s.api"],
+    resources=["serviceaccounts"], actions=["create"], subresources=["token"],
     match=is_unusual_token_request,
     context=token_context,
     dedup="{cluster}/{namespace}/{name}/{user}",

@@ -2,7 +2,18 @@
 
 from typing import Any
 
-from detections.sdk import EventDetection, Example, audit_record, containers, pod_spec, workload, workload_object
+from detections.sdk import (
+    POD_SPEC_RESOURCES,
+    SPEC_SUBRESOURCES,
+    SPEC_WRITE_VERBS,
+    EventDetection,
+    Example,
+    audit_record,
+    containers,
+    pod_spec,
+    workload,
+    workload_object,
+)
 from vigil.event import Event
 
 
@@ -53,6 +64,7 @@ DETECTION = EventDetection(
         "expect them when they are installed or upgraded.",
     ],
     kinds=["k8s.api"],
+    resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
     match=lambda event: bool(privileged_containers(event)),
     context=privileged_context,
     dedup="{cluster}/{namespace}/{workload}",

@@ -44,6 +44,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1611/", "https://falco.org/docs/rules/default-rules/"],
     false_positives=["Storage drivers (CSI node plugins) mounting volumes from privileged pods on purpose."],
     kinds=["fs.mount", "process.exec"],
+    exe_names={"process.exec": ["mount"]},
     match=mounts_filesystem,
     context=mount_context,
     dedup="{cluster}/{namespace}/{pod}/{container}/{device}",

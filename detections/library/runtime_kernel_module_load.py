@@ -43,6 +43,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1547/006/"],
     false_positives=["Privileged driver installers (GPU, storage, eBPF agents) loading their modules by design."],
     kinds=["kernel.module_load", "process.exec"],
+    exe_names={"process.exec": MODULE_LOADERS},
     match=loads_module,
     context=module_context,
     dedup="{cluster}/{namespace}/{pod}/{module}",

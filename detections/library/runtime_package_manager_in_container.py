@@ -52,6 +52,7 @@ DETECTION = EventDetection(
         "Images whose entrypoint installs dependencies at start (an anti-pattern, but common).",
     ],
     kinds=["process.exec"],
+    exe_names=frozenset(INSTALLING),
     match=installs_packages,
     context=install_context,
     dedup="{cluster}/{namespace}/{pod}/{container}/{exe}",

@@ -46,6 +46,7 @@ DETECTION = EventDetection(
     ],
     false_positives=["A new release of the workload calling something its seccomp profile has not learned yet."],
     kinds=["kernel.seccomp"],
+    actions=STOPPING,
     match=stopped_in_container,
     context=seccomp_context,
     dedup="{cluster}/{namespace}/{pod}/{container}/{syscall}",

@@ -76,6 +76,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1528/", "https://attack.mitre.org/techniques/T1003/008/"],
     false_positives=["Operators inspecting a token while debugging RBAC; backup agents reading /etc."],
     kinds=["file.open", "process.exec"],
+    exe_names={"process.exec": TOKEN_SNOOPERS},
     match=unexpected_read,
     context=read_context,
     dedup="{cluster}/{node}/{namespace}/{pod}/{exe}/{file}",

@@ -53,6 +53,7 @@ DETECTION = EventDetection(
     ],
     false_positives=["Images whose entrypoint drops or switches users through a setuid helper (gosu is not one)."],
     kinds=["process.exec"],
+    actions=SETID_EXECS,
     match=unexpected_setid_exec,
     context=setid_context,
     dedup="{cluster}/{namespace}/{pod}/{container}/{exe}",

@@ -66,6 +66,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1059/004/", "https://falco.org/docs/rules/default-rules/"],
     false_positives=["Operators debugging a workload with kubectl exec; check who ran exec on that pod."],
     kinds=["process.exec"],
+    exe_names=SHELLS,
     match=is_interactive_shell,
     context=shell_context,
     dedup="{cluster}/{namespace}/{pod}/{container}/{exe}",

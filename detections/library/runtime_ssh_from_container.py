@@ -48,6 +48,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1572/", "https://attack.mitre.org/techniques/T1021/004/"],
     false_positives=["CI jobs and GitOps tools that clone over SSH (git connecting to port 22 of a Git host)."],
     kinds=["process.exec", "net.connect"],
+    exe_names={"process.exec": SSH_CLIENTS | TUNNELS},
     match=lambda event: bool(remote_access(event)),
     context=ssh_context,
     dedup="{cluster}/{namespace}/{pod}/{container}/{exe}",

@@ -48,6 +48,7 @@ DETECTION = EventDetection(
                 "https://attack.mitre.org/techniques/T1610/"],
     false_positives=["Configuration management (Ansible, Puppet) that maintains control-plane manifests."],
     kinds=["file.write", "process.exec"],
+    exe_names={"process.exec": FILE_WRITERS},
     match=writes_manifest,
     context=manifest_context,
     dedup="{cluster}/{node}/{file}",

@@ -2,7 +2,18 @@
 
 from typing import Any
 
-from detections.sdk import EventDetection, Example, audit_record, host_path, pod_spec, workload, workload_object
+from detections.sdk import (
+    POD_SPEC_RESOURCES,
+    SPEC_SUBRESOURCES,
+    SPEC_WRITE_VERBS,
+    EventDetection,
+    Example,
+    audit_record,
+    host_path,
+    pod_spec,
+    workload,
+    workload_object,
+)
 from vigil.event import Event
 
 #: Host paths that give a container the node: its root, configuration, credentials, the container runtime,
@@ -78,6 +89,7 @@ DETECTION = EventDetection(
         "expect their DaemonSets when they are installed or upgraded.",
     ],
     kinds=["k8s.api"],
+    resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
     match=lambda event: bool(sensitive_mounts(event)),
     context=host_path_context,
     dedup="{cluster}/{namespace}/{workload}",

@@ -2,6 +2,7 @@
 credential theft, seen across the audit log and the runtime sensor."""
 
 import ipaddress
+from functools import lru_cache
 
 from collectors.falco.records import falco_record
 from collectors.tetragon.records import kprobe, tetragon_record
@@ -30,8 +31,15 @@ def is_sensitive_read(event: Event) -> bool:
 
 def is_public_peer(event: Event) -> bool:
     """A connection leaving the cluster's private address space (to the internet)."""
+    return is_global_address(event.target.address)
+
+
+@lru_cache(maxsize=4096)
+def is_global_address(address: str) -> bool:
+    """Whether ``address`` is a public one. Remembered: pods talk to the same few peers over and over, and
+    parsing an address costs more than the rest of the step."""
     try:
-        return ipaddress.ip_address(event.target.address).is_global
+        return ipaddress.ip_address(address).is_global
     except ValueError:
         return False
 
@@ -76,7 +84,8 @@ DETECTION = SequenceDetection(
     false_positives=["An operator debugging TLS or authentication inside a pod that also calls an external API."],
     max_span_s=300,
     steps=[
-        Step(name="exec", kinds=["k8s.api"], sources=["k8s-audit"], match=is_exec),
+        Step(name="exec", kinds=["k8s.api"], sources=["k8s-audit"], match=is_exec,
+             resources=["pods"], subresources=["exec", "attach"], actions=["create", "get"]),
         Step(name="sensitive read", kinds=["file.open"], match=is_sensitive_read),
         Step(name="outbound connection", kinds=["net.connect"], match=is_public_peer, out_of_order=False),
     ],

@@ -52,8 +52,9 @@ DETECTION = SequenceDetection(
     false_positives=["Operators installing debugging tools in a pod they exec'd into."],
     max_span_s=300,
     steps=[
-        Step(name="exec", kinds=["k8s.api"], sources=["k8s-audit"], match=is_exec, context=exec_context),
-        Step(name="tool", kinds=["process.exec"], match=is_tool,
+        Step(name="exec", kinds=["k8s.api"], sources=["k8s-audit"], match=is_exec, context=exec_context,
+             resources=["pods"], subresources=["exec", "attach"], actions=["create", "get"]),
+        Step(name="tool", kinds=["process.exec"], match=is_tool, exe_names=TOOLS,
              context=lambda e: {"exe": e.actor.exe, "args": " ".join(e.actor.args)}),
     ],
     dedup="{cluster}/{namespace}/{pod}/{exec_user}",

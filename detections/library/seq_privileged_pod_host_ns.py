@@ -6,6 +6,7 @@ from typing import Any
 
 from collectors.tetragon.records import kprobe, tetragon_record
 from detections.sdk import (
+    SPEC_SUBRESOURCES,
     Scenario,
     ScenarioEvent,
     SequenceDetection,
@@ -89,8 +90,10 @@ DETECTION = SequenceDetection(
     max_span_s=600,
     steps=[
         Step(name="privileged pod created", kinds=["k8s.api"], sources=["k8s-audit"],
-             match=lambda e: bool(escape_settings(e)), key=created_pod_key, context=creation_context),
+             match=lambda e: bool(escape_settings(e)), key=created_pod_key, context=creation_context,
+             resources=["pods"], actions=["create"], subresources=SPEC_SUBRESOURCES),
         Step(name="host namespace entered", kinds=["process.ns_change", "process.exec"], match=enters_host_namespace,
+             exe_names={"process.exec": NAMESPACE_TOOLS},
              context=lambda e: {"exe": e.actor.exe, "args": e.actor.args, "action": e.action}),
     ],
     dedup="{cluster}/{namespace}/{pod}",

@@ -76,7 +76,7 @@ DETECTION = SequenceDetection(
     false_positives=["Debugging in-cluster RBAC with curl and the mounted token from inside the pod."],
     max_span_s=600,
     steps=[
-        Step(name="token read", kinds=["file.open"], match=is_token_read_by_tool),
+        Step(name="token read", kinds=["file.open"], match=is_token_read_by_tool, exe_names=TOOLS),
         Step(name="API call with the pod's token", kinds=["k8s.api"], sources=["k8s-audit"],
              match=is_call_with_pod_token, context=call_context),
     ],

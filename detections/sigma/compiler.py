@@ -77,6 +77,9 @@ class CompiledRule:
     searches: dict[str, Search]
     condition: str
     kind: str
+    #: The detection's prefilter (see :class:`detections.sdk.Prefilter`): the verbs, resources and subresources
+    #: the condition requires, by declaration field.
+    prefilter: dict[str, list[str]]
 
     @property
     def function(self) -> str:
@@ -111,11 +114,63 @@ def compile_rule(rule: SigmaRule, prefix: str = "") -> CompiledRule:
     names = {name: _constant(prefix, name) for name in detections}
     try:
         searches = {names[name]: _search(rule, detection) for name, detection in detections.items()}
-        conditions = [_condition(c.parse(postprocess=False), names, rule) for c in rule.detection.parsed_condition]
+        parsed = [c.parse(postprocess=False) for c in rule.detection.parsed_condition]
+        conditions = [_condition(node, names, rule) for node in parsed]
     except SigmaError as exc:
         raise SigmaImportError(f"{rule.title}: {exc}") from None
     condition = conditions[0] if len(conditions) == 1 else " or ".join(f"({c})" for c in conditions)
-    return CompiledRule(rule, prefix, searches, _strip_parens(condition), kind)
+    required = _any_of([_required(node, {n: searches[c] for n, c in names.items()}) for node in parsed])
+    prefilter = {PREFILTER_FIELDS[field]: sorted(values) for field, values in required.items() if values}
+    return CompiledRule(rule, prefix, searches, _strip_parens(condition), kind, prefilter)
+
+
+#: Sigma fields of the audit record that a prefilter can declare, and the declaration field of each.
+PREFILTER_FIELDS = {"verb": "actions", "objectRef.resource": "resources", "objectRef.subresource": "subresources"}
+#: A value a prefilter can name exactly: Kubernetes verbs and resource names (lowercase, as the API server logs
+#: them), so Sigma's case-insensitive match is the same as equality. Wildcards and modifiers are not declared.
+_PLAIN = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
+
+#: Values a Sigma field must have for a condition to hold, by field (a field not listed may have any value).
+Required = dict[str, set[str]]
+
+
+def _required(node: Any, searches: dict[str, Search]) -> Required:
+    """What a condition requires of the prefilter fields: an AND requires what any of its parts does, an OR
+    only what all of its parts do (any of their values); a NOT or a selector requires nothing."""
+    if isinstance(node, ConditionIdentifier):
+        return _search_requires(searches[node.identifier])
+    if isinstance(node, ConditionAND):
+        return _all_of([_required(arg, searches) for arg in node.args])
+    if isinstance(node, ConditionOR):
+        return _any_of([_required(arg, searches) for arg in node.args])
+    return {}
+
+
+def _search_requires(search: Search) -> Required:
+    if isinstance(search, AllOf):
+        return _all_of([_search_requires(item) for item in search.items])
+    if isinstance(search, AnyOf):
+        return _any_of([_search_requires(item) for item in search.items])
+    if not isinstance(search, FieldMatch) or search.field not in PREFILTER_FIELDS or search.every:
+        return {}
+    if not all(isinstance(v, Text) and _PLAIN.match(v.pattern.casefold()) for v in search.values):
+        return {}
+    return {search.field: {v.pattern.casefold() for v in search.values if isinstance(v, Text)}}
+
+
+def _all_of(parts: list[Required]) -> Required:
+    required: Required = {}
+    for part in parts:
+        for field_name, values in part.items():
+            required[field_name] = required[field_name] & values if field_name in required else set(values)
+    return required
+
+
+def _any_of(parts: list[Required]) -> Required:
+    if not parts:
+        return {}
+    shared = set.intersection(*(set(part) for part in parts))
+    return {field_name: set().union(*(part[field_name] for part in parts)) for field_name in shared}
 
 
 def _constant(prefix: str, name: str) -> str:

@@ -100,7 +100,7 @@ def render_rule(compiled: CompiledRule, meta: dict[str, Any], origin: str, examp
     body = _rule_block(compiled)
     detection = (
         "DETECTION = EventDetection(\n"
-        f"{_fields(meta, [compiled.kind])}"
+        f"{_fields({**meta, **compiled.prefilter}, [compiled.kind])}"
         f"    match={compiled.function},\n"
         f"    examples=[\n{''.join(map(_example, examples))}    ],\n"
         ")\n"

@@ -1,0 +1,161 @@
+"""Declared prefilters: the engine gives an event only to the detections whose declaration admits it, with the
+same alerts in the same order as without them, and the harness fails a declaration that hides a match."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import orjson
+import pytest
+
+from collectors.source import get_source
+from detections.bench import event_mix
+from detections.engine import LIBRARY, MAX_FIELD_VALUES, Engine, check_examples, load_detections
+from detections.sdk import (
+    PREFILTER_FIELDS,
+    Detection,
+    DetectionError,
+    EventDetection,
+    Example,
+    SequenceDetection,
+    Step,
+    audit_record,
+)
+from vigil.event import Event, Target
+
+LOADED, _ = load_detections([LIBRARY])
+BUNDLED = sorted(LOADED.values(), key=lambda d: d.id)
+UNDECLARED: dict[str, Any] = dict.fromkeys(PREFILTER_FIELDS, ())
+
+
+
+def events_of(source_name: str, record: dict[str, Any]) -> list[Event]:
+    """The events the pipeline makes of one raw record (split, normalize)."""
+    source = get_source(source_name)
+    return [source.normalize(split, "example-cluster", "example-node")
+            for split in source.split(orjson.dumps(record), 1 << 24)]
+
+
+def without_prefilter(detection: Detection) -> Detection:
+    if isinstance(detection, SequenceDetection):
+        return replace(detection, steps=tuple(replace(step, **UNDECLARED) for step in detection.steps))
+    return replace(detection, **UNDECLARED)
+
+
+@pytest.mark.parametrize("detection", BUNDLED, ids=lambda d: d.id)
+def test_every_positive_example_passes_its_detections_prefilter(detection: Detection) -> None:
+    positives = [e for e in detection.examples if isinstance(e, Example) and e.fires]
+    for example in positives:
+        for event in events_of(example.source, example.record):
+            assert any(p.admits(event) for p in detection.prefilters(event.kind)), (
+                f"{detection.id}: {example.name}: the prefilter skips {event.kind} {event.action} "
+                f"{event.target.resource}/{event.target.subresource} {event.actor.exe}"
+            )
+
+
+def test_the_library_declares_prefilters_for_its_api_detections() -> None:
+    api = [d for d in BUNDLED if d.kinds == {"k8s.api"} and not isinstance(d, SequenceDetection)]
+    declared = [d.id for d in api if d.prefilters("k8s.api")[0].fields]
+
+    assert len(declared) >= 28
+    assert "k8s.run_as_root" in declared and "k8s.secret_access" in declared
+
+
+def test_the_library_raises_the_same_alerts_in_the_same_order_with_and_without_prefilters() -> None:
+    events = [e for source, record in event_mix(6_000) for e in events_of(source, record)]
+    unfiltered = Engine([without_prefilter(d) for d in BUNDLED])
+    filtered = Engine(BUNDLED)
+
+    def summary(engine: Engine) -> list[tuple[str, str, int, list[str]]]:
+        alerts = engine.process_many(events) + engine.flush()
+        return [(a.detection, a.dedup_key, a.count, a.event_ids) for a in alerts]
+
+    expected = summary(unfiltered)
+    assert expected  # the mix raises alerts: the comparison means something
+    assert summary(filtered) == expected
+
+
+def spy_detection(name: str, seen: list[str], **prefilter: Any) -> EventDetection:
+    def match(event: Event) -> bool:
+        seen.append(name)
+        return True
+
+    return EventDetection(id=f"test.{name}", title=name, description="test", severity="low", kinds=["k8s.api"],
+                          match=match, **prefilter)
+
+
+def api_event(action: str, resource: str, subresource: str = "", number: int = 0) -> Event:
+    return Event(id=f"e{number}", time_ns=1_700_000_000 * 10**9 + number, source="k8s-audit", kind="k8s.api",
+                 action=action, target=Target(resource=resource, subresource=subresource))
+
+
+def test_the_engine_asks_only_the_detections_whose_prefilter_admits_the_event_in_load_order() -> None:
+    seen: list[str] = []
+    engine = Engine([
+        spy_detection("any", seen),
+        spy_detection("pod_writes", seen, resources=["pods"], actions=["create", "patch"], subresources=[""]),
+        spy_detection("exec", seen, resources=["pods"], subresources=["exec"]),
+    ])
+
+    alerts = engine.process(api_event("create", "pods"))
+    assert seen == ["any", "pod_writes"]
+    assert [a.detection for a in alerts] == ["test.any", "test.pod_writes"]
+
+    seen.clear()
+    engine.process(api_event("get", "pods", "exec", 1))
+    engine.process(api_event("get", "secrets", number=2))
+    assert seen == ["any", "exec", "any"]
+
+
+def test_values_no_declaration_names_share_one_signature() -> None:
+    engine = Engine([spy_detection("pods", [], resources=["pods"])])
+
+    for number in range(MAX_FIELD_VALUES + 10):
+        engine.process(api_event("get", f"widgets{number}.example.com", number=number))
+    engine.process(api_event("get", "pods", number=1))
+
+    assert engine.prefilter_signatures == {"k8s.api": 2}
+
+
+NARROW = dict(
+    id="test.narrow", title="Exec into a pod", description="Declares attach only, matches exec.", severity="low",
+    kinds=["k8s.api"], match=lambda event: event.target.subresource == "exec",
+    examples=[
+        Example(name="exec", source="k8s-audit", fires=True,
+                record=audit_record("create", "pods", name="p", subresource="exec")),
+        Example(name="read", source="k8s-audit", fires=False, record=audit_record("get", "pods", name="p")),
+    ],
+)
+
+
+def test_the_harness_fails_a_prefilter_that_hides_a_match() -> None:
+    detection = EventDetection(**NARROW, resources=["pods"], subresources=["attach"])
+
+    results = {r.example: r for r in check_examples(detection)}
+
+    assert not results["exec"].passed
+    assert "prefilter (resources=['pods'], subresources=['attach']) skips an event its logic matches" in (
+        results["exec"].reason
+    )
+    assert "subresources 'exec'" in results["exec"].reason
+    assert results["read"].passed
+
+
+def test_the_harness_passes_a_prefilter_that_admits_every_match() -> None:
+    detection = EventDetection(**NARROW, resources=["pods"], subresources=["exec", "attach"])
+
+    assert all(r.passed for r in check_examples(detection))
+
+
+def test_a_declaration_is_a_list_of_strings_and_a_sequence_declares_on_its_steps() -> None:
+    with pytest.raises(DetectionError, match="resources must be a list of strings"):
+        EventDetection(**NARROW, resources="pods")
+    with pytest.raises(DetectionError, match=r"exe_names declares kind 'process\.exec', which is not one of its kinds"):
+        EventDetection(**NARROW, exe_names={"process.exec": ["sh"]})
+    steps = [Step(name=name, kinds=["k8s.api"], match=bool) for name in ("a", "b")]
+    with pytest.raises(DetectionError, match="declares its prefilter on its steps"):
+        SequenceDetection(id="test.seq", title="t", description="d", severity="low", steps=steps, max_span_s=60,
+                          actions=["create"])
+    with pytest.raises(DetectionError, match="step a: exe_names must be a list of strings"):
+        Step(name="a", kinds=["process.exec"], match=bool, exe_names="sh")
