@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 # Java + Maven: the dev Kafka. clang, bpftool, libbpf: compiling and loading the eBPF sensor. containerd, runc,
 # busybox-static: the real container runtime the node-collector tests run containers on. apparmor: apparmor_parser
-# checks the syntax of `vigil advise apparmor` drafts (this kernel has no AppArmor to enforce them).
+# checks the syntax of `vigil advise apparmor` drafts (this kernel has no AppArmor to enforce them). etcd-server:
+# the etcd under the real kube-apiserver of the Kubernetes API tests.
 missing=()
 command -v java >/dev/null || missing+=(default-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
@@ -18,6 +19,7 @@ command -v containerd >/dev/null || missing+=(containerd)
 command -v runc >/dev/null || missing+=(runc)
 [[ -x /bin/busybox ]] || missing+=(busybox-static)
 command -v apparmor_parser >/dev/null || [[ -x /sbin/apparmor_parser ]] || missing+=(apparmor)
+command -v etcd >/dev/null || missing+=(etcd-server)
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "setup: please install: ${missing[*]} (Debian package names)" >&2

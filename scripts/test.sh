@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # helm, built from source once (about 5 min on 2 cores, cached in ~/.cache/vigil/bin) for the chart's tests
 if command -v go >/dev/null; then bash scripts/helm.sh --path >/dev/null; fi
+# kube-apiserver, built from source once (about 7 min on 2 cores, cached in ~/.cache/vigil/bin) for the tests
+# against a real Kubernetes API
+if command -v go >/dev/null; then bash scripts/kube-apiserver.sh --path >/dev/null; fi
 .venv/bin/ruff check .
 .venv/bin/vigil detections test
 .venv/bin/pytest -q -p no:cacheprovider "$@"

@@ -13,9 +13,11 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from collectors.node import metrics
@@ -68,7 +70,14 @@ def exited_container_ids(pod: dict[str, Any]) -> list[str]:
 
 
 class PodWatch:
-    """Watches this node's pods in a background thread; ``state`` says how that is going."""
+    """Watches this node's pods in a background thread; ``state`` says how that is going.
+
+    It lists the pods first, then watches from the list's resourceVersion, as an informer does. A watch
+    alone would miss what happens between two watch requests: after an outage or a ``410 Gone`` (a
+    resourceVersion the apiserver no longer has), it lists again and reports the pods it knew that are gone
+    as ``DELETED``, so their containers do not keep a context forever. A watch that merely timed out resumes
+    from its last resourceVersion, without a new list.
+    """
 
     def __init__(self, node: str, on_pod: PodCallback) -> None:
         self.node = node
@@ -76,6 +85,7 @@ class PodWatch:
         self._stopping = threading.Event()
         self._watch = watch.Watch()
         self._thread: threading.Thread | None = None
+        self._pods: dict[str, dict[str, Any]] = {}  # uid → the pod as last seen, to report those a list lacks
         self.state = "stopped"  # stopped | unconfigured | connecting | watching | unreachable
         self.error = ""
 
@@ -111,27 +121,68 @@ class PodWatch:
 
     def _run(self, api: client.CoreV1Api) -> None:
         backoff = 1.0
+        resource_version = ""  # where the next watch starts; empty: list first
         while not self._stopping.is_set():
             try:
-                events = self._watch.stream(
-                    api.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={self.node}",
-                    timeout_seconds=_WATCH_SECONDS, _request_timeout=(5, _WATCH_SECONDS + 30))
-                for event in events:
-                    if self.state != "watching":
-                        self._set_state("watching")
-                        backoff = 1.0
-                    pod = api.api_client.sanitize_for_serialization(event["object"])
-                    self._on_pod(event["type"], pod)
-            except Exception as exc:  # whatever the client raises, the thread must live on and retry
-                self._set_state("unreachable", f"{type(exc).__name__}: {exc}")
-                self._stopping.wait(backoff)
+                if not resource_version:
+                    resource_version = self._list(api)
+                    self._set_state("watching")
+                    backoff = 1.0
+                resource_version = self._follow(api, resource_version)
+            except ApiException as exc:
+                resource_version = ""
+                if exc.status == HTTPStatus.GONE:
+                    log.info("the pod watch's resourceVersion expired: listing this node's pods again",
+                             extra={"node": self.node})
+                    continue
+                self._wait_after_error(f"HTTP {exc.status}: {exc.reason}", backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
+            except Exception as exc:  # whatever the client raises, the thread must live on and retry
+                resource_version = ""
+                self._wait_after_error(f"{type(exc).__name__}: {exc}", backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+
+    def _list(self, api: client.CoreV1Api) -> str:
+        """Report every pod of the node (and, as deleted, known pods that are gone); the list's resourceVersion."""
+        pod_list = api.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={self.node}",
+                                                   _request_timeout=(5, 60))
+        pods = api.api_client.sanitize_for_serialization(pod_list.items)
+        listed = {pod["metadata"]["uid"]: pod for pod in pods}
+        for uid in self._pods.keys() - listed.keys():
+            self._on_pod("DELETED", self._pods.pop(uid))
+        for uid, pod in listed.items():
+            self._on_pod("MODIFIED" if uid in self._pods else "ADDED", pod)
+            self._pods[uid] = pod
+        return pod_list.metadata.resource_version
+
+    def _follow(self, api: client.CoreV1Api, resource_version: str) -> str:
+        """Watch from ``resource_version`` until the server ends the watch; the last resourceVersion seen."""
+        events = self._watch.stream(
+            api.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={self.node}",
+            resource_version=resource_version, allow_watch_bookmarks=True,
+            timeout_seconds=_WATCH_SECONDS, _request_timeout=(5, _WATCH_SECONDS + 30))
+        for event in events:
+            kind = event["type"]
+            if kind == "BOOKMARK":  # only moves the resourceVersion on (the client keeps it)
+                continue
+            pod = api.api_client.sanitize_for_serialization(event["object"])
+            uid = pod["metadata"]["uid"]
+            if kind == "DELETED":
+                self._pods.pop(uid, None)
+            else:
+                self._pods[uid] = pod
+            self._on_pod(kind, pod)
+        return self._watch.resource_version or resource_version
+
+    def _wait_after_error(self, error: str, backoff: float) -> None:
+        self._set_state("unreachable", error)
+        self._stopping.wait(backoff)
 
     def _set_state(self, state: str, error: str = "") -> None:
         if state == "unreachable" and self.state != "unreachable":
             log.warning("Kubernetes API unreachable: k8s context from CRI only until it is back",
                         extra={"node": self.node, "error": error[:500]})
-        elif state == "watching":
+        elif state == "watching" and self.state != "watching":
             log.info("watching this node's pods on the Kubernetes API", extra={"node": self.node})
         self.state, self.error = state, error
         metrics.SOURCE_UP.labels("kubernetes-api").set(1 if state == "watching" else 0)
