@@ -44,7 +44,8 @@ from aiokafka.errors import KafkaError
 from collectors.source import get_source
 from collectors.tetragon.records import kprobe, tetragon_record
 from detections.engine import Engine
-from detections.sdk import StatefulDetection, audit_record, workload_object
+from detections.examples import audit_record, workload_object
+from detections.sdk import StatefulDetection
 from detections.state import DictStore
 from streams.app import BATCH_MESSAGES
 from streams.bench import cpu_seconds

@@ -1,5 +1,6 @@
-"""What the Kubernetes API detections of the library share beyond :mod:`detections.sdk`: identity allow-lists,
-the posture of the pods a request sets, image references, and admission policies that verify images.
+"""What the Kubernetes API detections of the library share: the objects a request writes (pod specs, also in
+workload templates), identity allow-lists, the posture of the pods a request sets, image references, and admission
+policies that verify images.
 
 Identity allow-lists: several detections fire on ordinary API calls (reading a secret, requesting a token,
 approving a certificate) and are only suspicious when the caller is not one of the control-plane components
@@ -9,14 +10,159 @@ name, so what is trusted is visible in the detection file and one pattern covers
 
 from __future__ import annotations
 
+import posixpath
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-from detections.sdk import workload, written_object, written_pod
 from vigil.event import Event
+
+# --- Kubernetes API objects -----------------------------------------------------------------------------------
+
+#: Where each pod-bearing resource keeps its pod spec. Workload templates count: whoever can create a
+#: Deployment gets its pods created for them by a controller.
+POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
+    "pods": ("spec",),
+    "deployments": ("spec", "template", "spec"),
+    "daemonsets": ("spec", "template", "spec"),
+    "statefulsets": ("spec", "template", "spec"),
+    "replicasets": ("spec", "template", "spec"),
+    "replicationcontrollers": ("spec", "template", "spec"),
+    "jobs": ("spec", "template", "spec"),
+    "cronjobs": ("spec", "jobTemplate", "spec", "template", "spec"),
+    "podtemplates": ("template", "spec"),
+}
+_WORKLOAD_API_GROUPS = frozenset({"", "apps", "batch", "extensions"})
+#: The prefilter of every detection that reads :func:`pod_spec`: the writes of the resources that carry one
+#: (``resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES``).
+POD_SPEC_RESOURCES = frozenset(POD_SPEC_PATHS)
+SPEC_WRITE_VERBS = frozenset({"create", "update", "patch"})
+#: ``pods/ephemeralcontainers`` is how ``kubectl debug`` adds a container; ``pods/status`` and other
+#: subresources repeat the spec without changing it, so they must not count as a new spec.
+SPEC_SUBRESOURCES = frozenset({"", "ephemeralcontainers"})
+CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+
+
+def written_object(event: Event) -> dict[str, Any] | None:
+    """The Kubernetes object an API write request sets: the request body for create/update; for a patch
+    the full object from the response when the audit policy logged it, else the patch itself."""
+    if event.kind != "k8s.api" or event.action not in SPEC_WRITE_VERBS or not isinstance(event.raw, dict):
+        return None
+    response = event.raw.get("responseObject")
+    if event.action == "patch" and isinstance(response, dict) and ("spec" in response or "template" in response):
+        return response
+    request = event.raw.get("requestObject")
+    return request if isinstance(request, dict) else None
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenPod:
+    """The pod (or pod template) an API write sets: its spec (``None`` when the body was not logged or has
+    none), its metadata ({} when none) and every container of the spec with the list it is in."""
+
+    spec: dict[str, Any] | None
+    metadata: dict[str, Any]
+    containers: tuple[tuple[str, dict[str, Any]], ...]
+
+
+#: The last event :func:`written_pod` read and what it found: a dozen posture detections ask about the same
+#: event one after another, and walking the request body once instead of for each of them is most of their cost.
+_last_written_pod: tuple[Event | None, WrittenPod | None] = (None, None)
+
+
+def written_pod(event: Event) -> WrittenPod | None:
+    """The pod an API write sets, for pods and for every workload kind that templates pods; ``None`` for any
+    other event (decided on the resource, verb and subresource before the body is read)."""
+    global _last_written_pod
+    last, found = _last_written_pod
+    if last is event:
+        return found
+    found = None
+    target = event.target
+    path = POD_SPEC_PATHS.get(target.resource)
+    if (
+        path is not None and target.api_group in _WORKLOAD_API_GROUPS and target.subresource in SPEC_SUBRESOURCES
+        and (template := _walk(written_object(event), path[:-1])) is not None
+    ):
+        spec = template.get("spec") if isinstance(template.get("spec"), dict) else None
+        metadata = template.get("metadata") if isinstance(template.get("metadata"), dict) else {}
+        found = WrittenPod(spec, metadata, tuple(containers(spec)) if spec is not None else ())
+    _last_written_pod = (event, found)
+    return found
+
+
+def _walk(node: Any, path: Sequence[str]) -> dict[str, Any] | None:
+    for key in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node if isinstance(node, dict) else None
+
+
+def pod_spec(event: Event) -> dict[str, Any] | None:
+    """The pod spec an API write sets (see :func:`written_pod`); ``None`` for any other event. The one place
+    detections get a pod spec from."""
+    pod = written_pod(event)
+    return pod.spec if pod is not None else None
+
+
+def pod_metadata(event: Event) -> dict[str, Any]:
+    """The metadata of the pod (or pod template) an API write sets, {} when there is none: where the
+    annotations that configured seccomp and AppArmor before their securityContext fields are."""
+    pod = written_pod(event)
+    return pod.metadata if pod is not None else {}
+
+
+def containers(spec: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every container of a pod spec with the list it is in (``containers``, ``initContainers``,
+    ``ephemeralContainers``): each of them runs on the node with its own security context."""
+    for list_name in CONTAINER_LISTS:
+        entries = spec.get(list_name)
+        if isinstance(entries, list):
+            for container in entries:
+                if isinstance(container, dict):
+                    yield list_name, container
+
+
+def workload(event: Event) -> str:
+    """``Kind/name`` of the workload an API write belongs to, as far as the object itself tells: its
+    controlling owner (a Deployment's ReplicaSet collapses into the Deployment via ``pod-template-hash``),
+    else the object. Used as a dedup key so one privileged Deployment is one alert, not one per pod."""
+    obj = written_object(event) or {}
+    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    owners = metadata.get("ownerReferences") if isinstance(metadata.get("ownerReferences"), list) else []
+    owner = next((o for o in owners if isinstance(o, dict) and o.get("controller")), None)
+    if owner is None:
+        kind = obj.get("kind") or event.target.resource
+        return f"{kind}/{event.target.name or metadata.get('name') or metadata.get('generateName', '')}"
+    kind, name = str(owner.get("kind", "")), str(owner.get("name", ""))
+    labels = metadata.get("labels") if isinstance(metadata.get("labels"), dict) else {}
+    template_hash = labels.get("pod-template-hash")
+    if kind == "ReplicaSet" and template_hash and name.endswith(f"-{template_hash}"):
+        return f"Deployment/{name[: -len(template_hash) - 1]}"
+    return f"{kind}/{name}"
+
+
+def request_query(event: Event) -> dict[str, list[str]]:
+    """The query parameters of an API request (``kubectl exec`` puts its command and container there)."""
+    uri = event.target.uri or (event.raw.get("requestURI", "") if isinstance(event.raw, dict) else "")
+    return parse_qs(urlsplit(str(uri)).query)
+
+
+def host_path(volume: Mapping[str, Any]) -> str:
+    """The normalized host path of a hostPath volume ('' for other volumes): ``/etc/../root/`` is ``/root``
+    and ``/var/run`` is ``/run``, so spelling a path differently does not evade a path list."""
+    source = volume.get("hostPath")
+    if not isinstance(source, dict) or not isinstance(source.get("path"), str) or not source["path"]:
+        return ""
+    path = posixpath.normpath("/" + source["path"].lstrip("/"))
+    if path == "/var/run" or path.startswith("/var/run/"):
+        path = path[len("/var") :]
+    return path
+
 
 #: The API server itself, the scheduler and the controller manager (with its per-controller service accounts
 #: when ``--use-service-account-credentials`` is on: most are named ``*-controller``, the rest are listed), and

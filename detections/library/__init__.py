@@ -3,7 +3,8 @@
 The engine loads these files one by one (not as a package import), so a broken file disables only itself.
 A detection file defines ``DETECTION`` with its metadata, logic and examples (see :mod:`detections.sdk`)::
 
-    from detections.sdk import EventDetection, Example, audit_record
+    from detections.examples import audit_record
+    from detections.sdk import EventDetection, Example
 
     DETECTION = EventDetection(
         id="k8s.secret_read_by_user",

@@ -4,19 +4,17 @@ Namespaces where some are expected (the CNI's NET_ADMIN in kube-system) list the
 from collections.abc import Mapping
 from typing import Any
 
-from detections.k8s import is_privileged
-from detections.sdk import (
+from detections.examples import audit_record, workload_object
+from detections.k8s import (
     POD_SPEC_RESOURCES,
     SPEC_SUBRESOURCES,
     SPEC_WRITE_VERBS,
-    EventDetection,
-    Example,
-    audit_record,
     containers,
+    is_privileged,
     pod_spec,
     workload,
-    workload_object,
 )
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 #: Capabilities that amount to root on the node or to its kernel, its network or other processes.

@@ -2,8 +2,9 @@
 
 from typing import Any
 
-from detections.k8s import MUTATIONS, identity_in, image_verification_change, is_mutation
-from detections.sdk import EventDetection, Example, audit_record, written_object
+from detections.examples import audit_record
+from detections.k8s import MUTATIONS, identity_in, image_verification_change, is_mutation, written_object
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 _ADMISSION = "admissionregistration.k8s.io"

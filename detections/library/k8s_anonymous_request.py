@@ -2,7 +2,8 @@
 
 from urllib.parse import urlsplit
 
-from detections.sdk import EventDetection, Example, audit_record
+from detections.examples import audit_record
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 ANONYMOUS_USER = "system:anonymous"

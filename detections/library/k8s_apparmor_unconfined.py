@@ -3,22 +3,18 @@
 from collections.abc import Mapping
 from typing import Any
 
+from detections.examples import audit_record, workload_object
 from detections.k8s import (
     APPARMOR_CONTAINER_ANNOTATION,
+    POD_SPEC_RESOURCES,
+    SPEC_SUBRESOURCES,
+    SPEC_WRITE_VERBS,
     apparmor_profile,
     is_privileged,
     offending_containers,
     posture_context,
 )
-from detections.sdk import (
-    POD_SPEC_RESOURCES,
-    SPEC_SUBRESOURCES,
-    SPEC_WRITE_VERBS,
-    EventDetection,
-    Example,
-    audit_record,
-    workload_object,
-)
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 

@@ -3,7 +3,9 @@
 import re
 from typing import Any
 
-from detections.sdk import EventDetection, Example, audit_record, written_object
+from detections.examples import audit_record
+from detections.k8s import written_object
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 _WRITES = frozenset({"create", "update", "patch"})

@@ -1,7 +1,8 @@
 """Certificate signing request approved by someone other than the controller manager's CSR approver."""
 
+from detections.examples import audit_record
 from detections.k8s import CONTROL_PLANE, identity_in
-from detections.sdk import EventDetection, Example, audit_record
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 _CERTIFICATES = "certificates.k8s.io"

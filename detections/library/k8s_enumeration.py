@@ -1,7 +1,8 @@
 """Many requests refused by authorization from one identity in a short time: someone mapping what a stolen
 or new credential may do."""
 
-from detections.sdk import Scenario, ScenarioEvent, ThresholdDetection, audit_record
+from detections.examples import audit_record
+from detections.sdk import Scenario, ScenarioEvent, ThresholdDetection
 from vigil.event import Event
 
 RESOURCES = ("secrets", "pods", "nodes", "clusterroles", "clusterrolebindings", "serviceaccounts", "configmaps",

@@ -2,7 +2,9 @@
 
 from typing import Any
 
-from detections.sdk import EventDetection, Example, audit_record, containers, written_object
+from detections.examples import audit_record
+from detections.k8s import containers, written_object
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 _VERBS = frozenset({"update", "patch"})

@@ -1,7 +1,8 @@
 """Kubernetes events deleted: the cluster's own record of what happened, removed."""
 
+from detections.examples import audit_record
 from detections.k8s import CONTROL_PLANE, identity_in
-from detections.sdk import EventDetection, Example, audit_record
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 _DELETES = frozenset({"delete", "deletecollection"})

@@ -7,16 +7,18 @@ reports only images from unusual places; a deployment lists its own registries (
 from collections.abc import Mapping
 from typing import Any
 
-from detections.k8s import PostureCheck, image_reference, offending_containers, posture_context, registry_allowed
-from detections.sdk import (
+from detections.examples import audit_record, workload_object
+from detections.k8s import (
     POD_SPEC_RESOURCES,
     SPEC_SUBRESOURCES,
     SPEC_WRITE_VERBS,
-    EventDetection,
-    Example,
-    audit_record,
-    workload_object,
+    PostureCheck,
+    image_reference,
+    offending_containers,
+    posture_context,
+    registry_allowed,
 )
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 PUBLIC_REGISTRIES = ["docker.io", "registry.k8s.io", "k8s.gcr.io", "quay.io", "ghcr.io", "gcr.io", "*.pkg.dev",

@@ -2,8 +2,9 @@
 
 from typing import Any
 
+from detections.examples import audit_record
 from detections.k8s import image_verification_change
-from detections.sdk import EventDetection, Example, audit_record
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 _WRITES = frozenset({"create", "update", "patch"})

@@ -1,7 +1,8 @@
 """An admission policy that verifies image signatures or provenance was deleted: verification is gone."""
 
+from detections.examples import audit_record
 from detections.k8s import image_verification_change
-from detections.sdk import EventDetection, Example, audit_record
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 _DELETES = frozenset({"delete", "deletecollection"})

@@ -2,8 +2,9 @@
 
 from typing import Any
 
+from detections.examples import audit_record
 from detections.k8s import WRITES, service_object, service_ports, service_spec
-from detections.sdk import EventDetection, Example, audit_record
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 

@@ -2,7 +2,9 @@
 
 from typing import Any
 
-from detections.sdk import EventDetection, Example, audit_record, request_query
+from detections.examples import audit_record
+from detections.k8s import request_query
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 #: SPDY clients POST (audited as ``create``); newer kubectl tunnels over a WebSocket opened with a GET.

@@ -2,8 +2,9 @@
 
 from typing import Any
 
-from detections.k8s import identity_in
-from detections.sdk import EventDetection, Example, audit_record, written_object
+from detections.examples import audit_record
+from detections.k8s import identity_in, written_object
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 _RBAC = "rbac.authorization.k8s.io"

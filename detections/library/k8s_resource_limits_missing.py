@@ -5,16 +5,16 @@ severity, and chooses which limits are required, per namespace."""
 from collections.abc import Mapping
 from typing import Any
 
-from detections.k8s import PostureCheck, offending_containers, posture_context
-from detections.sdk import (
+from detections.examples import audit_record, workload_object
+from detections.k8s import (
     POD_SPEC_RESOURCES,
     SPEC_SUBRESOURCES,
     SPEC_WRITE_VERBS,
-    EventDetection,
-    Example,
-    audit_record,
-    workload_object,
+    PostureCheck,
+    offending_containers,
+    posture_context,
 )
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 

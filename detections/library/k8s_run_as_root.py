@@ -3,16 +3,17 @@
 from collections.abc import Mapping
 from typing import Any
 
-from detections.k8s import is_privileged, offending_containers, posture_context, security_setting
-from detections.sdk import (
+from detections.examples import audit_record, workload_object
+from detections.k8s import (
     POD_SPEC_RESOURCES,
     SPEC_SUBRESOURCES,
     SPEC_WRITE_VERBS,
-    EventDetection,
-    Example,
-    audit_record,
-    workload_object,
+    is_privileged,
+    offending_containers,
+    posture_context,
+    security_setting,
 )
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 

@@ -5,16 +5,17 @@ whose policy requires a profile (``[detections."k8s.seccomp_profile_missing".nam
 from collections.abc import Mapping
 from typing import Any
 
-from detections.k8s import is_privileged, offending_containers, posture_context, seccomp_profile
-from detections.sdk import (
+from detections.examples import audit_record, workload_object
+from detections.k8s import (
     POD_SPEC_RESOURCES,
     SPEC_SUBRESOURCES,
     SPEC_WRITE_VERBS,
-    EventDetection,
-    Example,
-    audit_record,
-    workload_object,
+    is_privileged,
+    offending_containers,
+    posture_context,
+    seccomp_profile,
 )
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 

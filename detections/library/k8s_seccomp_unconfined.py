@@ -3,22 +3,18 @@
 from collections.abc import Mapping
 from typing import Any
 
+from detections.examples import audit_record, workload_object
 from detections.k8s import (
+    POD_SPEC_RESOURCES,
     SECCOMP_CONTAINER_ANNOTATION,
     SECCOMP_POD_ANNOTATION,
+    SPEC_SUBRESOURCES,
+    SPEC_WRITE_VERBS,
     offending_containers,
     posture_context,
     seccomp_profile,
 )
-from detections.sdk import (
-    POD_SPEC_RESOURCES,
-    SPEC_SUBRESOURCES,
-    SPEC_WRITE_VERBS,
-    EventDetection,
-    Example,
-    audit_record,
-    workload_object,
-)
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 

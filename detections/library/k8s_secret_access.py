@@ -2,8 +2,9 @@
 
 from typing import Any
 
+from detections.examples import audit_record
 from detections.k8s import CONTROL_PLANE, identity_in
-from detections.sdk import EventDetection, Example, audit_record
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 _READS = frozenset({"get", "list", "watch"})

@@ -5,16 +5,18 @@ which reaches every other container's files."""
 from collections.abc import Mapping
 from typing import Any
 
-from detections.k8s import PostureCheck, is_privileged, offending_containers, posture_context, security_setting
-from detections.sdk import (
+from detections.examples import audit_record, workload_object
+from detections.k8s import (
     POD_SPEC_RESOURCES,
     SPEC_SUBRESOURCES,
     SPEC_WRITE_VERBS,
-    EventDetection,
-    Example,
-    audit_record,
-    workload_object,
+    PostureCheck,
+    is_privileged,
+    offending_containers,
+    posture_context,
+    security_setting,
 )
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 #: The category range of every MCS label (s0-s0:c0.c1023 is system-high for containers).

@@ -1,7 +1,8 @@
 """Pod, workload or service account created in kube-system or kube-public by someone other than the control plane."""
 
-from detections.k8s import CONTROL_PLANE, identity_in
-from detections.sdk import POD_SPEC_PATHS, EventDetection, Example, audit_record, workload_object
+from detections.examples import audit_record, workload_object
+from detections.k8s import CONTROL_PLANE, POD_SPEC_PATHS, identity_in
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public"})

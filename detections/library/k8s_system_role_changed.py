@@ -1,7 +1,8 @@
 """Change to a built-in ``system:`` ClusterRole or ClusterRoleBinding by someone other than the API server."""
 
+from detections.examples import audit_record
 from detections.k8s import identity_in
-from detections.sdk import EventDetection, Example, audit_record
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 _RBAC = "rbac.authorization.k8s.io"

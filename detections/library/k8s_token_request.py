@@ -2,8 +2,9 @@
 
 from typing import Any
 
-from detections.k8s import CONTROL_PLANE, identity_in
-from detections.sdk import EventDetection, Example, audit_record, written_object
+from detections.examples import audit_record
+from detections.k8s import CONTROL_PLANE, identity_in, written_object
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 #: Kubelets request a token for every pod with a projected service-account volume and refresh it hourly;

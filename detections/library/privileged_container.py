@@ -2,18 +2,9 @@
 
 from typing import Any
 
-from detections.sdk import (
-    POD_SPEC_RESOURCES,
-    SPEC_SUBRESOURCES,
-    SPEC_WRITE_VERBS,
-    EventDetection,
-    Example,
-    audit_record,
-    containers,
-    pod_spec,
-    workload,
-    workload_object,
-)
+from detections.examples import audit_record, workload_object
+from detections.k8s import POD_SPEC_RESOURCES, SPEC_SUBRESOURCES, SPEC_WRITE_VERBS, containers, pod_spec, workload
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 

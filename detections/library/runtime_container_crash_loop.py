@@ -1,7 +1,8 @@
 """A container crash-looping: it exited with a failure several times within minutes (what kubelet then shows
 as CrashLoopBackOff), from the container runtime's exit events."""
 
-from detections.sdk import Scenario, ScenarioEvent, ThresholdDetection, containerd_record
+from detections.examples import containerd_record
+from detections.sdk import Scenario, ScenarioEvent, ThresholdDetection
 from vigil.event import Event
 
 

@@ -1,6 +1,7 @@
 """A container's process was killed by the kernel's OOM killer for exceeding the container's memory limit."""
 
-from detections.sdk import EventDetection, Example, container_label, containerd_record
+from detections.examples import containerd_record
+from detections.sdk import EventDetection, Example, container_label
 from vigil.event import Event
 
 

@@ -4,7 +4,8 @@ profile forbids."""
 from typing import Any
 
 from collectors.kernel_audit import record_from_netlink
-from detections.sdk import Scenario, ScenarioEvent, ThresholdDetection, container_key, in_pod, pod_key
+from detections.examples import in_pod
+from detections.sdk import Scenario, ScenarioEvent, ThresholdDetection, container_key, pod_key
 from vigil.event import Event
 
 PATHS = ["/proc/sys/kernel/core_pattern", "/sys/kernel/uevent_helper", "/proc/sysrq-trigger", "/etc/shadow",

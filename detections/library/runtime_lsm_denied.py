@@ -3,7 +3,8 @@
 from typing import Any
 
 from collectors.kernel_audit import record_from_netlink
-from detections.sdk import EventDetection, Example, in_pod
+from detections.examples import in_pod
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 

@@ -3,7 +3,8 @@
 from typing import Any
 
 from collectors.kernel_audit import record_from_netlink
-from detections.sdk import EventDetection, Example, in_pod
+from detections.examples import in_pod
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 #: Verdicts that stop the process (kill) or deliver SIGSYS to it (trap), as opposed to failing the call.

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
-from detections.sdk import EventDetection, Example, in_pod
+from detections.examples import in_pod
+from detections.sdk import EventDetection, Example
 from vigil.event import Event
 
 SETID_EXECS = frozenset({"setuid_exec", "setgid_exec"})

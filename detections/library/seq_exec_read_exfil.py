@@ -6,7 +6,8 @@ from functools import lru_cache
 
 from collectors.falco.records import falco_record
 from collectors.tetragon.records import kprobe, tetragon_record
-from detections.sdk import Scenario, ScenarioEvent, SequenceDetection, Step, audit_record
+from detections.examples import audit_record
+from detections.sdk import Scenario, ScenarioEvent, SequenceDetection, Step
 from vigil.event import Event
 
 #: Files whose contents are credentials or host secrets (prefixes end in "/").

@@ -5,7 +5,9 @@ import posixpath
 from typing import Any
 
 from collectors.tetragon.records import tetragon_record
-from detections.sdk import Scenario, ScenarioEvent, SequenceDetection, Step, audit_record, request_query
+from detections.examples import audit_record
+from detections.k8s import request_query
+from detections.sdk import Scenario, ScenarioEvent, SequenceDetection, Step
 from vigil.event import Event
 
 #: Programs that fetch, install or look around: what an intruder runs first in a container.

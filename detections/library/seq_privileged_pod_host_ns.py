@@ -5,19 +5,9 @@ import posixpath
 from typing import Any
 
 from collectors.tetragon.records import kprobe, tetragon_record
-from detections.sdk import (
-    SPEC_SUBRESOURCES,
-    Scenario,
-    ScenarioEvent,
-    SequenceDetection,
-    Step,
-    audit_record,
-    containers,
-    pod_key,
-    pod_spec,
-    workload_object,
-    written_object,
-)
+from detections.examples import audit_record, workload_object
+from detections.k8s import SPEC_SUBRESOURCES, containers, pod_spec, written_object
+from detections.sdk import Scenario, ScenarioEvent, SequenceDetection, Step, pod_key
 from vigil.event import Event
 
 HOST_NAMESPACES = ("hostPID", "hostIPC", "hostNetwork")

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from collectors.source import Rejected, get_source
-from detections.sdk import audit_record
+from detections.examples import audit_record
 from detections.sigma.fields import WRITTEN_LAST, write_field
 from detections.sigma.matching import (
     AllOf,

@@ -18,7 +18,7 @@ from collectors.health import HealthReporter
 from collectors.ingest import SourceIngest
 from collectors.shipper import KafkaShipper
 from collectors.source import get_source
-from detections.sdk import audit_record
+from detections.examples import audit_record
 from tests.integration.harness import free_port
 from vigil import kafka
 

@@ -13,7 +13,7 @@ import pytest
 
 from collectors.source import get_source
 from collectors.tetragon.records import tetragon_record
-from detections.sdk import audit_record
+from detections.examples import audit_record
 from tests.integration.harness import wait_for
 from vigil import kafka
 

@@ -17,8 +17,8 @@ import pytest
 
 from collectors.source import get_source
 from detections.engine import LIBRARY, Engine
+from detections.examples import EXAMPLE_START_NS, in_pod
 from detections.health import METRICS, health_detection, parse_health_rules
-from detections.sdk import EXAMPLE_START_NS, in_pod
 from detections.tuning import Tuning, TuningError
 from vigil.event import Event
 

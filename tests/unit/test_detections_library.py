@@ -17,7 +17,8 @@ LOADED, LOAD_ERRORS = load_detections([LIBRARY])
 BUNDLED = sorted(LOADED.values(), key=lambda d: d.id)
 
 MISFIRING = '''
-from detections.sdk import EventDetection, Example, audit_record
+from detections.examples import audit_record
+from detections.sdk import EventDetection, Example
 
 DETECTION = EventDetection(
     id="test.misfiring",

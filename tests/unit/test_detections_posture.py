@@ -12,8 +12,9 @@ import pytest
 
 from collectors.source import get_source
 from detections.engine import LIBRARY, Engine, load_detections
+from detections.examples import audit_record, workload_object
 from detections.k8s import image_reference, registry_allowed
-from detections.sdk import DetectionError, EventDetection, audit_record, workload_object
+from detections.sdk import DetectionError, EventDetection
 from detections.tuning import Tuning, TuningError
 from vigil.alert import Alert
 

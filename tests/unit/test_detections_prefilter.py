@@ -12,16 +12,8 @@ import pytest
 from collectors.source import get_source
 from detections.bench import event_mix
 from detections.engine import LIBRARY, MAX_FIELD_VALUES, Engine, check_examples, load_detections
-from detections.sdk import (
-    PREFILTER_FIELDS,
-    Detection,
-    DetectionError,
-    EventDetection,
-    Example,
-    SequenceDetection,
-    Step,
-    audit_record,
-)
+from detections.examples import audit_record
+from detections.sdk import PREFILTER_FIELDS, Detection, DetectionError, EventDetection, Example, SequenceDetection, Step
 from vigil.event import Event, Target
 
 LOADED, _ = load_detections([LIBRARY])

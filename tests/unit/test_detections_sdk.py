@@ -6,15 +6,9 @@ from typing import Any
 
 import pytest
 
-from detections.sdk import (
-    DetectionError,
-    EventDetection,
-    containers,
-    host_path,
-    pod_spec,
-    workload,
-    workload_object,
-)
+from detections.examples import workload_object
+from detections.k8s import containers, host_path, pod_spec, workload
+from detections.sdk import DetectionError, EventDetection
 from vigil.event import Event, Target
 
 SPEC = {"containers": [{"name": "app", "image": "nginx"}], "initContainers": [{"name": "init", "image": "busybox"}]}

@@ -12,15 +12,8 @@ import pytest
 
 from collectors.tetragon.records import tetragon_record
 from detections.engine import EVICTED, LATE, Engine, check_examples, load_detections
-from detections.sdk import (
-    DetectionError,
-    SequenceDetection,
-    Step,
-    ThresholdDetection,
-    audit_record,
-    container_key,
-    pod_key,
-)
+from detections.examples import audit_record
+from detections.sdk import DetectionError, SequenceDetection, Step, ThresholdDetection, container_key, pod_key
 from detections.state import DictStore
 from detections.tuning import Tuning, TuningError
 from streams.processor import StreamProcessor
@@ -333,7 +326,8 @@ def test_pod_key_is_the_correlation_key_of_pod_events() -> None:
 
 MISORDERED = '''
 from collectors.tetragon.records import tetragon_record
-from detections.sdk import Scenario, ScenarioEvent, SequenceDetection, Step, audit_record
+from detections.examples import audit_record
+from detections.sdk import Scenario, ScenarioEvent, SequenceDetection, Step
 
 EXEC = audit_record("create", "pods", name="web-7f9c", subresource="exec", code=101)
 SHELL = tetragon_record(binary="/bin/sh")

@@ -10,7 +10,8 @@ import orjson
 from collectors.kernel_audit import record_from_netlink
 from collectors.source import get_source
 from detections.engine import LIBRARY, Engine, load_detections
-from detections.sdk import EXAMPLE_START_NS, ThresholdDetection, containerd_record, in_pod
+from detections.examples import EXAMPLE_START_NS, containerd_record, in_pod
+from detections.sdk import ThresholdDetection
 from detections.state import DictStore
 from detections.tuning import Tuning
 from vigil.alert import Alert

@@ -15,7 +15,8 @@ import pytest
 
 from collectors.source import get_source
 from detections.engine import check_examples, load_detections
-from detections.sdk import Detection, Example, Scenario, ScenarioEvent, audit_record, workload_object
+from detections.examples import audit_record, workload_object
+from detections.sdk import Detection, Example, Scenario, ScenarioEvent
 from detections.sigma import cli
 from detections.sigma.importer import GeneratedDetection, import_rules, load_source, write
 from vigil.config import load_settings

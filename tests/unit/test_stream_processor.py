@@ -10,7 +10,7 @@ import orjson
 
 from collectors.tetragon.records import tetragon_record
 from detections.engine import Engine
-from detections.sdk import audit_record
+from detections.examples import audit_record
 from detections.state import DictStore
 from streams.processor import RawMessage, StreamProcessor
 from vigil.config import Settings
