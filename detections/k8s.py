@@ -18,6 +18,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from detections.sdk import DetectionError, EventDetection
 from vigil.event import Event
 
 # --- Kubernetes API objects -----------------------------------------------------------------------------------
@@ -279,6 +280,30 @@ def posture_context(event: Event, found: list[dict[str, str]]) -> dict[str, Any]
         "settings": sorted({c["setting"] for c in found}),
         "offending_containers": found,
     }
+
+
+def posture_detection(*, check: PostureCheck | None = None,
+                      check_with: Callable[[Mapping[str, Any]], PostureCheck] | None = None,
+                      **metadata: Any) -> EventDetection:
+    """A posture detection: API writes of pods and of workload templates whose containers fail ``check``, one alert
+    per workload naming the offending containers and settings. ``check_with`` builds the check from the detection's
+    ``params`` (resolved for the event's namespace) instead. The dispatch, the prefilter, the alert context and the
+    dedup key are the same for every posture detection, so a posture file holds only its check, metadata and
+    examples."""
+    common: dict[str, Any] = {
+        "kinds": ["k8s.api"], "resources": POD_SPEC_RESOURCES, "actions": SPEC_WRITE_VERBS,
+        "subresources": SPEC_SUBRESOURCES, "dedup": "{cluster}/{namespace}/{workload}",
+    }
+    if (check is None) == (check_with is None):
+        raise DetectionError("a posture detection takes exactly one of check= and check_with=")
+    if check is not None:
+        return EventDetection(match=lambda event: bool(offending_containers(event, check)),
+                              context=lambda event: posture_context(event, offending_containers(event, check)),
+                              **common, **metadata)
+    return EventDetection(
+        match=lambda event, params: bool(offending_containers(event, check_with(params))),
+        context=lambda event, params: posture_context(event, offending_containers(event, check_with(params))),
+        **common, **metadata)
 
 
 # --- Image references -------------------------------------------------------------------------------------------

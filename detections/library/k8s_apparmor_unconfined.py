@@ -6,16 +6,11 @@ from typing import Any
 from detections.examples import audit_record, workload_object
 from detections.k8s import (
     APPARMOR_CONTAINER_ANNOTATION,
-    POD_SPEC_RESOURCES,
-    SPEC_SUBRESOURCES,
-    SPEC_WRITE_VERBS,
     apparmor_profile,
     is_privileged,
-    offending_containers,
-    posture_context,
+    posture_detection,
 )
-from detections.sdk import EventDetection, Example
-from vigil.event import Event
+from detections.sdk import Example
 
 
 def unconfined(spec: Mapping[str, Any], container: Mapping[str, Any], annotations: Mapping[str, Any]) -> str:
@@ -24,17 +19,14 @@ def unconfined(spec: Mapping[str, Any], container: Mapping[str, Any], annotation
     return f"{where}: Unconfined" if profile == "Unconfined" and not is_privileged(container) else ""
 
 
-def found(event: Event) -> list[dict[str, str]]:
-    return offending_containers(event, unconfined)
-
-
 def _pod(spec: dict[str, Any], **metadata: Any) -> dict[str, Any]:
     return audit_record("create", "pods", name="web", request_object=workload_object("Pod", "web", spec, **metadata))
 
 
 _APP = {"name": "app", "image": "nginx:1.27"}
 
-DETECTION = EventDetection(
+DETECTION = posture_detection(
+    check=unconfined,
     id="k8s.apparmor_unconfined",
     title="AppArmor disabled for a container",
     alert_title="{user} disabled AppArmor for {containers} in {workload} ({namespace})",
@@ -53,11 +45,6 @@ DETECTION = EventDetection(
         "https://kubernetes.io/docs/concepts/security/pod-security-standards/#baseline",
     ],
     false_positives=["Workloads whose needs the default profile refuses, such as FUSE or nested containers."],
-    kinds=["k8s.api"],
-    resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
-    match=lambda event: bool(found(event)),
-    context=lambda event: posture_context(event, found(event)),
-    dedup="{cluster}/{namespace}/{workload}",
     examples=[
         Example(name="container appArmorProfile Unconfined", source="k8s-audit", fires=True, record=_pod(
             {"containers": [{**_APP, "securityContext": {"appArmorProfile": {"type": "Unconfined"}}}]})),

@@ -6,15 +6,10 @@ from typing import Any
 
 from detections.examples import audit_record, workload_object
 from detections.k8s import (
-    POD_SPEC_RESOURCES,
-    SPEC_SUBRESOURCES,
-    SPEC_WRITE_VERBS,
     image_reference,
-    offending_containers,
-    posture_context,
+    posture_detection,
 )
-from detections.sdk import EventDetection, Example
-from vigil.event import Event
+from detections.sdk import Example
 
 
 def by_tag(spec: Mapping[str, Any], container: Mapping[str, Any], annotations: Mapping[str, Any]) -> str:
@@ -28,10 +23,6 @@ def by_tag(spec: Mapping[str, Any], container: Mapping[str, Any], annotations: M
     return f"tag {reference.tag}" if ":" in image.rsplit("/", 1)[-1] else "no tag (latest)"
 
 
-def found(event: Event) -> list[dict[str, str]]:
-    return offending_containers(event, by_tag)
-
-
 def _pod(*images: str) -> dict[str, Any]:
     spec = {"containers": [{"name": f"c{i}", "image": image} for i, image in enumerate(images)]}
     return audit_record("create", "pods", name="web", request_object=workload_object("Pod", "web", spec))
@@ -39,7 +30,8 @@ def _pod(*images: str) -> dict[str, Any]:
 
 _DIGEST = "sha256:" + "0123456789abcdef" * 4
 
-DETECTION = EventDetection(
+DETECTION = posture_detection(
+    check=by_tag,
     id="k8s.image_mutable_tag",
     title="Image by mutable tag instead of digest",
     alert_title="{workload} ({namespace}) runs {images} by tag, not digest",
@@ -58,11 +50,6 @@ DETECTION = EventDetection(
         "https://slsa.dev/spec/v1.0/threats",
     ],
     false_positives=["Development namespaces that deploy the latest build on purpose."],
-    kinds=["k8s.api"],
-    resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
-    match=lambda event: bool(found(event)),
-    context=lambda event: posture_context(event, found(event)),
-    dedup="{cluster}/{namespace}/{workload}",
     examples=[
         Example(name="latest by omission", source="k8s-audit", fires=True, record=_pod("nginx")),
         Example(name="a tag on a registry with a port", source="k8s-audit", fires=True,

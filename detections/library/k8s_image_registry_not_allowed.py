@@ -9,17 +9,12 @@ from typing import Any
 
 from detections.examples import audit_record, workload_object
 from detections.k8s import (
-    POD_SPEC_RESOURCES,
-    SPEC_SUBRESOURCES,
-    SPEC_WRITE_VERBS,
     PostureCheck,
     image_reference,
-    offending_containers,
-    posture_context,
+    posture_detection,
     registry_allowed,
 )
-from detections.sdk import EventDetection, Example
-from vigil.event import Event
+from detections.sdk import Example
 
 PUBLIC_REGISTRIES = ["docker.io", "registry.k8s.io", "k8s.gcr.io", "quay.io", "ghcr.io", "gcr.io", "*.pkg.dev",
                      "mcr.microsoft.com", "public.ecr.aws", "*.dkr.ecr.*.amazonaws.com", "*.azurecr.io",
@@ -38,16 +33,13 @@ def outside(params: Mapping[str, Any]) -> PostureCheck:
     return check
 
 
-def found(event: Event, params: Mapping[str, Any]) -> list[dict[str, str]]:
-    return offending_containers(event, outside(params))
-
-
 def _pod(image: str) -> dict[str, Any]:
     spec = {"containers": [{"name": "app", "image": image}]}
     return audit_record("create", "pods", name="app", request_object=workload_object("Pod", "app", spec))
 
 
-DETECTION = EventDetection(
+DETECTION = posture_detection(
+    check_with=outside,
     id="k8s.image_registry_not_allowed",
     title="Image from a registry outside the allow-list",
     alert_title="{workload} ({namespace}) runs {images} from outside the allowed registries",
@@ -66,11 +58,6 @@ DETECTION = EventDetection(
         "https://open-policy-agent.github.io/gatekeeper-library/website/validation/allowedrepos/",
     ],
     false_positives=["A new vendor registry not yet added to the allow-list."],
-    kinds=["k8s.api"],
-    resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
-    match=lambda event, params: bool(found(event, params)),
-    context=lambda event, params: posture_context(event, found(event, params)),
-    dedup="{cluster}/{namespace}/{workload}",
     examples=[
         Example(name="an image served by an IP address", source="k8s-audit", fires=True,
                 record=_pod("203.0.113.9:5000/tools/xmrig:6")),

@@ -6,15 +6,10 @@ from typing import Any
 
 from detections.examples import audit_record, workload_object
 from detections.k8s import (
-    POD_SPEC_RESOURCES,
-    SPEC_SUBRESOURCES,
-    SPEC_WRITE_VERBS,
     is_privileged,
-    offending_containers,
-    posture_context,
+    posture_detection,
 )
-from detections.sdk import EventDetection, Example
-from vigil.event import Event
+from detections.sdk import Example
 
 
 def allows_escalation(spec: Mapping[str, Any], container: Mapping[str, Any], annotations: Mapping[str, Any]) -> str:
@@ -24,15 +19,12 @@ def allows_escalation(spec: Mapping[str, Any], container: Mapping[str, Any], ann
     return "securityContext.allowPrivilegeEscalation: true" if explicit and not is_privileged(container) else ""
 
 
-def found(event: Event) -> list[dict[str, str]]:
-    return offending_containers(event, allows_escalation)
-
-
 def _container(**security: Any) -> dict[str, Any]:
     return {"name": "app", "image": "registry.example.com/app:3", "securityContext": security}
 
 
-DETECTION = EventDetection(
+DETECTION = posture_detection(
+    check=allows_escalation,
     id="k8s.privilege_escalation_allowed",
     title="Container allows privilege escalation",
     alert_title="{user} allowed privilege escalation for {containers} in {workload} ({namespace})",
@@ -50,11 +42,6 @@ DETECTION = EventDetection(
         "https://kubernetes.io/docs/tasks/configure-pod-container/security-context/",
     ],
     false_positives=["Images that run sudo or ping (setuid) by design."],
-    kinds=["k8s.api"],
-    resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
-    match=lambda event: bool(found(event)),
-    context=lambda event: posture_context(event, found(event)),
-    dedup="{cluster}/{namespace}/{workload}",
     examples=[
         Example(name="explicitly allowed in a pod", source="k8s-audit", fires=True, record=audit_record(
             "create", "pods", name="tools", request_object=workload_object(

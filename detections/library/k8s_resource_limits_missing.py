@@ -7,15 +7,10 @@ from typing import Any
 
 from detections.examples import audit_record, workload_object
 from detections.k8s import (
-    POD_SPEC_RESOURCES,
-    SPEC_SUBRESOURCES,
-    SPEC_WRITE_VERBS,
     PostureCheck,
-    offending_containers,
-    posture_context,
+    posture_detection,
 )
-from detections.sdk import EventDetection, Example
-from vigil.event import Event
+from detections.sdk import Example
 
 
 def unlimited(params: Mapping[str, Any]) -> PostureCheck:
@@ -30,10 +25,6 @@ def unlimited(params: Mapping[str, Any]) -> PostureCheck:
     return check
 
 
-def found(event: Event, params: Mapping[str, Any]) -> list[dict[str, str]]:
-    return offending_containers(event, unlimited(params))
-
-
 def _deployment(*containers: dict[str, Any]) -> dict[str, Any]:
     return audit_record("create", "deployments", name="api", api_group="apps",
                         request_object=workload_object("Deployment", "api", {"containers": list(containers)}))
@@ -41,7 +32,8 @@ def _deployment(*containers: dict[str, Any]) -> dict[str, Any]:
 
 _APP = {"name": "app", "image": "registry.example.com/api:2.1"}
 
-DETECTION = EventDetection(
+DETECTION = posture_detection(
+    check_with=unlimited,
     id="k8s.resource_limits_missing",
     title="Container without resource limits",
     alert_title="{containers} in {workload} ({namespace}): {settings}",
@@ -61,11 +53,6 @@ DETECTION = EventDetection(
         "https://kubernetes.io/docs/concepts/policy/limit-range/",
     ],
     false_positives=["Namespaces with a LimitRange, which gives containers default limits at admission."],
-    kinds=["k8s.api"],
-    resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
-    match=lambda event, params: bool(found(event, params)),
-    context=lambda event, params: posture_context(event, found(event, params)),
-    dedup="{cluster}/{namespace}/{workload}",
     examples=[
         Example(name="no resources at all", source="k8s-audit", fires=True, record=_deployment(_APP)),
         Example(name="requests but no memory limit", source="k8s-audit", fires=True, record=_deployment(

@@ -5,16 +5,11 @@ from typing import Any
 
 from detections.examples import audit_record, workload_object
 from detections.k8s import (
-    POD_SPEC_RESOURCES,
-    SPEC_SUBRESOURCES,
-    SPEC_WRITE_VERBS,
     is_privileged,
-    offending_containers,
-    posture_context,
+    posture_detection,
     security_setting,
 )
-from detections.sdk import EventDetection, Example
-from vigil.event import Event
+from detections.sdk import Example
 
 
 def as_root(spec: Mapping[str, Any], container: Mapping[str, Any], annotations: Mapping[str, Any]) -> str:
@@ -28,17 +23,14 @@ def as_root(spec: Mapping[str, Any], container: Mapping[str, Any], annotations: 
     return "runAsNonRoot: false" if security_setting(spec, container, "runAsNonRoot") is False else ""
 
 
-def found(event: Event) -> list[dict[str, str]]:
-    return offending_containers(event, as_root)
-
-
 def _pod(spec: dict[str, Any]) -> dict[str, Any]:
     return audit_record("create", "pods", name="app", request_object=workload_object("Pod", "app", spec))
 
 
 _APP = {"name": "app", "image": "registry.example.com/app:3"}
 
-DETECTION = EventDetection(
+DETECTION = posture_detection(
+    check=as_root,
     id="k8s.run_as_root",
     title="Container set to run as root",
     alert_title="{user} set {settings} for {containers} in {workload} ({namespace})",
@@ -57,11 +49,6 @@ DETECTION = EventDetection(
         "https://kubernetes.io/docs/tasks/configure-pod-container/security-context/",
     ],
     false_positives=["Images that need root to bind low ports or change file ownership at start."],
-    kinds=["k8s.api"],
-    resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
-    match=lambda event: bool(found(event)),
-    context=lambda event: posture_context(event, found(event)),
-    dedup="{cluster}/{namespace}/{workload}",
     examples=[
         Example(name="pod-level runAsUser 0", source="k8s-audit", fires=True,
                 record=_pod({"securityContext": {"runAsUser": 0}, "containers": [_APP]})),

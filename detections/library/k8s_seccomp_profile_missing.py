@@ -7,16 +7,11 @@ from typing import Any
 
 from detections.examples import audit_record, workload_object
 from detections.k8s import (
-    POD_SPEC_RESOURCES,
-    SPEC_SUBRESOURCES,
-    SPEC_WRITE_VERBS,
     is_privileged,
-    offending_containers,
-    posture_context,
+    posture_detection,
     seccomp_profile,
 )
-from detections.sdk import EventDetection, Example
-from vigil.event import Event
+from detections.sdk import Example
 
 
 def missing(spec: Mapping[str, Any], container: Mapping[str, Any], annotations: Mapping[str, Any]) -> str:
@@ -27,10 +22,6 @@ def missing(spec: Mapping[str, Any], container: Mapping[str, Any], annotations: 
     return "no seccompProfile"
 
 
-def found(event: Event) -> list[dict[str, str]]:
-    return offending_containers(event, missing)
-
-
 def _deployment(spec: dict[str, Any]) -> dict[str, Any]:
     return audit_record("create", "deployments", name="api", namespace="prod", api_group="apps",
                         request_object=workload_object("Deployment", "api", spec))
@@ -38,7 +29,8 @@ def _deployment(spec: dict[str, Any]) -> dict[str, Any]:
 
 _APP = {"name": "app", "image": "registry.example.com/api:2.1"}
 
-DETECTION = EventDetection(
+DETECTION = posture_detection(
+    check=missing,
     id="k8s.seccomp_profile_missing",
     title="Container without a seccomp profile",
     alert_title="{containers} in {workload} ({namespace}) run without a seccomp profile",
@@ -57,11 +49,6 @@ DETECTION = EventDetection(
         "https://kubernetes.io/docs/tutorials/security/seccomp/#enable-the-use-of-runtimedefault-as-the-default-seccomp-profile-for-all-workloads",
     ],
     false_positives=["Clusters whose kubelets run with --seccomp-default: the runtime's default profile applies."],
-    kinds=["k8s.api"],
-    resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
-    match=lambda event: bool(found(event)),
-    context=lambda event: posture_context(event, found(event)),
-    dedup="{cluster}/{namespace}/{workload}",
     examples=[
         Example(name="Deployment without any profile", source="k8s-audit", fires=True,
                 record=_deployment({"containers": [_APP]})),

@@ -5,27 +5,18 @@ from typing import Any
 
 from detections.examples import audit_record, workload_object
 from detections.k8s import (
-    POD_SPEC_RESOURCES,
     SECCOMP_CONTAINER_ANNOTATION,
     SECCOMP_POD_ANNOTATION,
-    SPEC_SUBRESOURCES,
-    SPEC_WRITE_VERBS,
-    offending_containers,
-    posture_context,
+    posture_detection,
     seccomp_profile,
 )
-from detections.sdk import EventDetection, Example
-from vigil.event import Event
+from detections.sdk import Example
 
 
 def unconfined(spec: Mapping[str, Any], container: Mapping[str, Any], annotations: Mapping[str, Any]) -> str:
     """Where the container's seccomp profile is set to Unconfined ("" if it is not)."""
     profile, where = seccomp_profile(spec, container, annotations)
     return f"{where}: Unconfined" if profile == "Unconfined" else ""
-
-
-def found(event: Event) -> list[dict[str, str]]:
-    return offending_containers(event, unconfined)
 
 
 def _pod(spec: dict[str, Any], **metadata: Any) -> dict[str, Any]:
@@ -35,7 +26,8 @@ def _pod(spec: dict[str, Any], **metadata: Any) -> dict[str, Any]:
 _APP = {"name": "app", "image": "nginx:1.27"}
 _RUNTIME_DEFAULT = {"seccompProfile": {"type": "RuntimeDefault"}}
 
-DETECTION = EventDetection(
+DETECTION = posture_detection(
+    check=unconfined,
     id="k8s.seccomp_unconfined",
     title="Seccomp disabled for a container",
     alert_title="{user} disabled seccomp for {containers} in {workload} ({namespace})",
@@ -54,11 +46,6 @@ DETECTION = EventDetection(
         "https://kubernetes.io/docs/concepts/security/pod-security-standards/#baseline",
     ],
     false_positives=["Debugging a workload whose system calls the default profile refuses."],
-    kinds=["k8s.api"],
-    resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
-    match=lambda event: bool(found(event)),
-    context=lambda event: posture_context(event, found(event)),
-    dedup="{cluster}/{namespace}/{workload}",
     examples=[
         Example(name="pod-level Unconfined", source="k8s-audit", fires=True, record=_pod(
             {"securityContext": {"seccompProfile": {"type": "Unconfined"}}, "containers": [_APP]})),

@@ -7,17 +7,12 @@ from typing import Any
 
 from detections.examples import audit_record, workload_object
 from detections.k8s import (
-    POD_SPEC_RESOURCES,
-    SPEC_SUBRESOURCES,
-    SPEC_WRITE_VERBS,
     PostureCheck,
     is_privileged,
-    offending_containers,
-    posture_context,
+    posture_detection,
     security_setting,
 )
-from detections.sdk import EventDetection, Example
-from vigil.event import Event
+from detections.sdk import Example
 
 #: The category range of every MCS label (s0-s0:c0.c1023 is system-high for containers).
 ALL_CATEGORIES = "c0.c1023"
@@ -38,10 +33,6 @@ def weakening(params: Mapping[str, Any]) -> PostureCheck:
     return check
 
 
-def found(event: Event, params: Mapping[str, Any]) -> list[dict[str, str]]:
-    return offending_containers(event, weakening(params))
-
-
 def _pod(options: dict[str, Any], level: str = "pod") -> dict[str, Any]:
     app = {"name": "app", "image": "registry.example.com/agent:1.4"}
     if level == "container":
@@ -51,7 +42,8 @@ def _pod(options: dict[str, Any], level: str = "pod") -> dict[str, Any]:
     return audit_record("create", "pods", name="agent", request_object=workload_object("Pod", "agent", spec))
 
 
-DETECTION = EventDetection(
+DETECTION = posture_detection(
+    check_with=weakening,
     id="k8s.selinux_isolation_disabled",
     title="SELinux isolation disabled for a container",
     alert_title="{user} set {settings} for {containers} in {workload} ({namespace})",
@@ -71,11 +63,6 @@ DETECTION = EventDetection(
         "https://danwalsh.livejournal.com/74754.html",
     ],
     false_positives=["Node agents that manage the host (log shippers reading every container's files, CSI drivers)."],
-    kinds=["k8s.api"],
-    resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
-    match=lambda event, params: bool(found(event, params)),
-    context=lambda event, params: posture_context(event, found(event, params)),
-    dedup="{cluster}/{namespace}/{workload}",
     examples=[
         Example(name="spc_t at pod level", source="k8s-audit", fires=True, record=_pod({"type": "spc_t"})),
         Example(name="all categories for one container", source="k8s-audit", fires=True,
