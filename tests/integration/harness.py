@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -12,6 +18,7 @@ import orjson
 from collectors.cli import run_audit_collector
 from vigil import kafka
 
+VIGIL = str(Path(sys.executable).with_name("vigil"))
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "attack-scenario.jsonl"
 
 
@@ -83,3 +90,32 @@ async def read_raw_records(settings, topic: str) -> list[dict]:
         return records
     finally:
         await consumer.stop()
+
+
+@contextlib.contextmanager
+def stream_worker_process(settings, directory: Path) -> Iterator[None]:
+    """``vigil stream worker`` as its own process, on the topics, data directory and metrics port of ``settings``;
+    its log is printed when it stops, so a failing test shows what the worker did."""
+    settings.data_dir = str(directory / "data")
+    settings.metrics_port = free_port()
+    env = os.environ | {
+        "VIGIL_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "VIGIL_DATA_DIR": settings.data_dir,
+        "VIGIL_CLUSTER": settings.cluster,
+        "VIGIL_NODE": settings.node,
+        "VIGIL_METRICS_PORT": str(settings.metrics_port),
+    }
+    log = directory / "worker.log"
+    with open(log, "wb") as out:
+        worker = subprocess.Popen([VIGIL, "stream", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    try:
+        yield
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        sys.stderr.write(f"--- worker.log\n{log.read_text(errors='replace')[-3000:]}\n")

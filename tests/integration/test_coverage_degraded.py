@@ -3,13 +3,8 @@ worker turns it into a ``collector.health`` event, and an alert over the span of
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
 import pytest
@@ -19,38 +14,19 @@ from collectors.ingest import SourceIngest
 from collectors.shipper import KafkaShipper
 from collectors.source import get_source
 from detections.examples import audit_record
-from tests.integration.harness import free_port
+from tests.integration.harness import stream_worker_process
 from vigil import kafka
 
 pytestmark = pytest.mark.integration
 
-VIGIL = str(Path(sys.executable).with_name("vigil"))
 LOST = 17
 
 
 @pytest.fixture
 def worker(kafka_settings, tmp_path):
     """The stream worker as its own process, on this test's topics."""
-    kafka_settings.data_dir = str(tmp_path / "data")
-    kafka_settings.metrics_port = free_port()
-    env = os.environ | {
-        "VIGIL_KAFKA_TOPIC_PREFIX": kafka_settings.kafka.topic_prefix,
-        "VIGIL_DATA_DIR": kafka_settings.data_dir,
-        "VIGIL_CLUSTER": kafka_settings.cluster,
-        "VIGIL_NODE": kafka_settings.node,
-        "VIGIL_METRICS_PORT": str(kafka_settings.metrics_port),
-    }
-    log = tmp_path / "worker.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([VIGIL, "stream", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    yield kafka_settings
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    sys.stderr.write(f"--- worker\n{log.read_text(errors='replace')[-3000:]}\n")
+    with stream_worker_process(kafka_settings, tmp_path):
+        yield kafka_settings
 
 
 def _sweep(start_ns: int) -> list[bytes]:

@@ -4,14 +4,9 @@ follows a pod's life and survives an apiserver restart; the apiserver's own audi
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +14,7 @@ from kubernetes import client, config
 
 from collectors.node.kubeapi import PodWatch, pod_contexts
 from collectors.runtime.cri import k8s_context
-from tests.integration.harness import RunningCollector, free_port, read_raw_records, wait_for
+from tests.integration.harness import RunningCollector, read_raw_records, stream_worker_process, wait_for
 from tests.integration.kube_apiserver import ADMIN_USER, KubeAPIServer, kube_apiserver  # noqa: F401  (fixture)
 from vigil.config import Settings
 
@@ -27,7 +22,6 @@ pytestmark = pytest.mark.integration
 
 NODE = "worker-7"
 CONTAINER_ID = "c" * 64
-VIGIL = str(Path(sys.executable).with_name("vigil"))
 #: What reading a secret and creating a privileged pod as the admin must raise.
 DETECTIONS_FIRED = {"k8s.secret_access", "k8s.privileged_container"}
 
@@ -154,26 +148,8 @@ def _audit(records: list[dict[str, Any]], verb: str, resource: str, name: str) -
 @pytest.fixture
 def stream_worker(kafka_settings, tmp_path) -> Iterator[Settings]:
     """``vigil stream worker`` as its own process, on this test's topics."""
-    kafka_settings.data_dir = str(tmp_path / "data")
-    kafka_settings.metrics_port = free_port()
-    env = os.environ | {
-        "VIGIL_KAFKA_TOPIC_PREFIX": kafka_settings.kafka.topic_prefix,
-        "VIGIL_DATA_DIR": kafka_settings.data_dir,
-        "VIGIL_CLUSTER": kafka_settings.cluster,
-        "VIGIL_METRICS_PORT": str(kafka_settings.metrics_port),
-    }
-    log = tmp_path / "worker.log"
-    with open(log, "wb") as out:
-        worker = subprocess.Popen([VIGIL, "stream", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
-    yield kafka_settings
-    worker.send_signal(signal.SIGTERM)
-    try:
-        worker.wait(30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
-    sys.stderr.write(f"--- worker.log\n{log.read_text(errors='replace')[-3000:]}\n")
+    with stream_worker_process(kafka_settings, tmp_path):
+        yield kafka_settings
 
 
 async def test_the_apiservers_audit_webhook_feeds_vigil_through_to_alerts(
