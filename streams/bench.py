@@ -31,6 +31,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from storage.clickhouse import connect
+from streams.app import FETCH_MAX_WAIT_MS
 from vigil import kafka
 from vigil.config import Settings
 from vigil.devstack.clickhouse import dev_server_url
@@ -184,7 +185,10 @@ async def _post(session: aiohttp.ClientSession, url: str, body: bytes, sent: flo
 
 
 async def _collect_alerts(settings: Settings, measurement: Measurement, load: Load) -> None:
-    consumer = kafka.consumer(settings, settings.topic("alerts"), group_id=None, auto_offset_reset="earliest")
+    # A short fetch wait, as the worker's: with aiokafka's 500 ms a fetch for idle partitions would hold back the
+    # alerts of busy ones, and that stall is the reader's, not the pipeline's (see streams.app).
+    consumer = kafka.consumer(settings, settings.topic("alerts"), group_id=None, auto_offset_reset="earliest",
+                              fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
     await consumer.start()
     seen: set[str] = set()
     try:
