@@ -232,6 +232,18 @@ def syscall_name(hook: str) -> str:
 _K8S_FIELDS = ("namespace", "pod", "pod_uid", "container_id", "container_name", "image", "service_account")
 
 
+def text_field(mapping: dict[str, Any], name: str) -> str:
+    """A string field of a record that crossed Kafka: anything else (absent, null, a number) reads as ""."""
+    value = mapping.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def int_field(mapping: dict[str, Any], name: str) -> int:
+    """An integer field of a record that crossed Kafka (booleans and floats are not integers here); else 0."""
+    value = mapping.get(name)
+    return value if type(value) is int else 0
+
+
 def node_k8s_context(value: Any) -> K8sContext:
     """The ``k8s`` object the node collector added to a record (eBPF, containerd, kernel audit), as the envelope's
     context; wrong types become empty values, since the object crossed Kafka."""
@@ -239,7 +251,7 @@ def node_k8s_context(value: Any) -> K8sContext:
         return K8sContext()
     labels = value.get("labels")
     return K8sContext(
-        **{name: text if isinstance(text := value.get(name), str) else "" for name in _K8S_FIELDS},
+        **{name: text_field(value, name) for name in _K8S_FIELDS},
         labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
     )
 

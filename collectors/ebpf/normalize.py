@@ -21,9 +21,11 @@ from typing import Any
 from collectors.health import health_event, is_health_record
 from collectors.host_sensors import (
     host_identity,
+    int_field,
     node_k8s_context,
     node_record_key,
     split_json_records,
+    text_field,
     with_health_records,
 )
 from collectors.source import RecordRejected, Rejected
@@ -59,16 +61,19 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
     if is_health_record(record):
         return health_event(record, SOURCE, cluster, node)
     record_type, time_ns, pid = _identity(record)
-    tid = _int(record, "tid") or pid
+    tid = int_field(record, "tid") or pid
     k8s = node_k8s_context(record.get("k8s"))
-    k8s.container_id = k8s.container_id or _text(record, "container_id")
-    node = _text(record, "node") or node
+    k8s.container_id = k8s.container_id or text_field(record, "container_id")
+    node = text_field(record, "node") or node
     action, target, outcome = _DETAILS[record_type](record)
-    subject = f"{_int(record, 'cgroup_id')}/{_text(record, 'arch')}" if record_type in _CGROUP_RECORDS else str(tid)
+    if record_type in _CGROUP_RECORDS:
+        subject = f"{int_field(record, 'cgroup_id')}/{text_field(record, 'arch')}"
+    else:
+        subject = str(tid)
     actor = _actor(record, pid) if pid else Actor()
     actor.user = host_identity(record, k8s.namespace, k8s.pod)
     if record_type == "seccomp":  # the kernel's record has the process name, not its executable's path
-        actor.exe = actor.exe or _text(record, "comm")
+        actor.exe = actor.exe or text_field(record, "comm")
     return Event(
         id=event_id(SOURCE, node, record_type, subject, str(time_ns)),
         time_ns=time_ns,
@@ -120,13 +125,13 @@ def _actor(record: dict[str, Any], pid: int) -> Actor:
     args = record.get("args")
     return Actor(
         pid=pid,
-        ppid=_int(record, "ppid"),
+        ppid=int_field(record, "ppid"),
         uid=uid if type(uid) is int else -1,
         gid=gid if type(gid) is int else -1,
-        exe=_text(record, "exe"),
+        exe=text_field(record, "exe"),
         args=[arg for arg in args if isinstance(arg, str)] if isinstance(args, list) else [],
-        cwd=_text(record, "cwd"),
-        parent_exe=_text(record, "parent_exe"),
+        cwd=text_field(record, "cwd"),
+        parent_exe=text_field(record, "parent_exe"),
     )
 
 
@@ -146,21 +151,21 @@ def _exec(record: dict[str, Any]) -> _Details:
         action = "setuid_exec"
     elif type(egid) is int and type(gid) is int and egid != gid:
         action = "setgid_exec"
-    return action, Target(path=_text(record, "exe")), Outcome("success")
+    return action, Target(path=text_field(record, "exe")), Outcome("success")
 
 
 def _exit(record: dict[str, Any]) -> _Details:
-    code, signal = _int(record, "exit_code"), _int(record, "signal")
+    code, signal = int_field(record, "exit_code"), int_field(record, "signal")
     return "exit", Target(), Outcome("success" if not code and not signal else "failure", code,
                                      f"signal {signal}" if signal else "")
 
 
 def _open(record: dict[str, Any]) -> _Details:
-    return "open", Target(path=_text(record, "path")), Outcome()
+    return "open", Target(path=text_field(record, "path")), Outcome()
 
 
 def _file_write(record: dict[str, Any]) -> _Details:
-    return "open_write", Target(path=_text(record, "path")), Outcome()
+    return "open_write", Target(path=text_field(record, "path")), Outcome()
 
 
 def _peer(action: str) -> Callable[[dict[str, Any]], _Details]:
@@ -168,53 +173,55 @@ def _peer(action: str) -> Callable[[dict[str, Any]], _Details]:
     side = "local" if action == "listen" else "remote"
 
     def details(record: dict[str, Any]) -> _Details:
-        target = Target(address=_text(record, f"{side}_address"), port=_int(record, f"{side}_port"),
-                        resource=_text(record, "protocol"))
+        target = Target(address=text_field(record, f"{side}_address"), port=int_field(record, f"{side}_port"),
+                        resource=text_field(record, "protocol"))
         return action, target, Outcome()
 
     return details
 
 
 def _ptrace(record: dict[str, Any]) -> _Details:
-    target = Target(resource="processes", name=str(_int(record, "target_pid")))
-    return _text(record, "request") or "ptrace", target, Outcome()
+    target = Target(resource="processes", name=str(int_field(record, "target_pid")))
+    return text_field(record, "request") or "ptrace", target, Outcome()
 
 
 def _setid(record: dict[str, Any]) -> _Details:
     ids = record.get("ids")
     shown = ",".join(str(i) for i in ids if type(i) is int) if isinstance(ids, list) else ""
-    return _text(record, "call") or "setid", Target(resource="credentials", name=shown), Outcome()
+    return text_field(record, "call") or "setid", Target(resource="credentials", name=shown), Outcome()
 
 
 def _ns_change(record: dict[str, Any]) -> _Details:
     kinds = record.get("namespaces")
     shown = ",".join(k for k in kinds if isinstance(k, str)) if isinstance(kinds, list) else ""
-    return _text(record, "call") or "unshare", Target(resource="namespaces", name=shown), Outcome()
+    return text_field(record, "call") or "unshare", Target(resource="namespaces", name=shown), Outcome()
 
 
 def _mount(record: dict[str, Any]) -> _Details:
-    target = Target(path=_text(record, "target"), name=_text(record, "source"), resource=_text(record, "fstype"))
+    target = Target(path=text_field(record, "target"), name=text_field(record, "source"),
+                    resource=text_field(record, "fstype"))
     return "mount", target, Outcome()
 
 
 def _module_load(record: dict[str, Any]) -> _Details:
-    return _text(record, "call") or "init_module", Target(resource="modules", name=_text(record, "name")), Outcome()
+    target = Target(resource="modules", name=text_field(record, "name"))
+    return text_field(record, "call") or "init_module", target, Outcome()
 
 
 def _bpf(record: dict[str, Any]) -> _Details:
-    target = Target(resource="bpf", name=_text(record, "prog_name"))
-    return _text(record, "command") or "bpf", target, Outcome()
+    target = Target(resource="bpf", name=text_field(record, "prog_name"))
+    return text_field(record, "command") or "bpf", target, Outcome()
 
 
 def _memfd(record: dict[str, Any]) -> _Details:
-    return "memfd_create", Target(name=_text(record, "name")), Outcome()
+    return "memfd_create", Target(name=text_field(record, "name")), Outcome()
 
 
 def _seccomp(record: dict[str, Any]) -> _Details:
     """SIGSYS from a seccomp filter: the syscall was not run (trap) or the process was killed for it."""
-    action = _text(record, "action") or "trap"
-    number = _int(record, "syscall")
-    name = _text(record, "syscall_name") or f"syscall_{number}"
+    action = text_field(record, "action") or "trap"
+    number = int_field(record, "syscall")
+    name = text_field(record, "syscall_name") or f"syscall_{number}"
     return action, Target(name=name), Outcome("denied", number, f"seccomp {action} on {name}")
 
 
@@ -240,13 +247,3 @@ _DETAILS: dict[str, Callable[[dict[str, Any]], _Details]] = {
     "seccomp": _seccomp,
     "syscalls": _syscalls,
 }
-
-
-def _text(mapping: dict[str, Any], name: str) -> str:
-    value = mapping.get(name)
-    return value if isinstance(value, str) else ""
-
-
-def _int(mapping: dict[str, Any], name: str) -> int:
-    value = mapping.get(name)
-    return value if type(value) is int else 0

@@ -31,6 +31,7 @@ from collectors.host_sensors import (
     node_record_key,
     split_json_records,
     syscall_by_number,
+    text_field,
     with_health_records,
 )
 from collectors.kernel_audit.records import MAX_RECORD_BYTES, TYPE_IDS, record_from_log_line
@@ -65,9 +66,9 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         return health_event(record, SOURCE, cluster, node)
     record_type, time_ns, serial, fields = _identity(record)
     kind, action, target, outcome = _MAPPINGS[record_type](fields)
-    node = _text(record, "node") or node
+    node = text_field(record, "node") or node
     k8s = node_k8s_context(record.get("k8s"))
-    k8s.container_id = k8s.container_id or _text(record, "container_id")
+    k8s.container_id = k8s.container_id or text_field(record, "container_id")
     seconds, millis = divmod(time_ns // 1_000_000, 1000)
     actor = _actor(fields)
     actor.user = host_identity(record, k8s.namespace, k8s.pod)
@@ -141,11 +142,11 @@ _check = with_health_records(_identity)
 
 
 def _actor(fields: dict[str, Any]) -> Actor:
-    exe = _text(fields, "exe")
+    exe = text_field(fields, "exe")
     uid, gid = (_number(fields, name, -1) for name in ("uid", "gid"))
     return Actor(pid=_number(fields, "pid", 0), uid=-1 if uid == _UNSET_ID else uid,
                  gid=-1 if gid == _UNSET_ID else gid,
-                 exe=exe if exe and exe not in ("?", "(null)") else _text(fields, "comm"))
+                 exe=exe if exe and exe not in ("?", "(null)") else text_field(fields, "comm"))
 
 
 # -- per type: (kind, action, target, outcome) ---------------------------------------------------------------
@@ -174,14 +175,14 @@ def _seccomp(fields: dict[str, Any]) -> _Mapping:
 def _avc(fields: dict[str, Any]) -> _Mapping:
     if "apparmor" in fields:
         return _apparmor("AVC", fields)
-    verdict = _text(fields, "avc")
+    verdict = text_field(fields, "avc")
     if verdict not in ("denied", "granted"):
         raise RecordRejected("missing_field", "an AVC record needs 'avc: denied|granted { ... }' or apparmor=")
-    reason = f"scontext={_text(fields, 'scontext')} tcontext={_text(fields, 'tcontext')}"
-    if _text(fields, "permissive") == "1":
+    reason = f"scontext={text_field(fields, 'scontext')} tcontext={text_field(fields, 'tcontext')}"
+    if text_field(fields, "permissive") == "1":
         reason += " permissive=1"
-    target = Target(path=_text(fields, "path") or _text(fields, "name"), name=_text(fields, "permissions"),
-                    resource=_text(fields, "tclass"))
+    target = Target(path=text_field(fields, "path") or text_field(fields, "name"),
+                    name=text_field(fields, "permissions"), resource=text_field(fields, "tclass"))
     return "kernel.lsm", "selinux", target, Outcome("denied" if verdict == "denied" else "success", 0, reason)
 
 
@@ -190,15 +191,15 @@ def _apparmor(record_type: str, fields: dict[str, Any]) -> _Mapping:
     result = _APPARMOR_DECISIONS.get(decision)
     if result is None:
         raise RecordRejected("wrong_kind", f"apparmor={decision[:40]!r} is not an access decision")
-    operation = _text(fields, "operation")
+    operation = text_field(fields, "operation")
     if operation == "capable" or "capability" in fields:
-        resource, permissions = "capability", _text(fields, "capname") or _text(fields, "capability")
+        resource, permissions = "capability", text_field(fields, "capname") or text_field(fields, "capability")
     else:
-        resource = _APPARMOR_CLASSES.get(_text(fields, "class"), _text(fields, "class")) or (
+        resource = _APPARMOR_CLASSES.get(text_field(fields, "class"), text_field(fields, "class")) or (
             "network" if "family" in fields else "file")
-        permissions = _spelled_mask(_text(fields, "requested_mask") or _text(fields, "denied_mask"))
-    reason = f"profile={_text(fields, 'profile')}" + (f" operation={operation}" if operation else "")
-    target = Target(path=_text(fields, "name"), name=permissions, resource=resource)
+        permissions = _spelled_mask(text_field(fields, "requested_mask") or text_field(fields, "denied_mask"))
+    reason = f"profile={text_field(fields, 'profile')}" + (f" operation={operation}" if operation else "")
+    target = Target(path=text_field(fields, "name"), name=permissions, resource=resource)
     return "kernel.lsm", "apparmor", target, Outcome(result, 0, reason)
 
 
@@ -220,7 +221,7 @@ _MAPPINGS: dict[str, Callable[[dict[str, Any]], _Mapping]] = {
 
 def _apparmor_decision(record_type: str, fields: dict[str, Any]) -> str:
     """``apparmor="DENIED"``; older kernels said it only in the type (``APPARMOR_DENIED``)."""
-    return _text(fields, "apparmor") or record_type.removeprefix("APPARMOR").lstrip("_")
+    return text_field(fields, "apparmor") or record_type.removeprefix("APPARMOR").lstrip("_")
 
 
 def _spelled_mask(mask: str) -> str:
@@ -234,11 +235,6 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return ""
-
-
-def _text(mapping: dict[str, Any], name: str) -> str:
-    value = mapping.get(name)
-    return value if isinstance(value, str) else ""
 
 
 def _number(fields: dict[str, Any], name: str, default: int) -> int:

@@ -12,9 +12,11 @@ from typing import Any
 from collectors.health import health_event, is_health_record
 from collectors.host_sensors import (
     host_identity,
+    int_field,
     node_k8s_context,
     node_record_key,
     split_json_records,
+    text_field,
     with_health_records,
 )
 from collectors.source import RecordRejected, Rejected
@@ -41,9 +43,9 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         original_id=container_id,
         ingest_ns=now_ns(),
         cluster=cluster,
-        node=_text(record, "node") or node,
+        node=text_field(record, "node") or node,
         k8s=k8s,
-        actor=Actor(user=host_identity(record, k8s.namespace, k8s.pod), pid=_int(record, "pid")),
+        actor=Actor(user=host_identity(record, k8s.namespace, k8s.pod), pid=int_field(record, "pid")),
         target=Target(name=container_id, resource="containers"),
         outcome=_outcome(kind, record),
         raw=record,
@@ -80,16 +82,6 @@ def _outcome(kind: str, record: dict[str, Any]) -> Outcome:
     if kind == "container.oom":
         return Outcome(result="failure", reason="oom")
     if kind == "container.exit":
-        status = _int(record, "exit_status")
+        status = int_field(record, "exit_status")
         return Outcome(result="success" if status == 0 else "failure", code=status)
     return Outcome(result="success")
-
-
-def _text(mapping: dict[str, Any], name: str) -> str:
-    value = mapping.get(name)
-    return value if isinstance(value, str) else ""
-
-
-def _int(mapping: dict[str, Any], name: str) -> int:
-    value = mapping.get(name)
-    return value if type(value) is int else 0
