@@ -46,7 +46,7 @@ from collectors.tetragon.records import kprobe, tetragon_record
 from detections.engine import Engine
 from detections.examples import audit_record, workload_object
 from detections.sdk import StatefulDetection
-from detections.state import DictStore
+from detections.state import CountingStore
 from streams.app import BATCH_MESSAGES
 from streams.bench import cpu_seconds
 from streams.processor import RawMessage, StreamProcessor
@@ -187,18 +187,6 @@ def _normalize(records: list[tuple[str, dict[str, Any]]]) -> Iterator[Event]:
 # --- In-process -----------------------------------------------------------------------------------------------
 
 
-class CountingStore(DictStore):
-    """A dict store that counts writes: how often the engine would update a Faust table."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes = 0
-
-    def set(self, key: str, value: Any) -> None:
-        self.writes += 1
-        super().set(key, value)
-
-
 def bench_in_process(settings: Settings, records: list[tuple[str, dict[str, Any]]], per_message: int) -> None:
     count = len(records)
     payloads = [orjson.dumps(record) for _, record in records]
@@ -234,16 +222,18 @@ def bench_in_process(settings: Settings, records: list[tuple[str, dict[str, Any]
     raw_messages = [RawMessage(source_name, value, START_NS) for source_name, _, value in messages]
     batches = [raw_messages[i : i + BATCH_MESSAGES] for i in range(0, len(raw_messages), BATCH_MESSAGES)]
     raised: list[int] = []
+    updated: list[int] = []
 
     def step() -> None:
         for batch in batches:
             raised.extend(len(out.alerts) for out in processor.process_batch(batch))
+        updated.append(len(processor.advance()))  # the worker's timer: the open alerts hits updated
 
     rate = count / _timed(step)
     print(f"stream step (decode, normalize, engine, encode) {rate:>10,.0f} events/s  {1e6 / rate:6.2f} us/event  "
           f"raw/step {raw_rate / rate:5.1f}x  state writes {store.writes / count:.3f}/event "
           f"({len(messages):,} messages of up to {per_message} records in batches of {BATCH_MESSAGES}, "
-          f"{sum(raised):,} alerts)")
+          f"{sum(raised):,} alerts, {sum(updated):,} updated)")
 
 
 def _timed(work: Callable[[], object]) -> float:

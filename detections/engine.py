@@ -27,10 +27,12 @@ below a threshold, may be blindness.
 
 Suppression: a hit with the same detection and dedup key as an alert raised less than the detection's
 ``dedup_period_s`` earlier (event time, so replays behave like live runs) updates that alert's count,
-last-seen time and evidence instead of raising a new one. :meth:`Engine.process` returns new alerts and
-updated ones; an update keeps its alert id, so consumers upsert by id and notify only when ``count == 1``.
-The same evidence seen again (an audit request logged at several stages shares one auditID, a Kafka batch
-is reprocessed) yields the same alert id and is ignored.
+last-seen time and evidence instead of raising a new one. :meth:`Engine.process` returns new alerts at once;
+the open alerts hits were folded into are returned by the next :meth:`Engine.advance` (the stream worker's
+one-second timer), each once with its count so far, however many hits came: a noisy workload costs its SIEM one
+update a second, not one per event. An update keeps its alert id, so consumers upsert by id and notify only
+when ``count == 1``. The same evidence seen again (an audit request logged at several stages shares one
+auditID, a Kafka batch is reprocessed) yields the same alert id and is ignored.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ from detections.sdk import (
 from detections.state import DictStore, StateStore
 from detections.tuning import DetectionTuning, Tuning
 from vigil import metrics
-from vigil.alert import Alert
+from vigil.alert import Alert, alert_id
 from vigil.event import Event
 
 log = logging.getLogger("vigil.detections")
@@ -173,33 +175,68 @@ def _describe(exc: BaseException) -> str:
 
 class AlertSuppression:
     """The open alert per (detection, dedup key), and the ids of recently raised alerts. Both are bounded
-    LRUs: memory stays flat however many distinct keys the event stream carries."""
+    LRUs: memory stays flat however many distinct keys the event stream carries. Hits that update an open
+    alert are folded into it and the alert is reported once by :meth:`changed`, however many hits came."""
 
     def __init__(self, capacity: int = 50_000) -> None:
         self._capacity = capacity
         self._open: OrderedDict[tuple[str, str], Alert] = OrderedDict()
         self._recent_ids: OrderedDict[str, None] = OrderedDict()
+        self._changed: dict[tuple[str, str], Alert] = {}
 
-    def admit(self, alert: Alert, period_s: float) -> Alert | None:
-        """The alert to emit for this hit: itself if new, the updated open alert if suppressed, ``None``
-        if this evidence already raised it."""
-        if alert.id in self._recent_ids:
-            self._recent_ids.move_to_end(alert.id)
+    def open_alert(self, detection: str, dedup_key: str, time_ns: int, period_s: float) -> Alert | None:
+        """The open alert a hit at ``time_ns`` would update, ``None`` when the hit raises a new one."""
+        held = self._open.get((detection, dedup_key))
+        if held is None or abs(time_ns - held.first_seen_ns) >= period_s * 1e9:
             return None
-        self._remember(self._recent_ids, alert.id, None)
-        key = (alert.detection, alert.dedup_key)
-        held = self._open.get(key)
-        if held is None or abs(alert.time_ns - held.first_seen_ns) >= period_s * 1e9:
-            self._remember(self._open, key, alert)
-            return _snapshot(alert)
-        held.count += alert.count
-        held.first_seen_ns = min(held.first_seen_ns, alert.first_seen_ns)
-        held.last_seen_ns = max(held.last_seen_ns, alert.last_seen_ns)
+        return held
+
+    def open(self, alert: Alert) -> Alert | None:
+        """Hold ``alert`` open for its key; what to emit, ``None`` if this evidence already raised it."""
+        if not self._first_sighting(alert.id):
+            return None
+        self._remember(self._open, (alert.detection, alert.dedup_key), alert)
+        return _snapshot(alert)
+
+    def update(self, held: Alert, alert: Alert) -> bool:
+        """Fold a hit into the open alert; ``False`` if this evidence already raised it."""
+        if not self._first_sighting(alert.id):
+            return False
+        self._merge(held, alert.count, alert.first_seen_ns, alert.last_seen_ns, alert.evidence, alert.event_ids)
+        return True
+
+    def repeat(self, held: Alert, event: Event) -> bool:
+        """Fold a single-event hit into the open alert without building the alert the hit would raise;
+        ``False`` if this evidence already raised it."""
+        evidence = event.original_id or event.id
+        if not self._first_sighting(alert_id(held.detection, held.dedup_key, [evidence])):
+            return False
+        self._merge(held, 1, event.time_ns, event.time_ns, [evidence], [event.id])
+        return True
+
+    def changed(self) -> list[Alert]:
+        """The open alerts updated since the last call, as they are now."""
+        changed, self._changed = self._changed, {}
+        return [_snapshot(alert) for alert in changed.values()]
+
+    def _first_sighting(self, alert_id: str) -> bool:
+        if alert_id in self._recent_ids:
+            self._recent_ids.move_to_end(alert_id)
+            return False
+        self._remember(self._recent_ids, alert_id, None)
+        return True
+
+    def _merge(self, held: Alert, count: int, first_seen_ns: int, last_seen_ns: int, evidence: list[str],
+               event_ids: list[str]) -> None:
+        held.count += count
+        held.first_seen_ns = min(held.first_seen_ns, first_seen_ns)
+        held.last_seen_ns = max(held.last_seen_ns, last_seen_ns)
         room = MAX_EVIDENCE - len(held.evidence)
-        held.evidence.extend(alert.evidence[:room])
-        held.event_ids.extend(alert.event_ids[:room])
+        held.evidence.extend(evidence[:room])
+        held.event_ids.extend(event_ids[:room])
+        key = (held.detection, held.dedup_key)
         self._open.move_to_end(key)
-        return _snapshot(held)
+        self._changed[key] = held
 
     def _remember(self, lru: OrderedDict, key: object, value: object) -> None:
         lru[key] = value
@@ -227,16 +264,16 @@ class SourceLosses:
             if span not in self._spans:  # a report reaches a worker once per partition it owns
                 self._spans.append(span)
 
-    def overlapping(self, finding: Finding) -> dict[str, int]:
-        """Records lost per source during the finding's span, by sources it depends on, on its nodes (a loss
-        without a node, or a finding without nodes, counts everywhere)."""
+    def overlapping(self, sources: frozenset[str], nodes: frozenset[str], start_ns: int, end_ns: int) -> dict[str, int]:
+        """Records lost per source between ``start_ns`` and ``end_ns``, by ``sources`` (empty: any), on ``nodes``
+        (a loss without a node, or no nodes, counts everywhere)."""
         lost: dict[str, int] = {}
         for source, node, since, until, dropped in self._spans:
-            if since > finding.end_ns or until < finding.start_ns:
+            if since > end_ns or until < start_ns:
                 continue
-            if finding.sources and source not in finding.sources:
+            if sources and source not in sources:
                 continue
-            if node and finding.nodes and node not in finding.nodes:
+            if node and nodes and node not in nodes:
                 continue
             lost[source] = lost.get(source, 0) + dropped
         return lost
@@ -338,7 +375,7 @@ class Engine:
         self._fingerprint: tuple[tuple[str, int, int], ...] = ()
         self._files: dict[str, Detection] = {}
         self._failures: dict[str, tuple[float, int]] = {}
-        #: Events processed per kind since the last commit: Prometheus is told once per commit, not per event.
+        #: Events processed per kind since the last advance: Prometheus is told once per advance, not per event.
         self._processed: dict[str, int] = {}
         #: ``vigil_events_processed_total`` per kind: looking a labelled child up costs more than the increment.
         self._processed_counters: dict[str, Any] = {}
@@ -393,13 +430,20 @@ class Engine:
             if self._exceptions and self._excepted(detection, event):
                 continue
             try:
-                alerts = detection.evaluate(event)
+                hit = detection.hit(event)
+                if hit is None:
+                    continue
+                held = self._suppression.open_alert(detection.id, hit.dedup_key, event.time_ns,
+                                                    detection.dedup_period_s)
+                alert = detection.alert(hit) if held is None else None
             except Exception:  # one broken detection must not blind the others
                 self._record_failure(detection, event.id, kind)
                 continue
-            for alert in alerts:
+            if alert is not None:
                 self._emit(detection, Finding(alert, frozenset({event.source}), _nodes(event), alert.time_ns,
                                               alert.time_ns), emitted)
+            elif held is not None:
+                self._repeat(held, event)
         if dispatch.stateful:  # every event of a kind windows or sequences use moves event time on
             self._observe(event, stateful, emitted)
         return emitted
@@ -442,12 +486,16 @@ class Engine:
 
     def commit(self) -> None:
         """Write the state keys changed since the last commit to the store, once each. The stream processor
-        commits after each Kafka message: its records share a key, so a message costs one table write, not
-        one per event. Eviction beyond ``max_state_keys`` happens here, and the events processed are counted."""
+        commits once per batch of Kafka messages, so a key costs one table write per batch, not one per event.
+        Eviction beyond ``max_state_keys`` happens here."""
         if self._pending:
             pending, self._pending = self._pending, {}
             for key, entry in pending.items():
                 self._write(key, entry)
+
+    def _count_processed(self) -> None:
+        """Tell Prometheus the events processed per kind since the last call (from :meth:`advance`: a labelled
+        counter's increment takes a lock, which costs as much as a cheap event)."""
         if self._processed:
             counters = self._processed_counters
             for kind, count in self._processed.items():
@@ -459,7 +507,8 @@ class Engine:
 
     def advance(self, watermark_ns: int | None = None) -> list[Alert]:
         """Move windows and sequences to ``watermark_ns`` (default: the engine's watermark): drop what expired
-        and raise the absences it decides. Cheap when nothing is due; the stream worker calls it on a timer."""
+        and raise the absences it decides; then the open alerts updated since the last call. Cheap when nothing
+        is due; the stream worker calls it on a timer."""
         watermark = self.watermark_ns if watermark_ns is None else watermark_ns
         WATERMARK.set(max(watermark, 0) / 1e9)
         self.commit()
@@ -487,6 +536,8 @@ class Engine:
             self._write(key, entry, touched=False)
         self.losses.forget_before(watermark - self._horizon_ns)
         STATE_KEYS.set(len(self._deadlines))
+        emitted.extend(self._suppression.changed())
+        self._count_processed()
         return emitted
 
     def flush(self) -> list[Alert]:
@@ -528,27 +579,49 @@ class Engine:
 
     def _emit(self, detection: Detection, finding: Finding, emitted: list[Alert]) -> None:
         hit = finding.alert
-        lost = self.losses.overlapping(finding)
-        if lost:
-            hit.context["coverage_degraded"] = lost
-            DEGRADED.labels(hit.detection).inc()
-        alert = self._suppression.admit(hit, detection.dedup_period_s)
-        if alert is None:
+        lost = self.losses.overlapping(finding.sources, finding.nodes, finding.start_ns, finding.end_ns)
+        held = self._suppression.open_alert(hit.detection, hit.dedup_key, hit.time_ns, detection.dedup_period_s)
+        if held is not None:
+            if self._suppression.update(held, hit):
+                self._degrade(held, lost)
+                self._count(held, suppressed=True)
             return
-        key = (alert.detection, alert.severity, alert.count == 1)
-        counter = self._alert_counters.get(key)
-        if counter is None:
-            counter = self._alert_counters[key] = self._alert_counter(alert)
-        counter.inc()
-        emitted.append(alert)
+        self._degrade(hit, lost)
+        alert = self._suppression.open(hit)
+        if alert is not None:
+            self._count(alert, suppressed=False)
+            emitted.append(alert)
+
+    def _repeat(self, held: Alert, event: Event) -> None:
+        """One more single-event hit of an open alert: its lifecycle moves on, and losses during the hit
+        degrade its coverage too."""
+        if self._suppression.repeat(held, event):
+            self._degrade(held, self.losses.overlapping(frozenset({event.source}), _nodes(event), event.time_ns,
+                                                        event.time_ns))
+            self._count(held, suppressed=True)
 
     @staticmethod
-    def _alert_counter(alert: Alert) -> Any:
-        """``vigil_alerts_total`` for a new alert, ``vigil_alerts_suppressed_total`` for an update (the engine
-        keeps them per detection and severity: looking a labelled child up costs more than the increment)."""
-        if alert.count == 1:
-            return metrics.ALERTS.labels(alert.detection, alert.severity)
-        return SUPPRESSED.labels(alert.detection)
+    def _degrade(alert: Alert, lost: dict[str, int]) -> None:
+        """Say in the alert what its sources lost meanwhile (an update keeps the most any hit overlapped)."""
+        if not lost:
+            return
+        degraded = alert.context.setdefault("coverage_degraded", {})
+        for source, dropped in lost.items():
+            degraded[source] = max(degraded.get(source, 0), dropped)
+        DEGRADED.labels(alert.detection).inc()
+
+    def _count(self, alert: Alert, *, suppressed: bool) -> None:
+        """``vigil_alerts_total`` for a new alert, ``vigil_alerts_suppressed_total`` for a hit folded into an open
+        one (the engine keeps them per detection and severity: looking a labelled child up costs more than the
+        increment)."""
+        key = (alert.detection, alert.severity, suppressed)
+        counter = self._alert_counters.get(key)
+        if counter is None:
+            counter = self._alert_counters[key] = (
+                SUPPRESSED.labels(alert.detection) if suppressed else metrics.ALERTS.labels(alert.detection,
+                                                                                            alert.severity)
+            )
+        counter.inc()
 
     def _excepted(self, detection: Detection, event: Event) -> bool:
         tuning = self._exceptions.get(detection.id)

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -128,10 +129,24 @@ def containers(spec: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
                     yield list_name, container
 
 
+#: The last event :func:`workload` named the workload of, and that name: every posture detection that fires on a
+#: pod write names it.
+_last_workload: tuple[Event | None, str] = (None, "")
+
+
 def workload(event: Event) -> str:
     """``Kind/name`` of the workload an API write belongs to, as far as the object itself tells: its
     controlling owner (a Deployment's ReplicaSet collapses into the Deployment via ``pod-template-hash``),
     else the object. Used as a dedup key so one privileged Deployment is one alert, not one per pod."""
+    global _last_workload
+    last, name = _last_workload
+    if last is not event:
+        name = _workload(event)
+        _last_workload = (event, name)
+    return name
+
+
+def _workload(event: Event) -> str:
     obj = written_object(event) or {}
     metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     owners = metadata.get("ownerReferences") if isinstance(metadata.get("ownerReferences"), list) else []
@@ -296,14 +311,31 @@ def posture_detection(*, check: PostureCheck | None = None,
     }
     if (check is None) == (check_with is None):
         raise DetectionError("a posture detection takes exactly one of check= and check_with=")
+    offending = _Offending(check, check_with)
     if check is not None:
-        return EventDetection(match=lambda event: bool(offending_containers(event, check)),
-                              context=lambda event: posture_context(event, offending_containers(event, check)),
-                              **common, **metadata)
-    return EventDetection(
-        match=lambda event, params: bool(offending_containers(event, check_with(params))),
-        context=lambda event, params: posture_context(event, offending_containers(event, check_with(params))),
-        **common, **metadata)
+        return EventDetection(match=lambda event: bool(offending(event)),
+                              context=lambda event: posture_context(event, offending(event)), **common, **metadata)
+    return EventDetection(match=lambda event, params: bool(offending(event, params)),
+                          context=lambda event, params: posture_context(event, offending(event, params)),
+                          **common, **metadata)
+
+
+class _Offending:
+    """:func:`offending_containers` for a posture detection's check, remembered for the last event (and
+    params) it was asked about: ``context`` asks again right after ``match`` found some."""
+
+    def __init__(self, check: PostureCheck | None,
+                 check_with: Callable[[Mapping[str, Any]], PostureCheck] | None) -> None:
+        self._check, self._check_with = check, check_with
+        self._last: tuple[Event | None, Mapping[str, Any] | None, list[dict[str, str]]] = (None, None, [])
+
+    def __call__(self, event: Event, params: Mapping[str, Any] | None = None) -> list[dict[str, str]]:
+        last_event, last_params, found = self._last
+        if last_event is not event or last_params is not params:
+            check = self._check if self._check is not None else self._check_with(params)
+            found = offending_containers(event, check)
+            self._last = (event, params, found)
+        return found
 
 
 # --- Image references -------------------------------------------------------------------------------------------
@@ -326,10 +358,12 @@ class ImageReference:
         return f"{self.registry}/{self.repository}"
 
 
+@lru_cache(maxsize=4096)
 def image_reference(image: str) -> ImageReference:
     """``image`` normalized: the registry is the first component when it looks like a host (has a dot or a
     port, or is localhost), else Docker Hub, whose official images live under ``library/``; the tag defaults
-    to ``latest`` only when there is no digest either."""
+    to ``latest`` only when there is no digest either. Remembered: a cluster runs a few hundred images, and
+    every pod write asks several detections about each of its images."""
     rest, _, digest = image.strip().partition("@")
     slash = rest.rfind("/")
     colon = rest.rfind(":")

@@ -44,7 +44,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from types import MappingProxyType
 from typing import Any
 
@@ -401,19 +401,39 @@ class EventDetection(Detection):
 
     def evaluate(self, event: Event) -> list[Alert]:
         """The alert this event raises, if any. Exceptions are isolated by the engine."""
+        hit = self.hit(event)
+        return [self.alert(hit)] if hit is not None else []
+
+    def hit(self, event: Event) -> Hit | None:
+        """The event as a match with the detection's own context and the dedup key, ``None`` when it does not
+        match. The engine builds the alert only when the dedup key opens a new one: a repeat only updates the
+        open alert, and needs neither the alert nor the rest of its context."""
         if self.params:
             params = self.settings_for(_namespace(event)).params
             if not self.match(event, params):
-                return []
+                return None
             own_context = self.context(event, params) if self.context is not None else {}
         else:
             if not self.match(event):
-                return []
+                return None
             own_context = self.context(event) if self.context is not None else {}
-        context = {**event_context(event), **own_context}
-        fields = TemplateFields({**context, **template_fields(event), **own_context})
-        title = (self.alert_title or self.title).format_map(fields)
-        return [self.build_alert([event], context, title, self.dedup.format_map(fields))]
+        fields = TemplateFields(event, own_context)
+        return Hit(event, fields, self.dedup.format_map(fields))
+
+    def alert(self, hit: Hit) -> Alert:
+        """The alert a hit raises when it opens one."""
+        title = (self.alert_title or self.title).format_map(hit.fields)
+        return self.build_alert([hit.event], hit.fields.context, title, hit.dedup_key)
+
+
+@dataclass(slots=True)
+class Hit:
+    """An event an :class:`EventDetection` matched, before it is an alert: the fields of its templates (and
+    context) and the dedup key that decides whether it opens an alert."""
+
+    event: Event
+    fields: TemplateFields
+    dedup_key: str
 
 
 def template_fields(event: Event) -> dict[str, Any]:
@@ -436,12 +456,34 @@ def _template_value(value: Any) -> Any:
     return ", ".join(map(str, value)) if isinstance(value, list | tuple) else value
 
 
-class TemplateFields(dict):
-    """The fields of an alert's title and dedup templates. A value is rendered for a template (lists as
-    ``a, b``) when a template reads it: templates read two or three of the twenty-odd fields."""
+class TemplateFields:
+    """The fields an alert's title and dedup templates read (the detection's own context keys win over
+    :func:`template_fields`, which win over :func:`event_context`), each rendered for a template (lists as
+    ``a, b``). Templates read two or three of the twenty-odd fields, and a repeat of an open alert renders only
+    its dedup key, so the shared fields are gathered only when a template reads one of them."""
+
+    __slots__ = ("_common", "_context", "_event", "_own")
+
+    def __init__(self, event: Event, own_context: dict[str, Any]) -> None:
+        self._event, self._own = event, own_context
+        self._common: dict[str, Any] | None = None
+        self._context: dict[str, Any] | None = None
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """The alert context: :func:`event_context` with the detection's own keys over it."""
+        if self._context is None:
+            self._context = {**event_context(self._event), **self._own}
+        return self._context
 
     def __getitem__(self, key: str) -> Any:
-        return _template_value(dict.__getitem__(self, key))
+        if key in self._own:
+            return _template_value(self._own[key])
+        if self._common is None:
+            self._common = template_fields(self._event)
+        if key in self._common:
+            return _template_value(self._common[key])
+        return _template_value(self.context[key])
 
 
 def event_context(event: Event) -> dict[str, Any]:
@@ -484,6 +526,10 @@ def _namespace(event: Event) -> str:
 #: noisy key cannot grow its state.
 MAX_MARKS = 10
 
+#: The event time of a mark, and of a sliding window's entry: what their lists are kept sorted by.
+_mark_time = itemgetter("t")
+_entry_time = itemgetter(0)
+
 
 def mark(event: Event, context: Mapping[str, Any]) -> dict[str, Any]:
     """What state keeps of an event: when, which event (ids for evidence), where and by whom, and the
@@ -502,14 +548,23 @@ def mark(event: Event, context: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-@dataclass(slots=True)
 class Observation:
     """What ``observe`` found in an event: the state key the engine stores the detection's slot under,
-    the event's mark, and detection-specific detail (matched steps, group value)."""
+    detection-specific detail (matched steps, group value), and the event's mark. The mark is built when
+    ``update`` first reads it: most observations of a frequent step (every exec) change nothing and need none."""
 
-    key: str
-    mark: dict[str, Any]
-    detail: Any
+    __slots__ = ("_context", "_mark", "detail", "event", "key")
+
+    def __init__(self, key: str, event: Event, context: Callable[[], dict[str, Any]], detail: Any) -> None:
+        self.key, self.event, self.detail = key, event, detail
+        self._context = context
+        self._mark: dict[str, Any] | None = None
+
+    @property
+    def mark(self) -> dict[str, Any]:
+        if self._mark is None:
+            self._mark = mark(self.event, self._context())
+        return self._mark
 
 
 @dataclass(slots=True)
@@ -528,11 +583,12 @@ class Finding:
 UNCHANGED: Any = object()
 
 
-class _Fields(TemplateFields):
-    """Template fields of a stateful alert: a field no step provided reads as empty, not as a KeyError."""
+class _Fields(dict):
+    """Template fields of a stateful alert, rendered as :class:`TemplateFields` renders them: a field no step
+    provided reads as empty, not as a KeyError."""
 
-    def __missing__(self, key: str) -> str:
-        return ""
+    def __getitem__(self, key: str) -> Any:
+        return _template_value(self.get(key, ""))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -699,7 +755,7 @@ class ThresholdDetection(StatefulDetection):
                 return None
         else:
             detail = None
-        return Observation(group, mark(event, {**event_context(event), **own_context}), detail)
+        return Observation(group, event, lambda: {**event_context(event), **own_context}, detail)
 
     def _limits(self, namespace: str) -> tuple[float, int]:
         """The threshold and window size (ns) for events of ``namespace``."""
@@ -710,7 +766,7 @@ class ThresholdDetection(StatefulDetection):
         return threshold, int((settings.window_s if settings.window_s is not None else self.window_s) * 1e9)
 
     def update(self, slot: Any, observation: Observation) -> tuple[Any, list[Finding]]:
-        threshold, size = self._limits(observation.mark["ns"])
+        threshold, size = self._limits(_namespace(observation.event) if self.namespace_settings else "")
         if self.window == "sliding":
             return self._update_sliding(slot or {"o": [], "s": size}, observation, threshold)
         return self._update_tumbling(slot or {}, observation, threshold, size)
@@ -724,7 +780,7 @@ class ThresholdDetection(StatefulDetection):
     def _update_tumbling(
         self, slot: dict[str, Any], observation: Observation, threshold: float, size: int
     ) -> tuple[Any, list[Finding]]:
-        time_ns = observation.mark["t"]
+        time_ns = observation.event.time_ns
         start = time_ns - time_ns % size
         window = slot.setdefault(str(start), {"n": 0, "v": [], "e": [], "f": False, "s": size})
         if window["f"]:
@@ -744,12 +800,12 @@ class ThresholdDetection(StatefulDetection):
     def _update_sliding(
         self, slot: dict[str, Any], observation: Observation, threshold: float
     ) -> tuple[Any, list[Finding]]:
-        time_ns = observation.mark["t"]
+        time_ns = observation.event.time_ns
         size = slot.get("s", self.horizon_ns)
         entries = [e for e in slot["o"] if e[0] > time_ns - size]
         if self.distinct is not None:
             entries = [e for e in entries if e[1] != observation.detail]
-        bisect.insort(entries, [time_ns, observation.detail, observation.mark], key=lambda e: e[0])
+        bisect.insort(entries, [time_ns, observation.detail, observation.mark], key=_entry_time)
         reached: float = 0
         for entry in entries:
             reached = self._reached(reached, entry[1])
@@ -862,6 +918,9 @@ class Step:
 #: grow a sequence's state.
 MAX_OCCURRENCES = 8
 
+#: Occurrences of a sequence's first step this close (event time) after the latest one kept add nothing.
+FIRST_STEP_COALESCE_NS = 1_000_000_000
+
 
 @dataclass(frozen=True, kw_only=True)
 class SequenceDetection(StatefulDetection):
@@ -915,7 +974,6 @@ class SequenceDetection(StatefulDetection):
         that share the first one's key."""
         key = ""
         matched = []
-        context: dict[str, Any] = {}
         for index, step in self._steps_by_kind.get(event.kind, ()):
             if not step.matches(event):
                 continue
@@ -925,26 +983,35 @@ class SequenceDetection(StatefulDetection):
                 continue
             key = step_key
             matched.append((index, on))
-            context.update(step.context(event) if step.context is not None else event_context(event))
         if not matched:
             return None
-        return Observation(key, mark(event, context), matched)
+        return Observation(key, event, lambda: self._context(event, matched), matched)
+
+    def _context(self, event: Event, matched: list[tuple[int, str]]) -> dict[str, Any]:
+        """What the mark of an event keeps for the alert: the context of each step it is."""
+        context: dict[str, Any] = {}
+        for index, _ in matched:
+            step = self.steps[index]
+            context.update(step.context(event) if step.context is not None else event_context(event))
+        return context
 
     def update(self, slot: Any, observation: Observation) -> tuple[Any, list[Finding]]:
-        detail = [(i, join) for i, join in observation.detail if self._may_keep(slot, i, join)]
+        time_ns = observation.event.time_ns
+        detail = [(i, join) for i, join in observation.detail if self._may_keep(slot, i, join, time_ns)]
         if not detail:
             return UNCHANGED, []
         slot = slot or {}
         findings = []
-        time_ns = observation.mark["t"]
         for index, join in detail:
             partial = slot.setdefault(join, [[] for _ in self.steps])
             occurrences = partial[index]
-            bisect.insort(occurrences, observation.mark, key=lambda m: m["t"])
+            bisect.insort(occurrences, observation.mark, key=_mark_time)
             del occurrences[:-MAX_OCCURRENCES]
-            oldest = max(time_ns, max((m["t"] for step in partial for m in step), default=time_ns)) - self.horizon_ns
+            # Each step's occurrences are in time order: the newest are last, the expired first.
+            oldest = max(step[-1]["t"] for step in partial if step) - self.horizon_ns
             for step in partial:
-                step[:] = [m for m in step if m["t"] >= oldest]
+                expired = next((i for i, m in enumerate(step) if m["t"] >= oldest), len(step))
+                del step[:expired]
             if self.steps[-1].absent:
                 continue
             chain = self._chain(partial)
@@ -953,12 +1020,16 @@ class SequenceDetection(StatefulDetection):
                 del slot[join]
         return (slot or None), findings
 
-    def _may_keep(self, slot: Any, index: int, join: str) -> bool:
-        """Whether an occurrence of step ``index`` is worth keeping: always for the first step and steps that
-        may arrive early; for in-order steps only when the step before has an occurrence to extend."""
-        if index == 0 or self.steps[index].out_of_order:
-            return True
+    def _may_keep(self, slot: Any, index: int, join: str, time_ns: int) -> bool:
+        """Whether an occurrence of step ``index`` is worth keeping: for in-order steps only when the step
+        before has an occurrence to extend; for the first step unless it repeats one kept less than
+        :data:`FIRST_STEP_COALESCE_NS` before (a file written in a loop, a token read on every request), which
+        would cost a state write per event and change no chain but one ending within that much of the span."""
         partial = slot.get(join) if slot else None
+        if index == 0:
+            return not partial or not partial[0] or not 0 <= time_ns - partial[0][-1]["t"] < FIRST_STEP_COALESCE_NS
+        if self.steps[index].out_of_order:
+            return True
         return bool(partial and partial[index - 1])
 
     def _chain(self, partial: list[list[dict[str, Any]]]) -> list[dict[str, Any]] | None:

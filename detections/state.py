@@ -48,3 +48,16 @@ class DictStore:
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+class CountingStore(DictStore):
+    """A dict store that counts writes: each would be a changelog message of a stream worker's Faust table
+    (what ``vigil bench detect`` reports, and what tests of the engine's write economy count)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def set(self, key: str, value: Any) -> None:
+        self.writes += 1
+        super().set(key, value)

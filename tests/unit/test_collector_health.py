@@ -15,9 +15,7 @@ from collectors.source import RecordRejected, Rejected, get_source
 from collectors.spool import DiskSpool, Message
 from collectors.tetragon.normalize import RATE_LIMIT_PERIOD_NS
 from detections.engine import HEALTH_KIND, Engine
-from detections.sdk import Finding
 from vigil import kafka
-from vigil.alert import Alert
 
 S = 1_000_000_000
 LIMIT = 1 << 20
@@ -196,12 +194,7 @@ def test_a_tetragon_rate_limit_notice_without_a_count_is_refused() -> None:
 def test_the_engine_counts_a_mapped_health_record_against_findings_over_its_span() -> None:
     engine = Engine([])
     engine.process(get_source("ebpf").normalize(record(), "prod", "n"))
-    alert = Alert(detection="d", title="t", severity="high", time_ns=105 * S)
+    span = (90 * S, 105 * S)
 
-    overlapping = Finding(alert=alert, start_ns=90 * S, end_ns=105 * S, sources=frozenset({"ebpf"}),
-                          nodes=frozenset({"node-7"}))
-    elsewhere = Finding(alert=alert, start_ns=90 * S, end_ns=105 * S, sources=frozenset({"ebpf"}),
-                        nodes=frozenset({"node-8"}))
-
-    assert engine.losses.overlapping(overlapping) == {"ebpf": 12}
-    assert engine.losses.overlapping(elsewhere) == {}
+    assert engine.losses.overlapping(frozenset({"ebpf"}), frozenset({"node-7"}), *span) == {"ebpf": 12}
+    assert engine.losses.overlapping(frozenset({"ebpf"}), frozenset({"node-8"}), *span) == {}

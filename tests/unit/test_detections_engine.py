@@ -139,14 +139,17 @@ def test_repeats_within_the_dedup_period_update_one_alert() -> None:
     raised_before = metrics.ALERTS.labels("test.exec", "high")._value.get()
 
     (first,) = engine.process(exec_event("a1"))
-    (update,) = engine.process(exec_event("a2", time_ns=5 * MINUTE_NS))
+    assert engine.process(exec_event("a2", time_ns=5 * MINUTE_NS)) == []
+    assert engine.process(exec_event("a3", time_ns=6 * MINUTE_NS)) == []
+    (update,) = engine.advance()
 
     assert update.id == first.id
-    assert (update.count, update.evidence) == (2, ["a1", "a2"])
+    assert (update.count, update.evidence) == (3, ["a1", "a2", "a3"])
     assert (first.count, first.evidence) == (1, ["a1"]), "what was emitted stays as it was"
-    assert update.last_seen_ns == first.time_ns + 5 * MINUTE_NS
+    assert update.last_seen_ns == first.time_ns + 6 * MINUTE_NS
     assert update.first_seen_ns == first.time_ns
     assert metrics.ALERTS.labels("test.exec", "high")._value.get() == raised_before + 1
+    assert engine.advance() == [], "an update is reported once"
 
 
 def test_a_repeat_after_the_period_or_with_another_key_is_a_new_alert() -> None:
@@ -219,7 +222,8 @@ def test_open_alerts_survive_a_reload(tmp_path: Path) -> None:
     bump_mtime(path)
     assert engine.reload_if_changed()
 
-    (update,) = engine.process(exec_event("a2", time_ns=MINUTE_NS))
+    engine.process(exec_event("a2", time_ns=MINUTE_NS))
+    (update,) = engine.advance()
     assert (update.id, update.count) == (first.id, 2)
 
 

@@ -13,8 +13,16 @@ import pytest
 from collectors.tetragon.records import tetragon_record
 from detections.engine import EVICTED, LATE, Engine, check_examples, load_detections
 from detections.examples import audit_record
-from detections.sdk import DetectionError, SequenceDetection, Step, ThresholdDetection, container_key, pod_key
-from detections.state import DictStore
+from detections.sdk import (
+    DetectionError,
+    EventDetection,
+    SequenceDetection,
+    Step,
+    ThresholdDetection,
+    container_key,
+    pod_key,
+)
+from detections.state import CountingStore, DictStore
 from detections.tuning import Tuning, TuningError
 from streams.processor import StreamProcessor
 from vigil.config import Settings
@@ -158,6 +166,26 @@ def test_in_order_steps_cost_no_state_unless_they_extend_a_started_sequence() ->
     assert engine.process_many([runtime(3, "process.exec", exe="/tmp/x")]) != []
 
 
+def test_a_first_step_repeated_within_a_second_costs_no_state_write_and_still_starts_the_sequence() -> None:
+    detection = SequenceDetection(
+        id="test.drop_exec", title="drop then exec", description="d", severity="high", max_span_s=600,
+        steps=[
+            Step(name="write", kinds=["file.write"], match=bool, on=lambda e: e.target.path),
+            Step(name="exec", kinds=["process.exec"], match=bool, on=lambda e: e.actor.exe, out_of_order=False),
+        ],
+    )
+    store = CountingStore()
+    engine = Engine([detection], store=store)
+
+    for tenth in range(10):  # a file written in a loop
+        engine.process_many([runtime(tenth / 10, "file.write", path="/tmp/x")])
+    assert store.writes == 1
+    engine.process_many([runtime(1.5, "file.write", path="/tmp/x")])
+    assert store.writes == 2, "a second later the write is kept again"
+    (alert,) = engine.process_many([runtime(3, "process.exec", exe="/tmp/x")])
+    assert [step["time_ns"] for step in alert.context["steps"]] == [T0, T0 + 3 * S]
+
+
 def test_an_absence_fires_when_the_watermark_passes_the_span_and_not_when_the_step_came() -> None:
     detection = SequenceDetection(
         id="test.unseen_exec", title="exec the sensor did not see", description="d", severity="low",
@@ -207,7 +235,9 @@ def test_tumbling_windows_count_per_group_and_fire_once_per_window() -> None:
     assert [a.title for a in alerts] == ["alice: 3 forbidden"]
     assert alerts[0].context["window"] == "tumbling" and alerts[0].context["group"] == "c/~alice"
     assert other_user == []
-    assert [a.context["count"] for a in next_window] == [3], "58 s is in the first window, 61-63 s in the next"
+    assert next_window == [], "the next window's burst is a hit of the alert still open for alice"
+    (update,) = engine.advance()
+    assert (update.id, update.count) == (alerts[0].id, 2), "58 s is in the first window, 61-63 s in the next"
 
 
 def test_sliding_windows_catch_a_burst_across_a_tumbling_boundary() -> None:
@@ -269,6 +299,20 @@ def test_alerts_over_a_span_with_losses_of_a_source_they_depend_on_say_so() -> N
     (alert,) = engine.process(runtime(20, "net.connect", address="203.0.113.9"))
 
     assert alert.context["coverage_degraded"] == {"tetragon": 12}
+
+
+def test_a_repeat_of_an_open_alert_during_losses_marks_the_update_degraded() -> None:
+    shell = EventDetection(id="test.shell", title="shell", description="d", severity="high",
+                           kinds=["process.exec"], match=lambda e: e.actor.exe == "/bin/sh", dedup="{pod}")
+    engine = Engine([shell])
+
+    (first,) = engine.process(runtime(1, "process.exec"))
+    engine.process(health(30, dropped=5, since=20))
+    assert engine.process(runtime(25, "process.exec")) == []
+    (update,) = engine.advance()
+
+    assert "coverage_degraded" not in first.context
+    assert (update.id, update.count, update.context["coverage_degraded"]) == (first.id, 2, {"tetragon": 5})
 
 
 def test_tuning_disables_overrides_and_excepts_from_configuration() -> None:
@@ -383,13 +427,6 @@ def test_replay_applies_the_detections_config_file(tmp_path: Path) -> None:
 
 
 def test_the_stream_processor_writes_state_once_per_message_and_completes_sequences_across_messages() -> None:
-    class CountingStore(DictStore):
-        writes = 0
-
-        def set(self, key, value) -> None:
-            self.writes += 1
-            super().set(key, value)
-
     store = CountingStore()
     library = Path(__file__).resolve().parents[2] / "detections" / "library" / "seq_exec_then_tooling.py"
     processor = StreamProcessor(Settings(cluster="c"), Engine.load([library], store=store))

@@ -4,31 +4,18 @@ order, bad input dead-lettered without stopping the batch, and detection state w
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from collectors.tetragon.records import tetragon_record
 from detections.engine import Engine
 from detections.examples import audit_record
-from detections.state import DictStore
+from detections.state import CountingStore
 from streams.processor import RawMessage, StreamProcessor
 from vigil.config import Settings
 
 T0 = 1_741_069_320 * 10**9
 SEQUENCE = Path(__file__).resolve().parents[2] / "detections" / "library" / "seq_exec_then_tooling.py"
-
-
-class CountingStore(DictStore):
-    """A dict store that counts writes: each would be a changelog message of the worker's Faust table."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes = 0
-
-    def set(self, key: str, value: Any) -> None:
-        self.writes += 1
-        super().set(key, value)
 
 
 def _exec(name: str = "web-7f9c", second: int = 18) -> RawMessage:
