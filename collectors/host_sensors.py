@@ -9,6 +9,7 @@ refuse bad input with the same reasons and agree on what, say, ``setns`` or ``fi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -220,9 +221,11 @@ _HOOK_PREFIXES = (
 )
 
 
+@lru_cache(maxsize=1024)
 def syscall_name(hook: str) -> str:
     """``openat`` for ``__x64_sys_openat``, ``sys_enter_openat``, ``sys_openat``; ``sb_mount`` for
-    ``security_sb_mount``: the name :data:`SYSCALL_KINDS` knows, whatever the sensor hooked."""
+    ``security_sb_mount``: the name :data:`SYSCALL_KINDS` knows, whatever the sensor hooked (remembered: a
+    sensor hooks a few dozen functions, and every record names one)."""
     for prefix in _HOOK_PREFIXES:
         if hook.startswith(prefix):
             return hook[len(prefix) :]

@@ -415,7 +415,7 @@ class Engine:
         return self._max_event_ns
 
     def process(self, event: Event) -> list[Alert]:
-        """New and updated alerts this event raises."""
+        """New alerts this event raises (a hit of an open alert updates it: :meth:`advance` reports it)."""
         kind = event.kind
         processed = self._processed
         processed[kind] = processed.get(kind, 0) + 1
@@ -426,24 +426,24 @@ class Engine:
         if dispatch is None:
             return emitted
         single, stateful = dispatch.reached(event)
+        exceptions, open_alert = self._exceptions, self._suppression.open_alert
         for detection in single:
-            if self._exceptions and self._excepted(detection, event):
+            if exceptions and self._excepted(detection, event):
                 continue
             try:
                 hit = detection.hit(event)
                 if hit is None:
                     continue
-                held = self._suppression.open_alert(detection.id, hit.dedup_key, event.time_ns,
-                                                    detection.dedup_period_s)
-                alert = detection.alert(hit) if held is None else None
+                held = open_alert(detection.id, hit.dedup_key, event.time_ns, detection.dedup_period_s)
+                if held is not None:
+                    self._repeat(held, event)
+                    continue
+                alert = detection.alert(hit)
             except Exception:  # one broken detection must not blind the others
                 self._record_failure(detection, event.id, kind)
                 continue
-            if alert is not None:
-                self._emit(detection, Finding(alert, frozenset({event.source}), _nodes(event), alert.time_ns,
-                                              alert.time_ns), emitted)
-            elif held is not None:
-                self._repeat(held, event)
+            self._emit(detection, Finding(alert, frozenset({event.source}), _nodes(event), alert.time_ns,
+                                          alert.time_ns), emitted)
         if dispatch.stateful:  # every event of a kind windows or sequences use moves event time on
             self._observe(event, stateful, emitted)
         return emitted
