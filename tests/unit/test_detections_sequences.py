@@ -75,6 +75,17 @@ def exec_then_read_then_connect(**fields) -> SequenceDetection:
     )
 
 
+def drop_then_exec() -> SequenceDetection:
+    """A file written, then executed: the exec step is in order (same sensor stream), joined on the path."""
+    return SequenceDetection(
+        id="test.drop_exec", title="drop then exec", description="d", severity="high", max_span_s=600,
+        steps=[
+            Step(name="write", kinds=["file.write"], match=bool, on=lambda e: e.target.path),
+            Step(name="exec", kinds=["process.exec"], match=bool, on=lambda e: e.actor.exe, out_of_order=False),
+        ],
+    )
+
+
 def forbidden_burst(**fields) -> ThresholdDetection:
     defaults = dict(threshold=3, window_s=60)
     return ThresholdDetection(
@@ -150,15 +161,8 @@ def test_steps_join_on_their_own_keys_and_refinement() -> None:
 
 
 def test_in_order_steps_cost_no_state_unless_they_extend_a_started_sequence() -> None:
-    detection = SequenceDetection(
-        id="test.drop_exec", title="drop then exec", description="d", severity="high", max_span_s=600,
-        steps=[
-            Step(name="write", kinds=["file.write"], match=bool, on=lambda e: e.target.path),
-            Step(name="exec", kinds=["process.exec"], match=bool, on=lambda e: e.actor.exe, out_of_order=False),
-        ],
-    )
     store = DictStore()
-    engine = Engine([detection], store=store)
+    engine = Engine([drop_then_exec()], store=store)
 
     engine.process_many([runtime(0, "process.exec", exe="/tmp/x"), runtime(1, "process.exec", exe="/bin/ls")])
     assert len(store) == 0
@@ -167,15 +171,8 @@ def test_in_order_steps_cost_no_state_unless_they_extend_a_started_sequence() ->
 
 
 def test_a_first_step_repeated_within_a_second_costs_no_state_write_and_still_starts_the_sequence() -> None:
-    detection = SequenceDetection(
-        id="test.drop_exec", title="drop then exec", description="d", severity="high", max_span_s=600,
-        steps=[
-            Step(name="write", kinds=["file.write"], match=bool, on=lambda e: e.target.path),
-            Step(name="exec", kinds=["process.exec"], match=bool, on=lambda e: e.actor.exe, out_of_order=False),
-        ],
-    )
     store = CountingStore()
-    engine = Engine([detection], store=store)
+    engine = Engine([drop_then_exec()], store=store)
 
     for tenth in range(10):  # a file written in a loop
         engine.process_many([runtime(tenth / 10, "file.write", path="/tmp/x")])
