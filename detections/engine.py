@@ -617,10 +617,11 @@ class Engine:
         key = (alert.detection, alert.severity, suppressed)
         counter = self._alert_counters.get(key)
         if counter is None:
-            counter = self._alert_counters[key] = (
-                SUPPRESSED.labels(alert.detection) if suppressed else metrics.ALERTS.labels(alert.detection,
-                                                                                            alert.severity)
-            )
+            if suppressed:
+                counter = SUPPRESSED.labels(alert.detection)
+            else:
+                counter = metrics.ALERTS.labels(alert.detection, alert.severity)
+            self._alert_counters[key] = counter
         counter.inc()
 
     def _excepted(self, detection: Detection, event: Event) -> bool:
