@@ -247,6 +247,9 @@ class Detection(ABC):
     tags: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
     false_positives: tuple[str, ...] = ()
+    #: The alert's title (default: ``title``) and dedup key: ``str.format`` templates over the alert's fields.
+    alert_title: str = ""
+    dedup: str = "{cluster}/{namespace}/{pod}/{user}"
     #: Hits with the same dedup key within this many seconds update one alert instead of raising another.
     dedup_period_s: float = 600.0
     examples: tuple[Example | Scenario, ...] = ()
@@ -292,6 +295,11 @@ class Detection(ABC):
                 raise DetectionError(f"{self.id}: MITRE technique {technique!r} must look like T1609 or T1611.001")
         if self.dedup_period_s < 0:
             raise DetectionError(f"{self.id}: dedup_period_s must not be negative")
+        for name in ("alert_title", "dedup"):
+            try:
+                list(string.Formatter().parse(getattr(self, name)))
+            except ValueError as exc:
+                raise DetectionError(f"{self.id}: {name} is not a valid template: {exc}") from None
 
     def prefilters(self, kind: str) -> tuple[Prefilter, ...]:
         """The prefilters under which an event of ``kind`` can reach this detection's logic (any of them)."""
@@ -386,16 +394,9 @@ class EventDetection(Detection):
 
     match: Callable[..., bool]
     context: Callable[..., dict[str, Any]] | None = None
-    alert_title: str = ""
-    dedup: str = "{cluster}/{namespace}/{pod}/{user}"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("alert_title", "dedup"):
-            try:
-                list(string.Formatter().parse(getattr(self, name)))
-            except ValueError as exc:
-                raise DetectionError(f"{self.id}: {name} is not a valid template: {exc}") from None
         self._takes_params("match")
         self._takes_params("context")
 
@@ -594,17 +595,6 @@ class _Fields(dict):
 @dataclass(frozen=True, kw_only=True)
 class StatefulDetection(Detection):
     """A detection whose matches span several events. The engine owns the state (see the module doc)."""
-
-    alert_title: str = ""
-    dedup: str = "{cluster}/{namespace}/{pod}/{user}"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("alert_title", "dedup"):
-            try:
-                list(string.Formatter().parse(getattr(self, name)))
-            except ValueError as exc:
-                raise DetectionError(f"{self.id}: {name} is not a valid template: {exc}") from None
 
     @property
     @abstractmethod
