@@ -409,15 +409,9 @@ class EventDetection(Detection):
         """The event as a match with the detection's own context and the dedup key, ``None`` when it does not
         match. The engine builds the alert only when the dedup key opens a new one: a repeat only updates the
         open alert, and needs neither the alert nor the rest of its context."""
-        if self.params:
-            params = self.settings_for(_namespace(event)).params
-            if not self.match(event, params):
-                return None
-            own_context = self.context(event, params) if self.context is not None else {}
-        else:
-            if not self.match(event):
-                return None
-            own_context = self.context(event) if self.context is not None else {}
+        own_context = _matched_context(self, event)
+        if own_context is None:
+            return None
         fields = TemplateFields(event, own_context)
         return Hit(event, fields, self.dedup.format_map(fields))
 
@@ -435,6 +429,19 @@ class Hit:
     event: Event
     fields: TemplateFields
     dedup_key: str
+
+
+def _matched_context(detection: EventDetection | ThresholdDetection, event: Event) -> dict[str, Any] | None:
+    """What the detection's ``context`` adds for an event its ``match`` accepts ({} without a context), ``None``
+    for an event it refuses; both get the params resolved for the event's namespace when the detection has any."""
+    if detection.params:
+        params = detection.settings_for(_namespace(event)).params
+        if not detection.match(event, params):
+            return None
+        return detection.context(event, params) if detection.context is not None else {}
+    if not detection.match(event):
+        return None
+    return detection.context(event) if detection.context is not None else {}
 
 
 def template_fields(event: Event) -> dict[str, Any]:
@@ -723,15 +730,9 @@ class ThresholdDetection(StatefulDetection):
         return entry
 
     def observe(self, event: Event) -> Observation | None:
-        if self.params:
-            params = self.settings_for(_namespace(event)).params
-            if not self.match(event, params):
-                return None
-            own_context = self.context(event, params) if self.context is not None else {}
-        else:
-            if not self.match(event):
-                return None
-            own_context = self.context(event) if self.context is not None else {}
+        own_context = _matched_context(self, event)
+        if own_context is None:
+            return None
         group = self.group(event)
         if not group:
             return None
