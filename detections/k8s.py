@@ -15,12 +15,15 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from functools import lru_cache
-from typing import Any
+from functools import lru_cache, wraps
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from detections.sdk import DetectionError, EventDetection
 from vigil.event import Event
+
+T = TypeVar("T")
+
 
 # --- Kubernetes API objects -----------------------------------------------------------------------------------
 
@@ -70,30 +73,36 @@ class WrittenPod:
     containers: tuple[tuple[str, dict[str, Any]], ...]
 
 
-#: The last event :func:`written_pod` read and what it found: a dozen posture detections ask about the same
-#: event one after another, and walking the request body once instead of for each of them is most of their cost.
-_last_written_pod: tuple[Event | None, WrittenPod | None] = (None, None)
+def _about_last_event(function: Callable[[Event], T]) -> Callable[[Event], T]:
+    """``function`` remembering its answer for the last event it was asked about: a dozen posture detections ask
+    about the same event one after another, and walking its request body once instead of for each of them is
+    most of their cost."""
+    last: list[Any] = [None, None]
+
+    @wraps(function)
+    def remembered(event: Event) -> T:
+        if last[0] is not event:
+            last[1] = function(event)
+            last[0] = event
+        return last[1]
+
+    return remembered
 
 
+@_about_last_event
 def written_pod(event: Event) -> WrittenPod | None:
     """The pod an API write sets, for pods and for every workload kind that templates pods; ``None`` for any
     other event (decided on the resource, verb and subresource before the body is read)."""
-    global _last_written_pod
-    last, found = _last_written_pod
-    if last is event:
-        return found
-    found = None
     target = event.target
     path = POD_SPEC_PATHS.get(target.resource)
     if (
-        path is not None and target.api_group in _WORKLOAD_API_GROUPS and target.subresource in SPEC_SUBRESOURCES
-        and (template := _walk(written_object(event), path[:-1])) is not None
+        path is None or target.api_group not in _WORKLOAD_API_GROUPS or target.subresource not in SPEC_SUBRESOURCES
+        or (template := _walk(written_object(event), path[:-1])) is None
     ):
-        spec = template.get("spec") if isinstance(template.get("spec"), dict) else None
-        metadata = template.get("metadata") if isinstance(template.get("metadata"), dict) else {}
-        found = WrittenPod(spec, metadata, tuple(containers(spec)) if spec is not None else ())
-    _last_written_pod = (event, found)
-    return found
+        return None
+    spec = template.get("spec") if isinstance(template.get("spec"), dict) else None
+    metadata = template.get("metadata") if isinstance(template.get("metadata"), dict) else {}
+    return WrittenPod(spec, metadata, tuple(containers(spec)) if spec is not None else ())
 
 
 def _walk(node: Any, path: Sequence[str]) -> dict[str, Any] | None:
@@ -129,24 +138,11 @@ def containers(spec: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
                     yield list_name, container
 
 
-#: The last event :func:`workload` named the workload of, and that name: every posture detection that fires on a
-#: pod write names it.
-_last_workload: tuple[Event | None, str] = (None, "")
-
-
+@_about_last_event
 def workload(event: Event) -> str:
     """``Kind/name`` of the workload an API write belongs to, as far as the object itself tells: its
     controlling owner (a Deployment's ReplicaSet collapses into the Deployment via ``pod-template-hash``),
     else the object. Used as a dedup key so one privileged Deployment is one alert, not one per pod."""
-    global _last_workload
-    last, name = _last_workload
-    if last is not event:
-        name = _workload(event)
-        _last_workload = (event, name)
-    return name
-
-
-def _workload(event: Event) -> str:
     obj = written_object(event) or {}
     metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     owners = metadata.get("ownerReferences") if isinstance(metadata.get("ownerReferences"), list) else []
