@@ -155,8 +155,17 @@ class Containerd:
         reply = self.runtime.ContainerStatus(cri_pb2.ContainerStatusRequest(container_id=container_id), timeout=10)
         return reply.status.state
 
-    def remove_pod(self, pod: Pod) -> None:
-        self.runtime.StopPodSandbox(cri_pb2.StopPodSandboxRequest(pod_sandbox_id=pod.sandbox_id), timeout=60)
+    def remove_pod(self, pod: Pod, attempts: int = 3) -> None:
+        """Stop and remove a pod as the kubelet does, which asks again on its next sync when StopPodSandbox
+        fails: containerd 1.6 can lose a race with the shim of a container that is exiting ("ttrpc: closed")."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self.runtime.StopPodSandbox(cri_pb2.StopPodSandboxRequest(pod_sandbox_id=pod.sandbox_id), timeout=60)
+                break
+            except grpc.RpcError as exc:
+                if attempt == attempts or exc.code() is not grpc.StatusCode.UNKNOWN:
+                    raise
+                time.sleep(1)
         self.runtime.RemovePodSandbox(cri_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod.sandbox_id), timeout=60)
 
     def log_tail(self, lines: int = 20) -> str:
