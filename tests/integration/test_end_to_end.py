@@ -107,10 +107,13 @@ async def test_posted_audit_events_become_rows_and_siem_alerts(pipeline, read_do
         return ids if len(ids) >= len(audit_ids) else None
 
     assert await wait_for(stored_ids, timeout=120) == audit_ids
-    rows = clickhouse_client.query(
-        f"SELECT detection, namespace, pod FROM {database}.alerts FINAL WHERE detection = 'k8s.exec_into_pod'"
-    ).result_rows
-    assert rows == [("k8s.exec_into_pod", "shop", "web-7d9f")]
+
+    def stored_exec_alerts():  # the alerts may reach the writer in a later poll than the events, so a later flush
+        return clickhouse_client.query(
+            f"SELECT detection, namespace, pod FROM {database}.alerts FINAL WHERE detection = 'k8s.exec_into_pod'"
+        ).result_rows
+
+    assert await wait_for(stored_exec_alerts, timeout=60) == [("k8s.exec_into_pod", "shop", "web-7d9f")]
 
     async with aiohttp.ClientSession() as session:
         async with session.get(f"http://127.0.0.1:{metrics_ports['worker']}/metrics") as response:
