@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import REGISTRY
 
 from collectors.node.collector import NodeCollector, NodeOptions
+from collectors.node.metrics import SOURCE_UP
 from collectors.runtime import RUNTIME_SOURCE
 from collectors.runtime.api import cri_pb2
 from tests.integration.containerd_runtime import IMAGE, Containerd, Pod, containerd  # noqa: F401  (the fixture)
@@ -19,36 +21,54 @@ pytestmark = pytest.mark.integration
 _MIB = 1 << 20
 
 
-async def _lifecycles(settings, container_ids: list[str]) -> dict[str, dict[str, dict]] | None:
-    """Each container's records by kind, once every one of them has its exit on the topic."""
+async def _lifecycles(settings, container_ids: list[str],
+                      awaited: frozenset[str] = frozenset({"container.exit"})) -> dict[str, dict[str, dict]] | None:
+    """Each container's records by kind, once every one of them has the awaited kinds on the topic.
+
+    containerd publishes an OOM kill and the exit it causes from two watchers of its shim: either may come
+    first, and each carries the time it was published.
+    """
     found: dict[str, dict[str, dict]] = {container_id: {} for container_id in container_ids}
     for record in await read_raw_records(settings, "raw.containerd"):
         if record.get("container_id") in found:
             found[record["container_id"]][record["kind"]] = record
-    return found if all("container.exit" in kinds for kinds in found.values()) else None
+    return found if all(awaited <= kinds.keys() for kinds in found.values()) else None
+
+
+async def _follow(settings, runtime: Containerd) -> tuple[asyncio.Event, asyncio.Task[None]]:
+    """A node collector on containerd alone, once it follows containerd's events: containerd keeps no history,
+    so a container started before the subscription would have no start or exit on the topic."""
+    options = NodeOptions(ebpf=False, kernel_audit=False, kube_api=False, containerd_address=runtime.address)
+    SOURCE_UP.labels("containerd").set(0)  # set to 1 once this collector follows containerd's events
+    stop = asyncio.Event()
+    run = asyncio.create_task(NodeCollector(settings, options).run(stop))
+    following = {"source": "containerd"}
+    await wait_for(lambda: run.done() or REGISTRY.get_sample_value("vigil_node_source_up", following) == 1, timeout=60)
+    assert not run.done(), run.exception()
+    return stop, run
 
 
 async def test_a_container_over_its_memory_limit_is_reported_oom_killed_with_its_pod(
         kafka_settings, containerd):  # noqa: F811
     kafka_settings.node = "node-under-test"
-    options = NodeOptions(ebpf=False, kernel_audit=False, kube_api=False, containerd_address=containerd.address)
-    stop = asyncio.Event()
-    run = asyncio.create_task(NodeCollector(kafka_settings, options).run(stop))
+    stop, run = await _follow(kafka_settings, containerd)
     pod = await asyncio.to_thread(containerd.run_pod, "report-7c9d", "finance", {"app": "report"})
     limits = cri_pb2.LinuxContainerConfig(resources=cri_pb2.LinuxContainerResources(
         memory_limit_in_bytes=16 * _MIB, memory_swap_limit_in_bytes=16 * _MIB))
     try:
-        # dd allocates its whole 64 MiB block and fills it from /dev/zero: four times the limit.
+        # dd allocates its whole 64 MiB block and fills it from /dev/zero: four times the limit. It waits a
+        # second first: on cgroup v1 the shim arms its OOM eventfd only after the task has started, and a
+        # kill in the first milliseconds goes unreported by containerd.
         hog = await asyncio.to_thread(containerd.run_container, pod, "render",
-                                      ["busybox", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+                                      ["sh", "-c", "sleep 1; exec dd if=/dev/zero of=/dev/null bs=64M count=1"],
                                       linux=limits)
-        records = (await wait_for(lambda: _lifecycles(kafka_settings, [hog]), timeout=60, interval=1))[hog]
+        lifecycle = frozenset({"container.start", "container.oom", "container.exit"})
+        records = (await wait_for(lambda: _lifecycles(kafka_settings, [hog], lifecycle), timeout=60, interval=1))[hog]
     finally:
         stop.set()
         await asyncio.wait_for(run, 60)
         await asyncio.to_thread(containerd.remove_pod, pod)
 
-    assert {"container.start", "container.oom", "container.exit"} <= set(records)
     oom = RUNTIME_SOURCE.normalize(records["container.oom"], "prod", "ignored")
     exited = RUNTIME_SOURCE.normalize(records["container.exit"], "prod", "ignored")
     for event in (oom, exited):
@@ -57,15 +77,12 @@ async def test_a_container_over_its_memory_limit_is_reported_oom_killed_with_its
         assert event.k8s.labels == {"app": "report"} and event.node == "node-under-test"
     assert (oom.kind, oom.outcome.result, oom.outcome.reason) == ("container.oom", "failure", "oom")
     assert (exited.outcome.result, exited.outcome.code) == ("failure", 128 + 9)  # SIGKILL from the OOM killer
-    assert oom.time_ns <= exited.time_ns
 
 
 async def test_restarts_of_one_container_give_distinct_exits_of_the_same_name(
         kafka_settings, containerd):  # noqa: F811
     kafka_settings.node = "node-under-test"
-    options = NodeOptions(ebpf=False, kernel_audit=False, kube_api=False, containerd_address=containerd.address)
-    stop = asyncio.Event()
-    run = asyncio.create_task(NodeCollector(kafka_settings, options).run(stop))
+    stop, run = await _follow(kafka_settings, containerd)
     pod = await asyncio.to_thread(containerd.run_pod, "worker-0", "queue", {"app": "worker"})
     try:
         attempts = []
