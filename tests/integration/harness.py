@@ -10,12 +10,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import orjson
+from prometheus_client import REGISTRY
 
 from collectors.cli import run_audit_collector
+from collectors.node.collector import NodeCollector
+from collectors.node.metrics import SOURCE_UP
 from vigil import kafka
 
 VIGIL = str(Path(sys.executable).with_name("vigil"))
@@ -72,6 +75,22 @@ async def wait_for(predicate, timeout: float = 60.0, interval: float = 0.5):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+async def running_node_collector(collector: NodeCollector, sources: Iterable[str] = ("containerd",),
+                                 timeout: float = 60.0) -> tuple[asyncio.Event, asyncio.Task[None]]:
+    """Start a node collector and return once its sources are up: containerd keeps no event history, so a
+    container a test starts before the collector follows its events would never reach the topic."""
+    sources = tuple(sources)
+    for source in sources:
+        SOURCE_UP.labels(source).set(0)  # set to 1 once this collector runs the source
+    stop = asyncio.Event()
+    run = asyncio.create_task(collector.run(stop))
+    await wait_for(lambda: run.done() or all(
+        REGISTRY.get_sample_value("vigil_node_source_up", {"source": source}) == 1 for source in sources),
+        timeout=timeout)
+    assert not run.done(), run.exception()
+    return stop, run
 
 
 async def read_raw_records(settings, topic: str) -> list[dict]:

@@ -26,18 +26,16 @@ from pathlib import Path
 
 import orjson
 import pytest
-from prometheus_client import REGISTRY
 
 from collectors.kernel_audit import KERNEL_AUDIT_SOURCE
 from collectors.kernel_audit.netlink import AuditNetlinkReader
 from collectors.node.collector import NodeCollector, NodeOptions
-from collectors.node.metrics import SOURCE_UP
 from collectors.runtime import RUNTIME_SOURCE
 from collectors.runtime.api import cri_pb2
 from detections.engine import Engine
 from streams.processor import StreamProcessor
 from tests.integration.containerd_runtime import IMAGE, Pod, containerd  # noqa: F401  (the fixture)
-from tests.integration.harness import read_raw_records, wait_for
+from tests.integration.harness import read_raw_records, running_node_collector, wait_for
 from vigil.event import Event
 
 pytestmark = pytest.mark.integration
@@ -98,15 +96,7 @@ async def _running_collector(settings, containerd_address: str) -> tuple[asyncio
     Kubernetes API (the pod comes from CRI)."""
     settings.node = "node-under-test"
     options = NodeOptions(ebpf=False, kube_api=False, containerd_address=containerd_address)
-    sources = ("containerd", "kernel-audit")
-    for source in sources:
-        SOURCE_UP.labels(source).set(0)
-    stop = asyncio.Event()
-    run = asyncio.create_task(NodeCollector(settings, options).run(stop))
-    await wait_for(lambda: run.done() or all(
-        REGISTRY.get_sample_value("vigil_node_source_up", {"source": source}) == 1 for source in sources), timeout=60)
-    assert not run.done(), run.exception()
-    return stop, run
+    return await running_node_collector(NodeCollector(settings, options), ("containerd", "kernel-audit"))
 
 
 def _cgroup_procs(pid: int) -> Path:

@@ -17,7 +17,7 @@ from collectors.node.kubeapi import PodWatch
 from collectors.node.metrics import SOURCE_UP
 from collectors.runtime.api import cri_pb2
 from tests.integration.containerd_runtime import IMAGE, containerd  # noqa: F401  (the fixture)
-from tests.integration.harness import read_raw_records, wait_for
+from tests.integration.harness import read_raw_records, running_node_collector, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -52,10 +52,7 @@ async def test_node_collector_ships_enriched_container_and_sensor_records(kafka_
     # no periodic flush during the test: a running container's syscalls can only come from the final drain
     collector = NodeCollector(kafka_settings, NodeOptions(containerd_address=containerd.address,
                                                           syscall_flush_s=3600.0))
-    SOURCE_UP.labels("containerd").set(0)  # set to 1 once this collector follows containerd's events
-    stop = asyncio.Event()
-    run = asyncio.create_task(collector.run(stop))
-    await wait_for(lambda: run.done() or _sample("vigil_node_source_up", source="containerd") == 1, timeout=120)
+    stop, run = await running_node_collector(collector, timeout=120)
     sensor_up = _sample("vigil_node_source_up", source="ebpf") == 1
     hits_before = _sample("vigil_enrichment_lookups_total", result="hit")
     exits_before = _sample("vigil_node_records_shipped_total", source="containerd", kind="container.exit")

@@ -7,14 +7,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from prometheus_client import REGISTRY
 
 from collectors.node.collector import NodeCollector, NodeOptions
-from collectors.node.metrics import SOURCE_UP
 from collectors.runtime import RUNTIME_SOURCE
 from collectors.runtime.api import cri_pb2
 from tests.integration.containerd_runtime import IMAGE, Containerd, Pod, containerd  # noqa: F401  (the fixture)
-from tests.integration.harness import read_raw_records, wait_for
+from tests.integration.harness import read_raw_records, running_node_collector, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -35,23 +33,11 @@ async def _lifecycles(settings, container_ids: list[str],
     return found if all(awaited <= kinds.keys() for kinds in found.values()) else None
 
 
-async def _follow(settings, runtime: Containerd) -> tuple[asyncio.Event, asyncio.Task[None]]:
-    """A node collector on containerd alone, once it follows containerd's events: containerd keeps no history,
-    so a container started before the subscription would have no start or exit on the topic."""
-    options = NodeOptions(ebpf=False, kernel_audit=False, kube_api=False, containerd_address=runtime.address)
-    SOURCE_UP.labels("containerd").set(0)  # set to 1 once this collector follows containerd's events
-    stop = asyncio.Event()
-    run = asyncio.create_task(NodeCollector(settings, options).run(stop))
-    following = {"source": "containerd"}
-    await wait_for(lambda: run.done() or REGISTRY.get_sample_value("vigil_node_source_up", following) == 1, timeout=60)
-    assert not run.done(), run.exception()
-    return stop, run
-
-
 async def test_a_container_over_its_memory_limit_is_reported_oom_killed_with_its_pod(
         kafka_settings, containerd):  # noqa: F811
     kafka_settings.node = "node-under-test"
-    stop, run = await _follow(kafka_settings, containerd)
+    options = NodeOptions(ebpf=False, kernel_audit=False, kube_api=False, containerd_address=containerd.address)
+    stop, run = await running_node_collector(NodeCollector(kafka_settings, options))
     pod = await asyncio.to_thread(containerd.run_pod, "report-7c9d", "finance", {"app": "report"})
     limits = cri_pb2.LinuxContainerConfig(resources=cri_pb2.LinuxContainerResources(
         memory_limit_in_bytes=16 * _MIB, memory_swap_limit_in_bytes=16 * _MIB))
@@ -82,7 +68,8 @@ async def test_a_container_over_its_memory_limit_is_reported_oom_killed_with_its
 async def test_restarts_of_one_container_give_distinct_exits_of_the_same_name(
         kafka_settings, containerd):  # noqa: F811
     kafka_settings.node = "node-under-test"
-    stop, run = await _follow(kafka_settings, containerd)
+    options = NodeOptions(ebpf=False, kernel_audit=False, kube_api=False, containerd_address=containerd.address)
+    stop, run = await running_node_collector(NodeCollector(kafka_settings, options))
     pod = await asyncio.to_thread(containerd.run_pod, "worker-0", "queue", {"app": "worker"})
     try:
         attempts = []
