@@ -28,6 +28,7 @@ COPY streams/ streams/
 COPY detections/ detections/
 COPY storage/ storage/
 COPY siem/ siem/
+COPY sources/ sources/
 RUN python -m venv /opt/vigil && /opt/vigil/bin/pip install .
 
 FROM ${PYTHON_IMAGE}

@@ -11,16 +11,16 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from collectors.audit.webhook import AuditWebhook
-from collectors.health import HealthReporter
-from collectors.ingest import SourceIngest
-from collectors.node.cli import register_collect
-from collectors.shipper import KafkaShipper
-from collectors.source import SOURCES, get_source
-from collectors.spool import SpoolInUse
-from collectors.tailer import CheckpointStore, FileTailer
 from vigil import metrics
+from vigil.collectors.audit.webhook import AuditWebhook
+from vigil.collectors.health import HealthReporter
+from vigil.collectors.ingest import SourceIngest
+from vigil.collectors.node.cli import register_collect
+from vigil.collectors.shipper import KafkaShipper
+from vigil.collectors.spool import SpoolInUse
+from vigil.collectors.tailer import CheckpointStore, FileTailer
 from vigil.config import Settings
+from vigil.sources.source import SOURCES, get_source
 
 COMPONENT = "audit-collector"
 

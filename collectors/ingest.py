@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from collectors.shipper import KafkaShipper, Message, pack
-from collectors.source import Rejected, Source
 from vigil import kafka, metrics
+from vigil.collectors.shipper import KafkaShipper, Message, pack
 from vigil.config import Settings
+from vigil.sources.source import Rejected, Source
 
 #: Room kept in a dead-letter message for its JSON wrapper around the original bytes.
 _DEADLETTER_OVERHEAD = 4096
@@ -38,7 +38,7 @@ class SourceIngest:
     async def ingest(self, payloads: Iterable[bytes]) -> IngestResult:
         """Validate, key and ship payloads; returns once everything is durable (acked or spooled).
 
-        Raises :class:`collectors.shipper.SpoolFull` when nothing could be kept: the caller must refuse the
+        Raises :class:`vigil.collectors.shipper.SpoolFull` when nothing could be kept: the caller must refuse the
         input so its sender retries.
         """
         result = IngestResult()

@@ -30,8 +30,8 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
-from collectors.spool import DiskSpool, Message, SpoolFull
 from vigil import kafka, metrics
+from vigil.collectors.spool import DiskSpool, Message, SpoolFull
 from vigil.config import Settings
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from typing import BinaryIO
 
 import orjson
 
-from collectors.ingest import SourceIngest
-from collectors.shipper import SpoolFull
+from vigil.collectors.ingest import SourceIngest
+from vigil.collectors.shipper import SpoolFull
 
 log = logging.getLogger(__name__)
 

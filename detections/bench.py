@@ -41,18 +41,18 @@ import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from collectors.source import get_source
-from collectors.tetragon.records import kprobe, tetragon_record
-from detections.engine import Engine
-from detections.examples import audit_record, workload_object
-from detections.sdk import StatefulDetection
-from detections.state import CountingStore
-from streams.app import BATCH_MESSAGES
-from streams.bench import cpu_seconds
-from streams.processor import RawMessage, StreamProcessor
 from vigil import kafka
 from vigil.config import Settings
+from vigil.detections.engine import Engine
+from vigil.detections.sdk import StatefulDetection
+from vigil.detections.state import CountingStore
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record, workload_object
+from vigil.sources.source import get_source
+from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
+from vigil.streams.app import BATCH_MESSAGES
+from vigil.streams.bench import cpu_seconds
+from vigil.streams.processor import RawMessage, StreamProcessor
 
 START_NS = 1_741_069_338 * 10**9
 #: Event time between consecutive events: a stream of 200k events/s.

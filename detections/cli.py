@@ -8,12 +8,12 @@ from pathlib import Path
 
 import orjson
 
-from collectors.source import get_source
-from detections.engine import LIBRARY, Engine, check_examples, load_detections
-from detections.health import health_detections
-from detections.replay import Replay, print_report
-from detections.tuning import Tuning, TuningError
 from vigil.config import Settings
+from vigil.detections.engine import LIBRARY, Engine, check_examples, load_detections
+from vigil.detections.health import health_detections
+from vigil.detections.replay import Replay, print_report
+from vigil.detections.tuning import Tuning, TuningError
+from vigil.sources.source import get_source
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

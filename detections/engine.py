@@ -3,10 +3,10 @@
 Each detection file is loaded on its own, so one that fails to import is disabled and reported while the
 others run; a detection that raises on an event is counted and logged (rate-limited) and the event still
 goes to every other detection. Events are dispatched by kind and by the prefilters detections declare (verbs,
-resources, subresources, executables: :class:`~detections.sdk.Prefilter`), so an event costs only the
+resources, subresources, executables: :class:`~vigil.detections.sdk.Prefilter`), so an event costs only the
 detections that can match it, in their load order (see :class:`KindDispatch`). Deployment tuning
 (``detections.toml``: enabled, severity, dedup, thresholds, exceptions) is applied as detections load, see
-:mod:`detections.tuning`.
+:mod:`vigil.detections.tuning`.
 
 Event time: windows and sequences run on event time, with a watermark: the newest event time seen minus
 the allowed lateness. An event older than the watermark is *late*: single-event detections still judge it,
@@ -14,7 +14,7 @@ but it no longer enters windows or sequences (counted in ``vigil_detection_late_
 the windows it belonged to may already have been decided. :meth:`Engine.advance` moves state along the
 watermark: expired windows and partial sequences are dropped and absences ("B did not follow A") fire.
 
-State lives in a :class:`~detections.state.StateStore` (a dict in replay, a Faust table in the workers),
+State lives in a :class:`~vigil.detections.state.StateStore` (a dict in replay, a Faust table in the workers),
 changed only by events some windowed or sequence detection observes, and written once per key per
 :meth:`Engine.commit` (the stream processor commits once per batch of Kafka messages). It is bounded: every key
 expires one window or span after its latest event, and beyond ``max_state_keys`` the least recently written keys
@@ -51,9 +51,10 @@ from typing import Any
 import orjson
 from prometheus_client import Counter, Gauge
 
-from collectors.source import RecordRejected, Rejected, get_source
-from detections.health import health_detections
-from detections.sdk import (
+from vigil import metrics
+from vigil.alert import Alert, alert_id
+from vigil.detections.health import health_detections
+from vigil.detections.sdk import (
     PREFILTER_FIELDS,
     UNCHANGED,
     Detection,
@@ -64,11 +65,10 @@ from detections.sdk import (
     StatefulDetection,
     declared_value,
 )
-from detections.state import DictStore, StateStore
-from detections.tuning import DetectionTuning, Tuning
-from vigil import metrics
-from vigil.alert import Alert, alert_id
+from vigil.detections.state import DictStore, StateStore
+from vigil.detections.tuning import DetectionTuning, Tuning
 from vigil.event import Event
+from vigil.sources.source import RecordRejected, Rejected, get_source
 
 log = logging.getLogger("vigil.detections")
 
@@ -162,7 +162,8 @@ def _load_file(file: Path) -> Detection:
     detection = getattr(module, "DETECTION", None)
     if not isinstance(detection, EventDetection | StatefulDetection):
         raise TypeError(
-            "the file must define DETECTION: a detections.sdk EventDetection, ThresholdDetection or SequenceDetection"
+            "the file must define DETECTION: a vigil.detections.sdk EventDetection, ThresholdDetection or "
+            "SequenceDetection"
         )
     return detection
 
@@ -388,7 +389,7 @@ class Engine:
         store: StateStore | None = None, tuning: Tuning | None = None,
     ) -> Engine:
         """An engine running every detection file under ``paths`` (default: the bundled library) and the health
-        thresholds the tuning declares (``[[health]]``, see :mod:`detections.health`)."""
+        thresholds the tuning declares (``[[health]]``, see :mod:`vigil.detections.health`)."""
         engine = cls(suppression_capacity=suppression_capacity, store=store, tuning=tuning)
         engine._paths = [Path(p) for p in (paths if paths is not None else [LIBRARY])]
         engine._fingerprint = engine._current_fingerprint()

@@ -2,7 +2,7 @@
 
 Runtime monitoring is configured per metric: "more than 200 forks a minute in a production container",
 "more than 500 processes in one container". Each ``[[health]]`` table becomes a
-:class:`~detections.sdk.ThresholdDetection` with the id ``health.<name>``, grouped per container, which the
+:class:`~vigil.detections.sdk.ThresholdDetection` with the id ``health.<name>``, grouped per container, which the
 engine loads beside the library (so it is tuned, deduplicated and stored like any other detection)::
 
     [[health]]
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
-from detections.sdk import WINDOWS, ThresholdDetection
 from vigil.alert import SEVERITIES
+from vigil.detections.sdk import WINDOWS, ThresholdDetection
 from vigil.event import Event
 
 

@@ -19,7 +19,7 @@ from functools import lru_cache, wraps
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from detections.sdk import DetectionError, EventDetection
+from vigil.detections.sdk import DetectionError, EventDetection
 from vigil.event import Event
 
 T = TypeVar("T")

@@ -21,10 +21,10 @@ from typing import IO
 
 import orjson
 
-from collectors.source import RecordRejected, Rejected, Source
-from detections.engine import Engine
 from vigil import metrics
 from vigil.alert import Alert
+from vigil.detections.engine import Engine
+from vigil.sources.source import RecordRejected, Rejected, Source
 
 #: How many rejected records are shown with their location; the rest are only counted.
 REJECTED_SAMPLES = 5

@@ -23,7 +23,7 @@ service account that execs into pods, the namespace where developers debug) with
     params = { allowed_registries = ["registry.example.com"] }   # thresholds: threshold, window_s
 
     [[health]]                     # a threshold on a container metric, configured without code
-    name = "fork-rate"             # (see detections.health)
+    name = "fork-rate"             # (see vigil.detections.health)
     metric = "fork"
     threshold = 200
     per = "1m"
@@ -49,8 +49,8 @@ from fnmatch import translate
 from pathlib import Path
 from typing import Any
 
-from detections.health import HealthRule, parse_health_rules
-from detections.sdk import NAMESPACE_OVERRIDES, Detection, DetectionError, NamespaceSettings, configured_params
+from vigil.detections.health import HealthRule, parse_health_rules
+from vigil.detections.sdk import NAMESPACE_OVERRIDES, Detection, DetectionError, NamespaceSettings, configured_params
 from vigil.event import Event
 
 #: Detection fields a deployment may override.
@@ -128,7 +128,7 @@ class Tuning:
     allowed_lateness_s: float = 30.0
     max_state_keys: int = 100_000
     detections: Mapping[str, DetectionTuning] = field(default_factory=dict)
-    #: Thresholds on container metrics declared in ``[[health]]`` (built into detections by detections.health).
+    #: Thresholds on container metrics declared in ``[[health]]`` (built into detections by vigil.detections.health).
     health: tuple[HealthRule, ...] = ()
 
     @classmethod

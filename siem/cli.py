@@ -11,13 +11,13 @@ from pathlib import Path
 
 from aiokafka.errors import KafkaError
 
-from siem.formats import RENDERERS
-from siem.hec import HecForwarder
-from siem.outputs import Output
-from siem.publisher import run_publisher
-from siem.syslog import SyslogForwarder
 from vigil import metrics
 from vigil.config import Secret, Settings, SiemSettings
+from vigil.siem.formats import RENDERERS
+from vigil.siem.hec import HecForwarder
+from vigil.siem.outputs import Output
+from vigil.siem.publisher import run_publisher
+from vigil.siem.syslog import SyslogForwarder
 
 log = logging.getLogger(__name__)
 

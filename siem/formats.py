@@ -2,7 +2,7 @@
 
 An alert's lifecycle travels with it. vigil's ``alerts`` topic carries every update of an alert under the
 same id, with a growing ``count`` and a later ``last_seen``; the first version has ``count == 1`` (the
-engine's convention, see :mod:`detections.engine`). Every format says which one a document is (OCSF
+engine's convention, see :mod:`vigil.detections.engine`). Every format says which one a document is (OCSF
 ``activity_id`` Create/Update, ECS ``event.action`` alert-created/alert-updated, CEF ``cs5`` lifecycle)
 and carries the alert id, so a SIEM updates its finding instead of opening a second one. Telling the two apart from the
 alert alone keeps the publisher stateless: a restart or a re-read batch renders the same documents.
@@ -23,9 +23,9 @@ from typing import Any
 
 import orjson
 
-from siem import mitre
 from vigil import __version__
 from vigil.alert import Alert
+from vigil.siem import mitre
 
 #: The OCSF schema version the Detection Finding documents follow (``metadata.version``).
 OCSF_VERSION = "1.3.0"

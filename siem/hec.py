@@ -14,8 +14,8 @@ import ssl
 import aiohttp
 import orjson
 
-from siem.outputs import OutputUnavailable, Refused, RenderedAlert, check_format
 from vigil.config import Secret
+from vigil.siem.outputs import OutputUnavailable, Refused, RenderedAlert, check_format
 
 EVENT_PATH = "/services/collector/event"
 _DETAIL_CHARS = 500

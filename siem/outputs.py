@@ -18,8 +18,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from prometheus_client import Counter, Gauge
 
-from siem.formats import RENDERERS
 from vigil.alert import Alert
+from vigil.siem.formats import RENDERERS
 
 FORWARDED = Counter("vigil_siem_alerts_forwarded_total", "Alerts an output acknowledged", ["output"])
 FAILURES = Counter("vigil_siem_failures_total",

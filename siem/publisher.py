@@ -13,7 +13,7 @@ All outputs of one publisher move together: while one is down, the others get no
 a SIEM's outage from holding up another destination, run one publisher per destination, each with its own
 consumer group (``--group-id``).
 
-Updates of an alert (same id, higher count) are rendered as updates by :mod:`siem.formats`.
+Updates of an alert (same id, higher count) are rendered as updates by :mod:`vigil.siem.formats`.
 """
 
 from __future__ import annotations
@@ -28,10 +28,19 @@ import orjson
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from siem.outputs import FAILURES, FORWARDED, LAG, RETRIES, KafkaTopicOutput, Output, OutputUnavailable, RenderedAlert
 from vigil import kafka, metrics
 from vigil.alert import Alert
 from vigil.config import Settings
+from vigil.siem.outputs import (
+    FAILURES,
+    FORWARDED,
+    LAG,
+    RETRIES,
+    KafkaTopicOutput,
+    Output,
+    OutputUnavailable,
+    RenderedAlert,
+)
 
 log = logging.getLogger(__name__)
 

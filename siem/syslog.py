@@ -20,9 +20,9 @@ import socket
 import ssl
 from datetime import UTC, datetime
 
-from siem.formats import is_update
-from siem.outputs import OutputUnavailable, Refused, RenderedAlert
 from vigil.alert import Alert
+from vigil.siem.formats import is_update
+from vigil.siem.outputs import OutputUnavailable, Refused, RenderedAlert
 
 FACILITY = 10  # security/authorization messages
 #: vigil severity → syslog severity (2 critical, 3 error, 4 warning, 5 notice, 6 informational).

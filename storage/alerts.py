@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage.clickhouse import ClickHouseStore, StoreError
+from vigil.storage.clickhouse import ClickHouseStore, StoreError
 
 #: The lifecycle an analyst moves an alert through.
 STATUSES = ("new", "acknowledged", "closed")

@@ -24,13 +24,13 @@ import clickhouse_connect
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from storage.clickhouse import EVENT_COLUMNS, ClickHouseStore, StoreError, arrow_table, connect, resolve_url
-from storage.hunts import load_hunts
-from storage.schema import EVENTS_DDL, migrate
-from storage.writer import StorageWriter
 from vigil import kafka
 from vigil.config import Settings
 from vigil.event import Actor, Event, K8sContext, Target
+from vigil.storage.clickhouse import EVENT_COLUMNS, ClickHouseStore, StoreError, arrow_table, connect, resolve_url
+from vigil.storage.hunts import load_hunts
+from vigil.storage.schema import EVENTS_DDL, migrate
+from vigil.storage.writer import StorageWriter
 
 #: Server-side generation of realistic events: a few busy namespaces and many quiet ones, 50 pods, mostly
 #: API calls and process starts, 200 people with a few doing most of the work and one service account per

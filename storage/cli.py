@@ -23,16 +23,16 @@ from typing import Any
 import orjson
 from aiokafka.errors import KafkaError
 
-from storage import alerts
-from storage.clickhouse import ClickHouseStore, QueryProgress, StoreError, connect
-from storage.hunts import Hunt, HuntError, load_hunts, parse_duration
-from storage.profiles import apparmor, seccomp
-from storage.profiles.observed import Activity, Workload, known_workloads, load_activity
-from storage.schema import migrate, status
-from storage.sigma_sql import SigmaConversionError, convert_rule
-from storage.writer import run_writer
 from vigil import metrics
 from vigil.config import Settings
+from vigil.storage import alerts
+from vigil.storage.clickhouse import ClickHouseStore, QueryProgress, StoreError, connect
+from vigil.storage.hunts import Hunt, HuntError, load_hunts, parse_duration
+from vigil.storage.profiles import apparmor, seccomp
+from vigil.storage.profiles.observed import Activity, Workload, known_workloads, load_activity
+from vigil.storage.schema import migrate, status
+from vigil.storage.sigma_sql import SigmaConversionError, convert_rule
+from vigil.storage.writer import run_writer
 
 log = logging.getLogger(__name__)
 

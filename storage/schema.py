@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from storage.clickhouse import NO_ACCESS_CONTROL, ClickHouseStore, StoreError
+from vigil.storage.clickhouse import NO_ACCESS_CONTROL, ClickHouseStore, StoreError
 
 log = logging.getLogger(__name__)
 

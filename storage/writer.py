@@ -40,12 +40,12 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import Counter
 
-from storage.clickhouse import ClickHouseStore, InsertResult, StoreUnavailable, connect
-from storage.schema import migrate
 from vigil import kafka, metrics
 from vigil.alert import Alert
 from vigil.config import Settings
 from vigil.event import Event, SchemaError, now_ns
+from vigil.storage.clickhouse import ClickHouseStore, InsertResult, StoreUnavailable, connect
+from vigil.storage.schema import migrate
 
 log = logging.getLogger(__name__)
 

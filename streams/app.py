@@ -41,13 +41,13 @@ import faust
 import orjson
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from collectors.source import SOURCES
-from detections.engine import LIBRARY, Engine
-from detections.state import StateStore
-from detections.tuning import Tuning
-from streams.processor import COMPONENT, RawMessage, StreamProcessor
 from vigil import kafka, metrics
 from vigil.config import Settings
+from vigil.detections.engine import LIBRARY, Engine
+from vigil.detections.state import StateStore
+from vigil.detections.tuning import Tuning
+from vigil.sources.source import SOURCES
+from vigil.streams.processor import COMPONENT, RawMessage, StreamProcessor
 
 HOUSEKEEPING_SECONDS = 5.0
 #: How often the watermark is applied to windows and sequences (absences fire, expired state goes).

@@ -30,11 +30,11 @@ import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from storage.clickhouse import connect
-from streams.app import FETCH_MAX_WAIT_MS
 from vigil import kafka
 from vigil.config import Settings
 from vigil.devstack.clickhouse import dev_server_url
+from vigil.storage.clickhouse import connect
+from vigil.streams.app import FETCH_MAX_WAIT_MS
 
 SCENARIO = Path(__file__).resolve().parents[1] / "examples" / "attack-scenario.jsonl"
 TICK_SECONDS = 0.01

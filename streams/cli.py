@@ -8,10 +8,10 @@ import sys
 
 import faust
 
-from streams import tail as streams_tail
-from streams.app import create_app
 from vigil import kafka, logs, metrics
 from vigil.config import Settings
+from vigil.streams import tail as streams_tail
+from vigil.streams.app import create_app
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,8 +1,8 @@
 """The stream step, free of any transport: raw Kafka messages in; events, alerts and dead letters out.
 
 A raw message holds a JSON array of one source's records sharing a key (see :mod:`vigil.kafka`). Each
-record is normalized by its source (``collectors.source``) into the envelope and run through the
-detection engine. The Faust agent in :mod:`streams.app` only moves bytes in and out of this class, which
+record is normalized by its source (``vigil.sources.source``) into the envelope and run through the
+detection engine. The Faust agent in :mod:`vigil.streams.app` only moves bytes in and out of this class, which
 keeps the processing testable without a broker and lets other runners reuse it. Event time moves windows and
 sequences forward; :meth:`StreamProcessor.advance` decides what the watermark has passed (absences) and is
 called on a timer, because an absence is raised by time passing, not by a message.
@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from collectors.source import RecordRejected, Source, get_source
-from detections.engine import Engine
 from vigil import kafka, metrics
 from vigil.alert import Alert
 from vigil.config import Settings
+from vigil.detections.engine import Engine
 from vigil.event import Event
+from vigil.sources.source import RecordRejected, Source, get_source
 
 log = logging.getLogger(__name__)
 

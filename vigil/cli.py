@@ -14,18 +14,18 @@ from vigil.config import ConfigError, load_settings
 #: where ``func(args, settings) -> int``.
 COMMAND_MODULES = (
     "vigil.devstack.cli",
-    "collectors.cli",
-    "streams.cli",
-    "storage.cli",
-    "detections.cli",
-    "detections.sigma.cli",
-    "siem.cli",
-    "collectors.ebpf.cli",
+    "vigil.collectors.cli",
+    "vigil.streams.cli",
+    "vigil.storage.cli",
+    "vigil.detections.cli",
+    "vigil.detections.sigma.cli",
+    "vigil.siem.cli",
+    "vigil.collectors.ebpf.cli",
 )
 
 
 #: Modules that expose ``register_bench(subparsers)``: their benchmarks are ``vigil bench <name>``.
-BENCH_MODULES = ("streams.bench", "collectors.ebpf.bench", "storage.bench", "detections.bench")
+BENCH_MODULES = ("vigil.streams.bench", "vigil.collectors.ebpf.bench", "vigil.storage.bench", "vigil.detections.bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,11 +22,11 @@ from collections import Counter
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from collectors.ingest import SourceIngest
-from collectors.shipper import SpoolFull
-from collectors.source import Rejected
 from vigil import metrics
+from vigil.collectors.ingest import SourceIngest
+from vigil.collectors.shipper import SpoolFull
 from vigil.config import Settings
+from vigil.sources.source import Rejected
 
 log = logging.getLogger(__name__)
 

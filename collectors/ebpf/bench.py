@@ -34,8 +34,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from collectors.ebpf.libbpf import libbpf
-from collectors.ebpf.sensor import Sensor, SensorConfig, SensorUnavailable
+from vigil.collectors.ebpf.libbpf import libbpf
+from vigil.collectors.ebpf.sensor import Sensor, SensorConfig, SensorUnavailable
 from vigil.config import Settings
 
 _WATCHED = "/etc/shadow"

@@ -11,8 +11,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from collectors.ebpf import build
-from collectors.ebpf.sensor import Sensor, SensorConfig, SensorUnavailable, diagnose
+from vigil.collectors.ebpf import build
+from vigil.collectors.ebpf.sensor import Sensor, SensorConfig, SensorUnavailable, diagnose
 from vigil.config import Settings
 
 

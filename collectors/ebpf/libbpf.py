@@ -3,7 +3,7 @@
 No Python binding on PyPI loads CO-RE objects and reads BPF ring buffers on this kernel (pylibbpf reads only
 perf event arrays; bcc needs kernel headers), so the sensor speaks to libbpf directly: open and load the
 object, set map sizes and contents, attach programs. The ring buffer itself is read without libbpf
-(:mod:`collectors.ebpf.ringbuf`). libbpf's own messages, including the verifier log of a program the
+(:mod:`vigil.collectors.ebpf.ringbuf`). libbpf's own messages, including the verifier log of a program the
 kernel refused, are captured so that a failure can say what went wrong.
 """
 

@@ -12,7 +12,7 @@ What runc's init does in the container's cgroup before it executes the workload 
 sethostname, seccomp, ...: the container's set-up) is not counted: the kernel program knows the init by its
 name (``runc:[...]``, ``is_runc_init`` in sensor.bpf.c). The execve of the workload is the init's too, so
 it is missing from a container's first record unless the workload executes again; a profile must allow it
-anyway (``storage.profiles.seccomp`` adds it with the other calls the runtime needs). crun names its init
+anyway (``vigil.storage.profiles.seccomp`` adds it with the other calls the runtime needs). crun names its init
 nothing recognisable (its copy of itself, executed from a memfd, is called after the descriptor, e.g. "3"),
 so under crun the set-up calls are still counted. Under runc the calls its init makes before it names
 itself are counted too: measured on runc 1.1, a busybox container's record is exactly what the kernel's
@@ -30,10 +30,10 @@ import struct
 import time
 from typing import Any
 
-from collectors.ebpf.cgroups import CgroupResolver, container_id_of_path
-from collectors.ebpf.libbpf import BpfObject
-from collectors.ebpf.syscall_table import CLASSES, COMPAT_ARCH, SYSCALL_SLOTS, node_arch
-from collectors.host_sensors import syscall_by_number
+from vigil.collectors.ebpf.cgroups import CgroupResolver, container_id_of_path
+from vigil.collectors.ebpf.libbpf import BpfObject
+from vigil.collectors.ebpf.syscall_table import CLASSES, COMPAT_ARCH, SYSCALL_SLOTS, node_arch
+from vigil.sources.host_sensors import syscall_by_number
 
 MAP = "cgroup_syscalls"
 _CLASS_SLOTS = 8  # counters per architecture (CLASS_SLOTS in sensor.bpf.c), of which CLASSES are used

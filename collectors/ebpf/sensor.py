@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collectors.ebpf import build, metrics, profiles, syscall_table
-from collectors.ebpf.cgroups import CgroupResolver
-from collectors.ebpf.libbpf import BpfObject, LibbpfError, libbpf
-from collectors.ebpf.records import TYPES, RecordDecoder
-from collectors.ebpf.ringbuf import RingBuffer
+from vigil.collectors.ebpf import build, metrics, profiles, syscall_table
+from vigil.collectors.ebpf.cgroups import CgroupResolver
+from vigil.collectors.ebpf.libbpf import BpfObject, LibbpfError, libbpf
+from vigil.collectors.ebpf.ringbuf import RingBuffer
+from vigil.sources.ebpf.records import TYPES, RecordDecoder
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class SensorConfig:
     open_repeat_window_ns: int = 1_000_000_000
     cgroup_root: Path | None = None  # None: wherever cgroup2 is mounted
     cgroup_cache_size: int = 4096
-    #: Per-container syscall profiles (:mod:`collectors.ebpf.profiles`): aggregated in the kernel, reported
+    #: Per-container syscall profiles (:mod:`vigil.collectors.ebpf.profiles`): aggregated in the kernel, reported
     #: every ``syscall_flush_s`` and when a container's cgroup is removed; ``profile_host_cgroups`` reports
     #: the host's own cgroups too; ``max_cgroups`` bounds the kernel's table (syscalls of cgroups beyond it are
     #: counted in ``vigil_sensor_unprofiled_syscalls_total``).

@@ -13,9 +13,9 @@ from __future__ import annotations
 import platform
 import struct
 
-from collectors.ebpf.libbpf import BpfObject
-from collectors.ebpf.records import SETID_CALLS
-from collectors.host_sensors import SYSCALL_NUMBERS
+from vigil.collectors.ebpf.libbpf import BpfObject
+from vigil.sources.ebpf.records import SETID_CALLS
+from vigil.sources.host_sensors import SYSCALL_NUMBERS
 
 MAP = "syscall_table"
 SYSCALL_SLOTS = 1024

@@ -29,8 +29,8 @@ import socket
 import struct
 import time
 
-from collectors.kernel_audit import metrics
-from collectors.kernel_audit.records import TYPES
+from vigil.collectors.kernel_audit import metrics
+from vigil.sources.kernel_audit.records import TYPES
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ import math
 import signal
 import sys
 
-from collectors.node.collector import DEFAULT_CONTAINERD_ADDRESS, NodeCollector, NodeOptions
-from collectors.spool import SpoolInUse
 from vigil import metrics
+from vigil.collectors.node.collector import DEFAULT_CONTAINERD_ADDRESS, NodeCollector, NodeOptions
+from vigil.collectors.spool import SpoolInUse
 from vigil.config import Settings
 
 

@@ -3,26 +3,26 @@ k8s context, shipped to Kafka.
 
 One process per node. Its parts run side by side and none needs the others:
 
-- the eBPF sensor (``collectors.ebpf.Sensor``) is polled in its own thread; when the host cannot run it
+- the eBPF sensor (``vigil.collectors.ebpf.Sensor``) is polled in its own thread; when the host cannot run it
   (no BTF, tracefs unmounted, no CAP_BPF) the reason is logged and everything else keeps running;
-- the kernel's audit records (seccomp verdicts, LSM decisions; :mod:`collectors.kernel_audit`) are read from
+- the kernel's audit records (seccomp verdicts, LSM decisions; :mod:`vigil.collectors.kernel_audit`) are read from
   the audit netlink multicast group in another thread, which resolves each record's process to its
   container at once (``/proc/<pid>/cgroup``), while the process may still exist; for a process already
-  gone (killed by its filter) the consumer asks :class:`~collectors.node.enrichment.PidContainers`, which
+  gone (killed by its filter) the consumer asks :class:`~vigil.collectors.node.enrichment.PidContainers`, which
   the other sources feed;
-- containerd's event stream gives ``container.*`` records (:mod:`collectors.runtime`);
-- the :class:`~collectors.node.enrichment.ContextCache` maps every record's ``container_id`` to its pod, fed
+- containerd's event stream gives ``container.*`` records (:mod:`vigil.collectors.runtime`);
+- the :class:`~vigil.collectors.node.enrichment.ContextCache` maps every record's ``container_id`` to its pod, fed
   by CRI (warmed at connection, then per unknown container) and, when reachable, by a Kubernetes API watch
   of this node's pods.
 
 All records meet in one bounded queue. A single consumer enriches them (adding ``k8s`` and ``node``), packs
 each source's records by key into JSON-array Kafka messages (``raw.ebpf``, ``raw.kernel-audit`` and
-``raw.containerd``) and ships them through :class:`~collectors.shipper.KafkaShipper`, so Kafka outages spool
+``raw.containerd``) and ships them through :class:`~vigil.collectors.shipper.KafkaShipper`, so Kafka outages spool
 to disk like every collector's. When the consumer falls behind, the queue fills and the reader threads
 wait; the kernel then drops into the sensor ring buffer's loss counter, or overflows the audit socket (the
 reader counts the serial numbers it missed), which is exported, never silent: the kernel's losses and the
 records this collector loses for good (spool full, refused by Kafka) are also reported per source through
-:class:`~collectors.health.HealthReporter`, so alerts say when they may be blind.
+:class:`~vigil.collectors.health.HealthReporter`, so alerts say when they may be blind.
 """
 
 from __future__ import annotations
@@ -41,20 +41,22 @@ from typing import Any
 import grpc
 import orjson
 
-from collectors.health import HealthReporter
-from collectors.ingest import SourceIngest
-from collectors.kernel_audit import KERNEL_AUDIT_SOURCE, is_decision, record_from_netlink
-from collectors.kernel_audit.netlink import AuditNetlinkReader
-from collectors.node import metrics as node_metrics
-from collectors.node.enrichment import ContextCache, PidContainers, container_of_pid
-from collectors.node.kubeapi import PodWatch, exited_container_ids, pod_contexts
-from collectors.runtime import RUNTIME_SOURCE
-from collectors.runtime.cri import CriClient, contexts_from_event
-from collectors.runtime.watcher import ContainerdWatcher
-from collectors.shipper import KafkaShipper, SpoolFull, pack
-from collectors.source import RecordRejected, Rejected, Source, get_source
 from vigil import metrics
+from vigil.collectors.health import HealthReporter
+from vigil.collectors.ingest import SourceIngest
+from vigil.collectors.kernel_audit.netlink import AuditNetlinkReader
+from vigil.collectors.node import metrics as node_metrics
+from vigil.collectors.node.enrichment import ContextCache, PidContainers, container_of_pid
+from vigil.collectors.node.kubeapi import PodWatch, exited_container_ids, pod_contexts
+from vigil.collectors.runtime.cri import CriClient, contexts_from_event
+from vigil.collectors.runtime.watcher import ContainerdWatcher
+from vigil.collectors.shipper import KafkaShipper, SpoolFull, pack
 from vigil.config import Settings
+from vigil.sources.containerd import CONTAINERD_SOURCE
+from vigil.sources.kernel_audit import KERNEL_AUDIT_SOURCE
+from vigil.sources.kernel_audit.normalize import is_decision
+from vigil.sources.kernel_audit.records import record_from_netlink
+from vigil.sources.source import RecordRejected, Rejected, Source, get_source
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ class NodeOptions:
     flush_records: int = 20_000  # ... or until this many records are waiting
     queue_batches: int = 4  # batches between the sensor thread and the consumer (a poll returns up to 64k)
     sensor_poll_ms: int = 100
-    #: Passed to the sensor (``collectors.ebpf.SensorConfig``, whose defaults these are): how often every
+    #: Passed to the sensor (``vigil.collectors.ebpf.SensorConfig``, whose defaults these are): how often every
     #: container's syscall profile is reported, and whether the host's own cgroups are profiled too.
     syscall_flush_s: float = 30.0
     profile_host_cgroups: bool = False
@@ -97,9 +99,9 @@ class NodeCollector:
         self._shipper.on_loss(self.health.count_lost_message)
         self._cri = CriClient(options.containerd_address) if options.runtime else None
         self.pids = PidContainers()
-        self._sources: dict[str, Source] = {RUNTIME_SOURCE.name: RUNTIME_SOURCE}
+        self._sources: dict[str, Source] = {CONTAINERD_SOURCE.name: CONTAINERD_SOURCE}
         self._ingests = {source.name: SourceIngest(source, settings, self._shipper, COMPONENT)
-                         for source in (RUNTIME_SOURCE, KERNEL_AUDIT_SOURCE)}
+                         for source in (CONTAINERD_SOURCE, KERNEL_AUDIT_SOURCE)}
         self._pending: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._pending_count = 0
         self._threads_stopping = threading.Event()
@@ -161,7 +163,7 @@ class NodeCollector:
     async def _start_sensor(self, loop: asyncio.AbstractEventLoop) -> threading.Thread | None:
         """Start the eBPF sensor; on a host that cannot run it, log why and carry on without it."""
         try:
-            ebpf = importlib.import_module("collectors.ebpf")
+            ebpf = importlib.import_module("vigil.collectors.ebpf")
             sensor = ebpf.Sensor(ebpf.SensorConfig(syscall_flush_s=self.options.syscall_flush_s,
                                                    profile_host_cgroups=self.options.profile_host_cgroups))
             await asyncio.to_thread(sensor.start)
@@ -270,11 +272,11 @@ class NodeCollector:
                                     on_connected=self._warm_cache, on_disconnected=lambda: up.set(0))
         async for item in watcher.records():
             if isinstance(item, Rejected):
-                await self._refuse(RUNTIME_SOURCE.name, item)
+                await self._refuse(CONTAINERD_SOURCE.name, item)
                 continue
             if item["kind"] in _RUNTIME_LIFECYCLE_START and item["container_id"] not in self.cache:
                 await self._resolve_new(item["container_id"])
-            await self._queue.put((RUNTIME_SOURCE.name, [item]))
+            await self._queue.put((CONTAINERD_SOURCE.name, [item]))
 
     async def _warm_cache(self) -> None:
         """On every connection to containerd: learn every container CRI knows (events may have been missed)."""
@@ -383,7 +385,7 @@ class NodeCollector:
         await self._enrich(records)
         self._pending[source_name].extend(records)
         self._pending_count += len(records)
-        if source_name == RUNTIME_SOURCE.name:
+        if source_name == CONTAINERD_SOURCE.name:
             for record in records:
                 if record["kind"] in _RUNTIME_LIFECYCLE_END:
                     self.cache.exited(record["container_id"])
@@ -421,7 +423,7 @@ class NodeCollector:
     def _learn_pids(self, source_name: str, records: list[dict[str, Any]]) -> None:
         """Remember which container started each process the sources announce; give audit records of
         processes that were gone before their record was read (``container_id`` absent) theirs."""
-        if source_name == RUNTIME_SOURCE.name:
+        if source_name == CONTAINERD_SOURCE.name:
             for record in records:
                 if record["kind"] == "container.start" and record.get("pid"):
                     self.pids.remember(record["pid"], record["container_id"])

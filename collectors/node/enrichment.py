@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collectors.ebpf.cgroups import container_id_of_path
-from collectors.node import metrics
-from collectors.runtime.cri import k8s_context
+from vigil.collectors.ebpf.cgroups import container_id_of_path
+from vigil.collectors.node import metrics
+from vigil.collectors.runtime.cri import k8s_context
 
 #: The context of a record from outside any container (a host process).
 NO_CONTAINER = k8s_context()

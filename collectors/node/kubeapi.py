@@ -20,8 +20,8 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from collectors.node import metrics
-from collectors.runtime.cri import k8s_context
+from vigil.collectors.node import metrics
+from vigil.collectors.runtime.cri import k8s_context
 
 log = logging.getLogger(__name__)
 

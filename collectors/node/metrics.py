@@ -1,7 +1,7 @@
 """Prometheus metrics of the node collector, beside the shared ones of :mod:`vigil.metrics`.
 
 The shipper already exports Kafka errors, spool and queue bytes and per-topic Kafka acknowledgements, and the
-eBPF sensor its records and kernel ring-buffer losses (``collectors.ebpf.metrics``); these add what only the
+eBPF sensor its records and kernel ring-buffer losses (``vigil.collectors.ebpf.metrics``); these add what only the
 node collector knows: records per source and kind at each step, whether each source is running, and how
 well the k8s context cache serves lookups.
 """

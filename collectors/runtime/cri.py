@@ -4,7 +4,7 @@ A container's k8s context is the 8-field object of :class:`vigil.event.K8sContex
 JSON): namespace, pod and pod UID come from the pod sandbox's metadata (what the kubelet passed to
 RunPodSandbox), labels are the sandbox's labels (the pod's labels) without the kubelet's bookkeeping keys,
 container name and image from the container. CRI does not know the service account; the Kubernetes API
-path adds it (``collectors.node.kubeapi``). A sandbox id resolves too (its pause process is in the pod).
+path adds it (``vigil.collectors.node.kubeapi``). A sandbox id resolves too (its pause process is in the pod).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from collectors.runtime.api import cri_pb2, cri_pb2_grpc
+from vigil.collectors.runtime.api import cri_pb2, cri_pb2_grpc
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from typing import Any
 
 from google.protobuf.message import DecodeError, Message
 
-from collectors.runtime.api import containerd_events_pb2 as payloads
-from collectors.runtime.api.containerd_events_service_pb2 import Envelope
-from collectors.source import Rejected
+from vigil.collectors.runtime.api import containerd_events_pb2 as payloads
+from vigil.collectors.runtime.api.containerd_events_service_pb2 import Envelope
+from vigil.sources.source import Rejected
 
 #: containerd topic → vigil event kind. ``/tasks/create`` and ``/tasks/delete`` repeat what these say.
 TOPIC_KINDS: dict[str, str] = {

@@ -9,10 +9,10 @@ from typing import Any
 
 import grpc
 
-from collectors.runtime.api import containerd_events_service_pb2 as service
-from collectors.runtime.api import containerd_events_service_pb2_grpc as service_grpc
-from collectors.runtime.events import SUBSCRIBE_FILTERS, record_from_envelope
-from collectors.source import Rejected
+from vigil.collectors.runtime.api import containerd_events_service_pb2 as service
+from vigil.collectors.runtime.api import containerd_events_service_pb2_grpc as service_grpc
+from vigil.collectors.runtime.events import SUBSCRIBE_FILTERS, record_from_envelope
+from vigil.sources.source import Rejected
 
 log = logging.getLogger(__name__)
 

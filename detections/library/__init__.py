@@ -1,10 +1,10 @@
 """The bundled detections, one file each.
 
 The engine loads these files one by one (not as a package import), so a broken file disables only itself.
-A detection file defines ``DETECTION`` with its metadata, logic and examples (see :mod:`detections.sdk`)::
+A detection file defines ``DETECTION`` with its metadata, logic and examples (see :mod:`vigil.detections.sdk`)::
 
-    from detections.examples import audit_record
-    from detections.sdk import EventDetection, Example
+    from vigil.sources.audit.fixtures import audit_record
+    from vigil.detections.sdk import EventDetection, Example
 
     DETECTION = EventDetection(
         id="k8s.secret_read_by_user",

@@ -2,10 +2,10 @@
 
 from typing import Any
 
-from detections.examples import audit_record
-from detections.k8s import request_query
-from detections.sdk import EventDetection, Example
+from vigil.detections.k8s import request_query
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record
 
 _SUBRESOURCES = frozenset({"exec", "attach"})
 #: SPDY clients POST (audited as ``create``); kubectl 1.30+ opens a WebSocket with a GET, audited as ``get``

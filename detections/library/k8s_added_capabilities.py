@@ -4,8 +4,7 @@ Namespaces where some are expected (the CNI's NET_ADMIN in kube-system) list the
 from collections.abc import Mapping
 from typing import Any
 
-from detections.examples import audit_record, workload_object
-from detections.k8s import (
+from vigil.detections.k8s import (
     POD_SPEC_RESOURCES,
     SPEC_SUBRESOURCES,
     SPEC_WRITE_VERBS,
@@ -14,8 +13,9 @@ from detections.k8s import (
     pod_spec,
     workload,
 )
-from detections.sdk import EventDetection, Example
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record, workload_object
 
 #: Capabilities that amount to root on the node or to its kernel, its network or other processes.
 #: Names are compared without the ``CAP_`` prefix and case-insensitively, as the container runtime does.

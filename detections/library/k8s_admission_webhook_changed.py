@@ -2,10 +2,10 @@
 
 from typing import Any
 
-from detections.examples import audit_record
-from detections.k8s import MUTATIONS, identity_in, image_verification_change, is_mutation, written_object
-from detections.sdk import EventDetection, Example
+from vigil.detections.k8s import MUTATIONS, identity_in, image_verification_change, is_mutation, written_object
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record
 
 _ADMISSION = "admissionregistration.k8s.io"
 RESOURCES = frozenset(

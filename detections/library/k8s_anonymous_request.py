@@ -2,9 +2,9 @@
 
 from urllib.parse import urlsplit
 
-from detections.examples import audit_record
-from detections.sdk import EventDetection, Example
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record
 
 ANONYMOUS_USER = "system:anonymous"
 UNAUTHENTICATED_GROUP = "system:unauthenticated"

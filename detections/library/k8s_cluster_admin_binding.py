@@ -2,10 +2,10 @@
 
 from typing import Any
 
-from detections.examples import audit_record
-from detections.k8s import identity_in, written_object
-from detections.sdk import EventDetection, Example
+from vigil.detections.k8s import identity_in, written_object
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record
 
 #: ClusterRoles that grant everything (a RoleBinding to them grants everything in its namespace).
 POWERFUL_ROLES = frozenset({"cluster-admin"})

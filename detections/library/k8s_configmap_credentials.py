@@ -3,10 +3,10 @@
 import re
 from typing import Any
 
-from detections.examples import audit_record
-from detections.k8s import written_object
-from detections.sdk import EventDetection, Example
+from vigil.detections.k8s import written_object
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record
 
 _WRITES = frozenset({"create", "update", "patch"})
 #: A key *ending* in a credential word (``db_password``, ``auth-token``), not merely containing one

@@ -1,9 +1,9 @@
 """Certificate signing request approved by someone other than the controller manager's CSR approver."""
 
-from detections.examples import audit_record
-from detections.k8s import CONTROL_PLANE, identity_in
-from detections.sdk import EventDetection, Example
+from vigil.detections.k8s import CONTROL_PLANE, identity_in
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record
 
 _CERTIFICATES = "certificates.k8s.io"
 #: The controller manager's csrapproving controller approves kubelets' client certificates by itself.

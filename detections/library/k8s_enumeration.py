@@ -1,9 +1,9 @@
 """Many requests refused by authorization from one identity in a short time: someone mapping what a stolen
 or new credential may do."""
 
-from detections.examples import audit_record
-from detections.sdk import Scenario, ScenarioEvent, ThresholdDetection
+from vigil.detections.sdk import Scenario, ScenarioEvent, ThresholdDetection
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record
 
 RESOURCES = ("secrets", "pods", "nodes", "clusterroles", "clusterrolebindings", "serviceaccounts", "configmaps",
              "deployments", "daemonsets", "namespaces")

@@ -1,9 +1,9 @@
 """Kubernetes events deleted: the cluster's own record of what happened, removed."""
 
-from detections.examples import audit_record
-from detections.k8s import CONTROL_PLANE, identity_in
-from detections.sdk import EventDetection, Example
+from vigil.detections.k8s import CONTROL_PLANE, identity_in
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record
 
 _DELETES = frozenset({"delete", "deletecollection"})
 #: Events are core ("") and events.k8s.io objects; the API server expires them itself without an audit

@@ -2,10 +2,10 @@
 
 from typing import Any
 
-from detections.examples import audit_record, workload_object
-from detections.k8s import POD_SPEC_RESOURCES, SPEC_SUBRESOURCES, SPEC_WRITE_VERBS, pod_spec, workload
-from detections.sdk import EventDetection, Example
+from vigil.detections.k8s import POD_SPEC_RESOURCES, SPEC_SUBRESOURCES, SPEC_WRITE_VERBS, pod_spec, workload
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record, workload_object
 
 HOST_NAMESPACE_FIELDS = ("hostPID", "hostIPC", "hostNetwork")
 

@@ -4,12 +4,12 @@
 from collections.abc import Mapping
 from typing import Any
 
-from detections.examples import audit_record, workload_object
-from detections.k8s import (
+from vigil.detections.k8s import (
     image_reference,
     posture_detection,
 )
-from detections.sdk import Example
+from vigil.detections.sdk import Example
+from vigil.sources.audit.fixtures import audit_record, workload_object
 
 
 def by_tag(spec: Mapping[str, Any], container: Mapping[str, Any], annotations: Mapping[str, Any]) -> str:

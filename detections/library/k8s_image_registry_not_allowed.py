@@ -7,14 +7,14 @@ reports only images from unusual places; a deployment lists its own registries (
 from collections.abc import Mapping
 from typing import Any
 
-from detections.examples import audit_record, workload_object
-from detections.k8s import (
+from vigil.detections.k8s import (
     PostureCheck,
     image_reference,
     posture_detection,
     registry_allowed,
 )
-from detections.sdk import Example
+from vigil.detections.sdk import Example
+from vigil.sources.audit.fixtures import audit_record, workload_object
 
 PUBLIC_REGISTRIES = ["docker.io", "registry.k8s.io", "k8s.gcr.io", "quay.io", "ghcr.io", "gcr.io", "*.pkg.dev",
                      "mcr.microsoft.com", "public.ecr.aws", "*.dkr.ecr.*.amazonaws.com", "*.azurecr.io",

@@ -2,10 +2,10 @@
 
 from typing import Any
 
-from detections.examples import audit_record
-from detections.k8s import image_verification_change
-from detections.sdk import EventDetection, Example
+from vigil.detections.k8s import image_verification_change
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record
 
 _WRITES = frozenset({"create", "update", "patch"})
 

@@ -1,9 +1,9 @@
 """An admission policy that verifies image signatures or provenance was deleted: verification is gone."""
 
-from detections.examples import audit_record
-from detections.k8s import image_verification_change
-from detections.sdk import EventDetection, Example
+from vigil.detections.k8s import image_verification_change
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record
 
 _DELETES = frozenset({"delete", "deletecollection"})
 

@@ -2,10 +2,10 @@
 
 from typing import Any
 
-from detections.examples import audit_record
-from detections.k8s import WRITES, service_object, service_ports, service_spec
-from detections.sdk import EventDetection, Example
+from vigil.detections.k8s import WRITES, service_object, service_ports, service_spec
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record
 
 
 def nodeport_context(event: Event) -> dict[str, Any]:

@@ -2,10 +2,10 @@
 
 from typing import Any
 
-from detections.examples import audit_record
-from detections.k8s import request_query
-from detections.sdk import EventDetection, Example
+from vigil.detections.k8s import request_query
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record
 
 #: SPDY clients POST (audited as ``create``); newer kubectl tunnels over a WebSocket opened with a GET.
 _VERBS = frozenset({"create", "get"})

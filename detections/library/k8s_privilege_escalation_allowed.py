@@ -4,12 +4,12 @@ or file capabilities (the kernel's ``no_new_privs`` left off on purpose)."""
 from collections.abc import Mapping
 from typing import Any
 
-from detections.examples import audit_record, workload_object
-from detections.k8s import (
+from vigil.detections.k8s import (
     is_privileged,
     posture_detection,
 )
-from detections.sdk import Example
+from vigil.detections.sdk import Example
+from vigil.sources.audit.fixtures import audit_record, workload_object
 
 
 def allows_escalation(spec: Mapping[str, Any], container: Mapping[str, Any], annotations: Mapping[str, Any]) -> str:

@@ -5,12 +5,12 @@ severity, and chooses which limits are required, per namespace."""
 from collections.abc import Mapping
 from typing import Any
 
-from detections.examples import audit_record, workload_object
-from detections.k8s import (
+from vigil.detections.k8s import (
     PostureCheck,
     posture_detection,
 )
-from detections.sdk import Example
+from vigil.detections.sdk import Example
+from vigil.sources.audit.fixtures import audit_record, workload_object
 
 
 def unlimited(params: Mapping[str, Any]) -> PostureCheck:

@@ -5,13 +5,13 @@ whose policy requires a profile (``[detections."k8s.seccomp_profile_missing".nam
 from collections.abc import Mapping
 from typing import Any
 
-from detections.examples import audit_record, workload_object
-from detections.k8s import (
+from vigil.detections.k8s import (
     is_privileged,
     posture_detection,
     seccomp_profile,
 )
-from detections.sdk import Example
+from vigil.detections.sdk import Example
+from vigil.sources.audit.fixtures import audit_record, workload_object
 
 
 def missing(spec: Mapping[str, Any], container: Mapping[str, Any], annotations: Mapping[str, Any]) -> str:

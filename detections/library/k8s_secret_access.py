@@ -2,10 +2,10 @@
 
 from typing import Any
 
-from detections.examples import audit_record
-from detections.k8s import CONTROL_PLANE, identity_in
-from detections.sdk import EventDetection, Example
+from vigil.detections.k8s import CONTROL_PLANE, identity_in
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record
 
 _READS = frozenset({"get", "list", "watch"})
 #: Who reads secrets all day: kubelets (for the pods they run), the controller manager (token and

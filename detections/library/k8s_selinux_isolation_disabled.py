@@ -5,14 +5,14 @@ which reaches every other container's files."""
 from collections.abc import Mapping
 from typing import Any
 
-from detections.examples import audit_record, workload_object
-from detections.k8s import (
+from vigil.detections.k8s import (
     PostureCheck,
     is_privileged,
     posture_detection,
     security_setting,
 )
-from detections.sdk import Example
+from vigil.detections.sdk import Example
+from vigil.sources.audit.fixtures import audit_record, workload_object
 
 #: The category range of every MCS label (s0-s0:c0.c1023 is system-high for containers).
 ALL_CATEGORIES = "c0.c1023"

@@ -1,9 +1,9 @@
 """Pod, workload or service account created in kube-system or kube-public by someone other than the control plane."""
 
-from detections.examples import audit_record, workload_object
-from detections.k8s import CONTROL_PLANE, POD_SPEC_PATHS, identity_in
-from detections.sdk import EventDetection, Example
+from vigil.detections.k8s import CONTROL_PLANE, POD_SPEC_PATHS, identity_in
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record, workload_object
 
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public"})
 RESOURCES = frozenset({*POD_SPEC_PATHS, "serviceaccounts"})

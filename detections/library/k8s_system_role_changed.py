@@ -1,9 +1,9 @@
 """Change to a built-in ``system:`` ClusterRole or ClusterRoleBinding by someone other than the API server."""
 
-from detections.examples import audit_record
-from detections.k8s import identity_in
-from detections.sdk import EventDetection, Example
+from vigil.detections.k8s import identity_in
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record
 
 _RBAC = "rbac.authorization.k8s.io"
 _OBJECTS = frozenset({"clusterroles", "clusterrolebindings", "roles", "rolebindings"})

@@ -2,10 +2,10 @@
 
 from typing import Any
 
-from detections.examples import audit_record
-from detections.k8s import CONTROL_PLANE, identity_in, written_object
-from detections.sdk import EventDetection, Example
+from vigil.detections.k8s import CONTROL_PLANE, identity_in, written_object
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record
 
 #: Kubelets request a token for every pod with a projected service-account volume and refresh it hourly;
 #: the controller manager requests its own controllers' tokens.

@@ -1,9 +1,9 @@
 """A container crash-looping: it exited with a failure several times within minutes (what kubelet then shows
 as CrashLoopBackOff), from the container runtime's exit events."""
 
-from detections.examples import containerd_record
-from detections.sdk import Scenario, ScenarioEvent, ThresholdDetection
+from vigil.detections.sdk import Scenario, ScenarioEvent, ThresholdDetection
 from vigil.event import Event
+from vigil.sources.containerd.fixtures import containerd_record
 
 
 def failed_exit(event: Event) -> bool:

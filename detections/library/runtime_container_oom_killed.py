@@ -1,8 +1,8 @@
 """A container's process was killed by the kernel's OOM killer for exceeding the container's memory limit."""
 
-from detections.examples import containerd_record
-from detections.sdk import EventDetection, Example, container_label
+from vigil.detections.sdk import EventDetection, Example, container_label
 from vigil.event import Event
+from vigil.sources.containerd.fixtures import containerd_record
 
 
 def oom_killed(event: Event) -> bool:

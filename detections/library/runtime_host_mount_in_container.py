@@ -2,10 +2,10 @@
 
 from typing import Any
 
-from collectors.falco.records import falco_record
-from collectors.tetragon.records import kprobe, tetragon_record
-from detections.sdk import EventDetection, Example
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.falco.fixtures import falco_record
+from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
 
 RUNTIMES = ("runc", "crun", "containerd-shim", "conmon", "youki", "runsc")
 #: Block devices of a node's disks, as mount(8) takes them.

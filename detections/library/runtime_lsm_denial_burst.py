@@ -3,10 +3,10 @@ profile forbids."""
 
 from typing import Any
 
-from collectors.kernel_audit import record_from_netlink
-from detections.examples import in_pod
-from detections.sdk import Scenario, ScenarioEvent, ThresholdDetection, container_key, pod_key
+from vigil.detections.sdk import Scenario, ScenarioEvent, ThresholdDetection, container_key, pod_key
 from vigil.event import Event
+from vigil.sources.fixtures import in_pod
+from vigil.sources.kernel_audit.fixtures import kernel_audit_record
 
 PATHS = ["/proc/sys/kernel/core_pattern", "/sys/kernel/uevent_helper", "/proc/sysrq-trigger", "/etc/shadow",
          "/var/run/secrets/kubernetes.io/serviceaccount/token", "/root/.ssh/id_rsa"]
@@ -20,7 +20,7 @@ def denial(serial: int, decision: str = "DENIED") -> dict[str, Any]:
     body = (f'audit(1741069338.{serial % 1000:03d}:{serial}): apparmor="{decision}" operation="open" '
             f'profile="cri-containerd.apparmor.d" name="{PATHS[serial % len(PATHS)]}" pid=4242 comm="sh" '
             'requested_mask="w" denied_mask="w" fsuid=0 ouid=0')
-    return in_pod(record_from_netlink(1400, body.encode()) or {})
+    return in_pod(kernel_audit_record(1400, body))
 
 
 def burst(count: int, every_s: float, decision: str = "DENIED") -> list[ScenarioEvent]:

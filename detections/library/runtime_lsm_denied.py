@@ -2,10 +2,10 @@
 
 from typing import Any
 
-from collectors.kernel_audit import record_from_netlink
-from detections.examples import in_pod
-from detections.sdk import EventDetection, Example
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.fixtures import in_pod
+from vigil.sources.kernel_audit.fixtures import kernel_audit_record
 
 
 def denied_in_container(event: Event) -> bool:
@@ -23,14 +23,14 @@ def selinux_avc(verdict: str = "denied", serial: int = 80) -> dict[str, Any]:
     body = (f'audit(1741069338.200:{serial}): avc:  {verdict}  {{ read }} for  pid=4242 comm="cat" name="shadow" '
             'dev="overlay" ino=1234 scontext=system_u:system_r:container_t:s0:c123,c456 '
             "tcontext=system_u:object_r:shadow_t:s0 tclass=file permissive=0")
-    return record_from_netlink(1400, body.encode()) or {}
+    return kernel_audit_record(1400, body)
 
 
 def apparmor_avc(decision: str = "DENIED", serial: int = 81) -> dict[str, Any]:
     body = (f'audit(1741069338.300:{serial}): apparmor="{decision}" operation="open" '
             'profile="cri-containerd.apparmor.d" name="/proc/sys/kernel/core_pattern" pid=4242 comm="sh" '
             'requested_mask="w" denied_mask="w" fsuid=0 ouid=0')
-    return record_from_netlink(1400, body.encode()) or {}
+    return kernel_audit_record(1400, body)
 
 
 DETECTION = EventDetection(

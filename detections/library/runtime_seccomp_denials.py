@@ -2,10 +2,10 @@
 
 from typing import Any
 
-from collectors.kernel_audit import record_from_netlink
-from detections.examples import in_pod
-from detections.sdk import Scenario, ScenarioEvent, ThresholdDetection, container_key, pod_key
+from vigil.detections.sdk import Scenario, ScenarioEvent, ThresholdDetection, container_key, pod_key
 from vigil.event import Event
+from vigil.sources.fixtures import in_pod
+from vigil.sources.kernel_audit.fixtures import kernel_audit_record
 
 
 def denied(event: Event) -> bool:
@@ -15,7 +15,7 @@ def denied(event: Event) -> bool:
 def seccomp_record(serial: int, code: str = "0x50001", syscall: int = 165, pod: str = "api-7d4b9c-x2x9z") -> dict:
     body = (f"audit(1741069338.{serial % 1000:03d}:{serial}): auid=4294967295 uid=1000 gid=1000 pid=4242 "
             f'comm="sh" exe="/bin/busybox" sig=0 arch=c000003e syscall={syscall} compat=0 ip=0x4b5a1c code={code}')
-    return in_pod(record_from_netlink(1326, body.encode()) or {}, pod=pod)
+    return in_pod(kernel_audit_record(1326, body), pod=pod)
 
 
 def burst(count: int, every_s: float, first: int = 100, **record: Any) -> list[ScenarioEvent]:

@@ -2,10 +2,10 @@
 
 from typing import Any
 
-from collectors.kernel_audit import record_from_netlink
-from detections.examples import in_pod
-from detections.sdk import EventDetection, Example
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.fixtures import in_pod
+from vigil.sources.kernel_audit.fixtures import kernel_audit_record
 
 #: Verdicts that stop the process (kill) or deliver SIGSYS to it (trap), as opposed to failing the call.
 STOPPING = frozenset({"kill_process", "kill_thread", "trap"})
@@ -25,7 +25,7 @@ def seccomp_line(code: str, syscall: int = 165, serial: int = 77) -> dict[str, A
     body = (f"audit(1741069338.120:{serial}): auid=4294967295 uid=1000 gid=1000 ses=4294967295 pid=4242 "
             f'comm="python3" exe="/usr/bin/python3.11" sig=31 arch=c000003e syscall={syscall} compat=0 '
             f"ip=0x7f7b2c51e9bb code={code}")
-    return record_from_netlink(1326, body.encode()) or {}
+    return kernel_audit_record(1326, body)
 
 
 DETECTION = EventDetection(

@@ -2,10 +2,10 @@
 
 from typing import Any
 
-from collectors.falco.records import falco_record
-from collectors.tetragon.records import kprobe, tetragon_record
-from detections.sdk import EventDetection, Example
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.falco.fixtures import falco_record
+from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
 
 SHADOW_FILES = frozenset({"/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-"})
 #: Programs that read the password hashes as part of logging someone in or changing accounts.

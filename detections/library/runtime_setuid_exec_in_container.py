@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
-from detections.examples import in_pod
-from detections.sdk import EventDetection, Example
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.fixtures import in_pod
 
 SETID_EXECS = frozenset({"setuid_exec", "setgid_exec"})
 

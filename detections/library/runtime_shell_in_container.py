@@ -2,10 +2,10 @@
 
 from typing import Any
 
-from collectors.falco.records import falco_record
-from collectors.tetragon.records import tetragon_record
-from detections.sdk import EventDetection, Example
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.falco.fixtures import falco_record
+from vigil.sources.tetragon.fixtures import tetragon_record
 
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "csh", "tcsh", "fish"})
 

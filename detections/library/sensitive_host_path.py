@@ -2,14 +2,14 @@
 
 from typing import Any
 
-from detections.examples import audit_record, workload_object
-from detections.k8s import POD_SPEC_RESOURCES, SPEC_SUBRESOURCES, SPEC_WRITE_VERBS, host_path, pod_spec, workload
-from detections.sdk import EventDetection, Example
+from vigil.detections.k8s import POD_SPEC_RESOURCES, SPEC_SUBRESOURCES, SPEC_WRITE_VERBS, host_path, pod_spec, workload
+from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record, workload_object
 
 #: Host paths that give a container the node: its root, configuration, credentials, the container runtime,
 #: the kubelet's secrets and pods, the kernel's interfaces, logs of other workloads, users' homes, devices.
-#: ``/var/run`` is folded into ``/run`` by :func:`detections.sdk.host_path`.
+#: ``/var/run`` is folded into ``/run`` by :func:`vigil.detections.sdk.host_path`.
 SENSITIVE_PATHS = (
     "/",
     "/etc",

@@ -2,10 +2,10 @@
 
 import posixpath
 
-from collectors.falco.records import falco_record
-from collectors.tetragon.records import kprobe, tetragon_record
-from detections.sdk import Scenario, ScenarioEvent, SequenceDetection, Step, container_key, pod_key
+from vigil.detections.sdk import Scenario, ScenarioEvent, SequenceDetection, Step, container_key, pod_key
 from vigil.event import Event
+from vigil.sources.falco.fixtures import falco_record
+from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
 
 #: Package managers write executables for a living; what they install is their own detection's business.
 PACKAGE_MANAGERS = frozenset({"dpkg", "apt", "apt-get", "apk", "rpm", "yum", "dnf", "microdnf", "pip", "pip3", "npm"})

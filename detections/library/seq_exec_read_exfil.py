@@ -4,11 +4,11 @@ credential theft, seen across the audit log and the runtime sensor."""
 import ipaddress
 from functools import lru_cache
 
-from collectors.falco.records import falco_record
-from collectors.tetragon.records import kprobe, tetragon_record
-from detections.examples import audit_record
-from detections.sdk import Scenario, ScenarioEvent, SequenceDetection, Step
+from vigil.detections.sdk import Scenario, ScenarioEvent, SequenceDetection, Step
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record
+from vigil.sources.falco.fixtures import falco_record
+from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
 
 #: Files whose contents are credentials or host secrets (prefixes end in "/").
 SENSITIVE_FILES = (

@@ -4,11 +4,11 @@ inside a container, with the API identity that let them in."""
 import posixpath
 from typing import Any
 
-from collectors.tetragon.records import tetragon_record
-from detections.examples import audit_record
-from detections.k8s import request_query
-from detections.sdk import Scenario, ScenarioEvent, SequenceDetection, Step
+from vigil.detections.k8s import request_query
+from vigil.detections.sdk import Scenario, ScenarioEvent, SequenceDetection, Step
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record
+from vigil.sources.tetragon.fixtures import tetragon_record
 
 #: Programs that fetch, install or look around: what an intruder runs first in a container.
 TOOLS = frozenset({

@@ -4,11 +4,11 @@ namespaces: a container escape, from the request that made it possible to the mo
 import posixpath
 from typing import Any
 
-from collectors.tetragon.records import kprobe, tetragon_record
-from detections.examples import audit_record, workload_object
-from detections.k8s import SPEC_SUBRESOURCES, containers, pod_spec, written_object
-from detections.sdk import Scenario, ScenarioEvent, SequenceDetection, Step, pod_key
+from vigil.detections.k8s import SPEC_SUBRESOURCES, containers, pod_spec, written_object
+from vigil.detections.sdk import Scenario, ScenarioEvent, SequenceDetection, Step, pod_key
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record, workload_object
+from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
 
 HOST_NAMESPACES = ("hostPID", "hostIPC", "hostNetwork")
 #: Programs whose only purpose in a container is to enter or switch to another namespace or root.

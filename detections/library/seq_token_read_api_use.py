@@ -4,11 +4,11 @@ stolen in-cluster credential being used, joined across the runtime sensor and th
 import posixpath
 from typing import Any
 
-from collectors.falco.records import falco_record
-from collectors.tetragon.records import kprobe, tetragon_record
-from detections.examples import audit_record
-from detections.sdk import Scenario, ScenarioEvent, SequenceDetection, Step
+from vigil.detections.sdk import Scenario, ScenarioEvent, SequenceDetection, Step
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record
+from vigil.sources.falco.fixtures import falco_record
+from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
 
 TOKEN_DIRS = ("/var/run/secrets/kubernetes.io/serviceaccount/", "/run/secrets/kubernetes.io/serviceaccount/",
               "/var/run/secrets/tokens/")

@@ -1,4 +1,4 @@
-"""``vigil sigma import``: turn Sigma rules into vigil detection files (see :mod:`detections.sigma.importer`)."""
+"""``vigil sigma import``: turn Sigma rules into vigil detection files (see :mod:`vigil.detections.sigma.importer`)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from detections.sigma.importer import import_rules, write
 from vigil.config import Settings
+from vigil.detections.sigma.importer import import_rules, write
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

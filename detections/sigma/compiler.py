@@ -1,4 +1,4 @@
-"""Sigma rules, parsed and validated by pySigma, compiled into :mod:`detections.sigma.matching` objects.
+"""Sigma rules, parsed and validated by pySigma, compiled into :mod:`vigil.detections.sigma.matching` objects.
 
 A plain rule becomes its search identifiers as matcher trees (by constant name) and its condition as a
 Python expression over them; a correlation becomes the plain rules it references plus its count threshold.
@@ -36,7 +36,7 @@ from sigma.types import (
     SpecialChars,
 )
 
-from detections.sigma.matching import (
+from vigil.detections.sigma.matching import (
     AllOf,
     AnyOf,
     Boolean,
@@ -77,7 +77,7 @@ class CompiledRule:
     searches: dict[str, Search]
     condition: str
     kind: str
-    #: The detection's prefilter (see :class:`detections.sdk.Prefilter`): the verbs, resources and subresources
+    #: The detection's prefilter (see :class:`vigil.detections.sdk.Prefilter`): the verbs, resources and subresources
     #: the condition requires, by declaration field.
     prefilter: dict[str, list[str]]
 

@@ -20,10 +20,8 @@ from typing import Any
 
 import orjson
 
-from collectors.source import Rejected, get_source
-from detections.examples import audit_record
-from detections.sigma.fields import WRITTEN_LAST, write_field
-from detections.sigma.matching import (
+from vigil.detections.sigma.fields import WRITTEN_LAST, write_field
+from vigil.detections.sigma.matching import (
     AllOf,
     AnyOf,
     Boolean,
@@ -40,6 +38,8 @@ from detections.sigma.matching import (
     sigma_literal,
 )
 from vigil.event import Event
+from vigil.sources.audit.fixtures import audit_record
+from vigil.sources.source import Rejected, get_source
 
 Condition = Callable[[Event], bool]
 SOURCE = "k8s-audit"

@@ -13,7 +13,7 @@ Sigma also uses abstract fields that are not paths in the record; :data:`ABSTRAC
 - ``privileged``, ``hostNetwork``, ``hostPID``, ``hostIPC``, ``image``: the pod spec's settings and images;
 - ``apiGroup``: ``objectRef.apiGroup``.
 
-The pod spec is the one the write sets, for pods and every workload template (:func:`detections.k8s.pod_spec`).
+The pod spec is the one the write sets, for pods and every workload template (:func:`vigil.detections.k8s.pod_spec`).
 ``responseStatus.code`` also carries the authorizer's decision (``allow``/``forbid``, the
 ``authorization.k8s.io/decision`` annotation): that is what a rule comparing the code with ``ALLOW`` means.
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from detections.k8s import POD_SPEC_PATHS, containers, pod_spec
+from vigil.detections.k8s import POD_SPEC_PATHS, containers, pod_spec
 from vigil.event import Event
 
 Resolver = Callable[[Event], list[Any]]

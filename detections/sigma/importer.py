@@ -3,7 +3,7 @@
 Generated files rather than detections built from the YAML at load time, because a detection in vigil is a
 file an analyst reads, reviews in a pull request, tests with ``vigil detections test`` and tunes: the file
 shows every search as matcher objects, the condition as Python, the rule's metadata with its author and
-license, and examples synthesized from the rule (:mod:`detections.sigma.examples`). Each file is loaded and
+license, and examples synthesized from the rule (:mod:`vigil.detections.sigma.examples`). Each file is loaded and
 its examples are run through the real audit source before it is handed out; an example that cannot be
 synthesized or does not pass is a warning, and the file still lets ``vigil detections test`` say so.
 
@@ -22,10 +22,10 @@ from typing import Any
 from sigma.correlations import SigmaCorrelationRule, SigmaCorrelationType
 from sigma.rule import SigmaRule
 
-from detections.engine import check_examples
-from detections.sdk import Detection, Example, Scenario, ScenarioEvent
-from detections.sigma import examples
-from detections.sigma.compiler import (
+from vigil.detections.engine import check_examples
+from vigil.detections.sdk import Detection, Example, Scenario, ScenarioEvent
+from vigil.detections.sigma import examples
+from vigil.detections.sigma.compiler import (
     CompiledRule,
     Correlation,
     SigmaImportError,
@@ -35,8 +35,8 @@ from detections.sigma.compiler import (
     metadata,
     slug,
 )
-from detections.sigma.fields import write_field
-from detections.sigma.render import render_correlation, render_rule
+from vigil.detections.sigma.fields import write_field
+from vigil.detections.sigma.render import render_correlation, render_rule
 
 _COUNTED = (SigmaCorrelationType.EVENT_COUNT, SigmaCorrelationType.VALUE_COUNT)
 _TEMPORAL = (SigmaCorrelationType.TEMPORAL, SigmaCorrelationType.TEMPORAL_ORDERED)

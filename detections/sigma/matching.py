@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from detections.sigma.fields import resolver, string_values
+from vigil.detections.sigma.fields import resolver, string_values
 from vigil.event import Event
 
 

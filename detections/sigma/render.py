@@ -1,4 +1,5 @@
-"""The Python source of a generated detection file, in the library's style (see :mod:`detections.sigma.importer`)."""
+"""The Python source of a generated detection file, in the library's style (see
+:mod:`vigil.detections.sigma.importer`)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from typing import Any
 from sigma.correlations import SigmaCorrelationType
 from sigma.rule import SigmaRule
 
-from detections.sdk import Example, Scenario
-from detections.sigma.compiler import CompiledRule, Correlation
+from vigil.detections.sdk import Example, Scenario
+from vigil.detections.sigma.compiler import CompiledRule, Correlation
 
 _MATCHERS = re.compile(
     r"\b(AllOf|AnyOf|FieldMatch|Keywords|Text|Number|Boolean|Null|Exists|Regex|Cidr|Compare|FieldRef)\("
@@ -63,8 +64,8 @@ def _expression(condition: str) -> str:
 def _imports(body: str, sdk: Sequence[str], extra: Sequence[str] = ()) -> str:
     matchers = sorted(set(_MATCHERS.findall(body)) | set(extra))
     lines = [
-        f"from detections.sdk import {', '.join(sorted(sdk))}",
-        f"from detections.sigma.matching import {', '.join(matchers)}",
+        f"from vigil.detections.sdk import {', '.join(sorted(sdk))}",
+        f"from vigil.detections.sigma.matching import {', '.join(matchers)}",
         "from vigil.event import Event",
     ]
     return "\n".join(lines) + "\n"
@@ -96,7 +97,7 @@ def _example(example: Example | Scenario) -> str:
 
 
 def render_rule(compiled: CompiledRule, meta: dict[str, Any], origin: str, examples: Sequence[Example]) -> str:
-    """A plain rule as an :class:`~detections.sdk.EventDetection` file."""
+    """A plain rule as an :class:`~vigil.detections.sdk.EventDetection` file."""
     body = _rule_block(compiled)
     detection = (
         "DETECTION = EventDetection(\n"
@@ -112,7 +113,8 @@ def render_rule(compiled: CompiledRule, meta: dict[str, Any], origin: str, examp
 def render_correlation(
     correlation: Correlation, meta: dict[str, Any], origin: str, examples: Sequence[Scenario]
 ) -> str:
-    """A correlation as a :class:`~detections.sdk.ThresholdDetection` or :class:`~detections.sdk.SequenceDetection`."""
+    """A correlation as a :class:`~vigil.detections.sdk.ThresholdDetection` or a
+    :class:`~vigil.detections.sdk.SequenceDetection`."""
     rule = correlation.rule
     blocks = "\n\n".join(_rule_block(c) for c in correlation.rules)
     group_by = tuple(rule.group_by or ())

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from storage.profiles.observed import Activity
+from vigil.storage.profiles.observed import Activity
 
 #: Directories whose entries are created per run, with names that are random by design.
 TEMPORARY_DIRS = ("/tmp/", "/var/tmp/", "/dev/shm/", "/run/", "/var/run/")

@@ -1,7 +1,7 @@
 """A workload's observed activity, read from ``workload_activity`` and ``workload_observations``.
 
-A workload is a controller's name in a namespace (how it is derived from pods: :data:`storage.schema.WORKLOAD_SQL`),
-optionally narrowed to one container name and one cluster.
+A workload is a controller's name in a namespace (how it is derived from pods:
+:data:`vigil.storage.schema.WORKLOAD_SQL`), optionally narrowed to one container name and one cluster.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from storage.clickhouse import ClickHouseStore
+from vigil.storage.clickhouse import ClickHouseStore
 
 #: The rows of one workload since a moment; '' in cluster or container matches every value.
 _SCOPE = """namespace = {namespace:String} AND workload = {workload:String}
@@ -61,7 +61,7 @@ class Workload:
 
 @dataclass(slots=True)
 class Activity:
-    """What a workload did in a period, by facet (see ``storage.schema``: syscall, exec, file_read …)."""
+    """What a workload did in a period, by facet (see ``vigil.storage.schema``: syscall, exec, file_read …)."""
 
     workload: Workload
     facets: dict[str, list[Seen]] = field(default_factory=lambda: defaultdict(list))

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from storage.profiles.observed import Activity
+from vigil.storage.profiles.observed import Activity
 
 #: The sensor's architecture names → the seccomp architectures a container on that node may run. 32-bit
 #: binaries run on a 64-bit kernel, so their architectures are listed too (as Docker's default profile does);

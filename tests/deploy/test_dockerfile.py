@@ -64,9 +64,25 @@ def test_what_it_copies_exists_in_the_build_context_and_covers_every_package():
     for source in copied:
         assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
         assert not _ignored(source), f"COPY {source}: excluded by .dockerignore"
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
-    assert {pattern.rstrip("*") for pattern in packages["include"]} == set(PACKAGES) <= set(copied)
+    folders = set(_package_dirs().values())
+    assert folders == set(PACKAGES) <= set(copied)
     assert {"pyproject.toml", "README.md"} <= set(copied)  # README.md is the package's readme
+
+
+def _package_dirs() -> dict[str, str]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+
+
+def test_every_package_folder_installs_under_the_vigil_namespace():
+    """pyproject.toml lists the packages by hand (the folders map into ``vigil.*``): a new folder must be listed."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {
+        ".".join([name, *init.parent.relative_to(ROOT / folder).parts])
+        for name, folder in _package_dirs().items() for init in (ROOT / folder).rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    }
+    assert on_disk == listed
+    assert all(name == "vigil" or name.startswith("vigil.") for name in listed)
 
 
 def test_the_image_runs_as_uid_10001_and_installs_the_sensor_toolchain():
@@ -95,7 +111,11 @@ def test_the_installed_package_carries_the_files_the_code_reads(tmp_path):
     assert built.returncode == 0, built.stderr
     wheel = next((tmp_path / "wheel").glob("vigil-*.whl"))
     in_wheel = set(zipfile.ZipFile(wheel).namelist())
-    data_files = {path.relative_to(ROOT).as_posix() for package in PACKAGES for path in (ROOT / package).rglob("*")
+    installed_as = {folder: name.replace(".", "/") for name, folder in _package_dirs().items()}
+    data_files = {f"{installed_as[package]}/{path.relative_to(ROOT / package).as_posix()}"
+                  for package in PACKAGES for path in (ROOT / package).rglob("*")
                   if path.is_file() and path.suffix not in {".py", ".pyc"} and "__pycache__" not in path.parts}
     missing = sorted(data_files - in_wheel)
     assert not missing, f"pyproject.toml [tool.setuptools.package-data] leaves these out of the image: {missing}"
+    top_level = {name.split("/")[0] for name in in_wheel if not name.split("/")[0].endswith(".dist-info")}
+    assert top_level == {"vigil"}, f"the wheel puts more than vigil into site-packages: {sorted(top_level)}"

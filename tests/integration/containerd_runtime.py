@@ -31,7 +31,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from collectors.runtime.api import cri_pb2, cri_pb2_grpc
+from vigil.collectors.runtime.api import cri_pb2, cri_pb2_grpc
 
 BUSYBOX = Path("/bin/busybox")
 IMAGE = "docker.io/vigil/busybox:test"

@@ -16,10 +16,10 @@ from pathlib import Path
 import orjson
 from prometheus_client import REGISTRY
 
-from collectors.cli import run_audit_collector
-from collectors.node.collector import NodeCollector
-from collectors.node.metrics import SOURCE_UP
 from vigil import kafka
+from vigil.collectors.cli import run_audit_collector
+from vigil.collectors.node.collector import NodeCollector
+from vigil.collectors.node.metrics import SOURCE_UP
 
 VIGIL = str(Path(sys.executable).with_name("vigil"))
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "attack-scenario.jsonl"

@@ -41,21 +41,21 @@ from pathlib import Path
 import orjson
 import pytest
 
-from collectors.host_sensors import syscall_by_number
-from collectors.kernel_audit import record_from_netlink
-from detections.engine import Engine
-from storage import cli
-from storage.clickhouse import connect
-from storage.profiles import seccomp
-from storage.profiles.observed import Activity, Seen, Workload
-from storage.schema import migrate
-from storage.writer import run_writer
-from streams.processor import StreamProcessor
 from tests.integration.containerd_runtime import IMAGE, containerd  # noqa: F401  (the fixture)
 from tests.integration.harness import wait_for
 from vigil import kafka
 from vigil.config import Settings
+from vigil.detections.engine import Engine
 from vigil.event import Event, K8sContext, Outcome, event_id
+from vigil.sources.host_sensors import syscall_by_number
+from vigil.sources.kernel_audit.records import record_from_netlink
+from vigil.storage import cli
+from vigil.storage.clickhouse import connect
+from vigil.storage.profiles import seccomp
+from vigil.storage.profiles.observed import Activity, Seen, Workload
+from vigil.storage.schema import migrate
+from vigil.storage.writer import run_writer
+from vigil.streams.processor import StreamProcessor
 
 pytestmark = pytest.mark.integration
 
@@ -353,7 +353,7 @@ async def test_sensor_to_profile_end_to_end(advise_settings: Settings, bundle: B
     runc's init sets the container up inside its cgroup (mount, pivot_root, mkdirat, ...); the sensor leaves
     those calls out, so ``busybox mkdir`` is denied under the profile although runc made mkdirat there.
     """
-    sensor_module = pytest.importorskip("collectors.ebpf")
+    sensor_module = pytest.importorskip("vigil.collectors.ebpf")
     sensor = sensor_module.Sensor(sensor_module.SensorConfig(syscall_flush_s=60.0))
     try:
         sensor.start()

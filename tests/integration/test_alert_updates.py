@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from collectors.source import get_source
-from detections.examples import audit_record
 from tests.integration.harness import stream_worker_process
 from vigil import kafka
+from vigil.sources.audit.fixtures import audit_record
+from vigil.sources.source import get_source
 
 pytestmark = pytest.mark.integration
 

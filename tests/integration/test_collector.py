@@ -11,10 +11,10 @@ import aiohttp
 import orjson
 import pytest
 
-from collectors.cli import run_audit_collector
-from collectors.shipper import KafkaShipper, Message
 from tests.integration.harness import SAMPLES, RunningCollector, event_list, free_port
 from vigil import metrics
+from vigil.collectors.cli import run_audit_collector
+from vigil.collectors.shipper import KafkaShipper, Message
 
 pytestmark = pytest.mark.integration
 

@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from collectors.health import HealthReporter
-from collectors.ingest import SourceIngest
-from collectors.shipper import KafkaShipper
-from collectors.source import get_source
-from detections.examples import audit_record
 from tests.integration.harness import stream_worker_process
 from vigil import kafka
+from vigil.collectors.health import HealthReporter
+from vigil.collectors.ingest import SourceIngest
+from vigil.collectors.shipper import KafkaShipper
+from vigil.sources.audit.fixtures import audit_record
+from vigil.sources.source import get_source
 
 pytestmark = pytest.mark.integration
 

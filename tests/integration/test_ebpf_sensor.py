@@ -26,13 +26,14 @@ from typing import Any
 import orjson
 import pytest
 
-from collectors.ebpf import EBPF_SOURCE, Sensor, SensorConfig, SensorUnavailable, build, cli
-from collectors.ebpf.cgroups import cgroup2_mount, pids_mount
-from collectors.ebpf.libbpf import BpfObject, LibbpfError, libbpf
-from collectors.ebpf.sensor import DEFAULT_OPEN_WATCH
-from collectors.host_sensors import SYSCALL_NUMBERS
 from tests.integration.containerd_runtime import Containerd, containerd  # noqa: F401  (the fixture)
+from vigil.collectors.ebpf import Sensor, SensorConfig, SensorUnavailable, build, cli
+from vigil.collectors.ebpf.cgroups import cgroup2_mount, pids_mount
+from vigil.collectors.ebpf.libbpf import BpfObject, LibbpfError, libbpf
+from vigil.collectors.ebpf.sensor import DEFAULT_OPEN_WATCH
 from vigil.config import load_settings
+from vigil.sources.ebpf import EBPF_SOURCE
+from vigil.sources.host_sensors import SYSCALL_NUMBERS
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="the eBPF sensor needs root")
 

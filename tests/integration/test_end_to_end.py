@@ -15,10 +15,10 @@ import aiohttp
 import orjson
 import pytest
 
-from collectors.source import get_source
-from detections.engine import Engine
-from detections.replay import Replay
 from tests.integration.harness import SAMPLES, RunningCollector, event_list, free_port, wait_for
+from vigil.detections.engine import Engine
+from vigil.detections.replay import Replay
+from vigil.sources.source import get_source
 
 pytestmark = pytest.mark.integration
 

@@ -27,16 +27,16 @@ from pathlib import Path
 import orjson
 import pytest
 
-from collectors.kernel_audit import KERNEL_AUDIT_SOURCE
-from collectors.kernel_audit.netlink import AuditNetlinkReader
-from collectors.node.collector import NodeCollector, NodeOptions
-from collectors.runtime import RUNTIME_SOURCE
-from collectors.runtime.api import cri_pb2
-from detections.engine import Engine
-from streams.processor import StreamProcessor
 from tests.integration.containerd_runtime import IMAGE, Pod, containerd  # noqa: F401  (the fixture)
 from tests.integration.harness import read_raw_records, running_node_collector, wait_for
+from vigil.collectors.kernel_audit.netlink import AuditNetlinkReader
+from vigil.collectors.node.collector import NodeCollector, NodeOptions
+from vigil.collectors.runtime.api import cri_pb2
+from vigil.detections.engine import Engine
 from vigil.event import Event
+from vigil.sources.containerd import CONTAINERD_SOURCE
+from vigil.sources.kernel_audit import KERNEL_AUDIT_SOURCE
+from vigil.streams.processor import StreamProcessor
 
 pytestmark = pytest.mark.integration
 
@@ -182,7 +182,7 @@ async def test_a_seccomp_kill_from_a_localhost_profile_arrives_with_its_pod(kafk
     assert (event.kind, event.action, event.target.name) == ("kernel.seccomp", "kill_process", "mkdir")
     assert (event.outcome.result, event.outcome.reason) == ("denied", "seccomp kill_process (SIGSYS) on mkdir")
     assert (event.k8s.pod, event.k8s.container_name, event.actor.exe) == ("importer-1", "job", "/bin/busybox")
-    exit_event = RUNTIME_SOURCE.normalize(runtime["container.exit"], "prod", "ignored")
+    exit_event = CONTAINERD_SOURCE.normalize(runtime["container.exit"], "prod", "ignored")
     assert (exit_event.outcome.result, exit_event.outcome.code) == ("failure", 128 + 31)  # killed by SIGSYS
     assert exit_event.k8s.container_name == "job" and exit_event.correlation_key == event.correlation_key
 

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from collectors.kernel_audit import KERNEL_AUDIT_SOURCE, record_from_netlink
-from collectors.kernel_audit.netlink import AuditNetlinkReader
+from vigil.collectors.kernel_audit.netlink import AuditNetlinkReader
 from vigil.event import Event
+from vigil.sources.kernel_audit import KERNEL_AUDIT_SOURCE
+from vigil.sources.kernel_audit.records import record_from_netlink
 
 pytestmark = pytest.mark.integration
 

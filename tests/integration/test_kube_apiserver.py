@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from collectors.node.kubeapi import PodWatch, pod_contexts
-from collectors.runtime.cri import k8s_context
 from tests.integration.harness import RunningCollector, read_raw_records, stream_worker_process, wait_for
 from tests.integration.kube_apiserver import ADMIN_USER, KubeAPIServer, kube_apiserver  # noqa: F401  (fixture)
+from vigil.collectors.node.kubeapi import PodWatch, pod_contexts
+from vigil.collectors.runtime.cri import k8s_context
 from vigil.config import Settings
 
 pytestmark = pytest.mark.integration

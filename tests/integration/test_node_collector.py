@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from collectors.node.collector import NodeCollector, NodeOptions
-from collectors.node.kubeapi import PodWatch
-from collectors.node.metrics import SOURCE_UP
-from collectors.runtime.api import cri_pb2
 from tests.integration.containerd_runtime import IMAGE, containerd  # noqa: F401  (the fixture)
 from tests.integration.harness import read_raw_records, running_node_collector, wait_for
+from vigil.collectors.node.collector import NodeCollector, NodeOptions
+from vigil.collectors.node.kubeapi import PodWatch
+from vigil.collectors.node.metrics import SOURCE_UP
+from vigil.collectors.runtime.api import cri_pb2
 
 pytestmark = pytest.mark.integration
 

@@ -7,10 +7,10 @@ import asyncio
 import grpc
 import pytest
 
-from collectors.runtime import RUNTIME_SOURCE
-from collectors.runtime.cri import CriClient
-from collectors.runtime.watcher import ContainerdWatcher
 from tests.integration.containerd_runtime import IMAGE, containerd  # noqa: F401  (the fixture)
+from vigil.collectors.runtime.cri import CriClient
+from vigil.collectors.runtime.watcher import ContainerdWatcher
+from vigil.sources.containerd import CONTAINERD_SOURCE
 
 COMMAND = ["sh", "-c", "cat /etc/hostname; sleep 1"]
 
@@ -57,7 +57,7 @@ async def test_lifecycle_events_arrive_and_resolve_to_their_pod(containerd):  # 
     finally:
         await cri.close()
 
-    event = RUNTIME_SOURCE.normalize(mine["container.exit"] | {"k8s": context}, "prod", "ignored")
+    event = CONTAINERD_SOURCE.normalize(mine["container.exit"] | {"k8s": context}, "prod", "ignored")
     assert (event.kind, event.node, event.k8s.pod, event.k8s.namespace) == ("container.exit", "node-a", "web-1", "shop")
     assert event.outcome.result == "success"
     await asyncio.to_thread(containerd.remove_pod, pod)

@@ -8,11 +8,11 @@ import asyncio
 
 import pytest
 
-from collectors.node.collector import NodeCollector, NodeOptions
-from collectors.runtime import RUNTIME_SOURCE
-from collectors.runtime.api import cri_pb2
 from tests.integration.containerd_runtime import IMAGE, Containerd, Pod, containerd  # noqa: F401  (the fixture)
 from tests.integration.harness import read_raw_records, running_node_collector, wait_for
+from vigil.collectors.node.collector import NodeCollector, NodeOptions
+from vigil.collectors.runtime.api import cri_pb2
+from vigil.sources.containerd import CONTAINERD_SOURCE
 
 pytestmark = pytest.mark.integration
 
@@ -55,8 +55,8 @@ async def test_a_container_over_its_memory_limit_is_reported_oom_killed_with_its
         await asyncio.wait_for(run, 60)
         await asyncio.to_thread(containerd.remove_pod, pod)
 
-    oom = RUNTIME_SOURCE.normalize(records["container.oom"], "prod", "ignored")
-    exited = RUNTIME_SOURCE.normalize(records["container.exit"], "prod", "ignored")
+    oom = CONTAINERD_SOURCE.normalize(records["container.oom"], "prod", "ignored")
+    exited = CONTAINERD_SOURCE.normalize(records["container.exit"], "prod", "ignored")
     for event in (oom, exited):
         assert (event.k8s.namespace, event.k8s.pod, event.k8s.container_name, event.k8s.container_id) == (
             "finance", "report-7c9d", "render", hog)
@@ -85,7 +85,7 @@ async def test_restarts_of_one_container_give_distinct_exits_of_the_same_name(
         await asyncio.wait_for(run, 60)
         await asyncio.to_thread(containerd.remove_pod, pod)
 
-    exits = [RUNTIME_SOURCE.normalize(lifecycles[container_id]["container.exit"], "prod", "ignored")
+    exits = [CONTAINERD_SOURCE.normalize(lifecycles[container_id]["container.exit"], "prod", "ignored")
              for container_id in attempts]
     assert len({event.id for event in exits}) == 3 and len({event.k8s.container_id for event in exits}) == 3
     assert {(e.k8s.namespace, e.k8s.pod, e.k8s.container_name) for e in exits} == {("queue", "worker-0", "consumer")}

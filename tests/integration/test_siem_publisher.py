@@ -11,12 +11,12 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import REGISTRY
 
-from siem.hec import HecForwarder
-from siem.publisher import GROUP_ID, run_publisher
-from siem.syslog import SyslogForwarder
 from tests.integration.harness import wait_for
 from tests.unit.test_siem_forwarders import TOKEN, HecReceiver, SyslogReceiver, free_port, make_alerts
 from vigil import kafka
+from vigil.siem.hec import HecForwarder
+from vigil.siem.publisher import GROUP_ID, run_publisher
+from vigil.siem.syslog import SyslogForwarder
 
 pytestmark = pytest.mark.integration
 

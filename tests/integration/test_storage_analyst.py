@@ -13,12 +13,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from storage import cli
-from storage.clickhouse import QueryProgress, connect
-from storage.schema import migrate
 from vigil.alert import Alert
 from vigil.config import Settings
 from vigil.event import Actor, Event, K8sContext, Target
+from vigil.storage import cli
+from vigil.storage.clickhouse import QueryProgress, connect
+from vigil.storage.schema import migrate
 
 pytestmark = pytest.mark.integration
 

@@ -20,13 +20,13 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import REGISTRY
 
-from storage.clickhouse import ClickHouseStore, connect
-from storage.schema import migrate
-from storage.writer import GROUP_ID, PENDING, StorageWriter, run_writer
 from vigil import kafka
 from vigil.alert import Alert
 from vigil.config import Settings
 from vigil.event import Event, K8sContext
+from vigil.storage.clickhouse import ClickHouseStore, connect
+from vigil.storage.schema import migrate
+from vigil.storage.writer import GROUP_ID, PENDING, StorageWriter, run_writer
 
 pytestmark = pytest.mark.integration
 

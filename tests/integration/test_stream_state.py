@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from collectors.source import get_source
-from collectors.tetragon.records import tetragon_record
-from detections.examples import audit_record
 from tests.integration.harness import wait_for
 from vigil import kafka
+from vigil.sources.audit.fixtures import audit_record
+from vigil.sources.source import get_source
+from vigil.sources.tetragon.fixtures import tetragon_record
 
 pytestmark = pytest.mark.integration
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from storage import cli
-from storage.clickhouse import ClickHouseStore, connect
-from storage.profiles import apparmor, seccomp
-from storage.profiles.observed import Activity, Seen, Workload, load_activity
-from storage.schema import migrate
 from vigil.config import ClickHouseSettings, Settings
 from vigil.event import Actor, Event, K8sContext, Outcome, Target
+from vigil.storage import cli
+from vigil.storage.clickhouse import ClickHouseStore, connect
+from vigil.storage.profiles import apparmor, seccomp
+from vigil.storage.profiles.observed import Activity, Seen, Workload, load_activity
+from vigil.storage.schema import migrate
 
 NOW = time.time_ns()
 HOUR = 3600 * 10**9

@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
-from collectors.audit import AUDIT_SOURCE
-from collectors.source import RecordRejected, Rejected
 from vigil.event import Event, event_id
+from vigil.sources.audit import AUDIT_SOURCE
+from vigil.sources.source import RecordRejected, Rejected
 
 SHARED_DATA = Path(os.environ.get("VIGIL_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 AUDIT_SAMPLES = SHARED_DATA / "k8s-audit"

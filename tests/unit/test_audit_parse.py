@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
-from collectors.audit import AUDIT_SOURCE
-from collectors.audit.parse import AUDIT_V1, CLUSTER_ANNOTATION
-from collectors.source import Rejected
-from collectors.timestamps import parse_timestamp_ns
+from vigil.sources.audit import AUDIT_SOURCE
+from vigil.sources.audit.parse import AUDIT_V1, CLUSTER_ANNOTATION
+from vigil.sources.source import Rejected
+from vigil.sources.timestamps import parse_timestamp_ns
 
 SHARED_DATA = Path(os.environ.get("VIGIL_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 AUDIT_SAMPLES = SHARED_DATA / "k8s-audit"

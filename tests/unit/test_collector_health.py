@@ -9,13 +9,14 @@ import threading
 import orjson
 import pytest
 
-from collectors.health import HEALTH_RECORD_KIND, HealthReporter, health_event
-from collectors.shipper import KafkaShipper
-from collectors.source import RecordRejected, Rejected, get_source
-from collectors.spool import DiskSpool, Message
-from collectors.tetragon.normalize import RATE_LIMIT_PERIOD_NS
-from detections.engine import HEALTH_KIND, Engine
 from vigil import kafka
+from vigil.collectors.health import HealthReporter
+from vigil.collectors.shipper import KafkaShipper
+from vigil.collectors.spool import DiskSpool, Message
+from vigil.detections.engine import HEALTH_KIND, Engine
+from vigil.sources.health import HEALTH_RECORD_KIND, health_event
+from vigil.sources.source import RecordRejected, Rejected, get_source
+from vigil.sources.tetragon.normalize import RATE_LIMIT_PERIOD_NS
 
 S = 1_000_000_000
 LIMIT = 1 << 20

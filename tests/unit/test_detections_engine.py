@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from detections.engine import DETECTION_ERRORS, Engine
-from detections.sdk import EventDetection
 from vigil import metrics
+from vigil.detections.engine import DETECTION_ERRORS, Engine
+from vigil.detections.sdk import EventDetection
 from vigil.event import Actor, Event, K8sContext, Target
 
 MINUTE_NS = 60 * 10**9
 
 GOOD_DETECTION = """
-from detections.sdk import EventDetection
+from vigil.detections.sdk import EventDetection
 
 DETECTION = EventDetection(
     id="test.{name}",

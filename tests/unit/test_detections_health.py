@@ -15,12 +15,12 @@ from typing import Any
 import orjson
 import pytest
 
-from collectors.source import get_source
-from detections.engine import LIBRARY, Engine
-from detections.examples import EXAMPLE_START_NS, in_pod
-from detections.health import METRICS, health_detection, parse_health_rules
-from detections.tuning import Tuning, TuningError
+from vigil.detections.engine import LIBRARY, Engine
+from vigil.detections.health import METRICS, health_detection, parse_health_rules
+from vigil.detections.tuning import Tuning, TuningError
 from vigil.event import Event
+from vigil.sources.fixtures import EXAMPLE_START_NS, in_pod
+from vigil.sources.source import get_source
 
 VIGIL = Path(sys.executable).parent / "vigil"
 #: A minute boundary: tumbling windows are aligned on the epoch.

@@ -10,15 +10,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from detections.engine import LIBRARY, check_examples, load_detections
+from vigil.detections.engine import LIBRARY, check_examples, load_detections
 
 VIGIL = Path(sys.executable).parent / "vigil"
 LOADED, LOAD_ERRORS = load_detections([LIBRARY])
 BUNDLED = sorted(LOADED.values(), key=lambda d: d.id)
 
 MISFIRING = '''
-from detections.examples import audit_record
-from detections.sdk import EventDetection, Example
+from vigil.sources.audit.fixtures import audit_record
+from vigil.detections.sdk import EventDetection, Example
 
 DETECTION = EventDetection(
     id="test.misfiring",

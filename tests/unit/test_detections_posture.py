@@ -10,13 +10,13 @@ from typing import Any
 import orjson
 import pytest
 
-from collectors.source import get_source
-from detections.engine import LIBRARY, Engine, load_detections
-from detections.examples import audit_record, workload_object
-from detections.k8s import image_reference, registry_allowed
-from detections.sdk import DetectionError, EventDetection
-from detections.tuning import Tuning, TuningError
 from vigil.alert import Alert
+from vigil.detections.engine import LIBRARY, Engine, load_detections
+from vigil.detections.k8s import image_reference, registry_allowed
+from vigil.detections.sdk import DetectionError, EventDetection
+from vigil.detections.tuning import Tuning, TuningError
+from vigil.sources.audit.fixtures import audit_record, workload_object
+from vigil.sources.source import get_source
 
 LOADED, _ = load_detections([LIBRARY])
 BY_ID = {d.id: d for d in LOADED.values()}

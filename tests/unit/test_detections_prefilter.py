@@ -9,12 +9,20 @@ from typing import Any
 import orjson
 import pytest
 
-from collectors.source import get_source
-from detections.bench import event_mix
-from detections.engine import LIBRARY, MAX_FIELD_VALUES, Engine, check_examples, load_detections
-from detections.examples import audit_record
-from detections.sdk import PREFILTER_FIELDS, Detection, DetectionError, EventDetection, Example, SequenceDetection, Step
+from vigil.detections.bench import event_mix
+from vigil.detections.engine import LIBRARY, MAX_FIELD_VALUES, Engine, check_examples, load_detections
+from vigil.detections.sdk import (
+    PREFILTER_FIELDS,
+    Detection,
+    DetectionError,
+    EventDetection,
+    Example,
+    SequenceDetection,
+    Step,
+)
 from vigil.event import Event, Target
+from vigil.sources.audit.fixtures import audit_record
+from vigil.sources.source import get_source
 
 LOADED, _ = load_detections([LIBRARY])
 BUNDLED = sorted(LOADED.values(), key=lambda d: d.id)

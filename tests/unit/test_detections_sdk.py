@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from detections.examples import workload_object
-from detections.k8s import containers, host_path, pod_spec, workload
-from detections.sdk import DetectionError, EventDetection
+from vigil.detections.k8s import containers, host_path, pod_spec, workload
+from vigil.detections.sdk import DetectionError, EventDetection
 from vigil.event import Event, Target
+from vigil.sources.audit.fixtures import workload_object
 
 SPEC = {"containers": [{"name": "app", "image": "nginx"}], "initContainers": [{"name": "init", "image": "busybox"}]}
 

@@ -10,10 +10,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from collectors.tetragon.records import tetragon_record
-from detections.engine import EVICTED, LATE, Engine, check_examples, load_detections
-from detections.examples import audit_record
-from detections.sdk import (
+from vigil.config import Settings
+from vigil.detections.engine import EVICTED, LATE, Engine, check_examples, load_detections
+from vigil.detections.sdk import (
     DetectionError,
     EventDetection,
     SequenceDetection,
@@ -22,11 +21,12 @@ from detections.sdk import (
     container_key,
     pod_key,
 )
-from detections.state import CountingStore, DictStore
-from detections.tuning import Tuning, TuningError
-from streams.processor import StreamProcessor
-from vigil.config import Settings
+from vigil.detections.state import CountingStore, DictStore
+from vigil.detections.tuning import Tuning, TuningError
 from vigil.event import Actor, Event, K8sContext, Outcome, Target
+from vigil.sources.audit.fixtures import audit_record
+from vigil.sources.tetragon.fixtures import tetragon_record
+from vigil.streams.processor import StreamProcessor
 
 VIGIL = Path(sys.executable).parent / "vigil"
 T0 = 1_741_069_320 * 10**9  # on a minute boundary, where tumbling windows start
@@ -366,9 +366,9 @@ def test_pod_key_is_the_correlation_key_of_pod_events() -> None:
 
 
 MISORDERED = '''
-from collectors.tetragon.records import tetragon_record
-from detections.examples import audit_record
-from detections.sdk import Scenario, ScenarioEvent, SequenceDetection, Step
+from vigil.sources.tetragon.fixtures import tetragon_record
+from vigil.sources.audit.fixtures import audit_record
+from vigil.detections.sdk import Scenario, ScenarioEvent, SequenceDetection, Step
 
 EXEC = audit_record("create", "pods", name="web-7f9c", subresource="exec", code=101)
 SHELL = tetragon_record(binary="/bin/sh")

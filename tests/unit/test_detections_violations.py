@@ -7,15 +7,16 @@ from typing import Any
 
 import orjson
 
-from collectors.kernel_audit import record_from_netlink
-from collectors.source import get_source
-from detections.engine import LIBRARY, Engine, load_detections
-from detections.examples import EXAMPLE_START_NS, containerd_record, in_pod
-from detections.sdk import ThresholdDetection
-from detections.state import DictStore
-from detections.tuning import Tuning
 from vigil.alert import Alert
+from vigil.detections.engine import LIBRARY, Engine, load_detections
+from vigil.detections.sdk import ThresholdDetection
+from vigil.detections.state import DictStore
+from vigil.detections.tuning import Tuning
 from vigil.event import Event
+from vigil.sources.containerd.fixtures import containerd_record
+from vigil.sources.fixtures import EXAMPLE_START_NS, in_pod
+from vigil.sources.kernel_audit.fixtures import kernel_audit_record
+from vigil.sources.source import get_source
 
 LOADED, _ = load_detections([LIBRARY])
 BY_ID = {d.id: d for d in LOADED.values()}
@@ -24,7 +25,7 @@ BY_ID = {d.id: d for d in LOADED.values()}
 def seccomp_denial(at_s: float, serial: int, namespace: str = "prod") -> tuple[str, dict[str, Any], float]:
     body = (f"audit(1741069338.000:{serial}): auid=4294967295 uid=1000 gid=1000 pid=77 comm=\"sh\" "
             "exe=\"/bin/busybox\" sig=0 arch=c000003e syscall=272 compat=0 ip=0x4b5a1c code=0x50001")
-    return "kernel-audit", in_pod(record_from_netlink(1326, body.encode()), namespace=namespace, pod="api-1"), at_s
+    return "kernel-audit", in_pod(kernel_audit_record(1326, body), namespace=namespace, pod="api-1"), at_s
 
 
 def normalized(source_name: str, record: dict[str, Any], at_s: float) -> Event:

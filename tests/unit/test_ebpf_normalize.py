@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 import pytest
 
-from collectors.ebpf import EBPF_SOURCE
-from collectors.ebpf.normalize import KIND_OF_TYPE
-from collectors.source import Rejected, get_source
 from vigil.event import KINDS, Event
+from vigil.sources.ebpf import EBPF_SOURCE
+from vigil.sources.ebpf.normalize import KIND_OF_TYPE
+from vigil.sources.source import Rejected, get_source
 
 _HEADER = {"time_ns": 1795707065092577812, "pid": 3787, "tid": 3787, "ppid": 3783, "uid": 0, "gid": 0,
            "comm": "python", "cgroup_id": 1, "container_id": ""}
@@ -77,7 +77,7 @@ def test_every_record_type_becomes_an_event_of_a_known_kind(record_type: str) ->
 
 
 def test_covers_every_type_the_sensor_records() -> None:
-    from collectors.ebpf.records import TYPES
+    from vigil.sources.ebpf.records import TYPES
 
     # cgroup_rmdir records only tell the sensor to report a removed cgroup's syscalls, which it makes itself
     assert {*RECORDED, "syscalls"} == set(KIND_OF_TYPE) == set(TYPES.values()) - {"cgroup_rmdir"} | {"syscalls"}
@@ -159,7 +159,7 @@ def test_split_yields_records_and_refuses_bad_ones() -> None:
 
 
 def test_normalize_refuses_a_record_without_identity() -> None:
-    from collectors.source import RecordRejected
+    from vigil.sources.source import RecordRejected
 
     with pytest.raises(RecordRejected) as refused:
         _normalize({"type": "exec", "pid": 1})

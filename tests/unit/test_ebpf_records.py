@@ -11,12 +11,12 @@ import struct
 
 import pytest
 
-from collectors.ebpf.cgroups import container_id_of_path
-from collectors.ebpf.profiles import profile_records
-from collectors.ebpf.records import HEADER, MAX_DEPTH, NAME_LEN, RecordDecoder, namespaces
-from collectors.ebpf.sensor import MAX_RULES, SensorConfig, split_pattern
-from collectors.ebpf.syscall_table import CLASSES, COMPAT_BASE, HANDLERS, entries
-from collectors.host_sensors import SYSCALL_NUMBERS, syscall_by_number
+from vigil.collectors.ebpf.cgroups import container_id_of_path
+from vigil.collectors.ebpf.profiles import profile_records
+from vigil.collectors.ebpf.sensor import MAX_RULES, SensorConfig, split_pattern
+from vigil.collectors.ebpf.syscall_table import CLASSES, COMPAT_BASE, HANDLERS, entries
+from vigil.sources.ebpf.records import HEADER, MAX_DEPTH, NAME_LEN, RecordDecoder, namespaces
+from vigil.sources.host_sensors import SYSCALL_NUMBERS, syscall_by_number
 
 CID = "0123456789abcdef" * 4
 BOOT_OFFSET = 1_700_000_000_000_000_000

@@ -11,11 +11,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from collectors.falco import FALCO_SOURCE
-from collectors.falco.records import falco_record
-from collectors.source import RecordRejected, Rejected
 from vigil import kafka
 from vigil.event import Event
+from vigil.sources.falco import FALCO_SOURCE
+from vigil.sources.falco.fixtures import falco_record
+from vigil.sources.source import RecordRejected, Rejected
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "falco"

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import yaml
 
-from detections.tuning import Tuning
 from tests.deploy.manifests import (
     ROOT,
     known_variables,
@@ -25,6 +24,7 @@ from tests.deploy.manifests import (
     unknown_metrics,
     vigil_command_error,
 )
+from vigil.detections.tuning import Tuning
 
 CHART = ROOT / "helm"
 HELM_SCRIPT = ROOT / "scripts" / "helm.sh"

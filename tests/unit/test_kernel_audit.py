@@ -11,10 +11,11 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from collectors.health import HEALTH_RECORD_KIND
-from collectors.kernel_audit import KERNEL_AUDIT_SOURCE, is_decision, record_from_netlink
-from collectors.kernel_audit.records import MAX_RECORD_BYTES, parse_fields, record_from_log_line
-from collectors.source import RecordRejected, Rejected
+from vigil.sources.health import HEALTH_RECORD_KIND
+from vigil.sources.kernel_audit import KERNEL_AUDIT_SOURCE
+from vigil.sources.kernel_audit.normalize import is_decision
+from vigil.sources.kernel_audit.records import MAX_RECORD_BYTES, parse_fields, record_from_log_line, record_from_netlink
+from vigil.sources.source import RecordRejected, Rejected
 
 # Captured here: RET_ERRNO with SECCOMP_FILTER_FLAG_LOG (the kernel logs the action, 0x50000, not the errno),
 # RET_KILL_PROCESS from runc applying a pod's Localhost profile, and RET_LOG.

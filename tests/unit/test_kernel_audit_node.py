@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 
-from collectors.kernel_audit.netlink import in_host_network_namespace
-from collectors.node.enrichment import PidContainers, container_of_pid
+from vigil.collectors.kernel_audit.netlink import in_host_network_namespace
+from vigil.collectors.node.enrichment import PidContainers, container_of_pid
 
 CONTAINER = "4f" * 32
 

@@ -6,9 +6,9 @@ import argparse
 
 import pytest
 
-from collectors.ebpf import SensorConfig
-from collectors.node.cli import node_options, register_collect
-from collectors.node.collector import DEFAULT_CONTAINERD_ADDRESS, NodeOptions
+from vigil.collectors.ebpf import SensorConfig
+from vigil.collectors.node.cli import node_options, register_collect
+from vigil.collectors.node.collector import DEFAULT_CONTAINERD_ADDRESS, NodeOptions
 
 
 def parser() -> argparse.ArgumentParser:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY
 
-from collectors.node.enrichment import NO_CONTAINER, ContextCache
-from collectors.runtime.cri import k8s_context
+from vigil.collectors.node.enrichment import NO_CONTAINER, ContextCache
+from vigil.collectors.runtime.cri import k8s_context
 
 
 class Clock:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collectors.node.kubeapi import PodWatch, exited_container_ids, pod_contexts
-from collectors.runtime.cri import k8s_context
+from vigil.collectors.node.kubeapi import PodWatch, exited_container_ids, pod_contexts
+from vigil.collectors.runtime.cri import k8s_context
 
 A, B, OLD, INIT = "a" * 64, "b" * 64, "0" * 64, "1" * 64
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from collectors.source import get_source
-from detections.engine import Engine
-from detections.replay import Replay, ReplayReport
+from vigil.detections.engine import Engine
+from vigil.detections.replay import Replay, ReplayReport
+from vigil.sources.source import get_source
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = Path(os.environ.get("VIGIL_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collectors.runtime.api.compile import API_DIR, PROTOS, compile_protos
+from vigil.collectors.runtime.api.compile import API_DIR, PROTOS, compile_protos
 
 
 def test_generated_modules_match_their_definitions(tmp_path):

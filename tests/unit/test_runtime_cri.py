@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collectors.runtime.api import cri_pb2
-from collectors.runtime.cri import container_context, contexts_from_event, k8s_context, sandbox_context
+from vigil.collectors.runtime.api import cri_pb2
+from vigil.collectors.runtime.cri import container_context, contexts_from_event, k8s_context, sandbox_context
 
 SANDBOX_ID, CID = "s" * 64, "c" * 64
 META = cri_pb2.PodSandboxMetadata(name="web-1", namespace="shop", uid="u-1")

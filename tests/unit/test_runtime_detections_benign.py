@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from collectors.source import Rejected, get_source
-from detections.engine import Engine
-from detections.replay import Replay
+from vigil.detections.engine import Engine
+from vigil.detections.replay import Replay
+from vigil.sources.source import Rejected, get_source
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = Path(os.environ.get("VIGIL_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from google.protobuf.any_pb2 import Any as AnyMessage
 
-from collectors.runtime.api import containerd_events_pb2 as payloads
-from collectors.runtime.api.containerd_events_service_pb2 import Envelope
-from collectors.runtime.events import SUBSCRIBE_FILTERS, record_from_envelope
-from collectors.source import Rejected
+from vigil.collectors.runtime.api import containerd_events_pb2 as payloads
+from vigil.collectors.runtime.api.containerd_events_service_pb2 import Envelope
+from vigil.collectors.runtime.events import SUBSCRIBE_FILTERS, record_from_envelope
+from vigil.sources.source import Rejected
 
 CID = "a" * 64
 T = 1_795_706_911_569_526_498

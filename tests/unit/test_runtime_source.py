@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from collectors.runtime import RUNTIME_SOURCE
-from collectors.source import RecordRejected, Rejected, get_source
 from vigil.event import Event
+from vigil.sources.containerd import CONTAINERD_SOURCE
+from vigil.sources.source import RecordRejected, Rejected, get_source
 
 CID = "c" * 64
 K8S = {"namespace": "shop", "pod": "web-1", "pod_uid": "u-1", "container_id": CID, "container_name": "main",
@@ -21,18 +21,18 @@ def record(**overrides) -> dict:
 
 
 def test_the_registry_finds_the_source():
-    assert get_source("containerd") is RUNTIME_SOURCE
+    assert get_source("containerd") is CONTAINERD_SOURCE
 
 
 def test_an_exit_maps_into_the_envelope_with_its_pod():
-    event = RUNTIME_SOURCE.normalize(record(), "prod", "worker-node")
+    event = CONTAINERD_SOURCE.normalize(record(), "prod", "worker-node")
     assert (event.source, event.kind, event.action) == ("containerd", "container.exit", "exit")
     assert (event.cluster, event.node, event.original_id, event.actor.pid) == ("prod", "node-1", CID, 42)
     assert (event.outcome.result, event.outcome.code) == ("failure", 2)
     assert event.k8s.pod == "web-1" and event.k8s.labels == {"app": "web"} and event.k8s.service_account == "shop/web"
     assert event.raw == record()
     assert Event.from_json(event.to_json()) == event
-    assert RUNTIME_SOURCE.normalize(record(), "prod", "x").id == event.id  # deterministic
+    assert CONTAINERD_SOURCE.normalize(record(), "prod", "x").id == event.id  # deterministic
 
 
 @pytest.mark.parametrize(("kind", "result", "reason"), [
@@ -40,7 +40,7 @@ def test_an_exit_maps_into_the_envelope_with_its_pod():
     ("container.oom", "failure", "oom"),
 ])
 def test_outcomes_of_other_kinds(kind, result, reason):
-    outcome = RUNTIME_SOURCE.normalize(record(kind=kind), "c", "n").outcome
+    outcome = CONTAINERD_SOURCE.normalize(record(kind=kind), "c", "n").outcome
     assert (outcome.result, outcome.reason) == (result, reason)
 
 
@@ -48,12 +48,12 @@ def test_the_key_is_the_events_correlation_key():
     no_pod = record(k8s={"namespace": "shop"})
     host = record(k8s=None, node="")
     for item in (record(), no_pod, host):
-        assert RUNTIME_SOURCE.key(item, "prod") == RUNTIME_SOURCE.normalize(item, "prod", "n").correlation_key
-    assert RUNTIME_SOURCE.normalize(host, "prod", "fallback-node").node == "fallback-node"
+        assert CONTAINERD_SOURCE.key(item, "prod") == CONTAINERD_SOURCE.normalize(item, "prod", "n").correlation_key
+    assert CONTAINERD_SOURCE.normalize(host, "prod", "fallback-node").node == "fallback-node"
 
 
 def test_badly_typed_fields_become_empty_values():
-    event = RUNTIME_SOURCE.normalize(record(pid="42", k8s={"pod": 5, "labels": "x"}), "c", "n")
+    event = CONTAINERD_SOURCE.normalize(record(pid="42", k8s={"pod": 5, "labels": "x"}), "c", "n")
     assert (event.actor.pid, event.k8s.pod, event.k8s.labels, event.k8s.container_id) == (0, "", {}, CID)
 
 
@@ -63,24 +63,24 @@ def test_badly_typed_fields_become_empty_values():
 ])
 def test_unusable_records_are_refused(broken, reason):
     with pytest.raises(RecordRejected) as refused:
-        RUNTIME_SOURCE.normalize(broken, "c", "n")
+        CONTAINERD_SOURCE.normalize(broken, "c", "n")
     assert refused.value.reason == reason
-    [rejected] = RUNTIME_SOURCE.split(orjson.dumps(broken), 1 << 20)
+    [rejected] = CONTAINERD_SOURCE.split(orjson.dumps(broken), 1 << 20)
     assert isinstance(rejected, Rejected) and rejected.reason == reason
 
 
 def test_split_reads_records_and_arrays_and_refuses_the_rest():
     good = record()
-    assert list(RUNTIME_SOURCE.split(orjson.dumps(good), 1 << 20)) == [good]
-    assert list(RUNTIME_SOURCE.split(orjson.dumps([good, good]), 1 << 20)) == [good, good]
+    assert list(CONTAINERD_SOURCE.split(orjson.dumps(good), 1 << 20)) == [good]
+    assert list(CONTAINERD_SOURCE.split(orjson.dumps([good, good]), 1 << 20)) == [good, good]
     reasons = [item.reason for payload in (b"{not json", b"[1]", orjson.dumps(good))
-               for item in RUNTIME_SOURCE.split(payload, 64) if isinstance(item, Rejected)]
+               for item in CONTAINERD_SOURCE.split(payload, 64) if isinstance(item, Rejected)]
     assert reasons == ["not_json", "wrong_kind", "too_large"]
 
 
 def test_a_container_outside_kubernetes_keys_by_its_node():
     bare = record(k8s={"container_id": CID})
-    event = RUNTIME_SOURCE.normalize(bare, "prod", "worker-node")
+    event = CONTAINERD_SOURCE.normalize(bare, "prod", "worker-node")
     assert event.actor.user == "node:node-1"
-    assert RUNTIME_SOURCE.key(bare, "prod") == event.correlation_key == "prod/~node:node-1"
-    assert RUNTIME_SOURCE.normalize(record(), "prod", "x").actor.user == ""  # a pod's container keys by its pod
+    assert CONTAINERD_SOURCE.key(bare, "prod") == event.correlation_key == "prod/~node:node-1"
+    assert CONTAINERD_SOURCE.normalize(record(), "prod", "x").actor.user == ""  # a pod's container keys by its pod

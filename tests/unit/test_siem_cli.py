@@ -6,10 +6,10 @@ import argparse
 
 import pytest
 
-from siem import cli
-from siem.hec import HecForwarder
-from siem.syslog import SyslogForwarder
 from vigil.config import Settings
+from vigil.siem import cli
+from vigil.siem.hec import HecForwarder
+from vigil.siem.syslog import SyslogForwarder
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -15,8 +15,8 @@ from dataclasses import replace
 import orjson
 import pytest
 
-from siem import formats, mitre
 from vigil.alert import Alert
+from vigil.siem import formats, mitre
 
 # --- OCSF 1.3.0 ---------------------------------------------------------------------------------------
 OCSF_DETECTION_FINDING_REQUIRED = {"activity_id", "category_uid", "class_uid", "finding_info", "metadata",

@@ -20,12 +20,12 @@ import orjson
 import pytest
 from aiohttp import web
 
-from siem.formats import to_cef
-from siem.hec import HecForwarder
-from siem.outputs import OutputUnavailable, RenderedAlert
-from siem.syslog import SyslogForwarder, octet_counted, rfc5424_message
 from vigil.alert import Alert
 from vigil.config import Secret
+from vigil.siem.formats import to_cef
+from vigil.siem.hec import HecForwarder
+from vigil.siem.outputs import OutputUnavailable, RenderedAlert
+from vigil.siem.syslog import SyslogForwarder, octet_counted, rfc5424_message
 
 TOKEN = Secret("hec-t0ken-secret")
 RFC5424 = re.compile(r"^<(\d+)>1 (\S+) (\S+) vigil - (alert|alert-update) - (CEF:0\|.*)$", re.S)

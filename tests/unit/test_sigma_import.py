@@ -13,13 +13,13 @@ from typing import Any
 import orjson
 import pytest
 
-from collectors.source import get_source
-from detections.engine import check_examples, load_detections
-from detections.examples import audit_record, workload_object
-from detections.sdk import Detection, Example, Scenario, ScenarioEvent
-from detections.sigma import cli
-from detections.sigma.importer import GeneratedDetection, import_rules, load_source, write
 from vigil.config import load_settings
+from vigil.detections.engine import check_examples, load_detections
+from vigil.detections.sdk import Detection, Example, Scenario, ScenarioEvent
+from vigil.detections.sigma import cli
+from vigil.detections.sigma.importer import GeneratedDetection, import_rules, load_source, write
+from vigil.sources.audit.fixtures import audit_record, workload_object
+from vigil.sources.source import get_source
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = Path(os.environ.get("VIGIL_SHARED_DATA", REPO.parent / "shared" / "data"))

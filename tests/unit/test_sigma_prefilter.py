@@ -8,10 +8,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from collectors.source import get_source
-from detections.engine import Engine
-from detections.sigma.importer import GeneratedDetection, import_rules
 from tests.unit.test_sigma_import import CASES, SIGMA_RULES, detection_of, import_yaml
+from vigil.detections.engine import Engine
+from vigil.detections.sigma.importer import GeneratedDetection, import_rules
+from vigil.sources.source import get_source
 
 
 @pytest.fixture(scope="module")

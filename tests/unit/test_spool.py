@@ -1,9 +1,9 @@
 import orjson
 import pytest
 
-from collectors import spool as spool_module
-from collectors.shipper import RECORD_FRAMING_BYTES, pack
-from collectors.spool import DiskSpool, Message, SpoolFull, SpoolInUse
+from vigil.collectors import spool as spool_module
+from vigil.collectors.shipper import RECORD_FRAMING_BYTES, pack
+from vigil.collectors.spool import DiskSpool, Message, SpoolFull, SpoolInUse
 
 
 def _messages(n: int, start: int = 0) -> list[Message]:

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from storage import cli
-from storage.clickhouse import connect
-from storage.schema import migrate
 from vigil.config import ClickHouseSettings, Settings
 from vigil.event import Event, K8sContext
+from vigil.storage import cli
+from vigil.storage.clickhouse import connect
+from vigil.storage.schema import migrate
 
 T0 = 1_700_000_000_123_456_789
 

@@ -8,11 +8,18 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from storage.clickhouse import ALERT_COLUMNS, EVENT_COLUMNS, ClickHouseStore, StoreError, StoreUnavailable, connect
-from storage.schema import MIGRATIONS, migrate, status
 from vigil.alert import Alert
 from vigil.config import ClickHouseSettings
 from vigil.event import Actor, Event, K8sContext, Outcome, Target
+from vigil.storage.clickhouse import (
+    ALERT_COLUMNS,
+    EVENT_COLUMNS,
+    ClickHouseStore,
+    StoreError,
+    StoreUnavailable,
+    connect,
+)
+from vigil.storage.schema import MIGRATIONS, migrate, status
 
 T0 = 1_700_000_000_123_456_789
 

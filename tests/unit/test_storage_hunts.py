@@ -16,13 +16,13 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from storage import cli
-from storage.clickhouse import ClickHouseStore, connect
-from storage.hunts import HuntError, load_hunts, parse_duration
-from storage.schema import migrate
 from vigil.alert import Alert
 from vigil.config import ClickHouseSettings, Settings
 from vigil.event import Actor, Event, K8sContext, Outcome, Target
+from vigil.storage import cli
+from vigil.storage.clickhouse import ClickHouseStore, connect
+from vigil.storage.hunts import HuntError, load_hunts, parse_duration
+from vigil.storage.schema import migrate
 
 NOW = time.time_ns()
 T = NOW - 3600 * 10**9  # the incident, an hour ago

@@ -18,12 +18,12 @@ from typing import Any
 import orjson
 import pytest
 
-from collectors.audit.normalize import normalize_record
-from storage import cli
-from storage.clickhouse import ClickHouseStore, connect
-from storage.schema import migrate
-from storage.sigma_sql import SigmaConversionError, convert_rule
 from vigil.config import ClickHouseSettings, Settings
+from vigil.sources.audit.normalize import normalize_record
+from vigil.storage import cli
+from vigil.storage.clickhouse import ClickHouseStore, connect
+from vigil.storage.schema import migrate
+from vigil.storage.sigma_sql import SigmaConversionError, convert_rule
 
 SHARED_DATA = Path(os.environ.get("VIGIL_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 RULES = SHARED_DATA / "sigma" / "kubernetes-audit"

@@ -14,12 +14,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from storage import alerts, cli
-from storage.clickhouse import ClickHouseStore, StoreError, connect, resolve_url
-from storage.schema import apply_retention, migrate
 from vigil.alert import Alert
 from vigil.config import ClickHouseSettings, Settings
 from vigil.event import Actor, Event, K8sContext, Target
+from vigil.storage import alerts, cli
+from vigil.storage.clickhouse import ClickHouseStore, StoreError, connect, resolve_url
+from vigil.storage.schema import apply_retention, migrate
 
 NOW = time.time_ns()
 S = 10**9

@@ -1,7 +1,7 @@
 """The Faust worker's Kafka consumer: the fetch wait that bounds how long new records can sit behind a fetch."""
 
-from streams.app import FETCH_MAX_WAIT_MS, create_app
 from vigil.config import Settings
+from vigil.streams.app import FETCH_MAX_WAIT_MS, create_app
 
 
 async def test_the_worker_consumer_waits_at_most_the_short_fetch_wait(tmp_path):

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import orjson
 
-from collectors.tetragon.records import tetragon_record
-from detections.engine import Engine
-from detections.examples import audit_record
-from detections.state import CountingStore
-from streams.processor import RawMessage, StreamProcessor
 from vigil.config import Settings
+from vigil.detections.engine import Engine
+from vigil.detections.state import CountingStore
+from vigil.sources.audit.fixtures import audit_record
+from vigil.sources.tetragon.fixtures import tetragon_record
+from vigil.streams.processor import RawMessage, StreamProcessor
 
 T0 = 1_741_069_320 * 10**9
 SEQUENCE = Path(__file__).resolve().parents[2] / "detections" / "library" / "seq_exec_then_tooling.py"

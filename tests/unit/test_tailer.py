@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from collectors.ingest import IngestResult
-from collectors.tailer import CheckpointStore, FileTailer
+from vigil.collectors.ingest import IngestResult
+from vigil.collectors.tailer import CheckpointStore, FileTailer
 
 
 class RecordingIngest:

@@ -11,12 +11,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from collectors.source import RecordRejected, Rejected
-from collectors.tetragon import TETRAGON_SOURCE
-from collectors.tetragon.normalize import split_arguments
-from collectors.tetragon.records import kprobe, tetragon_record
 from vigil import kafka
 from vigil.event import Event
+from vigil.sources.source import RecordRejected, Rejected
+from vigil.sources.tetragon import TETRAGON_SOURCE
+from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
+from vigil.sources.tetragon.normalize import split_arguments
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = Path(os.environ.get("VIGIL_SHARED_DATA", REPO.parent / "shared" / "data"))

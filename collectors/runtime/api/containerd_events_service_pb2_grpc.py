@@ -5,7 +5,7 @@
 import grpc
 import warnings
 
-from collectors.runtime.api import containerd_events_service_pb2 as collectors_dot_runtime_dot_api_dot_containerd__events__service__pb2
+from vigil.collectors.runtime.api import containerd_events_service_pb2 as vigil_dot_collectors_dot_runtime_dot_api_dot_containerd__events__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -20,7 +20,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in collectors/runtime/api/containerd_events_service_pb2_grpc.py depends on'
+        + ' but the generated code in vigil/collectors/runtime/api/containerd_events_service_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -38,8 +38,8 @@ class EventsStub:
         """
         self.Subscribe = channel.unary_stream(
                 '/containerd.services.events.v1.Events/Subscribe',
-                request_serializer=collectors_dot_runtime_dot_api_dot_containerd__events__service__pb2.SubscribeRequest.SerializeToString,
-                response_deserializer=collectors_dot_runtime_dot_api_dot_containerd__events__service__pb2.Envelope.FromString,
+                request_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_containerd__events__service__pb2.SubscribeRequest.SerializeToString,
+                response_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_containerd__events__service__pb2.Envelope.FromString,
                 _registered_method=True)
 
 
@@ -59,8 +59,8 @@ def add_EventsServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Subscribe': grpc.unary_stream_rpc_method_handler(
                     servicer.Subscribe,
-                    request_deserializer=collectors_dot_runtime_dot_api_dot_containerd__events__service__pb2.SubscribeRequest.FromString,
-                    response_serializer=collectors_dot_runtime_dot_api_dot_containerd__events__service__pb2.Envelope.SerializeToString,
+                    request_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_containerd__events__service__pb2.SubscribeRequest.FromString,
+                    response_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_containerd__events__service__pb2.Envelope.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -88,8 +88,8 @@ class Events:
             request,
             target,
             '/containerd.services.events.v1.Events/Subscribe',
-            collectors_dot_runtime_dot_api_dot_containerd__events__service__pb2.SubscribeRequest.SerializeToString,
-            collectors_dot_runtime_dot_api_dot_containerd__events__service__pb2.Envelope.FromString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_containerd__events__service__pb2.SubscribeRequest.SerializeToString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_containerd__events__service__pb2.Envelope.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,7 +5,7 @@
 import grpc
 import warnings
 
-from collectors.runtime.api import cri_pb2 as collectors_dot_runtime_dot_api_dot_cri__pb2
+from vigil.collectors.runtime.api import cri_pb2 as vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -20,7 +20,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in collectors/runtime/api/cri_pb2_grpc.py depends on'
+        + ' but the generated code in vigil/collectors/runtime/api/cri_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -38,63 +38,63 @@ class RuntimeServiceStub:
         """
         self.RunPodSandbox = channel.unary_unary(
                 '/runtime.v1.RuntimeService/RunPodSandbox',
-                request_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.RunPodSandboxRequest.SerializeToString,
-                response_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.RunPodSandboxResponse.FromString,
+                request_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.RunPodSandboxRequest.SerializeToString,
+                response_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.RunPodSandboxResponse.FromString,
                 _registered_method=True)
         self.StopPodSandbox = channel.unary_unary(
                 '/runtime.v1.RuntimeService/StopPodSandbox',
-                request_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.StopPodSandboxRequest.SerializeToString,
-                response_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.StopPodSandboxResponse.FromString,
+                request_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.StopPodSandboxRequest.SerializeToString,
+                response_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.StopPodSandboxResponse.FromString,
                 _registered_method=True)
         self.RemovePodSandbox = channel.unary_unary(
                 '/runtime.v1.RuntimeService/RemovePodSandbox',
-                request_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.RemovePodSandboxRequest.SerializeToString,
-                response_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.RemovePodSandboxResponse.FromString,
+                request_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.RemovePodSandboxRequest.SerializeToString,
+                response_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.RemovePodSandboxResponse.FromString,
                 _registered_method=True)
         self.PodSandboxStatus = channel.unary_unary(
                 '/runtime.v1.RuntimeService/PodSandboxStatus',
-                request_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.PodSandboxStatusRequest.SerializeToString,
-                response_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.PodSandboxStatusResponse.FromString,
+                request_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.PodSandboxStatusRequest.SerializeToString,
+                response_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.PodSandboxStatusResponse.FromString,
                 _registered_method=True)
         self.ListPodSandbox = channel.unary_unary(
                 '/runtime.v1.RuntimeService/ListPodSandbox',
-                request_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.ListPodSandboxRequest.SerializeToString,
-                response_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.ListPodSandboxResponse.FromString,
+                request_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.ListPodSandboxRequest.SerializeToString,
+                response_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.ListPodSandboxResponse.FromString,
                 _registered_method=True)
         self.CreateContainer = channel.unary_unary(
                 '/runtime.v1.RuntimeService/CreateContainer',
-                request_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.CreateContainerRequest.SerializeToString,
-                response_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.CreateContainerResponse.FromString,
+                request_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.CreateContainerRequest.SerializeToString,
+                response_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.CreateContainerResponse.FromString,
                 _registered_method=True)
         self.StartContainer = channel.unary_unary(
                 '/runtime.v1.RuntimeService/StartContainer',
-                request_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.StartContainerRequest.SerializeToString,
-                response_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.StartContainerResponse.FromString,
+                request_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.StartContainerRequest.SerializeToString,
+                response_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.StartContainerResponse.FromString,
                 _registered_method=True)
         self.StopContainer = channel.unary_unary(
                 '/runtime.v1.RuntimeService/StopContainer',
-                request_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.StopContainerRequest.SerializeToString,
-                response_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.StopContainerResponse.FromString,
+                request_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.StopContainerRequest.SerializeToString,
+                response_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.StopContainerResponse.FromString,
                 _registered_method=True)
         self.RemoveContainer = channel.unary_unary(
                 '/runtime.v1.RuntimeService/RemoveContainer',
-                request_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.RemoveContainerRequest.SerializeToString,
-                response_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.RemoveContainerResponse.FromString,
+                request_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.RemoveContainerRequest.SerializeToString,
+                response_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.RemoveContainerResponse.FromString,
                 _registered_method=True)
         self.ListContainers = channel.unary_unary(
                 '/runtime.v1.RuntimeService/ListContainers',
-                request_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.ListContainersRequest.SerializeToString,
-                response_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.ListContainersResponse.FromString,
+                request_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.ListContainersRequest.SerializeToString,
+                response_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.ListContainersResponse.FromString,
                 _registered_method=True)
         self.ContainerStatus = channel.unary_unary(
                 '/runtime.v1.RuntimeService/ContainerStatus',
-                request_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.ContainerStatusRequest.SerializeToString,
-                response_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.ContainerStatusResponse.FromString,
+                request_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.ContainerStatusRequest.SerializeToString,
+                response_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.ContainerStatusResponse.FromString,
                 _registered_method=True)
         self.GetContainerEvents = channel.unary_stream(
                 '/runtime.v1.RuntimeService/GetContainerEvents',
-                request_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.GetEventsRequest.SerializeToString,
-                response_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.ContainerEventResponse.FromString,
+                request_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.GetEventsRequest.SerializeToString,
+                response_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.ContainerEventResponse.FromString,
                 _registered_method=True)
 
 
@@ -179,63 +179,63 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'RunPodSandbox': grpc.unary_unary_rpc_method_handler(
                     servicer.RunPodSandbox,
-                    request_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.RunPodSandboxRequest.FromString,
-                    response_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.RunPodSandboxResponse.SerializeToString,
+                    request_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.RunPodSandboxRequest.FromString,
+                    response_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.RunPodSandboxResponse.SerializeToString,
             ),
             'StopPodSandbox': grpc.unary_unary_rpc_method_handler(
                     servicer.StopPodSandbox,
-                    request_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.StopPodSandboxRequest.FromString,
-                    response_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.StopPodSandboxResponse.SerializeToString,
+                    request_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.StopPodSandboxRequest.FromString,
+                    response_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.StopPodSandboxResponse.SerializeToString,
             ),
             'RemovePodSandbox': grpc.unary_unary_rpc_method_handler(
                     servicer.RemovePodSandbox,
-                    request_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.RemovePodSandboxRequest.FromString,
-                    response_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.RemovePodSandboxResponse.SerializeToString,
+                    request_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.RemovePodSandboxRequest.FromString,
+                    response_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.RemovePodSandboxResponse.SerializeToString,
             ),
             'PodSandboxStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.PodSandboxStatus,
-                    request_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.PodSandboxStatusRequest.FromString,
-                    response_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.PodSandboxStatusResponse.SerializeToString,
+                    request_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.PodSandboxStatusRequest.FromString,
+                    response_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.PodSandboxStatusResponse.SerializeToString,
             ),
             'ListPodSandbox': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPodSandbox,
-                    request_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.ListPodSandboxRequest.FromString,
-                    response_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.ListPodSandboxResponse.SerializeToString,
+                    request_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.ListPodSandboxRequest.FromString,
+                    response_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.ListPodSandboxResponse.SerializeToString,
             ),
             'CreateContainer': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateContainer,
-                    request_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.CreateContainerRequest.FromString,
-                    response_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.CreateContainerResponse.SerializeToString,
+                    request_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.CreateContainerRequest.FromString,
+                    response_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.CreateContainerResponse.SerializeToString,
             ),
             'StartContainer': grpc.unary_unary_rpc_method_handler(
                     servicer.StartContainer,
-                    request_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.StartContainerRequest.FromString,
-                    response_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.StartContainerResponse.SerializeToString,
+                    request_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.StartContainerRequest.FromString,
+                    response_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.StartContainerResponse.SerializeToString,
             ),
             'StopContainer': grpc.unary_unary_rpc_method_handler(
                     servicer.StopContainer,
-                    request_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.StopContainerRequest.FromString,
-                    response_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.StopContainerResponse.SerializeToString,
+                    request_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.StopContainerRequest.FromString,
+                    response_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.StopContainerResponse.SerializeToString,
             ),
             'RemoveContainer': grpc.unary_unary_rpc_method_handler(
                     servicer.RemoveContainer,
-                    request_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.RemoveContainerRequest.FromString,
-                    response_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.RemoveContainerResponse.SerializeToString,
+                    request_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.RemoveContainerRequest.FromString,
+                    response_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.RemoveContainerResponse.SerializeToString,
             ),
             'ListContainers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListContainers,
-                    request_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.ListContainersRequest.FromString,
-                    response_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.ListContainersResponse.SerializeToString,
+                    request_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.ListContainersRequest.FromString,
+                    response_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.ListContainersResponse.SerializeToString,
             ),
             'ContainerStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.ContainerStatus,
-                    request_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.ContainerStatusRequest.FromString,
-                    response_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.ContainerStatusResponse.SerializeToString,
+                    request_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.ContainerStatusRequest.FromString,
+                    response_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.ContainerStatusResponse.SerializeToString,
             ),
             'GetContainerEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.GetContainerEvents,
-                    request_deserializer=collectors_dot_runtime_dot_api_dot_cri__pb2.GetEventsRequest.FromString,
-                    response_serializer=collectors_dot_runtime_dot_api_dot_cri__pb2.ContainerEventResponse.SerializeToString,
+                    request_deserializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.GetEventsRequest.FromString,
+                    response_serializer=vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.ContainerEventResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -263,8 +263,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/RunPodSandbox',
-            collectors_dot_runtime_dot_api_dot_cri__pb2.RunPodSandboxRequest.SerializeToString,
-            collectors_dot_runtime_dot_api_dot_cri__pb2.RunPodSandboxResponse.FromString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.RunPodSandboxRequest.SerializeToString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.RunPodSandboxResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -290,8 +290,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/StopPodSandbox',
-            collectors_dot_runtime_dot_api_dot_cri__pb2.StopPodSandboxRequest.SerializeToString,
-            collectors_dot_runtime_dot_api_dot_cri__pb2.StopPodSandboxResponse.FromString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.StopPodSandboxRequest.SerializeToString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.StopPodSandboxResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -317,8 +317,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/RemovePodSandbox',
-            collectors_dot_runtime_dot_api_dot_cri__pb2.RemovePodSandboxRequest.SerializeToString,
-            collectors_dot_runtime_dot_api_dot_cri__pb2.RemovePodSandboxResponse.FromString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.RemovePodSandboxRequest.SerializeToString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.RemovePodSandboxResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -344,8 +344,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/PodSandboxStatus',
-            collectors_dot_runtime_dot_api_dot_cri__pb2.PodSandboxStatusRequest.SerializeToString,
-            collectors_dot_runtime_dot_api_dot_cri__pb2.PodSandboxStatusResponse.FromString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.PodSandboxStatusRequest.SerializeToString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.PodSandboxStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -371,8 +371,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/ListPodSandbox',
-            collectors_dot_runtime_dot_api_dot_cri__pb2.ListPodSandboxRequest.SerializeToString,
-            collectors_dot_runtime_dot_api_dot_cri__pb2.ListPodSandboxResponse.FromString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.ListPodSandboxRequest.SerializeToString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.ListPodSandboxResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -398,8 +398,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/CreateContainer',
-            collectors_dot_runtime_dot_api_dot_cri__pb2.CreateContainerRequest.SerializeToString,
-            collectors_dot_runtime_dot_api_dot_cri__pb2.CreateContainerResponse.FromString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.CreateContainerRequest.SerializeToString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.CreateContainerResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -425,8 +425,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/StartContainer',
-            collectors_dot_runtime_dot_api_dot_cri__pb2.StartContainerRequest.SerializeToString,
-            collectors_dot_runtime_dot_api_dot_cri__pb2.StartContainerResponse.FromString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.StartContainerRequest.SerializeToString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.StartContainerResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -452,8 +452,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/StopContainer',
-            collectors_dot_runtime_dot_api_dot_cri__pb2.StopContainerRequest.SerializeToString,
-            collectors_dot_runtime_dot_api_dot_cri__pb2.StopContainerResponse.FromString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.StopContainerRequest.SerializeToString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.StopContainerResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -479,8 +479,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/RemoveContainer',
-            collectors_dot_runtime_dot_api_dot_cri__pb2.RemoveContainerRequest.SerializeToString,
-            collectors_dot_runtime_dot_api_dot_cri__pb2.RemoveContainerResponse.FromString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.RemoveContainerRequest.SerializeToString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.RemoveContainerResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -506,8 +506,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/ListContainers',
-            collectors_dot_runtime_dot_api_dot_cri__pb2.ListContainersRequest.SerializeToString,
-            collectors_dot_runtime_dot_api_dot_cri__pb2.ListContainersResponse.FromString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.ListContainersRequest.SerializeToString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.ListContainersResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -533,8 +533,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/ContainerStatus',
-            collectors_dot_runtime_dot_api_dot_cri__pb2.ContainerStatusRequest.SerializeToString,
-            collectors_dot_runtime_dot_api_dot_cri__pb2.ContainerStatusResponse.FromString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.ContainerStatusRequest.SerializeToString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.ContainerStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -560,8 +560,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/GetContainerEvents',
-            collectors_dot_runtime_dot_api_dot_cri__pb2.GetEventsRequest.SerializeToString,
-            collectors_dot_runtime_dot_api_dot_cri__pb2.ContainerEventResponse.FromString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.GetEventsRequest.SerializeToString,
+            vigil_dot_collectors_dot_runtime_dot_api_dot_cri__pb2.ContainerEventResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,5 +1,5 @@
-"""Builders for the example records detection files carry: complete source records (an audit Event as the API
-server writes it, a containerd record, a record in a pod), so examples go through the real normalizers."""
+"""Complete audit records for detection examples and tests: an audit Event as the API server writes it, and the
+objects clients send in it, so examples go through the real parser and normalizer."""
 
 from __future__ import annotations
 
@@ -75,36 +75,3 @@ def workload_object(kind: str, name: str, spec: dict[str, Any], **metadata: Any)
         workload_spec = {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": template}}}
     api_version = "batch/v1" if kind in {"Job", "CronJob"} else "apps/v1"
     return {"kind": kind, "apiVersion": api_version, "metadata": {"name": name, **metadata}, "spec": workload_spec}
-
-
-#: When example records are dated (2025-03-04T06:22:18Z, the audit examples' time and the scenarios' start).
-EXAMPLE_START_NS = 1_741_069_338 * 10**9
-
-
-def containerd_record(
-    kind: str, *, at_s: float = 0.0, namespace: str = "shop", pod: str = "api-7d4b9c-x2x9z",
-    container: str = "api", image: str = "registry.example.com/shop/api:2.3", **fields: Any,
-) -> dict[str, Any]:
-    """A ``raw.containerd`` record (see :mod:`collectors.runtime.events`) as the node collector ships it, with
-    the pod context it adds, ``at_s`` seconds into 2025-03-04T06:22:18Z; ``fields`` adds ``exit_status`` etc."""
-    pod_record = in_pod({}, namespace=namespace, pod=pod, container=container, image=image)
-    return {
-        "kind": kind,
-        "topic": {"container.exit": "/tasks/exit", "container.oom": "/tasks/oom"}.get(kind, ""),
-        "time_ns": EXAMPLE_START_NS + int(at_s * 1e9),
-        "containerd_namespace": "k8s.io",
-        **pod_record,
-        **fields,
-    }
-
-
-def in_pod(
-    record: dict[str, Any], *, namespace: str = "shop", pod: str = "api-7d4b9c-x2x9z", container: str = "api",
-    image: str = "registry.example.com/shop/api:2.3",
-) -> dict[str, Any]:
-    """A node sensor's record (eBPF, kernel audit) with the pod context the node collector adds to it, for
-    examples of runtime detections."""
-    container_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{namespace}/{pod}/{container}").hex * 2
-    k8s = {"namespace": namespace, "pod": pod, "container_name": container, "container_id": container_id,
-           "image": image}
-    return {**record, "container_id": container_id, "node": "worker-1", "k8s": k8s}

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from collectors.audit.parse import CLUSTER_ANNOTATION, event_time_text
-from collectors.health import health_event, health_key, is_health_record
-from collectors.source import RecordRejected
-from collectors.timestamps import parse_timestamp_ns
 from vigil.event import Actor, Event, K8sContext, Outcome, Target, correlation_key_for, event_id, now_ns
+from vigil.sources.audit.parse import CLUSTER_ANNOTATION, event_time_text
+from vigil.sources.health import health_event, health_key, is_health_record
+from vigil.sources.source import RecordRejected
+from vigil.sources.timestamps import parse_timestamp_ns
 
 SOURCE = "k8s-audit"
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
-from collectors.health import check_health_record, is_health_record
-from collectors.source import RecordRejected, Rejected
-from collectors.timestamps import parse_timestamp_ns
+from vigil.sources.health import check_health_record, is_health_record
+from vigil.sources.source import RecordRejected, Rejected
+from vigil.sources.timestamps import parse_timestamp_ns
 
 AUDIT_V1 = "audit.k8s.io/v1"
 AUDIT_GROUP_PREFIX = "audit.k8s.io/"

@@ -1,5 +1,5 @@
 """Complete Falco alert records built from the fields that matter, for detection examples and tests (what
-:func:`detections.examples.audit_record` is for audit events): a record as Falco's JSON output writes it for a
+:func:`vigil.sources.audit.fixtures.audit_record` is for audit events): a record as Falco's JSON output writes it for a
 rule whose output template names the given fields, plus the process and Kubernetes fields stock rules print."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Kernel audit records (``raw.kernel-audit``, see :mod:`collectors.kernel_audit.records`) in the envelope.
+"""Kernel audit records (``raw.kernel-audit``, see :mod:`vigil.sources.kernel_audit.records`) in the envelope.
 
 - ``SECCOMP`` → ``kernel.seccomp``: the filter's verdict (``code``) as the action, the syscall named for the
   record's architecture (``arch=c000003e syscall=83`` is x86_64's ``mkdir``; ``syscall_<nr>`` for a number or
@@ -23,8 +23,9 @@ import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from collectors.health import health_event, is_health_record
-from collectors.host_sensors import (
+from vigil.event import Actor, Event, Outcome, Target, event_id, now_ns
+from vigil.sources.health import health_event, is_health_record
+from vigil.sources.host_sensors import (
     AUDIT_ARCHES,
     host_identity,
     node_k8s_context,
@@ -34,9 +35,8 @@ from collectors.host_sensors import (
     text_field,
     with_health_records,
 )
-from collectors.kernel_audit.records import MAX_RECORD_BYTES, TYPE_IDS, record_from_log_line
-from collectors.source import RecordRejected, Rejected
-from vigil.event import Actor, Event, Outcome, Target, event_id, now_ns
+from vigil.sources.kernel_audit.records import MAX_RECORD_BYTES, TYPE_IDS, record_from_log_line
+from vigil.sources.source import RecordRejected, Rejected
 
 SOURCE = "kernel-audit"
 

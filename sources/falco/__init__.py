@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import functools
 
-from collectors.falco.normalize import SOURCE, check_record, correlation_key, normalize_record
-from collectors.host_sensors import split_json_records
-from collectors.source import ModuleSource
+from vigil.sources.falco.normalize import SOURCE, check_record, correlation_key, normalize_record
+from vigil.sources.host_sensors import split_json_records
+from vigil.sources.source import ModuleSource
 
 FALCO_SOURCE = ModuleSource(
     SOURCE, functools.partial(split_json_records, check=check_record), correlation_key, normalize_record

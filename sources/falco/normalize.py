@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from collectors.host_sensors import KIND_RESOURCES, OPEN_SYSCALLS, SYSCALL_KINDS, shown
-from collectors.source import RecordRejected
-from collectors.tetragon.normalize import bare_container_id
-from collectors.timestamps import parse_timestamp_ns
 from vigil.event import Actor, Event, K8sContext, Outcome, Target, correlation_key_for, event_id, now_ns
+from vigil.sources.host_sensors import KIND_RESOURCES, OPEN_SYSCALLS, SYSCALL_KINDS, shown
+from vigil.sources.source import RecordRejected
+from vigil.sources.tetragon.normalize import bare_container_id
+from vigil.sources.timestamps import parse_timestamp_ns
 
 SOURCE = "falco"
 

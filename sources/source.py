@@ -1,7 +1,7 @@
 """What every telemetry source provides: parsing its wire format, a partition key, and the mapping into
 the normalized :class:`~vigil.event.Event`.
 
-A source is one module (``collectors.audit`` for Kubernetes audit logs, later the eBPF sensor, containerd,
+A source is one module (``vigil.collectors.audit`` for Kubernetes audit logs, later the eBPF sensor, containerd,
 Tetragon, Falco). The collector uses ``split`` and ``key`` at the edge and ships the source's own records
 to ``raw.<name>``; the stream workers and ``vigil replay`` call ``normalize``. Keeping all three in one
 place per source means adding a source never touches the pipeline.
@@ -73,12 +73,12 @@ class ModuleSource:
 
 #: Every source vigil knows, as ``module:attribute`` so that a source is imported only when used.
 SOURCES: dict[str, str] = {
-    "k8s-audit": "collectors.audit:AUDIT_SOURCE",
-    "ebpf": "collectors.ebpf:EBPF_SOURCE",
-    "containerd": "collectors.runtime:RUNTIME_SOURCE",
-    "tetragon": "collectors.tetragon:TETRAGON_SOURCE",
-    "falco": "collectors.falco:FALCO_SOURCE",
-    "kernel-audit": "collectors.kernel_audit:KERNEL_AUDIT_SOURCE",
+    "k8s-audit": "vigil.sources.audit:AUDIT_SOURCE",
+    "ebpf": "vigil.sources.ebpf:EBPF_SOURCE",
+    "containerd": "vigil.sources.containerd:CONTAINERD_SOURCE",
+    "tetragon": "vigil.sources.tetragon:TETRAGON_SOURCE",
+    "falco": "vigil.sources.falco:FALCO_SOURCE",
+    "kernel-audit": "vigil.sources.kernel_audit:KERNEL_AUDIT_SOURCE",
 }
 
 

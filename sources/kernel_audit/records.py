@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from collectors.source import RecordRejected
+from vigil.sources.source import RecordRejected
 
 #: Audit record types vigil maps (``include/uapi/linux/audit.h``; AppArmor's from the audit userspace).
 TYPES: dict[int, str] = {

@@ -1,4 +1,4 @@
-"""Sensor records (``raw.ebpf``, the dicts :meth:`collectors.ebpf.Sensor.poll` returns) in and out of the
+"""Sensor records (``raw.ebpf``, the dicts :meth:`vigil.collectors.ebpf.Sensor.poll` returns) in and out of the
 envelope.
 
 Runs in the stream workers and ``vigil replay``. It trusts no field's type: a record can come from an older
@@ -10,7 +10,7 @@ context is mapped into :class:`~vigil.event.K8sContext`, and the record's own ``
 the collector could not resolve one.
 
 A record of a pod's process keys by its pod; a host process by its node (``actor.user`` is ``node:<node>``, see
-:func:`~collectors.host_sensors.host_identity`).
+:func:`~vigil.sources.host_sensors.host_identity`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from collectors.health import health_event, is_health_record
-from collectors.host_sensors import (
+from vigil.event import Actor, Event, Outcome, Target, event_id, now_ns
+from vigil.sources.health import health_event, is_health_record
+from vigil.sources.host_sensors import (
     host_identity,
     int_field,
     node_k8s_context,
@@ -28,8 +29,7 @@ from collectors.host_sensors import (
     text_field,
     with_health_records,
 )
-from collectors.source import RecordRejected, Rejected
-from vigil.event import Actor, Event, Outcome, Target, event_id, now_ns
+from vigil.sources.source import RecordRejected, Rejected
 
 SOURCE = "ebpf"
 

@@ -18,8 +18,9 @@ from typing import Any
 
 import orjson
 
-from collectors.health import HEALTH_RECORD_KIND, check_health_record, health_event, health_key, is_health_record
-from collectors.host_sensors import (
+from vigil.event import Actor, Event, K8sContext, Outcome, Target, correlation_key_for, event_id, now_ns
+from vigil.sources.health import HEALTH_RECORD_KIND, check_health_record, health_event, health_key, is_health_record
+from vigil.sources.host_sensors import (
     KIND_RESOURCES,
     OPEN_SYSCALLS,
     OPEN_WRITE_FLAGS,
@@ -28,9 +29,8 @@ from collectors.host_sensors import (
     shown,
     syscall_name,
 )
-from collectors.source import RecordRejected
-from collectors.timestamps import parse_timestamp_ns
-from vigil.event import Actor, Event, K8sContext, Outcome, Target, correlation_key_for, event_id, now_ns
+from vigil.sources.source import RecordRejected
+from vigil.sources.timestamps import parse_timestamp_ns
 
 SOURCE = "tetragon"
 

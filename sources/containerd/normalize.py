@@ -1,4 +1,4 @@
-"""Runtime records (``raw.containerd``, see :mod:`collectors.runtime.events`) in and out of the envelope.
+"""Runtime records (``raw.containerd``, see :mod:`vigil.collectors.runtime.events`) in and out of the envelope.
 
 Runs in the stream workers and ``vigil replay``: it trusts no field's type, because a record can come
 from an older collector or a hand-written file, and refuses what it cannot use with a stable reason.
@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from collectors.health import health_event, is_health_record
-from collectors.host_sensors import (
+from vigil.event import Actor, Event, Outcome, Target, event_id, now_ns
+from vigil.sources.health import health_event, is_health_record
+from vigil.sources.host_sensors import (
     host_identity,
     int_field,
     node_k8s_context,
@@ -19,8 +20,7 @@ from collectors.host_sensors import (
     text_field,
     with_health_records,
 )
-from collectors.source import RecordRejected, Rejected
-from vigil.event import Actor, Event, Outcome, Target, event_id, now_ns
+from vigil.sources.source import RecordRejected, Rejected
 
 SOURCE = "containerd"
 

@@ -1,5 +1,5 @@
 """Complete Tetragon export records built from the few fields that matter, for detection examples and tests
-(what :func:`detections.examples.audit_record` is for audit events): everything else is filled in the way a
+(what :func:`vigil.sources.audit.fixtures.audit_record` is for audit events): everything else is filled in the way a
 Tetragon agent on a Kubernetes node writes it, so the record goes through the real source unchanged."""
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from collectors.host_sensors import AUDIT_ARCHES, syscall_by_number
+from vigil.sources.host_sensors import AUDIT_ARCHES, syscall_by_number
 
 HEADER = struct.Struct("<QQIIIIII16s")
 _EXEC = struct.Struct("<IIIIII")

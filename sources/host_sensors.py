@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from collectors.health import check_health_record, health_key, is_health_record
-from collectors.source import RecordRejected, Rejected
 from vigil.event import K8sContext, correlation_key_for
+from vigil.sources.health import check_health_record, health_key, is_health_record
+from vigil.sources.source import RecordRejected, Rejected
 
 #: orjson refuses to encode more than 254 nested levels, and the pipeline wraps a record in a few levels
 #: of its own (batch array, event envelope, dead-letter document); a record nested deeper than the rest
