@@ -72,6 +72,8 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _trace(args: argparse.Namespace, settings: Settings) -> int:
+    """Records on stdout, one JSON line each; logs on stderr. The sensor's "eBPF sensor attached" log line
+    says when recording starts: a script waits for it before making the activity it wants to see traced."""
     try:
         config = SensorConfig(**_watch_overrides(args), syscall_flush_s=args.syscall_flush,
                               profile_host_cgroups=args.profile_host_cgroups)

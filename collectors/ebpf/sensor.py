@@ -226,7 +226,9 @@ class Sensor:
         if self.config.syscall_profiles:
             self._profiles = profiles.SyscallProfiles(self._object, self._cgroups, self.config.syscall_flush_s,
                                                       self.config.profile_host_cgroups)
-        log.info("eBPF sensor started", extra={"object": str(path), "missing_hooks": self.missing_hooks})
+        # What a caller waits for before making the activity it wants recorded (``vigil sensor trace``'s stderr)
+        log.info("eBPF sensor attached", extra={"object": str(path), "programs": len(self._object.links),
+                                                "missing_hooks": self.missing_hooks, "pid": os.getpid()})
 
     def _load(self, path: str) -> BpfObject:
         bpf = BpfObject(libbpf(), path, str(self.config.btf_path))

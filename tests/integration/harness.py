@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 import orjson
 from prometheus_client import REGISTRY
@@ -23,6 +25,25 @@ from vigil.collectors.node.metrics import SOURCE_UP
 
 VIGIL = str(Path(sys.executable).with_name("vigil"))
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "attack-scenario.jsonl"
+
+#: A process (x86-64) that logs every getppid (RET_LOG), calls it ``argv[1]`` times, says so, and once more on a
+#: line: the kernel writes an audit SECCOMP record with its pid for each call.
+LOGGED_GETPPID = r"""
+import ctypes, os, struct, sys
+AUDIT_ARCH_X86_64, GETPPID = 0xC000003E, 110
+LD_ABS, JEQ, RET = 0x20, 0x15, 0x06
+program = [(LD_ABS, 0, 0, 4), (JEQ, 0, 3, AUDIT_ARCH_X86_64), (LD_ABS, 0, 0, 0), (JEQ, 1, 0, GETPPID),
+           (RET, 0, 0, 0x7FFF0000), (RET, 0, 0, 0x7FFC0000)]  # ALLOW, LOG
+filters = ctypes.create_string_buffer(b"".join(struct.pack("=HBBI", *op) for op in program))
+fprog = ctypes.create_string_buffer(struct.pack("=HxxxxxxQ", len(program), ctypes.addressof(filters)))
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.prctl(38, 1, 0, 0, 0) == 0 and libc.syscall(317, 1, 0, fprog) == 0
+for _ in range(int(sys.argv[1])):
+    os.getppid()
+print("done", flush=True)
+sys.stdin.readline()
+os.getppid()
+"""
 
 
 def free_port() -> int:
@@ -77,6 +98,55 @@ async def wait_for(predicate, timeout: float = 60.0, interval: float = 0.5):
         await asyncio.sleep(interval)
 
 
+class PipeLines:
+    """The lines a child process writes to one of its pipes, read as they come: a test waits for the line that
+    says what it needs (a component's "ready" log line, a record) instead of guessing how long that takes.
+
+    Read the pipe only through this object: it buffers what it has read past the line a test waited for.
+    """
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        self._fd = pipe.fileno()
+        self._partial = b""
+        self._closed = False
+        self.lines: list[bytes] = []
+
+    def wait_for(self, match: Callable[[bytes], bool], timeout: float = 60.0) -> bytes:
+        """The first line (read so far or from now on) ``match`` accepts; fail after ``timeout`` or at EOF."""
+        deadline = time.monotonic() + timeout
+        checked = 0
+        while True:
+            for line in self.lines[checked:]:
+                if match(line):
+                    return line
+            checked = len(self.lines)
+            if self._closed:
+                raise AssertionError(f"the pipe closed; no matching line among {checked}:\n{self._tail()}")
+            self._read(deadline, f"no matching line among {checked} within {timeout}s:\n{self._tail()}")
+
+    def until_closed(self, timeout: float = 60.0) -> list[bytes]:
+        """Every line, once the child closed the pipe (it exited): a child stopping must not block on a full
+        pipe nobody reads."""
+        deadline = time.monotonic() + timeout
+        while not self._closed:
+            self._read(deadline, f"the pipe was still open after {timeout}s")
+        return self.lines
+
+    def _tail(self, lines: int = 10) -> str:
+        return b"\n".join(self.lines[-lines:]).decode(errors="replace")
+
+    def _read(self, deadline: float, failure: str) -> None:
+        ready, _, _ = select.select([self._fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise AssertionError(failure)
+        chunk = os.read(self._fd, 1 << 16)
+        if not chunk:
+            self._closed = True
+            chunk = b"\n" if self._partial else b""
+        *complete, self._partial = (self._partial + chunk).split(b"\n")
+        self.lines += complete
+
+
 async def running_node_collector(collector: NodeCollector, sources: Iterable[str] = ("containerd",),
                                  timeout: float = 60.0) -> tuple[asyncio.Event, asyncio.Task[None]]:
     """Start a node collector and return once its sources are up: containerd keeps no event history, so a
@@ -112,9 +182,11 @@ async def read_raw_records(settings, topic: str) -> list[dict]:
 
 
 @contextlib.contextmanager
-def stream_worker_process(settings, directory: Path) -> Iterator[None]:
-    """``vigil stream worker`` as its own process, on the topics, data directory and metrics port of ``settings``;
-    its log is printed when it stops, so a failing test shows what the worker did."""
+def stream_worker_process(settings, directory: Path, command: Sequence[str] = (VIGIL, "stream", "worker"),
+                          ) -> Iterator[None]:
+    """``vigil stream worker`` (or ``command``, a wrapper of it) as its own process, on the topics, data directory
+    and metrics port of ``settings``; its log is printed when it stops, so a failing test shows what the worker
+    did."""
     settings.data_dir = str(directory / "data")
     settings.metrics_port = free_port()
     env = os.environ | {
@@ -126,7 +198,7 @@ def stream_worker_process(settings, directory: Path) -> Iterator[None]:
     }
     log = directory / "worker.log"
     with open(log, "wb") as out:
-        worker = subprocess.Popen([VIGIL, "stream", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT,
+        worker = subprocess.Popen(list(command), env=env, stdout=out, stderr=subprocess.STDOUT,
                                   start_new_session=True)
     try:
         yield

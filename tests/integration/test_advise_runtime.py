@@ -31,10 +31,11 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,7 +43,7 @@ import orjson
 import pytest
 
 from tests.integration.containerd_runtime import IMAGE, containerd  # noqa: F401  (the fixture)
-from tests.integration.harness import wait_for
+from tests.integration.harness import LOGGED_GETPPID, wait_for
 from vigil import kafka
 from vigil.config import Settings
 from vigil.detections.engine import Engine
@@ -92,13 +93,18 @@ def _missing() -> str:
 
 
 class AuditLog:
-    """The kernel's audit records, read from the netlink multicast group while the context is open."""
+    """The kernel's audit records, read from the netlink multicast group while the context is open.
+
+    Records of the last calls may still be on their way from kauditd when the context closes, so it closes
+    only once a marker record, made then, has arrived: kauditd sends records in the order they were made.
+    """
 
     def __init__(self) -> None:
         self._socket = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_AUDIT)
         self._socket.bind((0, AUDIT_NLGRP_READLOG))
         self._socket.settimeout(0.2)
         self._done = threading.Event()
+        self._arrived = threading.Condition()
         self._thread = threading.Thread(target=self._read, daemon=True)
         self.seccomp: list[dict] = []  # SECCOMP records as the kernel-audit source parses them
 
@@ -107,10 +113,23 @@ class AuditLog:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        time.sleep(0.5)  # records of the last calls are still on their way from kauditd
-        self._done.set()
-        self._thread.join()
-        self._socket.close()
+        try:
+            self._wait_for_marker()
+        finally:
+            self._done.set()
+            self._thread.join()
+            self._socket.close()
+
+    def _wait_for_marker(self, timeout: float = 30.0) -> None:
+        """Make one logged call and wait for its record: every record made before it has arrived then."""
+        marker = subprocess.Popen([sys.executable, "-c", LOGGED_GETPPID, "1"], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL)
+        assert marker.wait(timeout=30) == 0
+        with self._arrived:
+            assert self._arrived.wait_for(lambda: any(r["fields"].get("pid") == str(marker.pid)
+                                                      for r in self.seccomp), timeout), \
+                f"the marker's audit record did not arrive within {timeout}s"
+        self.seccomp = [r for r in self.seccomp if r["fields"].get("pid") != str(marker.pid)]
 
     def _read(self) -> None:
         while not self._done.is_set():
@@ -118,12 +137,21 @@ class AuditLog:
                 data = self._socket.recv(1 << 16)
             except TimeoutError:
                 continue
-            offset = 0
-            while offset + 16 <= len(data):
-                length = int.from_bytes(data[offset:offset + 4], "little")
-                if int.from_bytes(data[offset + 4:offset + 6], "little") == AUDIT_SECCOMP:
-                    self.seccomp.append(record_from_netlink(AUDIT_SECCOMP, data[offset + 16:offset + length]))
-                offset += (length + 3) & ~3
+            records = list(_seccomp_records(data))
+            if records:
+                with self._arrived:
+                    self.seccomp += records
+                    self._arrived.notify_all()
+
+
+def _seccomp_records(data: bytes) -> Iterator[dict]:
+    """The SECCOMP records among the netlink messages of one read, as the kernel-audit source parses them."""
+    offset = 0
+    while offset + 16 <= len(data):
+        length = int.from_bytes(data[offset:offset + 4], "little")
+        if int.from_bytes(data[offset + 4:offset + 6], "little") == AUDIT_SECCOMP:
+            yield record_from_netlink(AUDIT_SECCOMP, data[offset + 16:offset + length])
+        offset += (length + 3) & ~3
 
 
 def syscall_name(number: int) -> str:

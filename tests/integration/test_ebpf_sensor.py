@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ import orjson
 import pytest
 
 from tests.integration.containerd_runtime import Containerd, containerd  # noqa: F401  (the fixture)
+from tests.integration.harness import VIGIL, PipeLines
 from vigil.collectors.ebpf import Sensor, SensorConfig, SensorUnavailable, build, cli
 from vigil.collectors.ebpf.cgroups import cgroup2_mount, pids_mount
 from vigil.collectors.ebpf.libbpf import BpfObject, LibbpfError, libbpf
@@ -305,15 +305,33 @@ def test_sensor_check_says_the_host_can_run_it(capsys: pytest.CaptureFixture[str
     assert "loaded and attached" in out and "MISSING" not in out
 
 
+def _log_line(message: str) -> Callable[[bytes], bool]:
+    """Matches vigil's JSON log line (vigil.logs) with this ``msg``."""
+    return lambda line: line.startswith(b"{") and orjson.loads(line).get("msg") == message
+
+
 @root_only
-def test_sensor_trace_prints_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
-    exec_later = threading.Timer(0.5, subprocess.run, args=(["/bin/true"],))
-    exec_later.start()
-    assert _cli("sensor", "trace", "--seconds", "1.5") == 0
-    exec_later.join()
-    lines = capsys.readouterr().out.splitlines()
-    types = {orjson.loads(line)["type"] for line in lines}
-    assert "exec" in types
+def test_sensor_trace_prints_json_lines() -> None:
+    """The exec is made once trace says its programs are attached (its stderr log line), not after a guess at
+    how long loading takes; SIGTERM ends the trace (the 60 s bound only guards against a hung test)."""
+    trace = subprocess.Popen([VIGIL, "sensor", "trace", "--seconds", "60"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=os.environ | {"VIGIL_LOG_LEVEL": "INFO"})
+    assert trace.stdout is not None and trace.stderr is not None
+    stdout, stderr = PipeLines(trace.stdout), PipeLines(trace.stderr)
+    try:
+        attached = orjson.loads(stderr.wait_for(_log_line("eBPF sensor attached"), timeout=120))
+        child = subprocess.Popen(["/bin/true"])
+        assert child.wait(timeout=30) == 0
+        line = stdout.wait_for(lambda line: (r := orjson.loads(line))["type"] == "exec" and r["pid"] == child.pid,
+                               timeout=30)
+    finally:
+        trace.terminate()
+        stdout.until_closed()
+        stderr.until_closed()
+        assert trace.wait(timeout=30) == 0, b"\n".join(stderr.lines).decode(errors="replace")
+    assert attached["programs"] > 0 and attached["pid"] == trace.pid
+    assert orjson.loads(line)["args"] == ["/bin/true"]
+    assert stderr.lines[-1].startswith(b"vigil sensor trace: kernel losses ")
 
 
 

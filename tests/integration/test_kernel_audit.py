@@ -28,7 +28,7 @@ import orjson
 import pytest
 
 from tests.integration.containerd_runtime import IMAGE, Pod, containerd  # noqa: F401  (the fixture)
-from tests.integration.harness import read_raw_records, running_node_collector, wait_for
+from tests.integration.harness import LOGGED_GETPPID, read_raw_records, running_node_collector, wait_for
 from vigil.collectors.kernel_audit.netlink import AuditNetlinkReader
 from vigil.collectors.node.collector import NodeCollector, NodeOptions
 from vigil.collectors.runtime.api import cri_pb2
@@ -200,32 +200,13 @@ def _pids_in(container_id: str) -> list[int]:
     return found
 
 
-#: A process that logs every getppid (RET_LOG), calls it ``argv[1]`` times, says so, and once more on a line.
-_LOGGED_BURST = r"""
-import ctypes, os, struct, sys
-AUDIT_ARCH_X86_64, GETPPID = 0xC000003E, 110
-LD_ABS, JEQ, RET = 0x20, 0x15, 0x06
-program = [(LD_ABS, 0, 0, 4), (JEQ, 0, 3, AUDIT_ARCH_X86_64), (LD_ABS, 0, 0, 0), (JEQ, 1, 0, GETPPID),
-           (RET, 0, 0, 0x7FFF0000), (RET, 0, 0, 0x7FFC0000)]  # ALLOW, LOG
-filters = ctypes.create_string_buffer(b"".join(struct.pack("=HBBI", *op) for op in program))
-fprog = ctypes.create_string_buffer(struct.pack("=HxxxxxxQ", len(program), ctypes.addressof(filters)))
-libc = ctypes.CDLL(None, use_errno=True)
-assert libc.prctl(38, 1, 0, 0, 0) == 0 and libc.syscall(317, 1, 0, fprog) == 0
-for _ in range(int(sys.argv[1])):
-    os.getppid()
-print("done", flush=True)
-sys.stdin.readline()
-os.getppid()
-"""
-
-
 def test_a_socket_overflow_is_counted_from_the_serials_it_skipped(audit_readable):
     """A receive buffer of a few records and a burst of 3000 logged syscalls: what was not read is counted."""
     burst = 3000
     reader = AuditNetlinkReader(receive_buffer_bytes=4096)
     reader.open()
     try:
-        child = subprocess.Popen([sys.executable, "-c", _LOGGED_BURST, str(burst)], stdin=subprocess.PIPE,
+        child = subprocess.Popen([sys.executable, "-c", LOGGED_GETPPID, str(burst)], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, text=True)
         assert child.stdout.readline().strip() == "done"  # nothing read meanwhile: the buffer overflowed
         read = _drain(reader)  # what the buffer held
