@@ -16,9 +16,6 @@ from vigil.collectors.shipper import KafkaShipper, Message, pack
 from vigil.config import Settings
 from vigil.sources.source import Rejected, Source
 
-#: Room kept in a dead-letter message for its JSON wrapper around the original bytes.
-_DEADLETTER_OVERHEAD = 4096
-
 
 @dataclass(slots=True)
 class IngestResult:
@@ -33,7 +30,7 @@ class SourceIngest:
         self._shipper = shipper
         self._component = component
         self._topic = settings.topic(f"raw.{source.name}")
-        self._deadletter_topic = settings.topic("deadletter")
+        self._dead_letters = kafka.DeadLetters(settings, component)
 
     async def ingest(self, payloads: Iterable[bytes]) -> IngestResult:
         """Validate, key and ship payloads; returns once everything is durable (acked or spooled).
@@ -51,28 +48,16 @@ class SourceIngest:
                 else:
                     records.append((self.source.key(item, cluster), orjson.dumps(item)))
         messages = pack(self._topic, records, self._settings.kafka.max_message_bytes)
-        messages += [self.deadletter(r) for r in result.rejected]
+        messages += [self._deadletter(r) for r in result.rejected]
         await self._shipper.ship(messages)
         result.accepted = len(records)
         metrics.RECEIVED.labels(self._component, self.source.name).inc(len(records) + len(result.rejected))
-        for rejected in result.rejected:
-            metrics.REJECTED.labels(self._component, self.source.name, rejected.reason).inc()
-        if result.rejected:
-            metrics.DEADLETTERED.labels(self._component).inc(len(result.rejected))
         return result
 
     async def refuse(self, rejected: Rejected) -> None:
         """Dead-letter input refused before it could be split into records (e.g. an oversized request)."""
-        metrics.REJECTED.labels(self._component, self.source.name, rejected.reason).inc()
-        await self._shipper.ship([self.deadletter(rejected)])
-        metrics.DEADLETTERED.labels(self._component).inc()
+        await self._shipper.ship([self._deadletter(rejected)])
 
-    def deadletter(self, rejected: Rejected) -> Message:
-        """A dead-letter message for a refused record, cut to what one Kafka message can hold (and saying so)."""
-        room = self._settings.kafka.max_message_bytes - _DEADLETTER_OVERHEAD
-        raw, detail = rejected.raw, rejected.detail
-        if len(raw) > room // 2:  # base64 or JSON escaping can double the size
-            detail = f"{detail} (original {len(raw)} bytes, first {room // 2} kept)"
-            raw = raw[: room // 2]
-        value = kafka.deadletter_record(self._component, self.source.name, rejected.reason, detail, raw)
-        return Message(self._deadletter_topic, rejected.reason, value)
+    def _deadletter(self, rejected: Rejected) -> Message:
+        value = self._dead_letters.build(self.source.name, rejected.reason, rejected.detail, rejected.raw)
+        return Message(self._dead_letters.topic, rejected.reason, value)

@@ -9,7 +9,8 @@ from pathlib import Path
 import orjson
 
 from vigil.config import Settings
-from vigil.detections.engine import LIBRARY, Engine, check_examples, load_detections
+from vigil.detections.engine import LIBRARY, Engine, load_detections
+from vigil.detections.harness import check_examples
 from vigil.detections.health import health_detections
 from vigil.detections.replay import Replay, print_report
 from vigil.detections.tuning import Tuning, TuningError

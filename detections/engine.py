@@ -48,7 +48,6 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-import orjson
 from prometheus_client import Counter, Gauge
 
 from vigil import metrics
@@ -59,16 +58,13 @@ from vigil.detections.sdk import (
     UNCHANGED,
     Detection,
     EventDetection,
-    Example,
     Finding,
-    Scenario,
     StatefulDetection,
     declared_value,
 )
 from vigil.detections.state import DictStore, StateStore
 from vigil.detections.tuning import DetectionTuning, Tuning
 from vigil.event import Event
-from vigil.sources.source import RecordRejected, Rejected, get_source
 
 log = logging.getLogger("vigil.detections")
 
@@ -127,7 +123,7 @@ def load_detections(paths: Iterable[str | Path]) -> tuple[dict[str, Detection], 
         try:
             detection = _load_file(file)
         except Exception as exc:  # a detection file may fail in any way; it must not stop the others
-            errors.append(LoadError(str(file), _describe(exc)))
+            errors.append(LoadError(str(file), describe_exception(exc)))
             continue
         if detection.id in seen_ids:
             duplicate = f"duplicate detection id {detection.id!r} (also in {seen_ids[detection.id]})"
@@ -168,7 +164,8 @@ def _load_file(file: Path) -> Detection:
     return detection
 
 
-def _describe(exc: BaseException) -> str:
+def describe_exception(exc: BaseException) -> str:
+    """A failure as a person reads it in a report (a syntax error with its line)."""
     if isinstance(exc, SyntaxError):
         return f"SyntaxError: {exc.msg} (line {exc.lineno})"
     return f"{type(exc).__name__}: {exc}"
@@ -728,86 +725,3 @@ def _put(entry: dict[str, Any], detection_id: str, slot: Any) -> None:
 
 def _nodes(event: Event) -> frozenset[str]:
     return frozenset((event.node,)) if event.node else frozenset()
-
-
-# --- Examples ---------------------------------------------------------------------------------------------------
-
-#: Time zero of scenarios: a scenario's ``at_s`` is seconds after this (2025-03-04T06:22:18Z).
-SCENARIO_START_NS = 1_741_069_338 * 10**9
-
-
-@dataclass(frozen=True, slots=True)
-class ExampleResult:
-    example: str
-    passed: bool
-    reason: str = ""
-
-
-def check_examples(detection: Detection) -> list[ExampleResult]:
-    """Run each of the detection's examples through its real sources (split, normalize) and an engine of its
-    own, the way the pipeline would, with the watermark moved past the last event at the end (so absences
-    are decided); a positive must raise an alert that serializes, a negative none."""
-    results = [_check_example(detection, index, example) for index, example in enumerate(detection.examples)]
-    if not any(e.fires for e in detection.examples):
-        results.append(ExampleResult("(examples)", False, "no positive example: add one the detection must fire on"))
-    if all(e.fires for e in detection.examples):
-        results.append(ExampleResult("(examples)", False, "no negative example: add one it must stay quiet on"))
-    return results
-
-
-def _check_example(detection: Detection, index: int, example: Example | Scenario) -> ExampleResult:
-    name = example.name or f"#{index}"
-    if isinstance(example, Example):
-        records = [(example.source, example.record, None)]
-    else:
-        records = [(e.source, e.record, SCENARIO_START_NS + int(e.at_s * 1e9)) for e in example.events]
-    try:
-        engine = Engine([detection], raise_errors=True)
-        alerts = []
-        for source_name, record, time_ns in records:
-            source = get_source(source_name)
-            events = []
-            for split in source.split(orjson.dumps(record), 1 << 24):
-                if isinstance(split, Rejected):
-                    return ExampleResult(name, False, f"the source rejected the record: {split.reason}: {split.detail}")
-                events.append(source.normalize(split, "example-cluster", "example-node"))
-            if not events:
-                return ExampleResult(name, False, f"a {source_name} record normalized into no event")
-            for event in events:
-                event.time_ns = time_ns if time_ns is not None else event.time_ns
-                if _prefilter_hides(detection, event):
-                    declared = " or ".join(p.describe() for p in detection.prefilters(event.kind))
-                    return ExampleResult(name, False, (
-                        f"its prefilter ({declared}) skips an event its logic matches: {_signature(event)}; "
-                        "declare that value too"
-                    ))
-                alerts.extend(engine.process(event))
-        alerts.extend(engine.flush())
-        for alert in alerts:
-            alert.to_json()
-    except RecordRejected as exc:
-        return ExampleResult(name, False, f"the source rejected the record: {exc}")
-    except Exception as exc:  # the harness reports any failure of the detection as a failed example
-        return ExampleResult(name, False, f"raised {_describe(exc)}")
-    if example.fires and not alerts:
-        return ExampleResult(name, False, "expected an alert, got none")
-    if not example.fires and alerts:
-        return ExampleResult(name, False, f"expected no alert, got: {alerts[0].title}")
-    return ExampleResult(name, True)
-
-
-def _prefilter_hides(detection: Detection, event: Event) -> bool:
-    """Whether the detection's logic uses ``event`` although its prefilter keeps the event from it: a
-    declaration that would silently lose matches in the engine."""
-    if event.kind not in detection.kinds or any(p.admits(event) for p in detection.prefilters(event.kind)):
-        return False
-    if isinstance(detection, EventDetection):
-        return bool(detection.evaluate(event))
-    return isinstance(detection, StatefulDetection) and detection.observe(event) is not None
-
-
-def _signature(event: Event) -> str:
-    values = ", ".join(
-        f"{name} {declared_value(name, attrgetter(path)(event))!r}" for name, path in PREFILTER_FIELDS.items()
-    )
-    return f"kind {event.kind!r}, {values}"

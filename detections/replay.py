@@ -24,7 +24,8 @@ import orjson
 from vigil import metrics
 from vigil.alert import Alert
 from vigil.detections.engine import Engine
-from vigil.sources.source import RecordRejected, Rejected, Source
+from vigil.detections.runner import RecordRunner
+from vigil.sources.source import Source
 
 #: How many rejected records are shown with their location; the rest are only counted.
 REJECTED_SAMPLES = 5
@@ -62,9 +63,7 @@ class Replay:
     ) -> None:
         self.source = source
         self.engine = engine
-        self.cluster = cluster
-        self.node = node
-        self.max_record_bytes = max_record_bytes
+        self._runner = RecordRunner(engine, cluster=cluster, node=node, max_record_bytes=max_record_bytes)
         self.report = ReplayReport()
         self._progress = progress
         self._progress_at = time.monotonic()
@@ -108,22 +107,13 @@ class Replay:
                 yield f"{path}:{number}", line
 
     def _replay_payload(self, location: str, payload: bytes) -> None:
-        for record in self.source.split(payload, self.max_record_bytes):
-            self.report.records += 1
-            metrics.RECEIVED.labels("replay", self.source.name).inc()
-            if isinstance(record, Rejected):
-                self._reject(location, record.reason, record.detail)
-                continue
-            try:
-                event = self.source.normalize(record, self.cluster, self.node)
-            except RecordRejected as exc:
-                self._reject(location, exc.reason, exc.detail)
-                continue
-            except Exception as exc:  # a normalizer bug met by odd input: report the record, keep replaying
-                self._reject(location, "normalize_failed", f"{type(exc).__name__}: {exc}")
-                continue
-            for alert in self.engine.process(event):
-                self.report.alerts[alert.id] = alert
+        result = self._runner.run_payload(self.source, payload)
+        self.report.records += result.records
+        metrics.RECEIVED.labels("replay", self.source.name).inc(result.records)
+        for refused in result.refused:
+            self._reject(location, refused.reason, refused.detail)
+        for alert in result.alerts:
+            self.report.alerts[alert.id] = alert
         self.engine.commit()
 
     def _reject(self, location: str, reason: str, detail: str) -> None:

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
 
 from vigil.alert import Alert
 from vigil.siem.formats import RENDERERS
@@ -26,7 +26,6 @@ FAILURES = Counter("vigil_siem_failures_total",
                    "Delivery failures: attempts that will be retried, and alerts refused for good (dead-lettered)",
                    ["output", "reason"])
 RETRIES = Counter("vigil_siem_retries_total", "Batches sent again after an output was unavailable", ["output"])
-LAG = Gauge("vigil_siem_consumer_lag_records", "Alerts on the alerts topic not yet forwarded", ["topic"])
 
 
 @dataclass(frozen=True, slots=True)

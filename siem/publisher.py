@@ -34,7 +34,6 @@ from vigil.config import Settings
 from vigil.siem.outputs import (
     FAILURES,
     FORWARDED,
-    LAG,
     RETRIES,
     KafkaTopicOutput,
     Output,
@@ -64,7 +63,7 @@ class SiemPublisher:
         topics = [KafkaTopicOutput(self._producer, settings.topic(t), f) for t, f in self._topic_formats.items()]
         self._outputs: list[Output] = [*topics, *forwarders]
         self._formats = {output.format_name for output in self._outputs}
-        self._dead_letters = kafka.DeadLetterTopic(settings, self._producer, COMPONENT)
+        self._dead_letters = kafka.DeadLetters(settings, COMPONENT)
         self._backoff_first_s, self._backoff_max_s = backoff_first_s, backoff_max_s
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -146,19 +145,12 @@ class SiemPublisher:
             FAILURES.labels(output.name, item.reason).inc()
             log.error("output refused an alert; dead-lettered", extra={"output": output.name, "reason": item.reason,
                                                                       "alert_id": item.alert.id})
-            await self._dead_letters.send(output.name, item.reason, item.detail, item.alert.to_json())
+            await self._dead_letters.send(self._producer, output.name, item.reason, item.detail, item.alert.to_json())
         FORWARDED.labels(output.name).inc(len(alerts) - len(refused))
         return True
 
     async def _report_lag(self) -> None:
-        lag = 0
-        for tp in self._consumer.assignment():
-            end = self._consumer.highwater(tp)
-            if end is None:
-                continue
-            with contextlib.suppress(KafkaError):  # revoked meanwhile: its next owner reports it
-                lag += max(0, end - await self._consumer.position(tp))
-        LAG.labels(self._source).set(lag)
+        kafka.report_lag(COMPONENT, await kafka.assigned_offsets(self._consumer), [self._source])
 
 
 async def run_publisher(settings: Settings, topic_formats: dict[str, str] | None = None,

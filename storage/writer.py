@@ -122,7 +122,7 @@ class StorageWriter:
         self._consumer = kafka.consumer(settings, group_id=GROUP_ID, max_poll_records=settings.clickhouse.batch_rows)
         self._sender = kafka.producer(settings)
         self._admin = AIOKafkaAdminClient(**kafka.client_options(settings.kafka))
-        self._dead_letters = kafka.DeadLetterTopic(settings, self._sender, COMPONENT)
+        self._dead_letters = kafka.DeadLetters(settings, COMPONENT)
         self._latency = metrics.LATENCY.labels("store")
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -288,7 +288,7 @@ class StorageWriter:
             await self._dead_letters.send(table, refused.reason, refused.detail,
                                           batch.records[refused.index].to_json())
         for reason, detail, raw in batch.refused:
-            await self._dead_letters.send(table, reason, detail, raw)
+            await self._dead_letters.send(self._sender, table, reason, detail, raw)
         return True
 
     def _rewind(self, pending: list[PartitionBatch]) -> None:
@@ -299,17 +299,7 @@ class StorageWriter:
             batch.clear(replay_until=batch.last_offset)
 
     async def _report_lag(self) -> None:
-        lag: dict[str, int] = dict.fromkeys(self._tables, 0)
-        for tp in self._consumer.assignment():
-            end = self._consumer.highwater(tp)
-            if end is None:
-                continue
-            try:
-                lag[tp.topic] += max(0, end - await self._consumer.position(tp))
-            except KafkaError:  # revoked meanwhile: its lag is its next owner's to report
-                continue
-        for topic, records in lag.items():
-            metrics.CONSUMER_LAG.labels(COMPONENT, topic).set(records)
+        kafka.report_lag(COMPONENT, await kafka.assigned_offsets(self._consumer), self._tables)
 
     async def _partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         """Forget what was read from partitions going elsewhere; their next owner reads them again."""

@@ -41,7 +41,7 @@ import faust
 import orjson
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from vigil import kafka, metrics
+from vigil import kafka
 from vigil.config import Settings
 from vigil.detections.engine import LIBRARY, Engine
 from vigil.detections.state import StateStore
@@ -197,10 +197,6 @@ def create_app(settings: Settings,
 
 def _export_lag(app: faust.App) -> None:
     """Records behind the end of each raw topic, summed over this worker's partitions, from Faust's monitor."""
-    lag: dict[str, int] = {}
     monitor = app.monitor
-    for tp, end in monitor.tp_end_offsets.items():
-        read = monitor.tp_read_offsets.get(tp, -1)
-        lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - read - 1)
-    for topic, records in lag.items():
-        metrics.CONSUMER_LAG.labels(COMPONENT, topic).set(records)
+    read = monitor.tp_read_offsets
+    kafka.report_lag(COMPONENT, [(tp.topic, end, read.get(tp, -1) + 1) for tp, end in monitor.tp_end_offsets.items()])

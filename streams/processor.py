@@ -1,9 +1,10 @@
 """The stream step, free of any transport: raw Kafka messages in; events, alerts and dead letters out.
 
-A raw message holds a JSON array of one source's records sharing a key (see :mod:`vigil.kafka`). Each
-record is normalized by its source (``vigil.sources.source``) into the envelope and run through the
-detection engine. The Faust agent in :mod:`vigil.streams.app` only moves bytes in and out of this class, which
-keeps the processing testable without a broker and lets other runners reuse it. Event time moves windows and
+A raw message holds a JSON array of one source's records sharing a key (see :mod:`vigil.kafka`). Its
+records go through the one record runner (:mod:`vigil.detections.runner`): normalized by their source into the
+envelope and run through the detection engine; refused records become dead letters. The Faust agent in
+:mod:`vigil.streams.app` only moves bytes in and out of this class, which keeps the processing testable without a
+broker. Event time moves windows and
 sequences forward; :meth:`StreamProcessor.advance` decides what the watermark has passed (absences) and is
 called on a timer, because an absence is raised by time passing, not by a message.
 
@@ -24,8 +25,8 @@ from vigil import kafka, metrics
 from vigil.alert import Alert
 from vigil.config import Settings
 from vigil.detections.engine import Engine
-from vigil.event import Event
-from vigil.sources.source import RecordRejected, Source, get_source
+from vigil.detections.runner import RecordRunner
+from vigil.sources.source import get_source
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ class StreamProcessor:
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self._settings = settings
         self.engine = engine
+        self._runner = RecordRunner(engine, cluster=settings.cluster, node=settings.node,
+                                    max_record_bytes=settings.collector.max_event_bytes)
+        self._dead_letters = kafka.DeadLetters(settings, COMPONENT)
         self._latency = metrics.LATENCY.labels("collect_to_detect")
 
     def process(self, source_name: str, value: bytes, ingest_ns: int) -> ProcessedMessage:
@@ -77,37 +81,12 @@ class StreamProcessor:
             source = get_source(message.source)
             records = kafka.decode_batch(message.value)
         except (ValueError, orjson.JSONDecodeError) as exc:
-            out.deadletters.append(self._deadletter(message.source, "bad_message", str(exc), message.value))
+            out.deadletters.append(self._dead_letters.build(message.source, "bad_message", str(exc), message.value))
             return out
-        events = self._normalize(source, message, records, out)
-        if events:
-            engine_process = self.engine.process
-            for event in events:
-                alerts = engine_process(event)
-                if alerts:
-                    out.alerts.extend(alerts)
-            out.events = orjson.dumps(events)
+        result = self._runner.run_records(source, records, message.ingest_ns)
+        out.deadletters = [self._dead_letters.build(message.source, r.reason, r.detail, r.raw) for r in result.refused]
+        if result.events:
+            out.alerts = result.alerts
+            out.events = orjson.dumps(result.events)
             self._latency.observe(max(0.0, (time.time_ns() - message.ingest_ns) / 1e9))
         return out
-
-    def _normalize(self, source: Source, message: RawMessage, records: list, out: ProcessedMessage) -> list[Event]:
-        """The message's records as events stamped with its ingest time; refused records go to ``out``."""
-        events = []
-        normalize = source.normalize
-        cluster, node, ingest_ns = self._settings.cluster, self._settings.node, message.ingest_ns
-        for record in records:
-            try:
-                if type(record) is not dict:
-                    raise RecordRejected("wrong_kind", f"record is a JSON {type(record).__name__}, not an object")
-                event = normalize(record, cluster, node)
-            except RecordRejected as exc:
-                out.deadletters.append(self._deadletter(message.source, exc.reason, exc.detail, orjson.dumps(record)))
-                continue
-            event.ingest_ns = ingest_ns
-            events.append(event)
-        return events
-
-    def _deadletter(self, source: str, reason: str, detail: str, raw: bytes) -> bytes:
-        metrics.REJECTED.labels(COMPONENT, source, reason).inc()
-        metrics.DEADLETTERED.labels(COMPONENT).inc()
-        return kafka.deadletter_record(COMPONENT, source, reason, detail, raw)

@@ -11,7 +11,6 @@ import sys
 import time
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from vigil import kafka
 from vigil.config import Settings
@@ -31,7 +30,9 @@ async def tail(settings: Settings, topic: str, *, since_ms: int | None, timeout:
         if not partitions:
             print(f"vigil: topic {name} does not exist", file=sys.stderr)
             return 0
-        await _position(consumer, partitions, since_ms)
+        await kafka.seek_to_time(consumer, partitions, since_ms)
+        where = "new messages" if since_ms is None else f"messages stamped since {since_ms} ms"
+        print(f"vigil: reading {name} ({len(partitions)} partitions): {where}", file=sys.stderr, flush=True)
         deadline = time.monotonic() + timeout
         while printed < limit and (remaining := deadline - time.monotonic()) > 0:
             batches = await consumer.getmany(timeout_ms=int(min(remaining, 1.0) * 1000))
@@ -43,18 +44,6 @@ async def tail(settings: Settings, topic: str, *, since_ms: int | None, timeout:
     finally:
         await consumer.stop()
     return printed
-
-
-async def _position(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], since_ms: int | None) -> None:
-    if since_ms is None:
-        await consumer.seek_to_end(*partitions)
-        return
-    found = await consumer.offsets_for_times(dict.fromkeys(partitions, since_ms))
-    for partition in partitions:
-        if found.get(partition) is None:
-            await consumer.seek_to_end(partition)
-        else:
-            consumer.seek(partition, found[partition].offset)
 
 
 def parse_since(text: str) -> int:

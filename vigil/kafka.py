@@ -19,9 +19,9 @@ from typing import Any
 
 import faust
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faust.types.auth import CredentialsT
 
 from vigil import metrics
@@ -137,35 +137,84 @@ def decode_batch(value: bytes) -> list[Any]:
     return records
 
 
-def deadletter_record(component: str, source: str, reason: str, detail: str, raw: bytes) -> bytes:
-    """The dead-letter message: why it was refused, by whom, and the original bytes, losslessly.
+#: Room kept in a dead-letter message for its JSON wrapper around the original bytes.
+_DEADLETTER_OVERHEAD = 4096
 
-    ``raw`` is kept as text when it is valid UTF-8 (readable in any consumer) and as base64 otherwise.
+
+class DeadLetters:
+    """The one builder of dead-letter messages, for every component that refuses input.
+
+    A message says why it was refused, by whom and from which source, and keeps the original bytes losslessly:
+    as text when they are valid UTF-8 (readable in any consumer), as base64 otherwise. Bytes beyond what one
+    Kafka message can hold are cut, and the detail says so. Building one counts the refusal
+    (``vigil_records_rejected_total`` by reason, ``vigil_records_deadlettered_total``): every refusal is
+    dead-lettered, so the two counts move together.
     """
-    doc: dict[str, Any] = {
-        "component": component,
-        "source": source,
-        "reason": reason,
-        "detail": detail,
-        "time_ns": now_ns(),
-    }
-    try:
-        doc["raw"] = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        doc["raw_base64"] = base64.b64encode(raw).decode("ascii")
-    return orjson.dumps(doc)
+
+    def __init__(self, settings: Settings, component: str) -> None:
+        self.topic = settings.topic("deadletter")
+        self.component = component
+        self._room = settings.kafka.max_message_bytes - _DEADLETTER_OVERHEAD
+
+    def build(self, source: str, reason: str, detail: str, raw: bytes) -> bytes:
+        """The dead-letter message of one refused input (counted as refused and dead-lettered)."""
+        if len(raw) > self._room // 2:  # base64 or JSON escaping can double the size
+            detail = f"{detail} (original {len(raw)} bytes, first {self._room // 2} kept)"
+            raw = raw[: self._room // 2]
+        doc: dict[str, Any] = {
+            "component": self.component,
+            "source": source,
+            "reason": reason,
+            "detail": detail,
+            "time_ns": now_ns(),
+        }
+        try:
+            doc["raw"] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            doc["raw_base64"] = base64.b64encode(raw).decode("ascii")
+        metrics.REJECTED.labels(self.component, source, reason).inc()
+        metrics.DEADLETTERED.labels(self.component).inc()
+        return orjson.dumps(doc)
+
+    async def send(self, sender: AIOKafkaProducer, source: str, reason: str, detail: str, raw: bytes) -> None:
+        """Build and send one dead letter, returning once Kafka acknowledged it."""
+        await sender.send_and_wait(self.topic, self.build(source, reason, detail, raw))
 
 
-class DeadLetterTopic:
-    """Sends refused records to ``<prefix>deadletter`` and counts them."""
+async def assigned_offsets(consumer: AIOKafkaConsumer) -> list[tuple[str, int, int]]:
+    """``(topic, end offset, position)`` of each partition assigned to ``consumer`` whose end is known; a
+    partition revoked meanwhile is left to its next owner."""
+    offsets = []
+    for tp in consumer.assignment():
+        end = consumer.highwater(tp)
+        if end is None:
+            continue
+        with contextlib.suppress(KafkaError):
+            offsets.append((tp.topic, end, await consumer.position(tp)))
+    return offsets
 
-    def __init__(self, settings: Settings, sender: AIOKafkaProducer, component: str) -> None:
-        self._topic = settings.topic("deadletter")
-        self._sender = sender
-        self._component = component
 
-    async def send(self, source: str, reason: str, detail: str, raw: bytes) -> None:
-        metrics.REJECTED.labels(self._component, source, reason).inc()
-        value = deadletter_record(self._component, source, reason, detail, raw)
-        await self._sender.send_and_wait(self._topic, value)
-        metrics.DEADLETTERED.labels(self._component).inc()
+def report_lag(component: str, offsets: Iterable[tuple[str, int, int]], topics: Iterable[str] = ()) -> None:
+    """Set ``vigil_consumer_lag_records{component,topic}``: records behind each topic's end, summed over the
+    ``(topic, end offset, next position)`` of the partitions this process reads. ``topics`` are reported even
+    with no partition assigned (as 0), so a gauge never keeps a stale value after a rebalance."""
+    lag = dict.fromkeys(topics, 0)
+    for topic, end, position in offsets:
+        lag[topic] = lag.get(topic, 0) + max(0, end - position)
+    for topic, records in lag.items():
+        metrics.CONSUMER_LAG.labels(component, topic).set(records)
+
+
+async def seek_to_time(consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition], since_ms: int | None) -> None:
+    """Position ``consumer`` on each partition at its first message stamped at or after ``since_ms``, or at the
+    partition's current end when it has none (or with ``since_ms`` None).
+
+    The end is read and sought explicitly: aiokafka's ``seek_to_end`` only marks the partition for a reset that
+    the next fetch resolves, so records produced in between (on a fresh topic: the first ones) were skipped.
+    """
+    partitions = list(partitions)
+    found = await consumer.offsets_for_times(dict.fromkeys(partitions, since_ms)) if since_ms is not None else {}
+    ends = await consumer.end_offsets(partitions)
+    for partition in partitions:
+        stamped = found.get(partition)
+        consumer.seek(partition, stamped.offset if stamped is not None else ends[partition])

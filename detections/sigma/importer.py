@@ -22,7 +22,7 @@ from typing import Any
 from sigma.correlations import SigmaCorrelationRule, SigmaCorrelationType
 from sigma.rule import SigmaRule
 
-from vigil.detections.engine import check_examples
+from vigil.detections.harness import check_examples
 from vigil.detections.sdk import Detection, Example, Scenario, ScenarioEvent
 from vigil.detections.sigma import examples
 from vigil.detections.sigma.compiler import (

@@ -10,7 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from vigil.detections.engine import LIBRARY, check_examples, load_detections
+from vigil.detections.engine import LIBRARY, load_detections
+from vigil.detections.harness import check_examples
 
 VIGIL = Path(sys.executable).parent / "vigil"
 LOADED, LOAD_ERRORS = load_detections([LIBRARY])

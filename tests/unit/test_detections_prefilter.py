@@ -9,8 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
-from vigil.detections.bench import event_mix
-from vigil.detections.engine import LIBRARY, MAX_FIELD_VALUES, Engine, check_examples, load_detections
+from vigil.benchmarks.detect import event_mix
+from vigil.detections.engine import LIBRARY, MAX_FIELD_VALUES, Engine, load_detections
+from vigil.detections.harness import check_examples
 from vigil.detections.sdk import (
     PREFILTER_FIELDS,
     Detection,

@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from vigil.config import Settings
-from vigil.detections.engine import EVICTED, LATE, Engine, check_examples, load_detections
+from vigil.detections.engine import EVICTED, LATE, Engine, load_detections
+from vigil.detections.harness import check_examples
 from vigil.detections.sdk import (
     DetectionError,
     EventDetection,

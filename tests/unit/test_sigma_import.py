@@ -14,7 +14,8 @@ import orjson
 import pytest
 
 from vigil.config import load_settings
-from vigil.detections.engine import check_examples, load_detections
+from vigil.detections.engine import load_detections
+from vigil.detections.harness import check_examples
 from vigil.detections.sdk import Detection, Example, Scenario, ScenarioEvent
 from vigil.detections.sigma import cli
 from vigil.detections.sigma.importer import GeneratedDetection, import_rules, load_source, write
