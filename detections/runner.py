@@ -42,13 +42,14 @@ class RunResult:
 
 
 class RecordRunner:
-    """Runs one source's payloads or records through the normalizer and ``engine``.
+    """Runs one source's payloads or records through the normalizer and ``engine`` (with no engine, records are
+    only normalized: the Sigma importer checks its synthesized examples that way).
 
     The engine's state is not committed here: the caller commits once per batch it considers done (a Kafka
     batch, a replayed payload), because every state write of a stream worker is a changelog message.
     """
 
-    def __init__(self, engine: Engine, *, cluster: str, node: str, max_record_bytes: int,
+    def __init__(self, engine: Engine | None, *, cluster: str, node: str, max_record_bytes: int,
                  before_detect: EventHook | None = None) -> None:
         self.engine = engine
         self._cluster = cluster
@@ -72,7 +73,8 @@ class RecordRunner:
         given, stamps the events with the time the collector shipped them."""
         result = RunResult()
         events, refused, alerts = result.events, result.refused, result.alerts
-        process, before_detect = self.engine.process, self._before_detect
+        process = self.engine.process if self.engine is not None else _no_detections
+        before_detect = self._before_detect
         for record in records:
             event = self.normalize(source, record)
             if type(event) is Rejected:
@@ -102,3 +104,7 @@ class RecordRunner:
 
 def _raw(record: Any) -> bytes:
     return orjson.dumps(record)
+
+
+def _no_detections(event: Event) -> list[Alert]:
+    return []

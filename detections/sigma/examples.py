@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from vigil.detections.runner import RecordRunner
 from vigil.detections.sigma.fields import WRITTEN_LAST, write_field
 from vigil.detections.sigma.matching import (
     AllOf,
@@ -39,7 +40,7 @@ from vigil.detections.sigma.matching import (
 )
 from vigil.event import Event
 from vigil.sources.audit.fixtures import audit_record
-from vigil.sources.source import Rejected, get_source
+from vigil.sources.source import get_source
 
 Condition = Callable[[Event], bool]
 SOURCE = "k8s-audit"
@@ -47,6 +48,8 @@ SOURCE = "k8s-audit"
 UNMATCHED = "vigil-example-unmatched"
 #: Subsets of search identifiers tried for a positive, at most (rules have a handful of identifiers).
 MAX_ATTEMPTS = 4096
+#: Normalizes example records as the pipeline would (no detections: the rule's condition is the judge).
+_NORMALIZER = RecordRunner(None, cluster="example-cluster", node="example-node", max_record_bytes=1 << 24)
 _NOTHING = object()  # no value can be synthesized
 _ABSENT = object()  # the value is "the field is absent": write nothing
 
@@ -58,13 +61,8 @@ def base_record() -> dict[str, Any]:
 
 def fires(condition: Condition, record: dict[str, Any]) -> bool:
     """Whether the condition matches the record once split and normalized by the real audit source."""
-    source = get_source(SOURCE)
-    for split in source.split(orjson.dumps(record), 1 << 24):
-        if isinstance(split, Rejected):
-            return False
-        if condition(source.normalize(split, "example-cluster", "example-node")):
-            return True
-    return False
+    result = _NORMALIZER.run_payload(get_source(SOURCE), orjson.dumps(record))
+    return not result.refused and any(condition(event) for event in result.events)
 
 
 def renumbered(record: dict[str, Any], salt: str = "") -> dict[str, Any]:
