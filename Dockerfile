@@ -29,6 +29,7 @@ COPY detections/ detections/
 COPY storage/ storage/
 COPY siem/ siem/
 COPY sources/ sources/
+COPY benchmarks/ benchmarks/
 RUN python -m venv /opt/vigil && /opt/vigil/bin/pip install .
 
 FROM ${PYTHON_IMAGE}

@@ -10,5 +10,6 @@ if command -v go >/dev/null; then bash scripts/helm.sh --path >/dev/null; fi
 # against a real Kubernetes API
 if command -v go >/dev/null; then bash scripts/kube-apiserver.sh --path >/dev/null; fi
 .venv/bin/ruff check .
+bash scripts/lint-imports.sh  # the import contracts in pyproject.toml; plain lint-imports cannot see the mapped parts
 .venv/bin/vigil detections test
 .venv/bin/pytest -q -p no:cacheprovider "$@"

@@ -5,6 +5,6 @@
 :mod:`vigil.storage.writer` moves the ``events`` and ``alerts`` topics into those tables (``vigil store``),
 committing Kafka offsets only after ClickHouse acknowledged the rows. For analysts: :mod:`vigil.storage.hunts`
 (saved hunts, the TOML files in ``storage/hunts/``), :mod:`vigil.storage.sigma_sql` (Sigma retro-hunts),
-:mod:`vigil.storage.alerts` (list, show, triage). :mod:`vigil.storage.cli` adds the commands and
-:mod:`vigil.storage.bench` ``vigil bench store``.
+:mod:`vigil.storage.alerts` (list, show, triage). :mod:`vigil.storage.cli` adds the commands; ``vigil bench store``
+is :mod:`vigil.benchmarks.store`.
 """

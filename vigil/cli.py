@@ -21,11 +21,8 @@ COMMAND_MODULES = (
     "vigil.detections.sigma.cli",
     "vigil.siem.cli",
     "vigil.collectors.ebpf.cli",
+    "vigil.benchmarks.cli",  # ``vigil bench``: it loads a benchmark only when that benchmark runs
 )
-
-
-#: Modules that expose ``register_bench(subparsers)``: their benchmarks are ``vigil bench <name>``.
-BENCH_MODULES = ("vigil.streams.bench", "vigil.collectors.ebpf.bench", "vigil.storage.bench", "vigil.detections.bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,10 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
-    bench = sub.add_parser("bench", help="measure throughput and latency next to a raw baseline of the same run")
-    benches = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
-    for name in BENCH_MODULES:
-        importlib.import_module(name).register_bench(benches)
     return parser
 
 

@@ -21,7 +21,7 @@ from vigil.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The packages whose sources define metrics and read environment variables (what the image installs).
-PACKAGES = ("vigil", "sources", "collectors", "streams", "detections", "storage", "siem")
+PACKAGES = ("vigil", "sources", "collectors", "streams", "detections", "storage", "siem", "benchmarks")
 
 _METRIC = re.compile(r"\b(Counter|Gauge|Histogram|Summary)\(\s*\"(vigil_\w+)\"")
 _SAMPLE_SUFFIXES = {"Counter": ("",), "Gauge": ("",), "Histogram": ("_bucket", "_sum", "_count"),

@@ -42,6 +42,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from vigil import kafka
+from vigil.benchmarks.cpu import cpu_seconds
 from vigil.config import Settings
 from vigil.detections.engine import Engine
 from vigil.detections.sdk import StatefulDetection
@@ -51,32 +52,17 @@ from vigil.sources.audit.fixtures import audit_record, workload_object
 from vigil.sources.source import get_source
 from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
 from vigil.streams.app import BATCH_MESSAGES
-from vigil.streams.bench import cpu_seconds
 from vigil.streams.processor import RawMessage, StreamProcessor
 
 START_NS = 1_741_069_338 * 10**9
 #: Event time between consecutive events: a stream of 200k events/s.
 STEP_NS = 5_000
-#: Records of one key packed into one Kafka message by default: the collectors pack the records of a flush that
-#: share a key, and a node of ~30 pods flushing every 20 ms at 50k events/s packs ~30 per pod.
-RECORDS_PER_MESSAGE = 30
 NAMESPACES = [f"team-{n}" for n in range(10)]
 PODS = [(namespace, f"svc-{p}-7f9c{p % 10}") for namespace in NAMESPACES for p in range(20)]
 
 
-def register_bench(sub: argparse._SubParsersAction) -> None:
-    detect = sub.add_parser(
-        "detect", help="events/s through the detection engine (in-process and a Faust worker) vs a raw parse",
-    )
-    detect.add_argument("--events", type=int, default=200_000, help="events in the in-process runs (200000)")
-    detect.add_argument("--faust-events", type=int, default=100_000,
-                        help="events through the Faust worker, 0 to skip it (default 100000)")
-    detect.add_argument("--records-per-message", type=int, default=RECORDS_PER_MESSAGE,
-                        help=f"records of one pod packed into a Kafka message (default {RECORDS_PER_MESSAGE})")
-    detect.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace, settings: Settings) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """``vigil bench detect``: the mix, the in-process runs, then (unless skipped) the Faust worker's."""
     records = event_mix(args.events)
     print(describe_mix(records))
     bench_in_process(settings, records, args.records_per_message)

@@ -31,6 +31,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from vigil import kafka
+from vigil.benchmarks.cpu import cpu_seconds
 from vigil.config import Settings
 from vigil.devstack.clickhouse import dev_server_url
 from vigil.storage.clickhouse import connect
@@ -59,15 +60,8 @@ class Measurement:
     cpu: dict[str, float] = field(default_factory=dict)
 
 
-def register_bench(sub: argparse._SubParsersAction) -> None:
-    e2e = sub.add_parser("e2e", help="webhook POST → alert on the SIEM topic latency at a fixed event rate")
-    e2e.add_argument("--rate", type=int, default=10_000, help="audit events per second (default 10000)")
-    e2e.add_argument("--seconds", type=float, default=20.0, help="how long to send (default 20)")
-    e2e.add_argument("--attack-share", type=float, default=0.01, help="share of events that raise an alert")
-    e2e.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace, settings: Settings) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """``vigil bench e2e`` at the load the options ask for."""
     return asyncio.run(bench_e2e(settings, Load(args.rate, args.seconds, args.attack_share)))
 
 
@@ -202,12 +196,6 @@ async def _collect_alerts(settings: Settings, measurement: Measurement, load: Lo
                         measurement.alert_latency.append(arrived - measurement.sent_at[evidence])
     finally:
         await consumer.stop()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process so far (``/proc/<pid>/stat``, fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _stop(processes: list[subprocess.Popen]) -> None:

@@ -84,15 +84,8 @@ FROM numbers({rows:UInt64})
 HUNT_VALUES = {"namespace": "ns-0", "pod": "pod-1", "user": "user-3"}
 
 
-def register_bench(bench_sub: argparse._SubParsersAction) -> None:
-    store = bench_sub.add_parser("store", help="writer vs raw insert throughput; hunt latency over generated events")
-    store.add_argument("--events", type=int, default=100_000, help="events through the writer (default: %(default)s)")
-    store.add_argument("--rows", type=int, default=10_000_000, help="generated rows for hunts (default: %(default)s)")
-    store.add_argument("--runs", type=int, default=5, help="runs per hunt (default: %(default)s)")
-    store.set_defaults(func=run_bench_store)
-
-
-def run_bench_store(args: argparse.Namespace, settings: Settings) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """``vigil bench store`` on a private topic prefix and database, both dropped at the end."""
     settings.kafka.topic_prefix = f"bench-{uuid.uuid4().hex[:8]}."
     settings.clickhouse.database = f"vigil_bench_{uuid.uuid4().hex[:8]}"
     try:

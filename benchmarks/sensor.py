@@ -92,17 +92,6 @@ for i in range(int(sys.argv[1])):
 """
 
 
-def register_bench(sub: argparse._SubParsersAction) -> None:
-    bench = sub.add_parser("sensor", help="eBPF sensor: syscall overhead ratios and consumer records/s (root)")
-    bench.add_argument("--execs", type=int, default=1000, help="iterations of the exec loop (open loops: x300)")
-    bench.add_argument("--rounds", type=int, default=5, help="rounds without and with the sensor (default 5)")
-    bench.add_argument("--seconds", type=float, default=3.0, help="length of the consumer run (default 3)")
-    bench.add_argument("--drain", type=int, default=400_000, help="records for the drain run (default 400000)")
-    bench.add_argument("--no-profiles", action="store_true",
-                       help="run the sensor without its per-container syscall profiles (to see what they cost)")
-    bench.set_defaults(func=_run)
-
-
 @dataclass(slots=True)
 class Consumed:
     records: int = 0
@@ -153,7 +142,8 @@ def _loop_rate(name: str, iterations: int) -> Rates:
     return Rates(float(wall), float(cpu))
 
 
-def _run(args: argparse.Namespace, settings: Settings) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """``vigil bench sensor``; exits 1 when a target is missed or the kernel dropped records."""
     config = SensorConfig(syscall_profiles=not args.no_profiles)
     without: list[dict[str, Rates]] = []
     traced: list[dict[str, Rates]] = []
