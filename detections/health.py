@@ -14,8 +14,8 @@ engine loads beside the library (so it is tuned, deduplicated and stored like an
     namespaces = ["prod-*"]    # fnmatch patterns; default every namespace
     window = "tumbling"        # or "sliding"
 
-Metrics come from the eBPF sensor's per-container aggregation (``container.syscalls``: its ``raw.counts``
-are summed over the window, ``raw.pids`` is a level whose maximum counts) or, for sensors without it
+Metrics come from the eBPF sensor's per-container aggregation (``container.syscalls``: its ``activity.counts``
+are summed over the window, ``activity.processes`` is a level whose maximum counts) or, for sensors without it
 (Tetragon, Falco), from counting events of one kind.
 """
 
@@ -43,11 +43,10 @@ class Metric:
 
 
 def _sensor_count(name: str) -> Callable[[Event], float | None]:
-    """One of the sensor's per-interval counters (``raw.counts.<name>``), None when the record lacks it."""
+    """One of the sensor's per-interval counters (``activity.counts.<name>``), None when the record lacks it."""
 
     def value(event: Event) -> float | None:
-        counts = event.raw.get("counts") if isinstance(event.raw, dict) else None
-        count = counts.get(name) if isinstance(counts, dict) else None
+        count = event.activity.counts.get(name)
         return count if type(count) is int and count >= 0 else None
 
     return value
@@ -55,8 +54,8 @@ def _sensor_count(name: str) -> Callable[[Event], float | None]:
 
 def _pids(event: Event) -> float | None:
     """``pids.current`` of the container's cgroup; -1 (unknown) and absent are no measure."""
-    pids = event.raw.get("pids") if isinstance(event.raw, dict) else None
-    return pids if type(pids) is int and pids >= 0 else None
+    pids = event.activity.processes
+    return pids if pids >= 0 else None
 
 
 _PROFILE = "container.syscalls"

@@ -54,12 +54,12 @@ CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
 def written_object(event: Event) -> dict[str, Any] | None:
     """The Kubernetes object an API write request sets: the request body for create/update; for a patch
     the full object from the response when the audit policy logged it, else the patch itself."""
-    if event.kind != "k8s.api" or event.action not in SPEC_WRITE_VERBS or not isinstance(event.raw, dict):
+    if event.kind != "k8s.api" or event.action not in SPEC_WRITE_VERBS:
         return None
-    response = event.raw.get("responseObject")
+    response = event.request.response
     if event.action == "patch" and isinstance(response, dict) and ("spec" in response or "template" in response):
         return response
-    request = event.raw.get("requestObject")
+    request = event.request.object
     return request if isinstance(request, dict) else None
 
 
@@ -160,8 +160,7 @@ def workload(event: Event) -> str:
 
 def request_query(event: Event) -> dict[str, list[str]]:
     """The query parameters of an API request (``kubectl exec`` puts its command and container there)."""
-    uri = event.target.uri or (event.raw.get("requestURI", "") if isinstance(event.raw, dict) else "")
-    return parse_qs(urlsplit(str(uri)).query)
+    return parse_qs(urlsplit(event.target.uri).query)
 
 
 def host_path(volume: Mapping[str, Any]) -> str:

@@ -153,6 +153,8 @@ def _columns(*specs: tuple[str, pa.DataType, str | Callable[[Any], Any]]) -> tup
     return tuple(Column(name, kind, _getter(kind, get) if isinstance(get, str) else get) for name, kind, get in specs)
 
 
+#: The columns migration 1 created. A pod-less container (Tetragon's ``docker`` id of a process Kubernetes does not
+#: know) still names its container in ``container_id``.
 EVENT_COLUMNS = _columns(
     ("event_id", _STR, "id"),
     ("time", _TIME, "time_ns"),
@@ -166,7 +168,7 @@ EVENT_COLUMNS = _columns(
     ("namespace", _STR, "k8s.namespace"),
     ("pod", _STR, "k8s.pod"),
     ("pod_uid", _STR, "k8s.pod_uid"),
-    ("container_id", _STR, "k8s.container_id"),
+    ("container_id", _STR, lambda event: event.k8s.container_id or event.container.id),
     ("container_name", _STR, "k8s.container_name"),
     ("image", _STR, "k8s.image"),
     ("service_account", _STR, "k8s.service_account"),
@@ -201,6 +203,32 @@ EVENT_COLUMNS = _columns(
     ("raw", pa.binary(), _json("raw")),
     ("schema_version", pa.uint16(), "schema"),
 )
+
+#: The columns migration 5 added, in the order it added them (appended to the table after ``schema_version``).
+EVENT_MODEL_COLUMNS = _columns(
+    ("container_runtime", _STR, "container.runtime"),
+    ("actor_euid", pa.int64(), "actor.euid"),
+    ("actor_egid", pa.int64(), "actor.egid"),
+    ("actor_auid", pa.int64(), "actor.auid"),
+    ("actor_tty", pa.uint32(), "actor.tty"),
+    ("actor_container_pid", pa.uint32(), "actor.container_pid"),
+    ("actor_exe_flags", _STRS, "actor.exe_flags"),
+    ("actor_parent_args", _STRS, "actor.parent_args"),
+    ("actor_grandparent_exe", _STR, "actor.grandparent_exe"),
+    ("actor_token_pod", _STR, "actor.token_pod"),
+    ("file_access", _STRS, "file.access"),
+    ("file_mode", pa.int32(), "file.mode"),
+    ("file_other_path", _STR, "file.other_path"),
+    ("network_family", _STR, "network.family"),
+    ("network_direction", _STR, "network.direction"),
+    ("network_local_address", _STR, "network.local_address"),
+    ("network_local_port", pa.uint16(), "network.local_port"),
+    ("network_remote_class", _STR, "network.remote_class"),
+    ("request_decision", _STR, "request.decision"),
+)
+
+#: Every column of ``events``, as the writer fills them.
+STORED_EVENT_COLUMNS = EVENT_COLUMNS + EVENT_MODEL_COLUMNS
 
 ALERT_COLUMNS = _columns(
     ("id", _STR, "id"),
@@ -390,7 +418,7 @@ class ClickHouseStore:
             watcher.close()
 
     def insert_events(self, events: Sequence[Event], dedup_token: str) -> InsertResult:
-        return self._insert("events", EVENT_COLUMNS, events, dedup_token)
+        return self._insert("events", STORED_EVENT_COLUMNS, events, dedup_token)
 
     def insert_alerts(self, alerts: Sequence[Alert], dedup_token: str) -> InsertResult:
         return self._insert("alerts", ALERT_COLUMNS, alerts, dedup_token)

@@ -360,6 +360,32 @@ GROUP BY day, cluster, namespace, workload, container_name
 """
 
 
+# Migration 5: the event model's runtime parts as columns analysts filter on (the rest of each part stays queryable
+# in the stored event's raw record). Rows stored before read the defaults, which mean "not known" (-1 for ids).
+EVENT_MODEL_COLUMNS_DDL = """
+ALTER TABLE {db:Identifier}.events
+    ADD COLUMN IF NOT EXISTS container_runtime LowCardinality(String),
+    ADD COLUMN IF NOT EXISTS actor_euid Int64 DEFAULT -1,
+    ADD COLUMN IF NOT EXISTS actor_egid Int64 DEFAULT -1,
+    ADD COLUMN IF NOT EXISTS actor_auid Int64 DEFAULT -1,
+    ADD COLUMN IF NOT EXISTS actor_tty UInt32,
+    ADD COLUMN IF NOT EXISTS actor_container_pid UInt32,
+    ADD COLUMN IF NOT EXISTS actor_exe_flags Array(LowCardinality(String)),
+    ADD COLUMN IF NOT EXISTS actor_parent_args Array(String),
+    ADD COLUMN IF NOT EXISTS actor_grandparent_exe LowCardinality(String),
+    ADD COLUMN IF NOT EXISTS actor_token_pod String,
+    ADD COLUMN IF NOT EXISTS file_access Array(LowCardinality(String)),
+    ADD COLUMN IF NOT EXISTS file_mode Int32 DEFAULT -1,
+    ADD COLUMN IF NOT EXISTS file_other_path String,
+    ADD COLUMN IF NOT EXISTS network_family LowCardinality(String),
+    ADD COLUMN IF NOT EXISTS network_direction LowCardinality(String),
+    ADD COLUMN IF NOT EXISTS network_local_address String,
+    ADD COLUMN IF NOT EXISTS network_local_port UInt16,
+    ADD COLUMN IF NOT EXISTS network_remote_class LowCardinality(String),
+    ADD COLUMN IF NOT EXISTS request_decision LowCardinality(String)
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
@@ -376,6 +402,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "workload activity and observation time, for least-privilege profiles",
               (WORKLOAD_ACTIVITY_DDL, WORKLOAD_ACTIVITY_MV_DDL, WORKLOAD_OBSERVATIONS_DDL,
                WORKLOAD_OBSERVATIONS_MV_DDL)),
+    Migration(5, "event model columns: container runtime, process credentials, terminal and lineage, file access, "
+                 "network direction and remote class, authorization decision", (EVENT_MODEL_COLUMNS_DDL,)),
 )
 
 #: Granted to ``<database>_writer`` and ``<database>_analyst``. The writer inserts (the rollups' views

@@ -7,7 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from vigil import __version__, logs
+from vigil import __version__, addresses, logs
 from vigil.config import ConfigError, load_settings
 
 #: Modules that expose ``register(subparsers)``; each adds its subcommands with ``set_defaults(func=...)``
@@ -39,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args.config)
+        addresses.configure(settings.service_cidrs, settings.pod_cidrs)
     except ConfigError as exc:
         print(f"vigil: {exc}", file=sys.stderr)
         return 2

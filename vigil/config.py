@@ -112,6 +112,10 @@ class Settings:
     log_level: str = "INFO"
     metrics_port: int = 0  # 0: no /metrics listener (the webhook serves /metrics on its own port)
     metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can scrape it
+    # The cluster's Service and Pod CIDRs (comma-separated), so a peer's address class can say "service" or "pod"
+    # rather than "private" (vigil.addresses); empty: not configured.
+    service_cidrs: str = ""
+    pod_cidrs: str = ""
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     clickhouse: ClickHouseSettings = field(default_factory=ClickHouseSettings)
     collector: CollectorSettings = field(default_factory=CollectorSettings)

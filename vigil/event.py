@@ -3,7 +3,13 @@
 Every collector and adapter (Kubernetes audit, eBPF sensor, containerd, Tetragon, Falco) produces an
 :class:`Event`. Detections, storage and SIEM outputs only ever see this shape, so a detection written
 against ``process.exec`` works the same whether the record came from vigil's own sensor or from
-Tetragon. The source's original record is kept verbatim in ``raw`` for forensics.
+Tetragon. The source's original record is kept verbatim in ``raw`` for forensics; detections never read it:
+everything a detection needs has a field here (the container as its runtime knows it, the process with its
+credentials and lineage, the file and how it was accessed, the network endpoints, the API request's objects),
+so a detection is written once for every source that fills the field.
+
+Fields are only ever added: a part or field an older writer did not know reads as its default, so events
+written before an addition still load, and the existing fields keep their meaning.
 
 The envelope is versioned (``schema``): a consumer that meets a newer major version than it knows
 refuses the record into the dead-letter path instead of guessing. The schema is documented as a table
@@ -57,6 +63,20 @@ KINDS = frozenset(
 #: Outcome results: what happened to the action the event describes.
 RESULTS = frozenset({"success", "failure", "denied", "unknown"})
 
+#: How a process's executable got there (``actor.exe_flags``), as the sensor saw it at exec: ``writable`` (the
+#: process could write it), ``upper_layer`` (in the container's writable overlay layer: written after the
+#: container started, in no image layer), ``lower_layer`` (from an image layer), ``from_memfd`` (an anonymous
+#: memory file), ``deleted`` (unlinked, or only in memory, without the source saying which).
+EXE_FLAGS = ("writable", "upper_layer", "lower_layer", "from_memfd", "deleted")
+
+#: How a file was accessed (``file.access``).
+FILE_ACCESS = ("read", "write", "create", "truncate", "append")
+
+#: Classes of a network peer's address (``network.remote_class``); ``service`` and ``pod`` are the cluster's
+#: ranges when they are configured (``VIGIL_SERVICE_CIDRS``, ``VIGIL_POD_CIDRS``).
+ADDRESS_CLASSES = ("loopback", "link_local", "multicast", "unspecified", "service", "pod", "private", "reserved",
+                   "public")
+
 
 # The envelope's dataclasses keep an instance __dict__ (no slots): orjson serializes such a dataclass from its
 # __dict__ directly, about five times faster than one with slots (an event with its four parts: ~2.5 against
@@ -76,8 +96,33 @@ class K8sContext:
 
 
 @dataclass
+class Container:
+    """The container a process ran in, as its runtime names it: filled whenever the source knows the container,
+    with or without the pod it belongs to (a container started outside Kubernetes is still a container).
+
+    ``id`` is the bare id (``19a0…``, without ``containerd://``); a source that carries only a prefix of it
+    (Tetragon's ``docker``, Falco's 12-character ``container.id``) leaves that prefix. ``runtime`` is the engine
+    that runs it (``containerd``, ``cri-o``, ``docker``, ``podman``), ``image_id`` the image's digest reference.
+    """
+
+    id: str = ""
+    runtime: str = ""
+    name: str = ""
+    image: str = ""
+    image_id: str = ""
+
+
+@dataclass
 class Actor:
-    """Who acted: an API identity for API calls, a process for runtime events (unused fields stay empty)."""
+    """Who acted: an API identity for API calls, a process for runtime events (unused fields stay empty).
+
+    For a process: ``uid``/``gid`` are the real ids and ``euid``/``egid`` the effective ones (-1: not known),
+    ``auid`` the login uid (-1: not known or never set), ``tty`` the controlling terminal's device number (0: none
+    or not known), ``container_pid`` its pid inside its container (1 is the entrypoint; 0: not known),
+    ``exe_flags`` how the executable got there (:data:`EXE_FLAGS`), and the lineage the parent's and
+    grandparent's executable and argv. For an API identity: ``extra`` is its ``user.extra``, and ``token_pod``
+    (``token_pod_uid``) the pod the service-account token that authenticated the request was bound to.
+    """
 
     user: str = ""
     user_uid: str = ""
@@ -93,6 +138,18 @@ class Actor:
     args: list[str] = field(default_factory=list)
     cwd: str = ""
     parent_exe: str = ""
+    euid: int = -1
+    egid: int = -1
+    auid: int = -1
+    tty: int = 0
+    container_pid: int = 0
+    exe_flags: list[str] = field(default_factory=list)
+    parent_args: list[str] = field(default_factory=list)
+    grandparent_exe: str = ""
+    grandparent_args: list[str] = field(default_factory=list)
+    extra: dict[str, list[str]] = field(default_factory=dict)
+    token_pod: str = ""
+    token_pod_uid: str = ""
 
 
 @dataclass
@@ -121,6 +178,59 @@ class Outcome:
 
 
 @dataclass
+class File:
+    """The file a file event is about: ``path`` (also in ``target.path``), how it was accessed (``access``, of
+    :data:`FILE_ACCESS`), the ``mode`` the call gave (creation or chmod; -1 when none or not known), and
+    ``other_path``, the second path of a rename, link or symlink (the new name)."""
+
+    path: str = ""
+    access: list[str] = field(default_factory=list)
+    mode: int = -1
+    other_path: str = ""
+
+
+@dataclass
+class Network:
+    """The endpoints of a network event, from the acting process's side: ``direction`` is ``outbound``
+    (connect), ``inbound`` (accept) or ``listen``; ``remote_class`` is what kind of address the remote end is
+    (:data:`ADDRESS_CLASSES`, see :mod:`vigil.addresses`; "" when there is no remote address)."""
+
+    family: str = ""
+    protocol: str = ""
+    direction: str = ""
+    local_address: str = ""
+    local_port: int = 0
+    remote_address: str = ""
+    remote_port: int = 0
+    remote_class: str = ""
+
+
+@dataclass
+class Request:
+    """What an API request carried besides who made it (``actor``) and what it named (``target``): its audit
+    ``stage``, the authorizer's ``decision`` (``allow``/``forbid``) and reason, and the request and response
+    objects as the audit policy logged them (``None`` when it did not)."""
+
+    stage: str = ""
+    decision: str = ""
+    decision_reason: str = ""
+    object: Any = None
+    response: Any = None
+
+
+@dataclass
+class Activity:
+    """A container's activity over one interval (``container.syscalls``): the sensor's counters (``syscalls``,
+    ``fork``, ``exec``, ``open``, ``connect``), the names of the syscalls it made, and its process count at the
+    end (``pids.current``; -1 when not known)."""
+
+    interval_s: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+    syscalls: list[str] = field(default_factory=list)
+    processes: int = -1
+
+
+@dataclass
 class Event:
     """One normalized security event. Times are Unix epoch nanoseconds."""
 
@@ -137,6 +247,11 @@ class Event:
     actor: Actor = field(default_factory=Actor)
     target: Target = field(default_factory=Target)
     outcome: Outcome = field(default_factory=Outcome)
+    container: Container = field(default_factory=Container)
+    file: File = field(default_factory=File)
+    network: Network = field(default_factory=Network)
+    request: Request = field(default_factory=Request)
+    activity: Activity = field(default_factory=Activity)
     raw: Any = None
     schema: int = SCHEMA_VERSION
 
@@ -167,6 +282,11 @@ class Event:
                 actor=Actor(**data.get("actor", {})),
                 target=Target(**data.get("target", {})),
                 outcome=Outcome(**data.get("outcome", {})),
+                container=Container(**data.get("container", {})),
+                file=File(**data.get("file", {})),
+                network=Network(**data.get("network", {})),
+                request=Request(**data.get("request", {})),
+                activity=Activity(**data.get("activity", {})),
                 raw=data.get("raw"),
                 schema=schema,
             )

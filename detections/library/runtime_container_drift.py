@@ -9,21 +9,16 @@ from vigil.sources.tetragon.fixtures import tetragon_record
 
 
 def exe_flags(event: Event) -> str:
-    """Falco's executable flags of an execve (``EXE_WRITABLE|EXE_UPPER_LAYER``…), '' for other sources."""
-    if event.source != "falco" or not isinstance(event.raw, dict):
-        return ""
-    fields = event.raw.get("output_fields", {})
-    if fields.get("proc.is_exe_upper_layer") is True:
-        return "EXE_UPPER_LAYER"
-    flags = fields.get("evt.arg.flags")
-    return flags if isinstance(flags, str) else ""
+    """How the executable got there, spelled as Falco's execve flags (``EXE_WRITABLE|EXE_UPPER_LAYER``), which is
+    how analysts know them; '' when the sensor did not say."""
+    return "|".join(f"EXE_{flag.upper()}" for flag in event.actor.exe_flags)
 
 
 def from_upper_layer(event: Event) -> bool:
     """The executable lives in the container's writable overlay layer: written after the container started,
     not shipped in any image layer. Only Falco reports the layer; for sources that do not, the sequence
     "file written in a container, then executed" covers drift."""
-    return bool(event.k8s.container_id) and "EXE_UPPER_LAYER" in exe_flags(event)
+    return bool(event.k8s.container_id) and "upper_layer" in event.actor.exe_flags
 
 
 def drift_context(event: Event) -> dict[str, Any]:

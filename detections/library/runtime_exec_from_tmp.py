@@ -16,17 +16,11 @@ MEMORY_EXECUTABLES = ("memfd:", "/memfd:", "/proc/self/fd/")
 def where_executed(event: Event) -> str:
     """``memory`` or the scratch directory the executable ran from, '' for anything else."""
     exe = event.actor.exe
-    if exe.startswith(MEMORY_EXECUTABLES) or _falco_flags(event).find("EXE_FROM_MEMFD") >= 0:
+    if exe.startswith(MEMORY_EXECUTABLES) or "from_memfd" in event.actor.exe_flags:
         return "memory"
     if not event.k8s.container_id and not exe.startswith("/dev/shm/"):
         return ""  # on nodes, installers and build tools run from /tmp; /dev/shm has no such excuse
     return next((directory for directory in SCRATCH_DIRS if exe.startswith(directory)), "")
-
-
-def _falco_flags(event: Event) -> str:
-    fields = event.raw.get("output_fields", {}) if event.source == "falco" and isinstance(event.raw, dict) else {}
-    flags = fields.get("evt.arg.flags")
-    return flags if isinstance(flags, str) else ""
 
 
 def exec_context(event: Event) -> dict[str, Any]:

@@ -20,9 +20,9 @@ def unexpected_setid_exec(event: Event, params: Mapping[str, Any]) -> bool:
 
 
 def setid_context(event: Event, params: Mapping[str, Any]) -> dict[str, Any]:
-    raw = event.raw if isinstance(event.raw, dict) else {}
-    return {"exe": event.actor.exe, "command": " ".join(event.actor.args), "uid": event.actor.uid,
-            "euid": raw.get("euid"), "gid": event.actor.gid, "egid": raw.get("egid"),
+    actor = event.actor
+    return {"exe": actor.exe, "command": " ".join(actor.args), "uid": actor.uid, "euid": actor.euid, "gid": actor.gid,
+            "egid": actor.egid,
             "container": event.k8s.container_name, "image": event.k8s.image}
 
 

@@ -10,21 +10,9 @@ from vigil.sources.tetragon.fixtures import tetragon_record
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "csh", "tcsh", "fish"})
 
 
-def container_pid(event: Event) -> int:
-    """The process's pid inside its container (1 for the container's entrypoint), 0 when the source does not say."""
-    raw = event.raw if isinstance(event.raw, dict) else {}
-    if event.source == "falco":
-        value = raw.get("output_fields", {}).get("proc.vpid")
-    else:
-        body = next((v for v in raw.values() if isinstance(v, dict) and "process" in v), {})
-        value = body.get("process", {}).get("pod", {}).get("container", {}).get("pid")
-    return value if isinstance(value, int) else 0
-
-
 def has_terminal(event: Event) -> bool:
-    raw = event.raw if isinstance(event.raw, dict) else {}
-    tty = raw.get("output_fields", {}).get("proc.tty") if event.source == "falco" else None
-    return isinstance(tty, int) and tty > 0
+    """The shell has a controlling terminal (only sources that report one say so: Falco's ``proc.tty``)."""
+    return event.actor.tty > 0
 
 
 def is_interactive_shell(event: Event) -> bool:
@@ -32,7 +20,7 @@ def is_interactive_shell(event: Event) -> bool:
     (when the sensor reports one) or a shell started with options only (``bash``, ``sh -i``, ``bash -l``)."""
     if not event.k8s.container_id or event.actor.exe.rpartition("/")[2] not in SHELLS:
         return False
-    if container_pid(event) == 1:
+    if event.actor.container_pid == 1:  # the container's entrypoint (0: the source does not say)
         return False
     if has_terminal(event):
         return True

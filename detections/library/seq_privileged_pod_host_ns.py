@@ -36,7 +36,7 @@ def created_pod_key(event: Event) -> str:
     key = pod_key(event)
     if key:
         return key
-    response = event.raw.get("responseObject") if isinstance(event.raw, dict) else None
+    response = event.request.response if isinstance(event.request.response, dict) else None
     metadata = (response or written_object(event) or {}).get("metadata")
     name = metadata.get("name") if isinstance(metadata, dict) else None
     return f"{event.cluster}/{event.target.namespace}/{name}" if isinstance(name, str) and name else ""

@@ -28,11 +28,8 @@ def is_token_read_by_tool(event: Event) -> bool:
 
 def is_call_with_pod_token(event: Event) -> bool:
     """An API request authenticated by a service-account token bound to the pod the event is about (the audit
-    normalizer puts that pod in ``k8s`` from ``user.extra``)."""
-    user = event.raw.get("user") if isinstance(event.raw, dict) else None
-    extra = user.get("extra") if isinstance(user, dict) else None
-    pods = extra.get(_POD_NAME_EXTRA) if isinstance(extra, dict) else None
-    return bool(event.k8s.service_account and isinstance(pods, list) and event.k8s.pod in pods)
+    normalizer puts that pod in ``k8s`` and in ``actor.token_pod`` from ``user.extra``)."""
+    return bool(event.k8s.service_account and event.actor.token_pod and event.actor.token_pod == event.k8s.pod)
 
 
 def call_context(event: Event) -> dict[str, Any]:

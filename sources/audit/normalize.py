@@ -8,13 +8,18 @@ exception that stops the worker or a wrongly typed column that fails a whole Cli
 The k8s context names the workload an event is *about*, which is also its correlation key: the pod an
 API call touched, else the pod whose bound token made the call, else the namespace. That is what lets
 an audit ``pods/exec`` and the process it started in the pod meet on one partition.
+
+``request`` carries what detections used to dig out of the record: the stage, the authorizer's decision and
+reason (annotations), and the request and response objects. The actor's ``extra`` is the acting identity's
+``user.extra``; ``token_pod`` is the pod the authenticating service-account token was bound to (its
+``authentication.kubernetes.io/pod-name``), even when that identity impersonates another.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from vigil.event import Actor, Event, K8sContext, Outcome, Target, correlation_key_for, event_id, now_ns
+from vigil.event import Actor, Event, K8sContext, Outcome, Request, Target, correlation_key_for, event_id, now_ns
 from vigil.sources.audit.parse import CLUSTER_ANNOTATION, event_time_text
 from vigil.sources.health import health_event, health_key, is_health_record
 from vigil.sources.source import RecordRejected
@@ -76,6 +81,9 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
             uri=_text(record, "requestURI"),
         ),
         outcome=_outcome(record.get("responseStatus"), annotations),
+        request=Request(stage=stage, decision=_text(annotations, _DECISION),
+                        decision_reason=_text(annotations, _DECISION_REASON),
+                        object=record.get("requestObject"), response=record.get("responseObject")),
         raw=record,
     )
 
@@ -134,6 +142,7 @@ def _effective_user(record: dict[str, Any], user: dict[str, Any]) -> tuple[dict[
 
 def _actor(record: dict[str, Any], user: dict[str, Any]) -> Actor:
     effective, impersonated_by = _effective_user(record, user)
+    token = _mapping(user.get("extra"))
     return Actor(
         user=_text(effective, "username"),
         user_uid=_text(effective, "uid"),
@@ -141,7 +150,17 @@ def _actor(record: dict[str, Any], user: dict[str, Any]) -> Actor:
         source_ips=_texts(record.get("sourceIPs")),
         user_agent=_text(record, "userAgent"),
         impersonated_by=impersonated_by,
+        extra=_extra(effective.get("extra")),
+        token_pod=_first(token.get(_POD_NAME_EXTRA)),
+        token_pod_uid=_first(token.get(_POD_UID_EXTRA)),
     )
+
+
+def _extra(value: Any) -> dict[str, list[str]]:
+    """``user.extra`` (a map of string lists in the v1 schema); a value that is no list of strings is left out."""
+    if type(value) is not dict:
+        return {}
+    return {key: _texts(items) for key, items in value.items() if type(key) is str and type(items) is list}
 
 
 def _outcome(status: Any, annotations: dict[str, Any]) -> Outcome:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from vigil.event import Actor, Event, Outcome, Target, event_id, now_ns
+from vigil.event import Actor, Container, Event, Outcome, Target, event_id, now_ns
 from vigil.sources.health import health_event, is_health_record
 from vigil.sources.host_sensors import (
     host_identity,
@@ -23,6 +23,9 @@ from vigil.sources.host_sensors import (
 from vigil.sources.source import RecordRejected, Rejected
 
 SOURCE = "containerd"
+#: The engine every record's container runs under (the record's own ``runtime`` is containerd's shim, e.g.
+#: ``io.containerd.runc.v2``, not the engine).
+RUNTIME = "containerd"
 
 _KINDS = frozenset({"container.create", "container.start", "container.exit", "container.delete", "container.oom"})
 
@@ -48,6 +51,8 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         actor=Actor(user=host_identity(record, k8s.namespace, k8s.pod), pid=int_field(record, "pid")),
         target=Target(name=container_id, resource="containers"),
         outcome=_outcome(kind, record),
+        container=Container(id=container_id, runtime=RUNTIME, name=k8s.container_name,
+                            image=text_field(record, "image") or k8s.image),
         raw=record,
     )
 

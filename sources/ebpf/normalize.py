@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from vigil.event import Actor, Event, Outcome, Target, event_id, now_ns
+from vigil.event import Activity, Actor, Container, Event, File, Network, Outcome, Target, event_id, now_ns
 from vigil.sources.health import health_event, is_health_record
 from vigil.sources.host_sensors import (
     host_identity,
@@ -29,6 +29,7 @@ from vigil.sources.host_sensors import (
     text_field,
     with_health_records,
 )
+from vigil.sources.parts import network, open_access
 from vigil.sources.source import RecordRejected, Rejected
 
 SOURCE = "ebpf"
@@ -74,6 +75,7 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
     actor.user = host_identity(record, k8s.namespace, k8s.pod)
     if record_type == "seccomp":  # the kernel's record has the process name, not its executable's path
         actor.exe = actor.exe or text_field(record, "comm")
+    part = _PARTS.get(record_type)
     return Event(
         id=event_id(SOURCE, node, record_type, subject, str(time_ns)),
         time_ns=time_ns,
@@ -88,7 +90,10 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         actor=actor,
         target=target,
         outcome=outcome,
+        container=Container(id=k8s.container_id, name=k8s.container_name, image=k8s.image,
+                            runtime=text_field(record, "runtime")),
         raw=record,
+        **({part[0]: part[1](record)} if part else {}),
     )
 
 
@@ -121,18 +126,68 @@ _check = with_health_records(_identity)
 
 
 def _actor(record: dict[str, Any], pid: int) -> Actor:
-    uid, gid = record.get("uid"), record.get("gid")
+    """The process; exec records also carry the effective ids, and an executable the kernel names ``/memfd:…``
+    is an anonymous memory file."""
+    uid, gid, euid, egid = record.get("uid"), record.get("gid"), record.get("euid"), record.get("egid")
     args = record.get("args")
+    exe = text_field(record, "exe")
     return Actor(
         pid=pid,
         ppid=int_field(record, "ppid"),
         uid=uid if type(uid) is int else -1,
         gid=gid if type(gid) is int else -1,
-        exe=text_field(record, "exe"),
+        exe=exe,
         args=[arg for arg in args if isinstance(arg, str)] if isinstance(args, list) else [],
         cwd=text_field(record, "cwd"),
         parent_exe=text_field(record, "parent_exe"),
+        euid=euid if type(euid) is int else -1,
+        egid=egid if type(egid) is int else -1,
+        exe_flags=["from_memfd"] if exe.startswith(MEMFD_PREFIX) else [],
     )
+
+
+#: How the kernel names the file of an anonymous memory file (memfd_create's name follows).
+MEMFD_PREFIX = "/memfd:"
+_O_CREAT, _O_TMPFILE = 0o100, 0o20000000
+
+
+def _file(record: dict[str, Any]) -> File:
+    """An open's access from its flags; its mode only when the open could create the file."""
+    flags = int_field(record, "flags")
+    creates = flags & (_O_CREAT | _O_TMPFILE)
+    return File(path=text_field(record, "path"), access=open_access(flags),
+                mode=int_field(record, "mode") if creates else -1)
+
+
+def _network(record: dict[str, Any]) -> Network:
+    """Both ends of the socket; a listening socket has no remote end (the sensor's zero address is not one)."""
+    kind = KIND_OF_TYPE[record["type"]]
+    remote = ("", 0) if kind == "net.listen" else (text_field(record, "remote_address"),
+                                                   int_field(record, "remote_port"))
+    return network(kind, family=text_field(record, "family"), protocol=text_field(record, "protocol"),
+                   local=(text_field(record, "local_address"), int_field(record, "local_port")), remote=remote)
+
+
+def _activity(record: dict[str, Any]) -> Activity:
+    counts, syscalls, interval = record.get("counts"), record.get("syscalls"), record.get("interval_s")
+    pids = record.get("pids")
+    return Activity(
+        interval_s=float(interval) if type(interval) in (int, float) else 0.0,
+        counts={k: v for k, v in counts.items() if type(v) is int} if isinstance(counts, dict) else {},
+        syscalls=[name for name in syscalls if isinstance(name, str)] if isinstance(syscalls, list) else [],
+        processes=pids if type(pids) is int else -1,
+    )
+
+
+#: Record type → (the Event field, the part built from the record) for types that fill one beyond the process.
+_PARTS: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {
+    "open": ("file", _file),
+    "file_write": ("file", _file),
+    "connect": ("network", _network),
+    "accept": ("network", _network),
+    "listen": ("network", _network),
+    "syscalls": ("activity", _activity),
+}
 
 
 # -- per record type: (action, target, outcome) ------------------------------------------------------------

@@ -8,6 +8,15 @@ The event is that syscall: its kind comes from ``evt.type`` (an ``openat`` with 
 own sensor's, while the rule that fired stays in ``raw``. A record without ``evt.type`` (older rule
 outputs do not name it) or with a syscall vigil has no kind for is a ``process.syscall`` event.
 
+The process fields beyond the basic ones come from the fields Falco prints when a rule's output names them:
+``user.loginuid`` (login uid), ``proc.tty``, ``proc.vpid`` (pid in the container), ``evt.arg.flags`` of an
+execve (``EXE_WRITABLE|EXE_UPPER_LAYER|EXE_FROM_MEMFD``…, and ``proc.is_exe_*``), ``proc.pcmdline`` and the
+grandparent's ``proc.aexepath[2]``/``proc.aname[2]``/``proc.acmdline[2]``. The container is ``container.*``
+(``container.type`` its runtime), also on a node without Kubernetes metadata. Files take their access from the
+open flags (``evt.arg.flags``, else ``evt.is_open_read``/``evt.is_open_write``), their mode from ``evt.arg.mode``
+and a rename's or link's new name from ``fs.path.target``; sockets their ends from ``fd.lip``/``fd.rip`` (else
+client and server, by the call's direction) and their family from ``fd.type``.
+
 Only syscall alerts are events of a process; alerts of Falco's plugin sources (``k8s_audit``,
 ``aws_cloudtrail``, …) are refused as ``wrong_kind``: audit logs belong to ``--source k8s-audit``.
 """
@@ -16,8 +25,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from vigil.event import Actor, Event, K8sContext, Outcome, Target, correlation_key_for, event_id, now_ns
+from vigil.event import (
+    Actor,
+    Container,
+    Event,
+    File,
+    K8sContext,
+    Network,
+    Outcome,
+    Target,
+    correlation_key_for,
+    event_id,
+    now_ns,
+)
 from vigil.sources.host_sensors import KIND_RESOURCES, OPEN_SYSCALLS, SYSCALL_KINDS, shown
+from vigil.sources.parts import named_open_access, network
 from vigil.sources.source import RecordRejected
 from vigil.sources.tetragon.normalize import bare_container_id
 from vigil.sources.timestamps import parse_timestamp_ns
@@ -32,6 +54,20 @@ _SYSCALL_SOURCES = frozenset({"syscall", ""})
 _WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND")
 #: What Falco prints for a field it could not resolve.
 _UNKNOWN = frozenset({"<NA>", "N/A", ""})
+#: ``(uid_t)-1``, the login uid of a process no login started, as some Falco versions print it.
+_UNSET_ID = 4294967295
+#: Falco's ``proc.is_exe_*`` fields → the executable flag each says (``evt.arg.flags`` of execve says them too).
+_EXE_FIELDS = {"proc.is_exe_writable": "writable", "proc.is_exe_upper_layer": "upper_layer",
+               "proc.is_exe_from_memfd": "from_memfd"}
+#: What the other file syscalls do to the file they name.
+_SYSCALL_ACCESS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("read", "pread", "pread64", "readv", "preadv"), ("read",)),
+    **dict.fromkeys(("write", "pwrite", "pwrite64", "writev", "pwritev"), ("write",)),
+    **dict.fromkeys(("truncate", "ftruncate"), ("truncate",)),
+    **dict.fromkeys(("creat",), ("write", "create", "truncate")),
+    **dict.fromkeys(("link", "linkat", "symlink", "symlinkat"), ("create",)),
+}
+_NET_KINDS = frozenset({"net.connect", "net.accept", "net.listen", "net.close"})
 
 _NOTHING: dict[str, Any] = {}
 
@@ -53,6 +89,7 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
     action = syscall
     if kind == "process.ptrace":  # the request, as the eBPF sensor names it: PTRACE_ATTACH is attach
         action = _text(fields, "evt.arg.request").removeprefix("PTRACE_").lower() or syscall
+    target = _target(kind, fields)
     uuid = _text(record, "uuid")
     identity = event_id(SOURCE, uuid) if uuid else _identity(record, fields)
     return Event(
@@ -66,10 +103,12 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         cluster=cluster,
         node=_text(record, "hostname") or _text(fields, "evt.hostname") or node,
         k8s=_k8s(fields),
-        actor=_actor(fields),
-        target=_target(kind, fields),
+        actor=_actor(fields, kind),
+        target=target,
         outcome=_outcome(fields),
+        container=_container(fields),
         raw=record,
+        **_parts(kind, syscall, fields, target),
     )
 
 
@@ -155,10 +194,22 @@ def _labels(value: Any) -> dict[str, str]:
     return {key: label for key, _, label in pairs if key}
 
 
-def _actor(fields: dict[str, Any]) -> Actor:
+def _container(fields: dict[str, Any]) -> Container:
+    """The container Falco's container plugin (or libs) resolved, whether or not Kubernetes metadata came with it;
+    nothing for a process on the host (``container.id`` ``host``)."""
+    container_id = _text(fields, "container.full_id") or _text(fields, "container.id")
+    if not container_id or container_id == "host":
+        return Container()
+    k8s = _k8s(fields)
+    return Container(id=k8s.container_id, runtime=_text(fields, "container.type"), name=k8s.container_name,
+                     image=k8s.image, image_id=_text(fields, "container.image.digest"))
+
+
+def _actor(fields: dict[str, Any], kind: str) -> Actor:
     arguments = _text(fields, "proc.args")
     program, _, rest = _text(fields, "proc.cmdline").partition(" ")  # the cmdline starts with the process name
     argv0 = _text(fields, "proc.exe") or program
+    login = _int(fields, "user.loginuid", -1)
     return Actor(
         pid=_int(fields, "proc.pid", 0),
         ppid=_int(fields, "proc.ppid", 0),
@@ -168,7 +219,73 @@ def _actor(fields: dict[str, Any]) -> Actor:
         args=[argv0, *(word for word in (arguments or rest).split(" ") if word)] if argv0 else [],
         cwd=_text(fields, "proc.cwd"),
         parent_exe=_text(fields, "proc.pexepath") or _text(fields, "proc.pname"),
+        auid=-1 if login in (_UNSET_ID, -1) else login,
+        tty=max(0, _int(fields, "proc.tty", 0)),
+        container_pid=_int(fields, "proc.vpid", 0),
+        exe_flags=_exe_flags(fields) if kind == "process.exec" else [],
+        parent_args=_words(_text(fields, "proc.pcmdline")),
+        grandparent_exe=_text(fields, "proc.aexepath[2]") or _text(fields, "proc.aname[2]"),
+        grandparent_args=_words(_text(fields, "proc.acmdline[2]")),
     )
+
+
+def _words(cmdline: str) -> list[str]:
+    """argv of a command line as Falco prints it: the process name, then the arguments joined by spaces."""
+    return [word for word in cmdline.split(" ") if word]
+
+
+def _exe_flags(fields: dict[str, Any]) -> list[str]:
+    """``EXE_WRITABLE|EXE_UPPER_LAYER`` of an execve's ``evt.arg.flags`` as ``writable``, ``upper_layer`` (in
+    Falco's order), and what ``proc.is_exe_*`` adds."""
+    flags = [name.strip().removeprefix("EXE_").lower() for name in _text(fields, "evt.arg.flags").split("|")
+             if name.strip().startswith("EXE_")]
+    for field_name, flag in _EXE_FIELDS.items():
+        value = fields.get(field_name)
+        if (value is True or value == "true") and flag not in flags:
+            flags.append(flag)
+    return flags
+
+
+def _parts(kind: str, syscall: str, fields: dict[str, Any], target: Target) -> dict[str, Any]:
+    """The ``file`` or ``network`` part of the event, as Event fields."""
+    if kind in ("file.open", "file.write"):
+        return {"file": _file(syscall, fields, target)}
+    if kind in _NET_KINDS:
+        return {"network": _network(kind, fields)}
+    return {}
+
+
+def _file(syscall: str, fields: dict[str, Any], target: Target) -> File:
+    if syscall in OPEN_SYSCALLS:
+        access = named_open_access(_text(fields, "evt.arg.flags"))
+        if not access:
+            access = [name for name, field_name in (("read", "evt.is_open_read"), ("write", "evt.is_open_write"))
+                      if fields.get(field_name) is True or fields.get(field_name) == "true"]
+    else:
+        access = list(_SYSCALL_ACCESS.get(syscall, ()))
+    mode = _text(fields, "evt.arg.mode")
+    other = _text(fields, "fs.path.target") or _text(fields, "evt.arg.newpath") or _text(fields, "evt.arg.linkpath")
+    return File(path=target.path, access=access, other_path=other,
+                mode=int(mode, 8) if mode.isdigit() and set(mode) <= set("01234567") else -1)
+
+
+def _network(kind: str, fields: dict[str, Any]) -> Network:
+    """Local and remote from ``fd.lip``/``fd.rip`` when printed, else from client and server by direction (a
+    connect's client is this process, an accept's server is)."""
+    client, server = _end(fields, "fd.cip", "fd.cport"), _end(fields, "fd.sip", "fd.sport")
+    local, remote = _end(fields, "fd.lip", "fd.lport"), _end(fields, "fd.rip", "fd.rport")
+    if kind == "net.accept":
+        local, remote = local if local[0] else server, remote if remote[0] else client
+    elif kind == "net.listen":
+        local, remote = local if local[0] else server, ("", 0)
+    else:
+        local, remote = local if local[0] else client, remote if remote[0] else server
+    return network(kind, family=_text(fields, "fd.type"), protocol=_text(fields, "fd.l4proto"), local=local,
+                   remote=remote)
+
+
+def _end(fields: dict[str, Any], address_field: str, port_field: str) -> tuple[str, int]:
+    return _text(fields, address_field), _int(fields, port_field, 0)
 
 
 def _target(kind: str, fields: dict[str, Any]) -> Target:

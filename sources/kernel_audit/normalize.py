@@ -12,7 +12,9 @@
   writes these only while audit is enabled (auditd running, or ``auditctl -e 1``); vigil does not enable it.
 
 Runs in the stream workers and ``vigil replay``; trusts no field's type. The ``k8s`` object the node
-collector adds is the context; the record's own ``container_id`` fills in when the pod was not resolved.
+collector adds is the context; the record's own ``container_id`` (from the process's cgroup) fills in when the pod
+was not resolved, and names ``container`` either way. The actor's ``auid`` is the record's login uid. An LSM
+decision about a file also fills ``file``: its path and the permissions asked that are file accesses.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from vigil.event import Actor, Event, Outcome, Target, event_id, now_ns
+from vigil.event import FILE_ACCESS, Actor, Container, Event, File, Outcome, Target, event_id, now_ns
 from vigil.sources.health import health_event, is_health_record
 from vigil.sources.host_sensors import (
     AUDIT_ARCHES,
@@ -86,6 +88,8 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         actor=actor,
         target=target,
         outcome=outcome,
+        container=Container(id=k8s.container_id, name=k8s.container_name, image=k8s.image),
+        file=_file(kind, target),
         raw=record,
     )
 
@@ -143,10 +147,18 @@ _check = with_health_records(_identity)
 
 def _actor(fields: dict[str, Any]) -> Actor:
     exe = text_field(fields, "exe")
-    uid, gid = (_number(fields, name, -1) for name in ("uid", "gid"))
+    uid, gid, auid = (_number(fields, name, -1) for name in ("uid", "gid", "auid"))
     return Actor(pid=_number(fields, "pid", 0), uid=-1 if uid == _UNSET_ID else uid,
-                 gid=-1 if gid == _UNSET_ID else gid,
+                 gid=-1 if gid == _UNSET_ID else gid, auid=-1 if auid == _UNSET_ID else auid,
                  exe=exe if exe and exe not in ("?", "(null)") else text_field(fields, "comm"))
+
+
+def _file(kind: str, target: Target) -> File:
+    """The file an LSM decision is about, with the permissions asked that are file accesses; empty otherwise."""
+    if kind != "kernel.lsm" or not target.path.startswith("/"):
+        return File()
+    asked = target.name.split()
+    return File(path=target.path, access=[access for access in FILE_ACCESS if access in asked])
 
 
 # -- per type: (kind, action, target, outcome) ---------------------------------------------------------------

@@ -7,6 +7,14 @@ name the kernel function or syscall a TracingPolicy hooked; that name decides th
 ``__x64_sys_write`` is a ``file.write``), and a hook vigil has no kind for stays a ``process.hook`` event,
 queryable but outside the detections' kinds.
 
+The process's container (``pod.container``, else the id prefix in ``docker`` when Tetragon knows no pod), its
+credentials (``process_credentials`` with ``--enable-process-cred``, else ``uid``, which agents since 1.1 report as
+the effective uid), ``auid``, its pid in the container, how its binary got there (``binary_properties.file``: a
+binary only in memory or deleted), and its parent and first ancestor (the grandparent) fill the envelope's process
+fields; a hook's arguments fill ``file`` (access from the open flags or the permission mask, the second path of a
+rename or link, a chmod's or creating open's mode) and ``network`` (``saddr``/``sport`` the local end,
+``daddr``/``dport`` the remote one).
+
 Runs in the stream workers for every record: it reads fields directly, trusts no field's type, and builds
 nothing it does not return.
 """
@@ -18,7 +26,19 @@ from typing import Any
 
 import orjson
 
-from vigil.event import Actor, Event, K8sContext, Outcome, Target, correlation_key_for, event_id, now_ns
+from vigil.event import (
+    Actor,
+    Container,
+    Event,
+    File,
+    K8sContext,
+    Network,
+    Outcome,
+    Target,
+    correlation_key_for,
+    event_id,
+    now_ns,
+)
 from vigil.sources.health import HEALTH_RECORD_KIND, check_health_record, health_event, health_key, is_health_record
 from vigil.sources.host_sensors import (
     KIND_RESOURCES,
@@ -29,6 +49,7 @@ from vigil.sources.host_sensors import (
     shown,
     syscall_name,
 )
+from vigil.sources.parts import network, open_access, runtime_and_id
 from vigil.sources.source import RecordRejected
 from vigil.sources.timestamps import parse_timestamp_ns
 
@@ -52,7 +73,10 @@ _NOT_EVENTS = {
 _ENFORCING_ACTIONS = frozenset({"KPROBE_ACTION_SIGKILL", "KPROBE_ACTION_OVERRIDE", "KPROBE_ACTION_NOTIFYENFORCER"})
 #: May-flags of ``security_file_permission`` that make it a write: MAY_WRITE, MAY_APPEND.
 _MAY_WRITE = 0x2 | 0x8
+_MAY_READ, _MAY_APPEND = 0x4, 0x8
 _INT_ARGS = ("int_arg", "uint_arg", "long_arg", "size_arg")
+#: ``(uid_t)-1``: the kernel's "not set" (the ``auid`` of a process no login started).
+_UNSET_ID = 4294967295
 _BODY_ONLY = ("process", "parent", "ancestors")
 
 _NOTHING: dict[str, Any] = {}
@@ -82,7 +106,7 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         time_ns = parse_timestamp_ns(time_text)
     except ValueError as exc:
         raise RecordRejected("missing_field", str(exc)) from None
-    kind, action, target, outcome = _DECODERS[event_type](body, process)
+    kind, action, target, outcome, parts = _DECODERS[event_type](body, process)
     exec_id = _text(process, "exec_id")
     return Event(
         id=event_id(SOURCE, event_type, exec_id, time_text, _details(event_type, body)),
@@ -95,10 +119,12 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         cluster=_text(record, "cluster_name") or cluster,
         node=_text(record, "node_name") or node,
         k8s=_k8s(process),
-        actor=_actor(process, _mapping(body.get("parent"))),
+        actor=_actor(process, _mapping(body.get("parent")), body.get("ancestors")),
         target=target,
         outcome=outcome,
+        container=_container(process),
         raw=record,
+        **parts,
     )
 
 
@@ -166,18 +192,20 @@ def _details(event_type: str, body: dict[str, Any]) -> str:
 
 # --- Event types ------------------------------------------------------------------------------------------
 
-Decoded = tuple[str, str, Target, Outcome]
+#: (kind, action, target, outcome, the parts beyond process and container as Event fields: ``file``, ``network``).
+Decoded = tuple[str, str, Target, Outcome, dict[str, Any]]
+_NO_PARTS: dict[str, Any] = {}
 
 
 def _exec(body: dict[str, Any], process: dict[str, Any]) -> Decoded:
-    return "process.exec", "exec", Target(path=_text(process, "binary")), Outcome("success")
+    return "process.exec", "exec", Target(path=_text(process, "binary")), Outcome("success"), _NO_PARTS
 
 
 def _exit(body: dict[str, Any], process: dict[str, Any]) -> Decoded:
     status, signal = body.get("status"), _text(body, "signal")
     status = status if type(status) is int else 0
     result = "success" if status == 0 and not signal else "failure"
-    return "process.exit", "exit", Target(path=_text(process, "binary")), Outcome(result, status, signal)
+    return "process.exit", "exit", Target(path=_text(process, "binary")), Outcome(result, status, signal), _NO_PARTS
 
 
 def _hooked(hook: str, body: dict[str, Any]) -> Decoded:
@@ -192,7 +220,7 @@ def _hooked(hook: str, body: dict[str, Any]) -> Decoded:
     action = name if kind != HOOK_KIND else hook
     if kind == "process.ptrace" and arguments.ints:
         action = PTRACE_REQUESTS.get(arguments.ints[0], action)
-    return kind, action, arguments.target(kind), _hook_outcome(body)
+    return kind, action, arguments.target(kind), _hook_outcome(body), arguments.parts(name, kind)
 
 
 def _kprobe(body: dict[str, Any], process: dict[str, Any]) -> Decoded:
@@ -204,26 +232,29 @@ def _tracepoint(body: dict[str, Any], process: dict[str, Any]) -> Decoded:
 
 
 def _uprobe(body: dict[str, Any], process: dict[str, Any]) -> Decoded:
-    kind, action, target, outcome = _hooked(_text(body, "symbol"), body)
+    kind, action, target, outcome, parts = _hooked(_text(body, "symbol"), body)
     target.path = target.path or _text(body, "path")
-    return kind, action, target, outcome
+    return kind, action, target, outcome, parts
 
 
 def _loader(body: dict[str, Any], process: dict[str, Any]) -> Decoded:
-    return HOOK_KIND, "load", Target(path=_text(body, "path")), Outcome("success")
+    return HOOK_KIND, "load", Target(path=_text(body, "path")), Outcome("success"), _NO_PARTS
 
 
 def _connection(kind: str) -> Callable[[dict[str, Any], dict[str, Any]], Decoded]:
     """process_connect/close (peer = destination) and process_listen (the local address), of older agents."""
 
     def decode(body: dict[str, Any], process: dict[str, Any]) -> Decoded:
+        protocol = _protocol(_text(body, "protocol"))
         if kind == "net.listen":
-            address, port = _text(body, "ip"), body.get("port")
+            address, port = _text(body, "ip"), _int(body, "port", 0)
+            part = network(kind, protocol=protocol, local=(address, port))
         else:
-            address, port = _text(body, "destination_ip"), body.get("destination_port")
-        port = port if type(port) is int else 0
-        target = Target(address=address, port=port, resource=_protocol(_text(body, "protocol")))
-        return kind, kind.partition(".")[2], target, Outcome("success")
+            address, port = _text(body, "destination_ip"), _int(body, "destination_port", 0)
+            part = network(kind, protocol=protocol, remote=(address, port),
+                           local=(_text(body, "source_ip"), _int(body, "source_port", 0)))
+        target = Target(address=address, port=port, resource=protocol)
+        return kind, kind.partition(".")[2], target, Outcome("success"), {"network": part}
 
     return decode
 
@@ -267,12 +298,14 @@ def _hook_outcome(body: dict[str, Any]) -> Outcome:
 class _Arguments:
     """A hook's typed arguments (``[{"file_arg": {...}}, {"int_arg": 2}, ...]``), sorted by type once."""
 
-    __slots__ = ("after_path", "ints", "name", "path", "sock", "strings")
+    __slots__ = ("after_path", "ints", "name", "numbers_after_path", "path", "paths", "sock", "strings")
 
     def __init__(self, args: Any) -> None:
         self.ints: list[int] = []
         self.after_path: int | None = None  # the first number after a file or string argument: flags, a mask
+        self.numbers_after_path: list[int] = []  # every number after one: flags then mode, a mode
         self.strings: list[str] = []
+        self.paths: list[str] = []  # every file and path argument, in order (rename: the old, then the new)
         self.path = self.name = ""
         self.sock: dict[str, Any] = _NOTHING
         for arg in args if type(args) is list else ():
@@ -290,15 +323,19 @@ class _Arguments:
             number = int(value) if type(value) is str and value.lstrip("-").isdigit() else value
             if type(number) is int:
                 self.ints.append(number)
-                if self.after_path is None and (self.strings or self.path):
-                    self.after_path = number
+                if self.strings or self.path:
+                    self.numbers_after_path.append(number)
+                    if self.after_path is None:
+                        self.after_path = number
         elif key == "string_arg" and type(value) is str:
             self.strings.append(value)
         elif type(value) is not dict:
             return
-        elif key in ("file_arg", "path_arg", "linux_binprm_arg") and not self.path:
+        elif key in ("file_arg", "path_arg", "linux_binprm_arg"):
             path = _text(value, "path")
-            self.path = path if not path or path[0] == "/" else "/" + path  # older agents drop the root slash
+            path = path if not path or path[0] == "/" else "/" + path  # older agents drop the root slash
+            self.paths.append(path)
+            self.path = self.path or path
         elif key in ("sock_arg", "sockaddr_arg"):
             self.sock = value
         elif key == "module_arg":
@@ -322,6 +359,49 @@ class _Arguments:
             return Target(resource=KIND_RESOURCES[kind])
         return Target(path=self.path or (strings[0] if strings else ""))
 
+    def parts(self, name: str, kind: str) -> dict[str, Any]:
+        """The ``file`` or ``network`` part of a hooked call of ``kind``, as Event fields."""
+        if kind in ("file.open", "file.write"):
+            return {"file": self._file(name, kind)}
+        if kind in ("net.connect", "net.accept", "net.listen", "net.close"):
+            return {"network": self._network(kind)}
+        return _NO_PARTS
+
+    def _file(self, name: str, kind: str) -> File:
+        named = self.paths or self.strings
+        numbers = self.numbers_after_path
+        mode = -1
+        if name in OPEN_SYSCALLS or name == "creat":
+            flags = numbers[0] if numbers and name != "creat" else _CREAT_FLAGS
+            access = open_access(flags)
+            if flags & _O_CREAT and len(numbers) > (0 if name == "creat" else 1):
+                mode = numbers[0 if name == "creat" else 1]
+        elif name == "file_permission":
+            mask = numbers[0] if numbers else 0
+            access = [access for bit, access in ((_MAY_READ, "read"), (_MAY_WRITE, "write"), (_MAY_APPEND, "append"))
+                      if mask & bit]
+        else:
+            access = _HOOK_ACCESS.get(name, [])
+            if name in _CHMODS and numbers:
+                mode = numbers[0]
+        other = named[1] if name in _TWO_PATHS and len(named) > 1 else ""
+        return File(path=self.path or (self.strings[0] if self.strings else ""), access=list(access), mode=mode,
+                    other_path=other)
+
+    def _network(self, kind: str) -> Network:
+        sock = self.sock
+        protocol, family = sock.get("protocol"), sock.get("family")
+        protocol = _protocol(protocol) if type(protocol) is str else ""
+        family = family if type(family) is str else ""
+        if "addr" in sock:  # sockaddr_arg: the address the call names (connect's peer, bind's own)
+            end = (_text(sock, "addr"), _int(sock, "port", 0))
+            if kind == "net.listen":
+                return network(kind, family=family, protocol=protocol, local=end)
+            return network(kind, family=family, protocol=protocol, remote=end)
+        local = (_text(sock, "saddr"), _int(sock, "sport", 0))
+        remote = ("", 0) if kind == "net.listen" else (_text(sock, "daddr"), _int(sock, "dport", 0))
+        return network(kind, family=family, protocol=protocol, local=local, remote=remote)
+
     def _peer(self, kind: str) -> Target:
         sock = self.sock
         if "addr" in sock:  # sockaddr_arg
@@ -333,6 +413,21 @@ class _Arguments:
         protocol = sock.get("protocol")
         return Target(address=address if type(address) is str else "", port=port if type(port) is int else 0,
                       resource=_protocol(protocol) if type(protocol) is str else "")
+
+
+_O_CREAT = 0o100
+#: creat(path, mode) is open(path, O_CREAT|O_WRONLY|O_TRUNC, mode).
+_CREAT_FLAGS = 0o100 | 0o1 | 0o1000
+#: What the other file hooks do to the file they name.
+_HOOK_ACCESS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("read", "pread64", "readv", "preadv", "preadv2"), ("read",)),
+    **dict.fromkeys(("write", "pwrite64", "writev", "pwritev", "pwritev2"), ("write",)),
+    **dict.fromkeys(("truncate", "ftruncate", "path_truncate", "file_truncate"), ("truncate",)),
+    **dict.fromkeys(("link", "linkat", "symlink", "symlinkat"), ("create",)),
+}
+#: Hooks that name two paths, the second being the new name (rename, link, symlink).
+_TWO_PATHS = frozenset({"rename", "renameat", "renameat2", "path_rename", "link", "linkat", "symlink", "symlinkat"})
+_CHMODS = frozenset({"chmod", "fchmod", "fchmodat", "path_chmod"})
 
 
 # --- Process and pod ------------------------------------------------------------------------------------------
@@ -359,9 +454,23 @@ def bare_container_id(container_id: str) -> str:
     return container_id.partition("://")[2] if "://" in container_id else container_id
 
 
-def _actor(process: dict[str, Any], parent: dict[str, Any]) -> Actor:
+def _container(process: dict[str, Any]) -> Container:
+    """The pod's container when Tetragon resolved the pod, else the id prefix it read from the cgroup (``docker``)."""
+    container = _mapping(_mapping(process.get("pod")).get("container"))
+    runtime, container_id = runtime_and_id(_text(container, "id"))
+    if not container_id:
+        return Container(id=_text(process, "docker"))
+    image = _mapping(container.get("image"))
+    _, image_id = runtime_and_id(_text(image, "id"))  # docker-pullable://registry/app@sha256:…
+    return Container(id=container_id, runtime=runtime, name=_text(container, "name"), image=_text(image, "name"),
+                     image_id=image_id)
+
+
+def _actor(process: dict[str, Any], parent: dict[str, Any], ancestors: Any) -> Actor:
     credentials = _mapping(process.get("process_credentials"))
     binary = _text(process, "binary")  # argv[0]: Tetragon does not report it, the executed path stands for it
+    grandparent = _mapping(ancestors[0]) if type(ancestors) is list and ancestors else _NOTHING
+    auid = _int(process, "auid", -1)
     return Actor(
         pid=_int(process, "pid", 0),
         ppid=_int(parent, "pid", 0),
@@ -371,7 +480,30 @@ def _actor(process: dict[str, Any], parent: dict[str, Any]) -> Actor:
         args=[binary, *split_arguments(_text(process, "arguments"))],
         cwd=_text(process, "cwd"),
         parent_exe=_text(parent, "binary"),
+        euid=_int(credentials, "euid", _int(process, "uid", -1)),
+        egid=_int(credentials, "egid", -1),
+        auid=-1 if auid == _UNSET_ID else auid,
+        container_pid=_int(_mapping(_mapping(process.get("pod")).get("container")), "pid", 0),
+        exe_flags=_exe_flags(process),
+        parent_args=_argv(parent),
+        grandparent_exe=_text(grandparent, "binary"),
+        grandparent_args=_argv(grandparent),
     )
+
+
+def _argv(process: dict[str, Any]) -> list[str]:
+    binary = _text(process, "binary")
+    return [binary, *split_arguments(_text(process, "arguments"))] if binary else []
+
+
+def _exe_flags(process: dict[str, Any]) -> list[str]:
+    """``binary_properties.file`` is set only for a binary that is not on disk: an anonymous memory file (memfd,
+    shm) or a deleted one; the kernel names a memfd's file ``memfd:<name>``."""
+    file = _mapping(_mapping(process.get("binary_properties")).get("file"))
+    if not file:
+        return []
+    path = _text(file, "path") or _text(process, "binary")
+    return ["from_memfd"] if "memfd:" in path else ["deleted"]
 
 
 def split_arguments(arguments: str) -> list[str]:

@@ -439,10 +439,14 @@ def test_hostile_field_types_never_raise_and_never_leak_wrong_types() -> None:
                 for name, value in vars(part).items():
                     if isinstance(value, list):
                         assert all(type(v) is str for v in value), (name, document)
+                    elif name == "extra":  # user.extra: a list of strings per key
+                        assert all(type(k) is str and all(type(v) is str for v in vs) for k, vs in value.items())
                     elif isinstance(value, dict):
                         assert all(type(v) is str for v in value.values()), (name, document)
                     else:
                         assert type(value) in (str, int), (name, document)
+            request = event.request
+            assert all(type(value) is str for value in (request.stage, request.decision, request.decision_reason))
             event.to_json()
     assert normalized > 500  # most single-field corruptions still leave a usable event
 
@@ -469,3 +473,37 @@ def test_keys_for_a_variety_of_records() -> None:
         "prod/~alice",
         "gke-a/~alice",
     }
+
+
+# --- the request part and the identity's extra ---------------------------------------------------------------
+
+
+def test_the_request_carries_stage_decision_and_the_logged_objects() -> None:
+    pod = {"kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
+    created = {**pod, "metadata": {"name": "p", "uid": "u-9"}}
+    event = normalize(audit_event(verb="create", requestObject=pod, responseObject=created,
+                                  annotations={"authorization.k8s.io/decision": "forbid",
+                                               "authorization.k8s.io/reason": "RBAC: no rule"}))
+    request = event.request
+    assert (request.stage, request.decision, request.decision_reason) == ("ResponseComplete", "forbid", "RBAC: no rule")
+    assert (request.object, request.response) == (pod, created)
+    assert normalize(audit_event()).request.object is None  # a Metadata-level event logged no objects
+
+
+def test_a_pod_bound_token_names_its_pod_and_the_extra_is_kept() -> None:
+    actor = normalize(audit_event(user=pod_bound_user(pod="web-1"))).actor
+    assert (actor.token_pod, actor.token_pod_uid) == ("web-1", "3c1e0000-0000-4000-8000-00000000000a")
+    assert actor.extra["authentication.kubernetes.io/node-name"] == ["node-a"]
+    plain = normalize(audit_event()).actor
+    assert (plain.token_pod, plain.extra) == ("", {})
+
+
+def test_an_impersonating_token_still_names_its_pod_while_extra_is_the_impersonated_users() -> None:
+    actor = normalize(audit_event(user=pod_bound_user(pod="web-1"),
+                                  impersonatedUser={"username": "bob", "extra": {"scopes": ["view"]}})).actor
+    assert (actor.user, actor.token_pod, actor.extra) == ("bob", "web-1", {"scopes": ["view"]})
+
+
+def test_malformed_extra_values_are_left_out() -> None:
+    user = {"username": "alice", "extra": {"good": ["a"], "string": "b", "mixed": ["c", 1]}}
+    assert normalize(audit_event(user=user)).actor.extra == {"good": ["a"], "mixed": ["c"]}

@@ -206,3 +206,58 @@ def test_a_host_process_keys_by_its_node_not_with_every_nodes_host_activity(reco
     namespaced = {**record, "k8s": {"namespace": "shop"}}
     assert EBPF_SOURCE.key(namespaced, "c1") == _normalize(namespaced).correlation_key == "c1/shop"
     assert _normalize(namespaced).actor.user == ""
+
+
+# -- the model's runtime parts ------------------------------------------------------------------------------
+
+def test_an_exec_carries_effective_ids_and_the_container_the_cgroup_named() -> None:
+    record = {**RECORDED["exec"], "uid": 1000, "gid": 1000, "euid": 0, "egid": 1000, "container_id": "c" * 64,
+              "k8s": _K8S}
+    event = _normalize(record)
+    assert (event.actor.uid, event.actor.euid, event.actor.gid, event.actor.egid) == (1000, 0, 1000, 1000)
+    assert (event.container.id, event.container.name, event.container.image) == ("c" * 64, "web", "busybox:1")
+    assert event.actor.exe_flags == [] and event.actor.auid == -1
+
+
+def test_a_container_without_pod_context_is_still_a_container() -> None:
+    event = _normalize({**RECORDED["exec"], "container_id": "9bea" * 16})
+    assert event.container.id == event.k8s.container_id == "9bea" * 16 and event.k8s.pod == ""
+
+
+def test_an_exec_from_a_memory_file_is_flagged() -> None:
+    event = _normalize({**RECORDED["exec"], "exe": "/memfd:payload (deleted)"})
+    assert event.actor.exe_flags == ["from_memfd"]
+
+
+@pytest.mark.parametrize(("flags", "access", "mode"), [
+    (524288, ["read"], -1),  # O_RDONLY|O_CLOEXEC: no mode without O_CREAT
+    (524865, ["write", "create", "truncate"], 438),  # O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC, mode 0666
+    (0o2002, ["read", "write", "append"], -1),  # O_RDWR|O_APPEND
+])
+def test_an_open_says_how_the_file_was_accessed(flags: int, access: list[str], mode: int) -> None:
+    event = _normalize({**RECORDED["file_write"], "flags": flags})
+    assert (event.file.path, event.file.access, event.file.mode) == ("/tmp/release_agent", access, mode)
+
+
+def test_sockets_carry_both_ends_their_direction_and_the_remote_class() -> None:
+    connect = _normalize(RECORDED["connect"]).network
+    assert (connect.family, connect.protocol, connect.direction) == ("inet6", "tcp", "outbound")
+    assert (connect.remote_address, connect.remote_port, connect.remote_class) == ("::1", 50139, "loopback")
+    accept = _normalize({**RECORDED["accept"], "remote_address": "10.2.3.4"}).network
+    assert (accept.direction, accept.local_port, accept.remote_address, accept.remote_class) == (
+        "inbound", 50029, "10.2.3.4", "private")
+    listen = _normalize(RECORDED["listen"]).network
+    assert (listen.direction, listen.local_address, listen.local_port) == ("listen", "127.0.0.1", 50029)
+    assert (listen.remote_address, listen.remote_class) == ("", "")  # the sensor's 0.0.0.0 is no peer
+
+
+def test_a_syscall_profile_carries_its_activity() -> None:
+    activity = _normalize(SYSCALLS).activity
+    assert activity.counts == SYSCALLS["counts"] and activity.syscalls == SYSCALLS["syscalls"]
+    assert (activity.interval_s, activity.processes) == (0.024, -1)
+    assert _normalize({**SYSCALLS, "pids": 3}).activity.processes == 3
+
+
+def test_parts_of_other_record_types_stay_empty() -> None:
+    event = _normalize(RECORDED["ptrace"])
+    assert (event.file.path, event.network.direction, event.activity.counts) == ("", "", {})

@@ -195,3 +195,75 @@ async def test_vigil_collect_file_ships_alerts_and_dead_letters_other_sources(se
     )
     (refused,) = [orjson.loads(line) for line in dead.stdout.splitlines()]
     assert (refused["source"], refused["reason"]) == ("falco", "wrong_kind")
+
+
+# --- the model's process, container, file and network parts ---------------------------------------------------
+
+
+def test_the_attack_corpus_fills_terminal_container_pid_login_uid_and_exe_flags() -> None:
+    shell = events(ATTACKS)[0]
+    assert (shell.actor.tty, shell.actor.container_pid, shell.actor.auid) == (34816, 88, -1)
+    assert shell.actor.exe_flags == ["writable", "lower_layer"]
+    assert (shell.container.id, shell.container.name, shell.container.image) == (
+        "c41d0a9e8b77", "api-7c4d9f8b5", "ghcr.io/acme/api:2.4.1")
+    memfd = next(e for e in events(ATTACKS) if "from_memfd" in e.actor.exe_flags)
+    assert memfd.actor.exe_flags == ["writable", "upper_layer", "from_memfd"]
+
+
+def test_exe_flags_from_the_proc_fields_and_only_for_execs() -> None:
+    flagged = normalize(falco_record("Drift", "execve", {"proc.exepath": "/app/x", "proc.is_exe_upper_layer": True,
+                                                         "proc.is_exe_writable": True}))
+    assert flagged.actor.exe_flags == ["writable", "upper_layer"]
+    opened = normalize(falco_record("Read", "openat", {"fd.name": "/etc/x", "evt.arg.flags": "O_RDONLY"}))
+    assert opened.actor.exe_flags == []
+
+
+def test_container_runtime_and_lineage_when_the_rule_prints_them() -> None:
+    event = normalize(falco_record(
+        "Spawned", "execve",
+        {"proc.exepath": "/bin/sh", "proc.cmdline": "sh -c id", "container.type": "containerd",
+         "container.image.digest": "sha256:" + "ab" * 32, "user.loginuid": 1000, "proc.pexepath": "/usr/bin/python3",
+         "proc.pcmdline": "python3 app.py", "proc.aexepath[2]": "/usr/bin/runc", "proc.acmdline[2]": "runc init"},
+    ))
+    assert (event.container.runtime, event.container.image_id) == ("containerd", "sha256:" + "ab" * 32)
+    assert (event.actor.auid, event.actor.parent_args) == (1000, ["python3", "app.py"])
+    assert (event.actor.grandparent_exe, event.actor.grandparent_args) == ("/usr/bin/runc", ["runc", "init"])
+
+
+def test_a_host_process_has_no_container() -> None:
+    event = normalize(falco_record("Spawned", "execve", {"proc.exepath": "/bin/sh"}, host=True))
+    assert event.container.id == "" and event.container.name == ""
+
+
+@pytest.mark.parametrize(("evt_type", "fields", "access", "mode", "other"), [
+    ("openat", {"fd.name": "/etc/x", "evt.arg.flags": "O_WRONLY|O_CREAT|O_TRUNC", "evt.arg.mode": "0644"},
+     ["write", "create", "truncate"], 0o644, ""),
+    ("openat", {"fd.name": "/etc/x", "evt.arg.flags": "O_RDWR|O_APPEND|O_CLOEXEC"}, ["read", "write", "append"], -1,
+     ""),
+    ("openat", {"fd.name": "/etc/x", "evt.is_open_read": True}, ["read"], -1, ""),
+    ("renameat2", {"fs.path.name": "/tmp/x", "fs.path.target": "/usr/bin/ls"}, [], -1, "/usr/bin/ls"),
+    ("symlinkat", {"fs.path.name": "/etc/shadow", "fs.path.target": "/tmp/s"}, ["create"], -1, "/tmp/s"),
+    ("ftruncate", {"fd.name": "/var/log/auth.log"}, ["truncate"], -1, ""),
+])
+def test_file_syscalls_say_how_the_file_was_accessed(evt_type: str, fields: dict, access: list[str], mode: int,
+                                                     other: str) -> None:
+    file = normalize(falco_record("File", evt_type, fields)).file
+    assert (file.access, file.mode, file.other_path) == (access, mode, other)
+    assert file.path
+
+
+def test_sockets_take_their_ends_from_local_and_remote_else_client_and_server() -> None:
+    connect = normalize(falco_record("Out", "connect", {"fd.cip": "10.244.0.5", "fd.cport": 40000, "fd.sip": "1.1.1.1",
+                                                        "fd.sport": 443, "fd.l4proto": "tcp", "fd.type": "ipv4"}))
+    assert (connect.network.local_address, connect.network.remote_address, connect.network.remote_port) == (
+        "10.244.0.5", "1.1.1.1", 443)
+    assert (connect.network.family, connect.network.direction, connect.network.remote_class) == (
+        "inet", "outbound", "public")
+    accept = normalize(falco_record("In", "accept4", {"fd.cip": "192.168.9.9", "fd.cport": 50000, "fd.sip": "10.0.0.2",
+                                                      "fd.sport": 22}))
+    assert (accept.network.local_address, accept.network.local_port, accept.network.remote_address) == (
+        "10.0.0.2", 22, "192.168.9.9")
+    assert (accept.network.direction, accept.network.remote_class) == ("inbound", "private")
+    printed = normalize(falco_record("Out", "connect", {"fd.lip": "::1", "fd.lport": 1, "fd.rip": "::1",
+                                                        "fd.rport": 2, "fd.cip": "9.9.9.9"}))
+    assert (printed.network.local_address, printed.network.remote_port, printed.network.family) == ("::1", 2, "inet6")

@@ -261,3 +261,23 @@ def test_health_records_travel_on_the_kernel_audit_topic():
     [record] = KERNEL_AUDIT_SOURCE.split(orjson.dumps([health]), 1 << 20)
     event = _event(record)
     assert (event.kind, event.outcome.code) == ("collector.health", 12)
+
+
+# -- the model's process, container and file ------------------------------------------------------------------
+
+def test_the_login_uid_is_the_actors_auid_and_unset_is_unknown():
+    assert _event(_one(ANOM_ABEND)).actor.auid == 1000
+    assert _event(record_from_netlink(1326, SECCOMP_KILL)).actor.auid == -1  # 4294967295: no login
+
+
+def test_the_container_comes_from_the_records_cgroup_even_without_a_pod():
+    event = _event(record_from_netlink(1326, SECCOMP_KILL) | {"container_id": "d" * 64})
+    assert event.container.id == "d" * 64 and event.k8s.pod == ""
+    assert _event(record_from_netlink(1326, SECCOMP_KILL)).container.id == ""
+
+
+def test_an_lsm_decision_about_a_file_names_the_file_and_the_access_asked():
+    denied = _event(_one(APPARMOR_FILE.replace(b'requested_mask="r"', b'requested_mask="rw"')))
+    assert (denied.file.path, denied.file.access) == ("/etc/shadow", ["read", "write"])
+    assert _event(_one(SELINUX_AVC)).file.path == "/var/www/html/file1"  # getattr is not one of the accesses
+    assert _event(_one(APPARMOR_CAPABILITY)).file.path == ""

@@ -84,3 +84,13 @@ def test_a_container_outside_kubernetes_keys_by_its_node():
     assert event.actor.user == "node:node-1"
     assert CONTAINERD_SOURCE.key(bare, "prod") == event.correlation_key == "prod/~node:node-1"
     assert CONTAINERD_SOURCE.normalize(record(), "prod", "x").actor.user == ""  # a pod's container keys by its pod
+
+
+def test_the_container_is_containerds_with_the_image_of_its_create_record():
+    created = CONTAINERD_SOURCE.normalize(
+        record(kind="container.create", topic="/containers/create", image="docker.io/library/redis:7",
+               runtime="io.containerd.runc.v2", k8s={}), "prod", "n")
+    assert (created.container.id, created.container.runtime, created.container.image) == (
+        CID, "containerd", "docker.io/library/redis:7")
+    exited = CONTAINERD_SOURCE.normalize(record(), "prod", "n")
+    assert (exited.container.name, exited.container.image) == ("main", "busybox:1")  # from the pod context

@@ -113,7 +113,7 @@ def test_migrate_then_status(settings: Settings, capsys: pytest.CaptureFixture[s
     assert "pending" in capsys.readouterr().out
     assert run(settings, "storage", "migrate") == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[:2] == ["applied migrations: 1, 2, 3, 4", "events retention: forever"]
+    assert out[:2] == ["applied migrations: 1, 2, 3, 4, 5", "events retention: forever"]
     assert out[2].startswith("roles: not created, the server does not allow it (Code: 497.")  # chdb: no access control
     assert run(settings, "storage", "migrate") == 0
     assert capsys.readouterr().out.splitlines()[0] == "schema is up to date"

@@ -10,10 +10,10 @@ import pytest
 
 from vigil.alert import Alert
 from vigil.config import ClickHouseSettings
-from vigil.event import Actor, Event, K8sContext, Outcome, Target
+from vigil.event import Actor, Container, Event, File, K8sContext, Network, Outcome, Request, Target
 from vigil.storage.clickhouse import (
     ALERT_COLUMNS,
-    EVENT_COLUMNS,
+    STORED_EVENT_COLUMNS,
     ClickHouseStore,
     StoreError,
     StoreUnavailable,
@@ -58,11 +58,18 @@ def full_event(n: int = 0, namespace: str = "payments") -> Event:
         actor=Actor(user="alice@example.com", user_uid="u-42", groups=["dev", "system:authenticated"],
                     source_ips=["10.1.2.3", "2001:db8::1"], user_agent="kubectl/v1.30", impersonated_by="admin",
                     pid=4242, ppid=1, uid=4_294_967_294, gid=1000, exe="/bin/sh", args=["sh", "-c", "id"],
-                    cwd="/srv", parent_exe="/usr/bin/containerd-shim"),
+                    cwd="/srv", parent_exe="/usr/bin/containerd-shim", euid=0, egid=0, auid=1001, tty=34816,
+                    container_pid=9, exe_flags=["writable", "upper_layer"], parent_args=["sh", "-c", "run"],
+                    grandparent_exe="/usr/bin/runc", token_pod="api-7d9f"),
         target=Target(resource="pods", subresource="exec", api_group="apps", api_version="v1", namespace="payments",
                       name="api-7d9f", uri="/api/v1/namespaces/payments/pods/api-7d9f/exec?command=id",
                       path="/etc/shadow", address="10.9.9.9", port=6443),
         outcome=Outcome(result="denied", code=403, reason="forbidden"),
+        container=Container(id="c0ffee", runtime="containerd", name="api", image="registry/api:1.2"),
+        file=File(path="/etc/shadow", access=["read", "write"], mode=0o640, other_path="/etc/shadow-"),
+        network=Network(family="inet", protocol="tcp", direction="outbound", local_address="10.1.2.3",
+                        local_port=40000, remote_address="10.9.9.9", remote_port=6443, remote_class="service"),
+        request=Request(stage="ResponseComplete", decision="forbid"),
         raw={"kind": "Event", "auditID": f"audit-{n}", "nested": {"ü": [1, 2.5, None]}},
     )
 
@@ -72,7 +79,7 @@ def count(store: ClickHouseStore, table: str, final: str = "") -> int:
 
 
 def test_columns_cover_every_table_column(store: ClickHouseStore) -> None:
-    for table, columns in (("events", EVENT_COLUMNS), ("alerts", ALERT_COLUMNS)):
+    for table, columns in (("events", STORED_EVENT_COLUMNS), ("alerts", ALERT_COLUMNS)):
         described = [row[0] for row in store.query(f"DESCRIBE TABLE {table}").result_rows]
         assert described == [c.name for c in columns]
 
@@ -102,6 +109,13 @@ def test_event_roundtrips_every_column(store: ClickHouseStore) -> None:
         "target_name": target.name, "target_uri": target.uri, "target_path": target.path,
         "target_address": target.address, "target_port": target.port, "outcome_result": outcome.result,
         "outcome_code": outcome.code, "outcome_reason": outcome.reason, "schema_version": event.schema,
+        "container_runtime": "containerd", "actor_euid": 0, "actor_egid": 0, "actor_auid": 1001, "actor_tty": 34816,
+        "actor_container_pid": 9, "actor_exe_flags": ["writable", "upper_layer"],
+        "actor_parent_args": ["sh", "-c", "run"], "actor_grandparent_exe": "/usr/bin/runc",
+        "actor_token_pod": "api-7d9f", "file_access": ["read", "write"], "file_mode": 0o640,
+        "file_other_path": "/etc/shadow-", "network_family": "inet", "network_direction": "outbound",
+        "network_local_address": "10.1.2.3", "network_local_port": 40000, "network_remote_class": "service",
+        "request_decision": "forbid",
     }
     assert {name: row[name] for name in expected} == expected
     assert orjson.loads(row["raw"]) == event.raw
@@ -112,6 +126,26 @@ def test_default_event_fields_roundtrip(store: ClickHouseStore) -> None:
     event = Event(id="bare", time_ns=T0, source="ebpf", kind="process.exec")
     store.insert_events([event], "t1")
     assert store.query("SELECT actor_uid, actor_gid, raw, labels FROM events").result_rows == [(-1, -1, "null", {})]
+    assert store.query("SELECT actor_euid, actor_auid, file_mode, file_access FROM events").result_rows == [
+        (-1, -1, -1, [])]
+
+
+def test_container_without_pod_is_stored_under_its_id(store: ClickHouseStore) -> None:
+    """A container the runtime knows but Kubernetes does not (no pod context) still has its id in container_id."""
+    event = Event(id="podless", time_ns=T0, source="tetragon", kind="process.exec",
+                  container=Container(id="86eb9e29a77d432", runtime="docker"))
+    store.insert_events([event], "t1")
+    assert store.query("SELECT container_id, container_runtime, pod FROM events").result_rows == [
+        ("86eb9e29a77d432", "docker", "")]
+
+
+def test_rows_stored_before_migration_5_read_not_known(store: ClickHouseStore) -> None:
+    """Rows inserted with migration 1's columns only (as before migration 5) read -1 for the new ids and mode."""
+    store.command(
+        "INSERT INTO {db:Identifier}.events (event_id, time, source, kind) VALUES ('old', now64(9), 'ebpf', 'x')",
+        {"db": store.database})
+    rows = store.query("SELECT actor_euid, actor_egid, actor_auid, file_mode, network_remote_class FROM events")
+    assert rows.result_rows == [(-1, -1, -1, -1, "")]
 
 
 def test_alert_roundtrips_and_lifecycle_update_replaces_it(store: ClickHouseStore) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from vigil import kafka
+from vigil import addresses, kafka
 from vigil.event import Event
 from vigil.sources.source import RecordRejected, Rejected
 from vigil.sources.tetragon import TETRAGON_SOURCE
@@ -299,3 +299,85 @@ async def test_vigil_collect_file_ships_every_sample(settings) -> None:
                   for line in shipped.stdout.splitlines()) == canonical
     (refused,) = [orjson.loads(line) for line in dead.stdout.splitlines()]
     assert (refused["source"], refused["reason"]) == ("tetragon", "not_json")
+
+
+# --- the model's process, container, file and network parts ---------------------------------------------------
+
+
+def test_samples_fill_container_process_lineage_and_network() -> None:
+    connect = one("00_process_lifecycle--nc_process_connect.json")
+    assert (connect.container.id, connect.container.runtime, connect.container.name) == (
+        "e6af4dff4ea3b8d50313c59fbaa442e377da35671e79f43b8dc53c5efcc9b659", "docker", "elasticsearch")
+    assert connect.container.image_id.startswith("quay.io/isovalent/jobs-app-elasticsearch@sha256:")
+    assert (connect.actor.euid, connect.actor.auid, connect.actor.container_pid) == (0, -1, 192)
+    assert connect.actor.parent_args == ["/usr/bin/sh", "lifecycle.sh"]
+    network = connect.network
+    assert (network.direction, network.protocol, network.local_address, network.local_port) == (
+        "outbound", "tcp", "10.88.0.6", 48416)
+    assert (network.remote_address, network.remote_port, network.remote_class) == ("64.225.45.153", 443, "public")
+    listen = one("00_four_golden_signals--process_listen.json").network
+    assert (listen.direction, listen.local_address, listen.local_port, listen.remote_address) == (
+        "listen", "0.0.0.0", 9080, "")
+
+
+def test_a_process_without_a_pod_keeps_the_container_id_prefix_tetragon_read() -> None:
+    record = tetragon_record(binary="/bin/sh", host=True)
+    record["process_exec"]["process"]["docker"] = "86eb9e29a77d432"
+    event = normalize(record)
+    assert (event.container.id, event.k8s.container_id, event.k8s.pod) == ("86eb9e29a77d432", "", "")
+
+
+def test_credentials_grandparent_and_binaries_not_on_disk() -> None:
+    record = tetragon_record(binary="/tmp/x", uid=1000, parent="/bin/bash", parent_arguments="-c ./x")
+    exec_body = record["process_exec"]
+    exec_body["process"]["process_credentials"] = {"uid": 1000, "gid": 1000, "euid": 0, "egid": 1000}
+    exec_body["process"]["auid"] = 1001
+    exec_body["ancestors"] = [{"binary": "/usr/sbin/sshd", "arguments": "-D -R"}, {"binary": "/sbin/init"}]
+    exec_body["process"]["binary_properties"] = {"file": {"inode": {"number": 17, "links": 0},
+                                                          "path": "memfd:payload (deleted)"}}
+    actor = normalize(record).actor
+    assert (actor.uid, actor.euid, actor.gid, actor.egid, actor.auid) == (1000, 0, 1000, 1000, 1001)
+    assert (actor.parent_exe, actor.parent_args) == ("/bin/bash", ["/bin/bash", "-c", "./x"])
+    assert (actor.grandparent_exe, actor.grandparent_args) == ("/usr/sbin/sshd", ["/usr/sbin/sshd", "-D", "-R"])
+    assert actor.exe_flags == ["from_memfd"]
+    exec_body["process"]["binary_properties"] = {"file": {"inode": {"number": 17, "links": 0}, "path": "/tmp/x"}}
+    assert normalize(record).actor.exe_flags == ["deleted"]
+
+
+FILE = {"file_arg": {"path": "/etc/shadow"}}
+
+
+@pytest.mark.parametrize(("body", "access", "mode", "other"), [
+    (kprobe("__x64_sys_openat", {"int_arg": -100}, {"string_arg": "/etc/cron.d/x"}, {"int_arg": 0o1101},
+            {"int_arg": 0o644}), ["write", "create", "truncate"], 0o644, ""),
+    (kprobe("security_file_permission", FILE, {"int_arg": 4}), ["read"], -1, ""),
+    (kprobe("security_file_permission", FILE, {"int_arg": 0xA}), ["write", "append"], -1, ""),
+    (kprobe("__x64_sys_renameat2", {"int_arg": -100}, {"string_arg": "/tmp/x"}, {"int_arg": -100},
+            {"string_arg": "/usr/bin/ls"}), [], -1, "/usr/bin/ls"),
+    (kprobe("security_path_truncate", {"path_arg": {"path": "var/log/auth.log"}}), ["truncate"], -1, ""),
+    (kprobe("__x64_sys_fchmodat", {"int_arg": -100}, {"string_arg": "/tmp/x"}, {"int_arg": 0o4755}), [], 0o4755,
+     ""),
+])
+def test_file_hooks_say_how_the_file_was_accessed(body: dict, access: list[str], mode: int, other: str) -> None:
+    file = normalize(tetragon_record("process_kprobe", binary="/bin/sh", body=body)).file
+    assert (file.access, file.mode, file.other_path) == (access, mode, other)
+    assert file.path
+
+
+def test_socket_hooks_fill_both_ends() -> None:
+    sock = {"sock_arg": {"family": "AF_INET", "type": "SOCK_STREAM", "protocol": "IPPROTO_TCP", "saddr": "10.244.1.5",
+                         "daddr": "10.96.0.1", "sport": 51000, "dport": 443}}
+    addresses.configure("10.96.0.0/12", "10.244.0.0/16")
+    try:
+        network = normalize(tetragon_record("process_kprobe", binary="/bin/curl",
+                                            body=kprobe("tcp_connect", sock))).network
+    finally:
+        addresses.configure("", "")
+    assert (network.family, network.protocol, network.direction) == ("inet", "tcp", "outbound")
+    assert (network.local_address, network.local_port, network.remote_address, network.remote_port) == (
+        "10.244.1.5", 51000, "10.96.0.1", 443)
+    assert network.remote_class == "service"
+    connect = kprobe("__x64_sys_connect", {"int_arg": 3}, {"sockaddr_arg": {"family": "AF_INET6", "addr": "::1",
+                                                                            "port": 53}})
+    peer = normalize(tetragon_record("process_kprobe", binary="/bin/dig", body=connect)).network
+    assert (peer.family, peer.remote_address, peer.remote_port, peer.remote_class) == ("inet6", "::1", 53, "loopback")
