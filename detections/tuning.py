@@ -50,7 +50,8 @@ from pathlib import Path
 from typing import Any
 
 from vigil.detections.health import HealthRule, parse_health_rules
-from vigil.detections.sdk import NAMESPACE_OVERRIDES, Detection, DetectionError, NamespaceSettings, configured_params
+from vigil.detections.sdk import Detection, DetectionError
+from vigil.detections.sdk.params import NAMESPACE_OVERRIDES, NamespaceSettings, configured_params
 from vigil.event import Event
 
 #: Detection fields a deployment may override.

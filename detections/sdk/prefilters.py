@@ -1,0 +1,83 @@
+"""A detection (or a sequence step) may declare the only values of a few event fields its logic can
+match, e.g. ``resources=["pods"], subresources=["exec", "attach"], actions=["create", "get"]``, ``exe_names=SHELLS``
+or, for one of its kinds only, ``exe_names={"process.exec": SSH_CLIENTS}`` (see :class:`Prefilter`); the engine
+then never asks it about other events. Most events match nothing, so asking only the detections that can match
+is most of what keeps the engine fast."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
+
+from vigil.detections.sdk.errors import DetectionError
+from vigil.event import Event
+
+#: The event fields a prefilter can declare, by the event attribute each is read from.
+PREFILTER_FIELDS: dict[str, str] = {
+    "actions": "action",
+    "resources": "target.resource",
+    "subresources": "target.subresource",
+    "exe_names": "actor.exe",
+}
+_READ_FIELD = {name: attrgetter(path) for name, path in PREFILTER_FIELDS.items()}
+
+
+def declared_value(name: str, value: str) -> str:
+    """The value a declaration of field ``name`` names for the event attribute's ``value``: the same, except
+    that ``exe_names`` names basenames (``/usr/bin/curl`` is ``curl``)."""
+    return value.rpartition("/")[2] if name == "exe_names" else value
+
+
+#: How a detection or step declares a prefilter field: the values for all of its kinds, or a mapping from some of
+#: its kinds to their values (a detection of execs and connections names the programs it runs on for execs only).
+Declared = Collection[str] | Mapping[str, Collection[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Prefilter:
+    """The values of event fields a detection (or a sequence step) can match at all, for one event kind, so the
+    engine gives it only events that have them (Falco rules declare ``evt.type``, Panther rules their log
+    types). Each field is a set of exact values, empty for any: ``actions`` (the verb of an API request, the
+    action of a runtime event), ``resources`` and ``subresources`` (of the API object; ``""`` is the object
+    itself, no subresource) and ``exe_names`` (basename of the executable). A declaration is a promise the logic
+    never matches outside it (declare from the same constants the logic tests); ``vigil detections test`` fails
+    a detection whose examples break it."""
+
+    actions: frozenset[str] = frozenset()
+    resources: frozenset[str] = frozenset()
+    subresources: frozenset[str] = frozenset()
+    exe_names: frozenset[str] = frozenset()
+
+    @classmethod
+    def declared_by(cls, owner: Any, label: str) -> dict[str, Prefilter]:
+        """The prefilter of each kind of a detection or step (``owner.kinds``) from its declaration fields."""
+        by_kind: dict[str, dict[str, frozenset[str]]] = {kind: {} for kind in owner.kinds}
+        for name in PREFILTER_FIELDS:
+            declared = getattr(owner, name)
+            per_kind = declared if isinstance(declared, Mapping) else dict.fromkeys(owner.kinds, declared)
+            for kind, values in per_kind.items():
+                if kind not in by_kind:
+                    raise DetectionError(f"{label}: {name} declares kind {kind!r}, which is not one of its kinds")
+                if isinstance(values, str) or not all(isinstance(item, str) for item in values):
+                    raise DetectionError(f"{label}: {name} must be a list of strings (or of them by kind), "
+                                         f"got {values!r}")
+                by_kind[kind][name] = frozenset(values)
+        return {kind: cls(**fields) for kind, fields in by_kind.items()}
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The fields this prefilter restricts (the others may have any value)."""
+        return tuple(name for name in PREFILTER_FIELDS if getattr(self, name))
+
+    def admits(self, event: Event) -> bool:
+        return self.admits_values({name: declared_value(name, read(event)) for name, read in _READ_FIELD.items()})
+
+    def admits_values(self, values: Mapping[str, str | None]) -> bool:
+        """Whether an event with these field values can match (a field missing from ``values`` is unknown and
+        admitted; ``None`` is a value no declaration names)."""
+        return all(name not in values or values[name] in getattr(self, name) for name in self.fields)
+
+    def describe(self) -> str:
+        return ", ".join(f"{name}={sorted(getattr(self, name))}" for name in self.fields) or "any event"
