@@ -3,8 +3,8 @@
 Each detection file is loaded on its own, so one that fails to import is disabled and reported while the
 others run; a detection that raises on an event is counted and logged (rate-limited) and the event still
 goes to every other detection. Events are dispatched by kind and by the prefilters detections declare (verbs,
-resources, subresources, executables: :class:`~vigil.detections.sdk.Prefilter`), so an event costs only the
-detections that can match it, in their load order (see :class:`KindDispatch`). Deployment tuning
+resources, subresources, executables: :class:`~vigil.detections.sdk.prefilters.Prefilter`), so an event costs only
+the detections that can match it, in their load order (see :class:`KindDispatch`). Deployment tuning
 (``detections.toml``: enabled, severity, dedup, thresholds, exceptions) is applied as detections load, see
 :mod:`vigil.detections.tuning`.
 

@@ -77,8 +77,8 @@ class CompiledRule:
     searches: dict[str, Search]
     condition: str
     kind: str
-    #: The detection's prefilter (see :class:`vigil.detections.sdk.Prefilter`): the verbs, resources and subresources
-    #: the condition requires, by declaration field.
+    #: The detection's prefilter (see :class:`vigil.detections.sdk.prefilters.Prefilter`): the verbs, resources and
+    #: subresources the condition requires, by declaration field.
     prefilter: dict[str, list[str]]
 
     @property
