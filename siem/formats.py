@@ -27,9 +27,12 @@ from vigil import __version__
 from vigil.alert import Alert
 from vigil.siem import mitre
 
-#: The OCSF schema version the Detection Finding documents follow (``metadata.version``).
-OCSF_VERSION = "1.3.0"
-#: The ECS version the ECS documents follow (``ecs.version``).
+#: The OCSF schema version the Detection Finding documents follow (``metadata.version``). The tests validate
+#: them against the schema's own sources (1.9.0-dev, a superset): no deprecated attribute is used, so a 1.8
+#: consumer and a newer one read the same document.
+OCSF_VERSION = "1.8.0"
+#: The ECS version the ECS documents follow (``ecs.version``); every field they use is defined there and
+#: in the 9.x field list the tests validate them against.
 ECS_VERSION = "8.11.0"
 
 OCSF_CLASS_UID = 2004  # Detection Finding
@@ -66,7 +69,7 @@ def _rfc3339(ns: int) -> str:
 # --- OCSF ---------------------------------------------------------------------------------------------
 
 def to_ocsf(alert: Alert) -> dict[str, Any]:
-    """The alert as an OCSF 1.3 Detection Finding (class 2004)."""
+    """The alert as an OCSF Detection Finding (class 2004)."""
     activity, activity_name = (OCSF_UPDATE, "Update") if is_update(alert) else (OCSF_CREATE, "Create")
     first, last = _ms(alert.first_seen_ns), _ms(alert.last_seen_ns)
     degraded = coverage_degraded(alert)
@@ -117,9 +120,9 @@ def _ocsf_finding_info(alert: Alert, first: int, last: int) -> dict[str, Any]:
         "first_seen_time": first,
         "last_seen_time": last,
         "modified_time": last,
-        "product_uid": "vigil",
+        "product": {"name": "vigil", "uid": "vigil", "vendor_name": "vigil", "version": __version__},
     }
-    attacks = [_ocsf_attack(mitre.technique(t)) for t in alert.mitre]
+    attacks = [attack for t in alert.mitre for attack in _ocsf_attacks(mitre.technique(t))]
     if attacks:
         info["attacks"] = attacks
     if alert.event_ids:
@@ -127,7 +130,9 @@ def _ocsf_finding_info(alert: Alert, first: int, last: int) -> dict[str, Any]:
     return info
 
 
-def _ocsf_attack(technique: mitre.Technique) -> dict[str, Any]:
+def _ocsf_attacks(technique: mitre.Technique) -> list[dict[str, Any]]:
+    """One ATT&CK object per tactic the technique serves: OCSF's ``attack`` names one ``tactic`` (its list form
+    ``tactics`` is deprecated since 1.1), so a technique of two tactics is two attacks."""
     attack: dict[str, Any] = {"version": mitre.ATTACK_VERSION}
     named = {"uid": technique.id} | ({"name": technique.name} if technique.name else {})
     if technique.is_sub_technique:
@@ -136,10 +141,9 @@ def _ocsf_attack(technique: mitre.Technique) -> dict[str, Any]:
         attack["technique"] = {"uid": parent.id} | ({"name": parent.name} if parent.name else {})
     else:
         attack["technique"] = named
-    if technique.tactics:
-        attack["tactic"] = {"uid": technique.tactics[0][0], "name": technique.tactics[0][1]}
-        attack["tactics"] = [{"uid": uid, "name": name} for uid, name in technique.tactics]
-    return attack
+    if not technique.tactics:
+        return [attack]
+    return [attack | {"tactic": {"uid": uid, "name": name}} for uid, name in technique.tactics]
 
 
 def _ocsf_resources(alert: Alert) -> list[dict[str, Any]]:
@@ -166,13 +170,16 @@ def _ocsf_evidences(alert: Alert) -> list[dict[str, Any]]:
 # --- ECS ----------------------------------------------------------------------------------------------
 
 def to_ecs(alert: Alert) -> dict[str, Any]:
-    """The alert as an ECS document (``event.kind: alert``), with Kubernetes context as Beats names it.
+    """The alert as an ECS document (``event.kind: alert``), with only fields ECS defines.
 
-    Fields the alert has no value for are left out rather than sent empty, as Beats do; the alert's own
-    details under ``vigil`` are kept as they are.
+    The Kubernetes context goes where ECS puts it (``orchestrator.*``); vigil's own details that ECS has no field
+    for are keywords under ``labels`` (count, dedup key, evidence ids), and the whole alert as vigil emitted it
+    is ``event.original``, so nothing is lost (its context included) and no custom field can clash with an
+    ECS index template. Fields the alert has no value for are left out rather than sent empty, as Beats do.
     """
     labels = {"severity": alert.severity, "cluster": alert.cluster, "lifecycle": _lifecycle(alert),
-              "coverage_degraded": coverage_degraded(alert)}
+              "coverage_degraded": coverage_degraded(alert), "count": str(alert.count),
+              "dedup_key": alert.dedup_key, "evidence": ",".join(alert.evidence)}
     doc: dict[str, Any] = {
         "@timestamp": _rfc3339(alert.last_seen_ns),
         "ecs": {"version": ECS_VERSION},
@@ -192,20 +199,18 @@ def to_ecs(alert: Alert) -> dict[str, Any]:
             "provider": "vigil",
             "dataset": "vigil.alert",
             "module": "vigil",
+            "original": alert.to_json().decode(),
         },
         "rule": {"id": alert.detection, "name": alert.title, "description": alert.description, "ruleset": "vigil"},
         "threat": _ecs_threat([mitre.technique(t) for t in alert.mitre]),
         "orchestrator": {"type": "kubernetes", "cluster": {"name": alert.cluster}, "namespace": alert.namespace,
                          "resource": {"type": "pod", "name": alert.pod} if alert.pod else {}},
-        "kubernetes": {"namespace": alert.namespace, "pod": {"name": alert.pod}},
         "user": {"name": alert.user},
         "related": {"user": [alert.user] if alert.user else []},
         "labels": labels,
         "tags": list(alert.tags),
     }
-    return _without_empty(doc) | {"vigil": {"count": alert.count, "dedup_key": alert.dedup_key,
-                                            "evidence": list(alert.evidence), "event_ids": list(alert.event_ids),
-                                            "context": alert.context}}
+    return _without_empty(doc)
 
 
 def _ecs_threat(techniques: list[mitre.Technique]) -> dict[str, Any]:
