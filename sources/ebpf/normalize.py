@@ -90,8 +90,7 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         actor=actor,
         target=target,
         outcome=outcome,
-        container=Container(id=k8s.container_id, name=k8s.container_name, image=k8s.image,
-                            runtime=text_field(record, "runtime")),
+        container=Container(id=k8s.container_id, name=k8s.container_name, image=k8s.image),
         raw=record,
         **({part[0]: part[1](record)} if part else {}),
     )
