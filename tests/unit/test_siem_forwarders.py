@@ -8,6 +8,7 @@ told which status to answer, and a syslog receiver that reads RFC 6587 octet-cou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 import ssl
@@ -96,6 +97,7 @@ class SyslogReceiver:
         self.port = port or free_port()
         self.ssl_context = ssl_context
         self.messages: list[str] = []
+        self._arrived = asyncio.Condition()
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.StreamWriter] = set()
 
@@ -105,8 +107,12 @@ class SyslogReceiver:
 
     async def __aexit__(self, *exc) -> None:
         self._server.close()
-        for writer in list(self._clients):  # a stopped receiver drops its connections, as a crashed one does
+        clients = list(self._clients)
+        for writer in clients:  # a stopped receiver drops its connections, as a crashed one does
             writer.close()
+        for writer in clients:  # closed for good (the peer was told) once the block ends
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
+                await writer.wait_closed()
         await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -114,7 +120,10 @@ class SyslogReceiver:
         try:
             while True:
                 length = int((await reader.readuntil(b" "))[:-1])
-                self.messages.append((await reader.readexactly(length)).decode())
+                message = (await reader.readexactly(length)).decode()
+                async with self._arrived:
+                    self.messages.append(message)
+                    self._arrived.notify_all()
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass
         finally:
@@ -122,10 +131,9 @@ class SyslogReceiver:
             writer.close()
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[str]:
-        async def enough() -> None:
-            while len(self.messages) < count:
-                await asyncio.sleep(0.02)
-        await asyncio.wait_for(enough(), timeout)
+        """The messages, once at least ``count`` arrived; fail after ``timeout``."""
+        async with self._arrived:
+            await asyncio.wait_for(self._arrived.wait_for(lambda: len(self.messages) >= count), timeout)
         return self.messages
 
 
@@ -280,6 +288,17 @@ async def _send_until_delivered(forwarder, alerts: list[Alert], attempts: int = 
     raise AssertionError("never delivered")
 
 
+async def _noticed_end_of_stream(syslog: SyslogForwarder, timeout: float = 10.0) -> None:
+    """Wait until the forwarder's event loop has read the end of its connection from the stopped receiver: the
+    scenario is a receiver that restarted before the next alert, not at the instant of the send (TCP cannot
+    tell a write into a connection whose end is still in flight from one that arrives)."""
+    reader = syslog._reader  # the forwarder's side of the old connection; only its end-of-stream is read here
+    assert reader is not None, "the forwarder has no connection to the stopped receiver"
+    async with asyncio.timeout(timeout):
+        while not reader.at_eof():
+            await asyncio.sleep(0.01)
+
+
 async def test_syslog_receiver_down_then_up_and_restarted_loses_nothing():
     port = free_port()
     syslog = SyslogForwarder("127.0.0.1", port)
@@ -290,7 +309,7 @@ async def test_syslog_receiver_down_then_up_and_restarted_loses_nothing():
             await _send_until_delivered(syslog, make_alerts(2))
             await first.wait_for(2)
         async with SyslogReceiver(port) as second:  # the old connection is dead: it must not swallow alerts
-            await asyncio.sleep(0.1)
+            await _noticed_end_of_stream(syslog)
             await _send_until_delivered(syslog, make_alerts(3))
             assert len(await second.wait_for(3)) == 3
     finally:
