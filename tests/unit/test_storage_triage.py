@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -85,6 +86,14 @@ def test_rollups_follow_inserts(store: ClickHouseStore) -> None:
                        ).result_rows == [("k8s.exec_into_pod", 1)]
 
 
+def _server_clock_after(store: ClickHouseStore, moment: datetime, timeout: float = 10.0) -> None:
+    """Return once the server's millisecond clock (``changed_at``'s default) is past ``moment``: two triage
+    decisions stamped in the same millisecond would have no order."""
+    deadline = time.monotonic() + timeout
+    while store.query("SELECT now64(3, 'UTC')").result_rows[0][0] <= moment:
+        assert time.monotonic() < deadline, f"the server's clock did not pass {moment} within {timeout}s"
+
+
 def test_alert_lifecycle(settings: Settings, store: ClickHouseStore, capsys: pytest.CaptureFixture[str]) -> None:
     alert = exec_alert()
     store.insert_alerts([alert], "a1")
@@ -92,7 +101,7 @@ def test_alert_lifecycle(settings: Settings, store: ClickHouseStore, capsys: pyt
     assert run(settings, "alerts", "ack", alert.id, "--by", "sam", "--note", "looking") == 0
     assert capsys.readouterr().out == f"alert {alert.id}: acknowledged\n"
     assert alerts.get_alert(store, alert.id)["status"] == "acknowledged"
-    time.sleep(0.01)  # changed_at has millisecond resolution
+    _server_clock_after(store, alerts.status_history(store, alert.id)[-1][0])
     assert run(settings, "alerts", "close", alert.id, "--by", "sam", "--note", "approved debugging") == 0
     closed = alerts.get_alert(store, alert.id)
     assert (closed["status"], closed["status_changed_by"], closed["status_note"]) == (
