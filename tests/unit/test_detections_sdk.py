@@ -8,7 +8,7 @@ import pytest
 
 from vigil.detections.k8s import containers, host_path, pod_spec, workload
 from vigil.detections.sdk import DetectionError, EventDetection
-from vigil.event import Event, Target
+from vigil.event import Event, Request, Target
 from vigil.sources.audit.fixtures import workload_object
 
 SPEC = {"containers": [{"name": "app", "image": "nginx"}], "initContainers": [{"name": "init", "image": "busybox"}]}
@@ -17,11 +17,9 @@ SPEC = {"containers": [{"name": "app", "image": "nginx"}], "initContainers": [{"
 def api_write(
     verb: str, resource: str, obj: Any, *, api_group: str = "", subresource: str = "", response: Any = None
 ) -> Event:
-    raw: dict[str, Any] = {"requestObject": obj}
-    if response is not None:
-        raw["responseObject"] = response
     return Event(
-        id="e", time_ns=1, source="k8s-audit", kind="k8s.api", action=verb, raw=raw,
+        id="e", time_ns=1, source="k8s-audit", kind="k8s.api", action=verb,
+        request=Request(object=obj, response=response),
         target=Target(resource=resource, subresource=subresource, api_group=api_group, namespace="default", name="x"),
     )
 
