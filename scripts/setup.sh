@@ -20,6 +20,7 @@ command -v runc >/dev/null || missing+=(runc)
 [[ -x /bin/busybox ]] || missing+=(busybox-static)
 command -v apparmor_parser >/dev/null || [[ -x /sbin/apparmor_parser ]] || missing+=(apparmor)
 command -v etcd >/dev/null || missing+=(etcd-server)
+command -v promtool >/dev/null || missing+=(prometheus)
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "setup: please install: ${missing[*]} (Debian package names)" >&2

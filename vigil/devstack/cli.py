@@ -10,10 +10,13 @@ from vigil.config import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    dev = subparsers.add_parser("dev", help="run Kafka and ClickHouse on 127.0.0.1 for development and tests")
+    dev = subparsers.add_parser("dev", help="run Kafka and ClickHouse (and Prometheus) on 127.0.0.1 for development "
+                                            "and tests")
     actions = dev.add_subparsers(dest="dev_command", required=True, metavar="ACTION")
     up = actions.add_parser("up", help="start what is not running and wait until everything is healthy")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for health (default 180)")
+    up.add_argument("--monitoring", action="store_true",
+                    help="also run Prometheus (127.0.0.1:9090), scraping the vigil components running now")
     up.set_defaults(func=run_up)
     down = actions.add_parser("down", help="stop the stack (data is kept in the run dir)")
     down.add_argument("--grace", type=float, default=30.0, help="seconds before SIGKILL (default 30)")
@@ -24,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_up(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        devstack.up(settings, timeout=args.timeout)
+        devstack.up(settings, timeout=args.timeout, monitoring=args.monitoring)
     except devstack.DevStackError as exc:
         return _failed("up", exc)
     return run_status(args, settings)

@@ -24,6 +24,7 @@ from vigil.devstack.errors import DevStackError
 from vigil.devstack.kafka_broker import KafkaBroker
 from vigil.devstack.ports import is_listening
 from vigil.devstack.process import DetachedProcess
+from vigil.devstack.prometheus import PrometheusServer
 
 log = logging.getLogger(__name__)
 
@@ -69,21 +70,26 @@ def run_dir(settings: Settings) -> Path:
     return Path(os.environ.get("VIGIL_DEV_DIR") or Path(settings.data_dir) / "dev")
 
 
-def up(settings: Settings, timeout: float = 180.0) -> None:
+def up(settings: Settings, timeout: float = 180.0, monitoring: bool = False) -> None:
     """Start what is not running and wait until every service answers; a running stack is left as it is.
 
     The first start also fetches Kafka's jars (about a minute, once); ``timeout`` counts from after that.
+    ``monitoring`` also runs Prometheus, and points it at the vigil components running now (a running Prometheus
+    is re-targeted, not restarted).
     """
     directory = run_dir(settings)
     directory.mkdir(parents=True, exist_ok=True)
     with _locked(directory):
         _start(settings, directory, timeout)
+        if monitoring:
+            _start_monitoring(settings, directory, timeout)
 
 
 def down(settings: Settings, grace: float = 30.0, only: Collection[str] | None = None) -> None:
     """Stop the services this run dir started: SIGTERM, then SIGKILL after ``grace`` seconds.
 
-    ``only`` names the services to stop (``"kafka"``, ``"clickhouse"``), e.g. to test a Kafka outage.
+    ``only`` names the services to stop (``"kafka"``, ``"clickhouse"``, ``"prometheus"``), e.g. to test a Kafka
+    outage.
     """
     directory = run_dir(settings)
     if not directory.is_dir():
@@ -118,8 +124,26 @@ def running(settings: Settings, timeout: float = 180.0) -> Iterator[None]:
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
-    """Each service: whether it runs (from its PID file), where, and whether it answers a probe."""
-    return [_status(service) for service in _services(settings, run_dir(settings))]
+    """Each service: whether it runs (from its PID file), where, and whether it answers a probe. Prometheus is
+    listed only while it runs: it is optional (``up --monitoring``)."""
+    directory = run_dir(settings)
+    prometheus = PrometheusServer(settings, directory)
+    optional = [prometheus] if prometheus.process.pid() is not None else []
+    return [_status(service) for service in [*_services(settings, directory), *optional]]
+
+
+def _start_monitoring(settings: Settings, directory: Path, timeout: float) -> None:
+    prometheus = PrometheusServer(settings, directory)
+    if prometheus.process.pid() is None:
+        _require_free_ports([prometheus])
+        log.info("starting", extra={"service": prometheus.name, "address": prometheus.address})
+        prometheus.start()
+        _wait_healthy(prometheus, time.monotonic() + timeout, timeout)
+    else:
+        prometheus.write_config()
+        prometheus.reload()
+    log.info("monitoring", extra={"service": prometheus.name, "address": prometheus.address,
+                                  "targets": prometheus.write_targets()})
 
 
 def _start(settings: Settings, directory: Path, timeout: float) -> None:
@@ -152,8 +176,8 @@ def _not_running(services: list[Service]) -> list[Service]:
 
 
 def _stop(settings: Settings, directory: Path, grace: float, only: Collection[str] | None) -> None:
-    managed = [s for s in _services(settings, directory)
-               if s.process is not None and (only is None or s.name in only)]
+    services: list[Service] = [*_services(settings, directory), PrometheusServer(settings, directory)]
+    managed = [s for s in services if s.process is not None and (only is None or s.name in only)]
     stopping = [(s, s.process.terminate()) for s in managed]  # all at once: both shut down in parallel
     for service, pid in stopping:
         if pid is not None:
