@@ -37,6 +37,8 @@ BUSYBOX = Path("/bin/busybox")
 IMAGE = "docker.io/vigil/busybox:test"
 PAUSE_IMAGE = "docker.io/vigil/pause:test"
 _APPLETS = ("sh", "cat", "sleep", "echo", "true", "ls", "id")
+#: The file a :func:`gated` container waits for, inside its own root.
+_GATE = "/tmp/vigil-go"
 
 
 def missing_requirements() -> str:
@@ -49,6 +51,19 @@ def missing_requirements() -> str:
     if not BUSYBOX.exists():
         return "/bin/busybox (busybox-static) is not installed"
     return ""
+
+
+def gated(command: str) -> list[str]:
+    """A container command that runs ``command`` only once the test calls :func:`open_gate`, exec'd by the
+    container's first process (the pid containerd announces): for a workload that must start only after the
+    test observed something, such as the container's start event on the topic, instead of after a guessed delay.
+    """
+    return ["sh", "-c", f"until [ -e {_GATE} ]; do sleep 0.05; done; exec {command}"]
+
+
+def open_gate(pid: int) -> None:
+    """Let the :func:`gated` container whose first process is ``pid`` run its command."""
+    Path(f"/proc/{pid}/root{_GATE}").touch()
 
 
 @dataclass

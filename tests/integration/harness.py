@@ -181,6 +181,22 @@ async def read_raw_records(settings, topic: str) -> list[dict]:
         await consumer.stop()
 
 
+async def container_lifecycles(settings, container_ids: Iterable[str],
+                               awaited: frozenset[str] = frozenset({"container.exit"})
+                               ) -> dict[str, dict[str, dict]] | None:
+    """Each container's ``raw.containerd`` records by kind, once every one of them has the awaited kinds on the
+    topic (``None`` before): poll it with :func:`wait_for`.
+
+    containerd publishes an OOM kill and the exit it causes from two watchers of its shim: either may come
+    first, and each carries the time it was published.
+    """
+    found: dict[str, dict[str, dict]] = {container_id: {} for container_id in container_ids}
+    for record in await read_raw_records(settings, "raw.containerd"):
+        if record.get("container_id") in found:
+            found[record["container_id"]][record["kind"]] = record
+    return found if all(awaited <= kinds.keys() for kinds in found.values()) else None
+
+
 @contextlib.contextmanager
 def stream_worker_process(settings, directory: Path, command: Sequence[str] = (VIGIL, "stream", "worker"),
                           ) -> Iterator[None]:

@@ -27,8 +27,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.integration.containerd_runtime import IMAGE, Pod, containerd  # noqa: F401  (the fixture)
-from tests.integration.harness import LOGGED_GETPPID, read_raw_records, running_node_collector, wait_for
+from tests.integration.containerd_runtime import IMAGE, Pod, containerd, gated, open_gate  # noqa: F401  (the fixture)
+from tests.integration.harness import (
+    LOGGED_GETPPID,
+    container_lifecycles,
+    read_raw_records,
+    running_node_collector,
+    wait_for,
+)
 from vigil.collectors.kernel_audit.netlink import AuditNetlinkReader
 from vigil.collectors.node.collector import NodeCollector, NodeOptions
 from vigil.collectors.runtime.api import cri_pb2
@@ -157,19 +163,18 @@ async def test_a_seccomp_kill_from_a_localhost_profile_arrives_with_its_pod(kafk
     stop, run = await _running_collector(kafka_settings, containerd.address)
     pod = await asyncio.to_thread(containerd.run_pod, "importer-1", "batch", {"app": "importer"})
     try:
-        # The container's first process (whose pid containerd announces) becomes the denied mkdir; the pause
-        # lets containerd's start event reach the collector first, as it does for any process not killed at once.
+        # The container's first process (whose pid containerd announces) becomes the denied mkdir once
+        # containerd's start event is on the topic: the collector knows that pid then, as it does for any
+        # process not killed at once.
         container_id = await asyncio.to_thread(containerd.run_container, pod, "job",
-                                               ["sh", "-c", "sleep 1; exec busybox mkdir /tmp/denied"], linux=linux)
-        await wait_for(lambda: containerd.container_state(container_id) == cri_pb2.CONTAINER_EXITED, timeout=30)
-
-        async def lifecycle() -> dict[str, dict] | None:
-            mine = {r["kind"]: r for r in await read_raw_records(kafka_settings, "raw.containerd")
-                    if r.get("container_id") == container_id}
-            return mine if "container.exit" in mine else None
-
-        runtime = await wait_for(lifecycle, timeout=60, interval=1)
-        init_pid = runtime["container.start"]["pid"]
+                                               gated("busybox mkdir /tmp/denied"), linux=linux)
+        started = frozenset({"container.start"})
+        start = await wait_for(lambda: container_lifecycles(kafka_settings, [container_id], started), timeout=60,
+                               interval=0.2)
+        init_pid = start[container_id]["container.start"]["pid"]
+        open_gate(init_pid)
+        runtime = (await wait_for(lambda: container_lifecycles(kafka_settings, [container_id]), timeout=60,
+                                  interval=1))[container_id]
         record = await wait_for(lambda: _seccomp_record_of(kafka_settings, init_pid), timeout=60, interval=1)
     finally:
         stop.set()

@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from tests.integration.containerd_runtime import IMAGE, Containerd, Pod, containerd  # noqa: F401  (the fixture)
-from tests.integration.harness import read_raw_records, running_node_collector, wait_for
+from tests.integration.containerd_runtime import containerd, gated, open_gate  # noqa: F401  (the fixture)
+from tests.integration.harness import container_lifecycles, running_node_collector, wait_for
 from vigil.collectors.node.collector import NodeCollector, NodeOptions
 from vigil.collectors.runtime.api import cri_pb2
 from vigil.sources.containerd import CONTAINERD_SOURCE
@@ -17,20 +17,6 @@ from vigil.sources.containerd import CONTAINERD_SOURCE
 pytestmark = pytest.mark.integration
 
 _MIB = 1 << 20
-
-
-async def _lifecycles(settings, container_ids: list[str],
-                      awaited: frozenset[str] = frozenset({"container.exit"})) -> dict[str, dict[str, dict]] | None:
-    """Each container's records by kind, once every one of them has the awaited kinds on the topic.
-
-    containerd publishes an OOM kill and the exit it causes from two watchers of its shim: either may come
-    first, and each carries the time it was published.
-    """
-    found: dict[str, dict[str, dict]] = {container_id: {} for container_id in container_ids}
-    for record in await read_raw_records(settings, "raw.containerd"):
-        if record.get("container_id") in found:
-            found[record["container_id"]][record["kind"]] = record
-    return found if all(awaited <= kinds.keys() for kinds in found.values()) else None
 
 
 async def test_a_container_over_its_memory_limit_is_reported_oom_killed_with_its_pod(
@@ -42,14 +28,17 @@ async def test_a_container_over_its_memory_limit_is_reported_oom_killed_with_its
     limits = cri_pb2.LinuxContainerConfig(resources=cri_pb2.LinuxContainerResources(
         memory_limit_in_bytes=16 * _MIB, memory_swap_limit_in_bytes=16 * _MIB))
     try:
-        # dd allocates its whole 64 MiB block and fills it from /dev/zero: four times the limit. It waits a
-        # second first: on cgroup v1 the shim arms its OOM eventfd only after the task has started, and a
-        # kill in the first milliseconds goes unreported by containerd.
+        # dd allocates its whole 64 MiB block and fills it from /dev/zero: four times the limit. It starts once
+        # the container's start is on the topic: on cgroup v1 the shim arms its OOM eventfd only after the task
+        # has started (before it publishes the start), and a kill before that goes unreported by containerd.
         hog = await asyncio.to_thread(containerd.run_container, pod, "render",
-                                      ["sh", "-c", "sleep 1; exec dd if=/dev/zero of=/dev/null bs=64M count=1"],
-                                      linux=limits)
+                                      gated("dd if=/dev/zero of=/dev/null bs=64M count=1"), linux=limits)
+        started = frozenset({"container.start"})
+        start = await wait_for(lambda: container_lifecycles(kafka_settings, [hog], started), timeout=60, interval=0.2)
+        open_gate(start[hog]["container.start"]["pid"])
         lifecycle = frozenset({"container.start", "container.oom", "container.exit"})
-        records = (await wait_for(lambda: _lifecycles(kafka_settings, [hog], lifecycle), timeout=60, interval=1))[hog]
+        found = await wait_for(lambda: container_lifecycles(kafka_settings, [hog], lifecycle), timeout=60, interval=1)
+        records = found[hog]
     finally:
         stop.set()
         await asyncio.wait_for(run, 60)
@@ -79,7 +68,7 @@ async def test_restarts_of_one_container_give_distinct_exits_of_the_same_name(
             await wait_for(lambda: containerd.container_state(container_id) == cri_pb2.CONTAINER_EXITED,  # noqa: B023
                            timeout=30, interval=0.1)
             attempts.append(container_id)
-        lifecycles = await wait_for(lambda: _lifecycles(kafka_settings, attempts), timeout=60, interval=1)
+        lifecycles = await wait_for(lambda: container_lifecycles(kafka_settings, attempts), timeout=60, interval=1)
     finally:
         stop.set()
         await asyncio.wait_for(run, 60)
