@@ -90,6 +90,7 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
     if kind == "process.ptrace":  # the request, as the eBPF sensor names it: PTRACE_ATTACH is attach
         action = _text(fields, "evt.arg.request").removeprefix("PTRACE_").lower() or syscall
     target = _target(kind, fields)
+    k8s = _k8s(fields)
     uuid = _text(record, "uuid")
     identity = event_id(SOURCE, uuid) if uuid else _identity(record, fields)
     return Event(
@@ -102,11 +103,11 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         ingest_ns=now_ns(),
         cluster=cluster,
         node=_text(record, "hostname") or _text(fields, "evt.hostname") or node,
-        k8s=_k8s(fields),
+        k8s=k8s,
         actor=_actor(fields, kind),
         target=target,
         outcome=_outcome(fields),
-        container=_container(fields),
+        container=_container(fields, k8s),
         raw=record,
         **_parts(kind, syscall, fields, target),
     )
@@ -194,13 +195,11 @@ def _labels(value: Any) -> dict[str, str]:
     return {key: label for key, _, label in pairs if key}
 
 
-def _container(fields: dict[str, Any]) -> Container:
-    """The container Falco's container plugin (or libs) resolved, whether or not Kubernetes metadata came with it;
-    nothing for a process on the host (``container.id`` ``host``)."""
-    container_id = _text(fields, "container.full_id") or _text(fields, "container.id")
-    if not container_id or container_id == "host":
+def _container(fields: dict[str, Any], k8s: K8sContext) -> Container:
+    """The container Falco's container plugin (or libs) resolved (``k8s`` holds its id, name and image), whether or
+    not Kubernetes metadata came with it; nothing for a process on the host (``container.id`` ``host``)."""
+    if not k8s.container_id:
         return Container()
-    k8s = _k8s(fields)
     return Container(id=k8s.container_id, runtime=_text(fields, "container.type"), name=k8s.container_name,
                      image=k8s.image, image_id=_text(fields, "container.image.digest"))
 

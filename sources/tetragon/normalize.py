@@ -108,6 +108,7 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         raise RecordRejected("missing_field", str(exc)) from None
     kind, action, target, outcome, parts = _DECODERS[event_type](body, process)
     exec_id = _text(process, "exec_id")
+    container = _mapping(_mapping(process.get("pod")).get("container"))
     return Event(
         id=event_id(SOURCE, event_type, exec_id, time_text, _details(event_type, body)),
         time_ns=time_ns,
@@ -119,10 +120,10 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         cluster=_text(record, "cluster_name") or cluster,
         node=_text(record, "node_name") or node,
         k8s=_k8s(process),
-        actor=_actor(process, _mapping(body.get("parent")), body.get("ancestors")),
+        actor=_actor(process, container, _mapping(body.get("parent")), body.get("ancestors")),
         target=target,
         outcome=outcome,
-        container=_container(process),
+        container=_container(process, container),
         raw=record,
         **parts,
     )
@@ -454,9 +455,9 @@ def bare_container_id(container_id: str) -> str:
     return container_id.partition("://")[2] if "://" in container_id else container_id
 
 
-def _container(process: dict[str, Any]) -> Container:
-    """The pod's container when Tetragon resolved the pod, else the id prefix it read from the cgroup (``docker``)."""
-    container = _mapping(_mapping(process.get("pod")).get("container"))
+def _container(process: dict[str, Any], container: dict[str, Any]) -> Container:
+    """The pod's ``container`` when Tetragon resolved the pod, else the id prefix it read from the cgroup
+    (``docker``)."""
     runtime, container_id = runtime_and_id(_text(container, "id"))
     if not container_id:
         return Container(id=_text(process, "docker"))
@@ -466,25 +467,25 @@ def _container(process: dict[str, Any]) -> Container:
                      image_id=image_id)
 
 
-def _actor(process: dict[str, Any], parent: dict[str, Any], ancestors: Any) -> Actor:
+def _actor(process: dict[str, Any], container: dict[str, Any], parent: dict[str, Any], ancestors: Any) -> Actor:
     credentials = _mapping(process.get("process_credentials"))
     binary = _text(process, "binary")  # argv[0]: Tetragon does not report it, the executed path stands for it
     grandparent = _mapping(ancestors[0]) if type(ancestors) is list and ancestors else _NOTHING
-    auid = _int(process, "auid", -1)
+    auid, uid = _int(process, "auid", -1), _int(process, "uid", -1)
     return Actor(
         pid=_int(process, "pid", 0),
         ppid=_int(parent, "pid", 0),
-        uid=_int(process, "uid", -1),
+        uid=uid,
         gid=_int(credentials, "gid", -1),
         exe=binary,
         args=[binary, *split_arguments(_text(process, "arguments"))],
         cwd=_text(process, "cwd"),
         parent_exe=_text(parent, "binary"),
-        euid=_int(credentials, "euid", _int(process, "uid", -1)),
+        euid=_int(credentials, "euid", uid),
         egid=_int(credentials, "egid", -1),
         auid=-1 if auid == _UNSET_ID else auid,
-        container_pid=_int(_mapping(_mapping(process.get("pod")).get("container")), "pid", 0),
-        exe_flags=_exe_flags(process),
+        container_pid=_int(container, "pid", 0),
+        exe_flags=_exe_flags(process) if "binary_properties" in process else [],
         parent_args=_argv(parent),
         grandparent_exe=_text(grandparent, "binary"),
         grandparent_args=_argv(grandparent),
