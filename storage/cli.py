@@ -206,6 +206,8 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
                  m.applied_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if m.applied_at else "pending"]
                 for m in status(store)]
         print(format_table(["version", "description", "applied_at"], rows), end="")
+        for table in store.set_aside_tables():
+            print(f"set aside (the embedded engine could not load it): {table}")
         return 0
 
     return _with_store(settings, "vigil storage status", show)

@@ -39,6 +39,7 @@ from clickhouse_connect.driver.query import QueryResult
 from vigil.alert import Alert
 from vigil.config import ClickHouseSettings
 from vigil.event import Event
+from vigil.storage import embedded
 
 # clickhouse-connect logs a warning with a traceback for every failed request, then raises; the error raised
 # here is what vigil logs (or `vigil query` prints), once and without a traceback.
@@ -311,8 +312,12 @@ def connect(settings: ClickHouseSettings, *, data_dir: str = "", read_only: bool
         }
     else:
         raise StoreError(f"ClickHouse url {settings.url!r}: scheme must be http, https or chdb")
+    set_aside: list[embedded.SetAside] = []
     try:
-        client = clickhouse_connect.get_client(**options)
+        if url.scheme == "chdb" and url.path:
+            client, set_aside = embedded.open_client(Path(url.path), options)
+        else:
+            client = clickhouse_connect.get_client(**options)
     except ClickHouseError as exc:
         error = _store_error(exc)
         if url.scheme == "chdb":
@@ -321,7 +326,8 @@ def connect(settings: ClickHouseSettings, *, data_dir: str = "", read_only: bool
         where = f"{url.scheme}://{url.hostname}:{options['port']}"
         raise type(error)(f"cannot connect to ClickHouse at {where}: {error}") from exc
     if url.scheme == "chdb":
-        return ClickHouseStore(client, settings.database)
+        return ClickHouseStore(client, settings.database, statement_check=_embedded_statement_check,
+                               embedded_path=Path(url.path) if url.path else None, set_aside=set_aside)
     return ClickHouseStore(client, settings.database, query_settings=READ_ONLY if read_only else {},
                            open_watcher=lambda: clickhouse_connect.get_client(**options))
 
@@ -334,13 +340,23 @@ class ClickHouseStore:
     """
 
     def __init__(self, client: Client, database: str, query_settings: dict[str, Any] | None = None,
-                 open_watcher: Callable[[], Client] | None = None) -> None:
+                 open_watcher: Callable[[], Client] | None = None,
+                 statement_check: Callable[[str], None] | None = None, embedded_path: Path | None = None,
+                 set_aside: list[embedded.SetAside] | None = None) -> None:
         self._client = client
         self.database = database
         self._query_settings = query_settings or {}
         self._open_watcher = open_watcher  # a second client, to watch a running query's progress
+        self._check = statement_check or _any_statement  # raises StoreError for what this engine must not run
+        self._embedded_path = embedded_path
+        #: Tables this open of the embedded engine set aside because they would have stopped it from opening.
+        self.set_aside = set_aside or []
         if self.query("EXISTS DATABASE {db:Identifier}", {"db": database}).result_rows[0][0]:
             client.database = database  # unqualified names in analysts' queries resolve to vigil's tables
+
+    def set_aside_tables(self) -> list[Path]:
+        """The metadata files of every table the embedded engine has set aside on this data directory so far."""
+        return embedded.set_aside_tables(self._embedded_path) if self._embedded_path else []
 
     def create_database(self) -> None:
         try:
@@ -354,6 +370,7 @@ class ClickHouseStore:
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
         """Run a statement that returns no rows (DDL, INSERT … VALUES) with server-side parameters."""
+        self._check(sql)
         try:
             self._client.command(sql, parameters=parameters)
         except ClickHouseError as exc:
@@ -361,6 +378,7 @@ class ClickHouseStore:
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> QueryResult:
         """Run a query; ``{name:Type}`` placeholders are bound by the server, never spliced into the text."""
+        self._check(sql)
         try:
             return self._client.query(sql, parameters=parameters, settings=self._query_settings)
         except ClickHouseError as exc:
@@ -374,6 +392,7 @@ class ClickHouseStore:
         ``on_progress`` is called about every :data:`PROGRESS_INTERVAL_S` while the query runs on a server
         (the embedded engine runs one query at a time, so nothing can watch it).
         """
+        self._check(sql)
         settings = _OUTPUT_SETTINGS | self._query_settings
         if on_progress is None or self._open_watcher is None:
             return self._raw_query(sql, parameters, fmt, settings)
@@ -491,6 +510,18 @@ def _conversion_detail(columns: tuple[Column, ...], record: Any, exc: Exception)
         except _CONVERSION_ERRORS as column_exc:
             return f"column {column.name}: {column_exc}"
     return str(exc)
+
+
+def _any_statement(sql: str) -> None:
+    """A server judges every statement itself."""
+
+
+def _embedded_statement_check(sql: str) -> None:
+    """The embedded engine is refused what it cannot run, before it can leave a table that bricks its directory."""
+    try:
+        embedded.refuse_unrunnable(sql)
+    except embedded.UnrunnableEngine as exc:
+        raise StoreError(str(exc)) from exc
 
 
 def _store_error(exc: ClickHouseError) -> StoreError:
