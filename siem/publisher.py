@@ -116,12 +116,13 @@ class SiemPublisher:
                 raise ValueError(f"alert is a JSON {type(doc).__name__}, not an object")
             alert = Alert.from_dict(doc)
         except (ValueError, TypeError) as exc:
-            await self._dead_letters.send("alerts", "invalid_alert", str(exc), value)
+            await self._dead_letters.send(self._producer, "alerts", "invalid_alert", str(exc), value)
             return None
         try:  # a field of the wrong type (a string count…) passes Alert's constructor but not rendering
             return RenderedAlert.render(alert, self._formats)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            await self._dead_letters.send("alerts", "unrenderable_alert", f"{type(exc).__name__}: {exc}", value)
+            detail = f"{type(exc).__name__}: {exc}"
+            await self._dead_letters.send(self._producer, "alerts", "unrenderable_alert", detail, value)
             return None
 
     async def _deliver(self, output: Output, alerts: list[RenderedAlert], stop: asyncio.Event) -> bool:

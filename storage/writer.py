@@ -285,7 +285,7 @@ class StorageWriter:
             if index not in refused_indices:
                 self._latency.observe(max(0, now - record.time_ns) / 1e9)
         for refused in result.refused:
-            await self._dead_letters.send(table, refused.reason, refused.detail,
+            await self._dead_letters.send(self._sender, table, refused.reason, refused.detail,
                                           batch.records[refused.index].to_json())
         for reason, detail, raw in batch.refused:
             await self._dead_letters.send(self._sender, table, reason, detail, raw)
