@@ -69,7 +69,7 @@ def split_payload(payload: bytes, max_record_bytes: int) -> Iterator[dict[str, A
 
 def _identity(record: dict[str, Any]) -> tuple[str, int, str]:
     kind = record.get("kind")
-    if kind not in _KINDS:
+    if type(kind) is not str or kind not in _KINDS:  # a list or an object is not hashable: test the type first
         raise RecordRejected("wrong_kind", f"kind {kind!r} is not a container lifecycle kind")
     time_ns = record.get("time_ns")
     if type(time_ns) is not int or time_ns <= 0:

@@ -58,7 +58,8 @@ def test_badly_typed_fields_become_empty_values():
 
 
 @pytest.mark.parametrize(("broken", "reason"), [
-    (record(kind="process.exec"), "wrong_kind"), (record(time_ns="soon"), "missing_field"),
+    (record(kind="process.exec"), "wrong_kind"), (record(kind=["container.start"]), "wrong_kind"),
+    (record(kind={"container": "start"}), "wrong_kind"), (record(time_ns="soon"), "missing_field"),
     (record(container_id=""), "missing_field"),
 ])
 def test_unusable_records_are_refused(broken, reason):
