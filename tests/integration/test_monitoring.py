@@ -145,3 +145,24 @@ async def test_every_dashboard_query_evaluates_against_prometheus(monitored):
             if body.get("status") != "success" or body.get("warnings"):
                 failures.append((title, expr, body.get("error"), body.get("warnings")))
     assert not failures
+
+
+async def test_up_again_retargets_the_running_prometheus_without_restarting_it(monitored, dev_stack):
+    base, settings = monitored
+    prometheus = PrometheusServer(dev_stack, devstack.run_dir(dev_stack))
+    pid = prometheus.process.pid()
+    only_webhook = copy.deepcopy(dev_stack)
+    only_webhook.collector.webhook_port = settings.collector.webhook_port
+    devstack.up(only_webhook, monitoring=True)
+    assert prometheus.process.pid() == pid
+    webhook = f"127.0.0.1:{settings.collector.webhook_port}"
+    expected = [{"targets": [webhook], "labels": {"job": "audit-webhook"}}]
+    assert json.loads(prometheus.targets_file.read_text()) == expected
+    async with aiohttp.ClientSession() as session:
+
+        async def retargeted() -> tuple[bool, Any]:
+            active = (await _api(session, base, "targets", state="active"))["activeTargets"]
+            instances = sorted(t["labels"]["instance"] for t in active if t["labels"]["job"] != "prometheus")
+            return instances == [webhook], instances
+
+        await _until(retargeted, "Prometheus scraping only the webhook after the second up")
