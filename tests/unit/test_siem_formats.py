@@ -1,6 +1,8 @@
-"""OCSF, ECS and CEF renderings of alerts, checked against the published schemas' requirements.
+"""OCSF, ECS and CEF renderings of one hand-made alert: what each field says (lifecycle, times, MITRE, escaping).
 
-The required-field lists below were read from the OCSF 1.3.0 schema (Detection Finding class 2004 and the
+Conformance to the standards themselves is checked by their own definitions in test_siem_standards.py (the
+official OCSF schema, Elastic's ecs_flat.yml, a reader written from the CEF specification). The required-field
+lists below were read from the OCSF 1.3.0 schema (Detection Finding class 2004 and the
 objects it uses: base event, finding, finding_info, metadata, product, analytic, attack, technique, tactic,
 resource_details, evidences, user) and from ECS 8.11 (``@timestamp`` and ``ecs.version`` are ECS's only
 required fields; the allowed values of ``event.kind``, ``event.category`` and ``event.type`` and the
