@@ -3,6 +3,7 @@
 from typing import Any
 
 from vigil.detections.sdk import EventDetection, Example
+from vigil.detections.sdk.prefilters import program_name
 from vigil.event import Event
 from vigil.sources.falco.fixtures import falco_record
 from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
@@ -20,7 +21,7 @@ def escape_target(event: Event) -> str:
         path = event.target.path
         return path if path.endswith(ESCAPE_FILES) else ""
     command = " ".join(event.actor.args)
-    if ">" not in command and event.actor.exe.rpartition("/")[2] != "tee" and "tee" not in event.actor.args:
+    if ">" not in command and program_name(event) != "tee" and "tee" not in event.actor.args:
         return ""
     for word in command.replace(">", " ").split():
         if any(marker in word for marker in ESCAPE_WORDS):
@@ -36,7 +37,7 @@ def escape_context(event: Event) -> dict[str, Any]:
 DETECTION = EventDetection(
     id="runtime.container_escape_write",
     title="Write to a kernel hook used for container escapes",
-    alert_title="{exe} wrote {file} in {namespace}/{pod} on {node}",
+    alert_title="{program} wrote {file} in {namespace}/{pod} on {node}",
     description=(
         "A process wrote a cgroup release_agent, /proc/sys/kernel/core_pattern, the uevent helper or the modprobe "
         "path. The kernel runs what these files name as root in the node's namespaces, so writing them from a "

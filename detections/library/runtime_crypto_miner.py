@@ -3,6 +3,7 @@
 from typing import Any
 
 from vigil.detections.sdk import EventDetection, Example
+from vigil.detections.sdk.prefilters import program_name
 from vigil.event import Event
 from vigil.sources.falco.fixtures import falco_record
 from vigil.sources.tetragon.fixtures import tetragon_record
@@ -25,7 +26,7 @@ def miner_indicator(event: Event) -> str:
         if event.k8s.container_id and event.target.port in POOL_PORTS:
             return f"connection to pool port {event.target.port}"
         return ""
-    program = event.actor.exe.rpartition("/")[2].lower()
+    program = program_name(event).lower()
     if program in MINERS:
         return f"miner program {program}"
     command = " ".join(event.actor.args).lower()

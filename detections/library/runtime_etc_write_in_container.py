@@ -3,6 +3,7 @@
 from typing import Any
 
 from vigil.detections.sdk import EventDetection, Example
+from vigil.detections.sdk.prefilters import program_name
 from vigil.event import Event
 from vigil.sources.falco.fixtures import falco_record
 from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
@@ -19,7 +20,7 @@ def writes_etc(event: Event) -> bool:
         bool(event.k8s.container_id)
         and path.startswith("/etc/")
         and path not in RUNTIME_MANAGED
-        and event.actor.exe.rpartition("/")[2] not in PACKAGE_MANAGERS
+        and program_name(event) not in PACKAGE_MANAGERS
     )
 
 
@@ -31,7 +32,7 @@ def etc_context(event: Event) -> dict[str, Any]:
 DETECTION = EventDetection(
     id="runtime.etc_write_in_container",
     title="File under /etc modified in a container",
-    alert_title="{exe} modified {file} in {namespace}/{pod}",
+    alert_title="{program} modified {file} in {namespace}/{pod}",
     description=(
         "A process in a running container wrote a file under /etc. Images ship their configuration; changing "
         "it at run time is how attackers add accounts (/etc/passwd), preload libraries (/etc/ld.so.preload), "

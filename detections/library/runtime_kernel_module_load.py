@@ -3,6 +3,7 @@
 from typing import Any
 
 from vigil.detections.sdk import EventDetection, Example
+from vigil.detections.sdk.prefilters import program_name
 from vigil.event import Event
 from vigil.sources.falco.fixtures import falco_record
 from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
@@ -17,7 +18,7 @@ def loads_module(event: Event) -> bool:
         return False
     if event.kind == "kernel.module_load":
         return True
-    program = event.actor.exe.rpartition("/")[2]
+    program = program_name(event)
     return program in MODULE_LOADERS and NOT_LOADING.isdisjoint(event.actor.args)
 
 
@@ -30,7 +31,7 @@ def module_context(event: Event) -> dict[str, Any]:
 DETECTION = EventDetection(
     id="runtime.kernel_module_load",
     title="Kernel module loaded from a container",
-    alert_title="Kernel module {module} loaded by {exe} from {namespace}/{pod}",
+    alert_title="Kernel module {module} loaded by {program} from {namespace}/{pod}",
     description=(
         "A process in a container loaded a kernel module (init_module/finit_module, or insmod/modprobe). A "
         "module runs in the node's kernel: rootkits hide processes and files this way, and nothing in a "

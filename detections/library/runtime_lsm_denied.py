@@ -36,7 +36,7 @@ def apparmor_avc(decision: str = "DENIED", serial: int = 81) -> dict[str, Any]:
 DETECTION = EventDetection(
     id="runtime.lsm_denied",
     title="SELinux or AppArmor denial in a container",
-    alert_title="{lsm} denied {exe} {permissions} on {object} in {namespace}/{pod}",
+    alert_title="{lsm} denied {program} {permissions} on {object} in {namespace}/{pod}",
     description=(
         "The kernel audited an SELinux AVC denial or an AppArmor DENIED decision for a process in a container: "
         "it tried to read, write, execute or use something its label or profile does not allow (another "

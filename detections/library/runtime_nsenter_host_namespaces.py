@@ -3,18 +3,30 @@
 from typing import Any
 
 from vigil.detections.sdk import EventDetection, Example
+from vigil.detections.sdk.prefilters import program_name
 from vigil.event import Event
 from vigil.sources.falco.fixtures import falco_record
+from vigil.sources.fixtures import EXAMPLE_START_NS, in_pod
 from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
 
-#: Container runtimes join namespaces to start and exec processes in containers; that is their job.
+#: Container runtimes join namespaces to start and exec processes in containers; that is their job. runc does it
+#: as its init (``runc:[1:CHILD]``, ``runc:[2:INIT]``), which sensors without an executable path name by that name.
 RUNTIMES = ("runc", "crun", "containerd-shim", "conmon", "youki", "runsc")
+#: setns(2)'s nstype for the mount and network namespaces (CLONE_NEWNS | CLONE_NEWNET).
+_MNT_NET = 0x40020000
+
+
+def sensor_setns(comm: str) -> dict[str, Any]:
+    """The eBPF sensor's record of a setns into the mount and network namespaces by ``comm`` in a pod."""
+    return in_pod({"type": "ns_change", "time_ns": EXAMPLE_START_NS, "pid": 6100, "tid": 6100, "ppid": 6090,
+                   "uid": 0, "gid": 0, "comm": comm, "cgroup_id": 7301, "call": "setns", "flags": _MNT_NET,
+                   "namespaces": ["mnt", "net"], "fd": 3})
 
 
 def enters_namespaces(event: Event) -> bool:
-    if not event.k8s.container_id:
+    if not (event.k8s.container_id or event.container.id):  # with or without pod metadata
         return False
-    program = event.actor.exe.rpartition("/")[2]
+    program = program_name(event)
     if event.kind == "process.exec":
         return program == "nsenter"
     return event.action == "setns" and not program.startswith(RUNTIMES)
@@ -38,7 +50,7 @@ def namespace_context(event: Event) -> dict[str, Any]:
 DETECTION = EventDetection(
     id="runtime.nsenter_host_namespaces",
     title="Container process entering other namespaces",
-    alert_title="{exe} entered other namespaces ({how}) from {namespace}/{pod}",
+    alert_title="{program} entered other namespaces ({how}) from {namespace}/{pod}",
     description=(
         "A process in a container ran nsenter or called setns to join other namespaces. From a pod that shares "
         "the node's PID namespace (hostPID) or holds CAP_SYS_ADMIN, `nsenter -t 1 -m -u -i -n sh` gives a root "
@@ -82,6 +94,27 @@ DETECTION = EventDetection(
                  "proc.pname": "bash", "evt.res": "SUCCESS"},
                 priority="Notice",
             ),
+        ),
+        Example(
+            name="a workload process joining other namespaces (eBPF sensor)",
+            source="ebpf",
+            fires=True,
+            record=sensor_setns("escape"),
+        ),
+        Example(
+            name="busybox's nsenter applet (Falco)",
+            source="falco",
+            fires=True,
+            record=falco_record(
+                "Run shell untrusted", "execve",
+                {"proc.exepath": "/bin/busybox", "proc.name": "nsenter", "proc.cmdline": "nsenter -t 1 -m sh"},
+            ),
+        ),
+        Example(
+            name="runc's init joining the container's namespaces as it starts it (eBPF sensor)",
+            source="ebpf",
+            fires=False,
+            record=sensor_setns("runc:[1:CHILD]"),
         ),
         Example(
             name="runc joining the container's namespaces for an exec",

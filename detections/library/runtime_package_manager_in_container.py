@@ -3,6 +3,7 @@
 from typing import Any
 
 from vigil.detections.sdk import EventDetection, Example
+from vigil.detections.sdk.prefilters import program_name
 from vigil.event import Event
 from vigil.sources.falco.fixtures import falco_record
 from vigil.sources.tetragon.fixtures import tetragon_record
@@ -25,7 +26,7 @@ INSTALLING: dict[str, frozenset[str]] = {
 def installs_packages(event: Event) -> bool:
     if not event.k8s.container_id:
         return False
-    verbs = INSTALLING.get(event.actor.exe.rpartition("/")[2])
+    verbs = INSTALLING.get(program_name(event))
     return verbs is not None and any(arg in verbs for arg in event.actor.args)
 
 
@@ -37,7 +38,7 @@ def install_context(event: Event) -> dict[str, Any]:
 DETECTION = EventDetection(
     id="runtime.package_manager_in_container",
     title="Package manager run in a container",
-    alert_title="{exe} installing software in {namespace}/{pod} (container {container})",
+    alert_title="{program} installing software in {namespace}/{pod} (container {container})",
     description=(
         "A package manager installed or upgraded software inside a running container. Containers are meant to "
         "be immutable: what runs should be what the image review saw. Attackers install scanners, compilers, "

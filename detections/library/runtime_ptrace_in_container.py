@@ -22,7 +22,7 @@ def ptrace_context(event: Event) -> dict[str, Any]:
 DETECTION = EventDetection(
     id="runtime.ptrace_in_container",
     title="ptrace from a container",
-    alert_title="{exe} used ptrace ({request}) in {namespace}/{pod}",
+    alert_title="{program} used ptrace ({request}) in {namespace}/{pod}",
     description=(
         "A process in a container called ptrace to attach to, read or write another process. Attackers inject "
         "code into running processes, steal credentials from their memory, and from a pod sharing the node's "

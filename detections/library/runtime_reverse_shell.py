@@ -3,6 +3,7 @@
 from typing import Any
 
 from vigil.detections.sdk import EventDetection, Example
+from vigil.detections.sdk.prefilters import program_name
 from vigil.event import Event
 from vigil.sources.falco.fixtures import falco_record
 from vigil.sources.tetragon.fixtures import tetragon_record
@@ -17,12 +18,12 @@ SHELL_HANDOFF = ("subprocess", "pty.spawn", "dup2", "/bin/sh", "/bin/bash", "exe
 
 def reverse_shell_pattern(event: Event) -> str:
     """The pattern the command line matches ('' for none)."""
-    program = event.actor.exe.rpartition("/")[2]
+    program = program_name(event)
     args = event.actor.args
     command = " ".join(args)
     if "/dev/tcp/" in command or "/dev/udp/" in command:
         return "shell redirected to /dev/tcp"
-    if program in NETCATS or (args and args[0] in NETCATS and program == "busybox"):
+    if program in NETCATS:
         return "netcat executing a program" if any(arg in NETCAT_EXEC for arg in args) else ""
     lowered = command.lower()
     if program == "socat":
@@ -44,7 +45,7 @@ def reverse_shell_context(event: Event) -> dict[str, Any]:
 DETECTION = EventDetection(
     id="runtime.reverse_shell",
     title="Reverse shell command line",
-    alert_title="Reverse shell ({pattern}) by {exe} in {namespace}/{pod} on {node}",
+    alert_title="Reverse shell ({pattern}) by {program} in {namespace}/{pod} on {node}",
     description=(
         "A process started with a command line that connects a shell to the network: bash redirected to "
         "/dev/tcp, netcat or socat executing a shell, an interpreter one-liner handing a socket to a shell, or a "

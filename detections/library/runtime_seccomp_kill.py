@@ -31,7 +31,7 @@ def seccomp_line(code: str, syscall: int = 165, serial: int = 77) -> dict[str, A
 DETECTION = EventDetection(
     id="runtime.seccomp_kill",
     title="Seccomp killed or trapped a container process",
-    alert_title="seccomp {verdict} of {exe} on {syscall} in {namespace}/{pod}",
+    alert_title="seccomp {verdict} of {program} on {syscall} in {namespace}/{pod}",
     description=(
         "The kernel's seccomp filter killed a process in a container, or sent it SIGSYS, for a system call its "
         "profile forbids (from the kernel's SECCOMP audit records, or the eBPF sensor seeing the SIGSYS). "

@@ -3,6 +3,7 @@
 from typing import Any
 
 from vigil.detections.sdk import EventDetection, Example
+from vigil.detections.sdk.prefilters import program_name
 from vigil.event import Event
 from vigil.sources.falco.fixtures import falco_record
 from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
@@ -39,7 +40,7 @@ def read_path(event: Event) -> str:
     """The sensitive file this event reads: the opened file, or a file named on a reading tool's command line."""
     if event.kind == "file.open":
         return event.target.path if sensitive_kind(event.target.path) else ""
-    if event.actor.exe.rpartition("/")[2] in TOKEN_SNOOPERS:
+    if program_name(event) in TOKEN_SNOOPERS:
         return next((arg for arg in event.actor.args if sensitive_kind(arg)), "")
     return ""
 
@@ -48,7 +49,7 @@ def unexpected_read(event: Event) -> bool:
     path = read_path(event)
     if not path:
         return False
-    program = event.actor.exe.rpartition("/")[2]
+    program = program_name(event)
     if sensitive_kind(path) == "shadow":
         return program not in SHADOW_READERS
     return program in TOKEN_SNOOPERS
@@ -63,7 +64,7 @@ def read_context(event: Event) -> dict[str, Any]:
 DETECTION = EventDetection(
     id="runtime.sensitive_file_read",
     title="Password hashes or a service-account token read by an unexpected process",
-    alert_title="{exe} read {what} {file} in {namespace}/{pod} on {node}",
+    alert_title="{program} read {what} {file} in {namespace}/{pod} on {node}",
     description=(
         "/etc/shadow was read by something other than the login and account tools, or a mounted Kubernetes "
         "service-account token was read by a shell or file tool rather than by the application's client library. "

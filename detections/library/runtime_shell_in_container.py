@@ -3,6 +3,7 @@
 from typing import Any
 
 from vigil.detections.sdk import EventDetection, Example
+from vigil.detections.sdk.prefilters import program_name
 from vigil.event import Event
 from vigil.sources.falco.fixtures import falco_record
 from vigil.sources.tetragon.fixtures import tetragon_record
@@ -18,7 +19,7 @@ def has_terminal(event: Event) -> bool:
 def is_interactive_shell(event: Event) -> bool:
     """A shell in a container that is not the entrypoint and runs no script or ``-c`` command: a terminal
     (when the sensor reports one) or a shell started with options only (``bash``, ``sh -i``, ``bash -l``)."""
-    if not event.k8s.container_id or event.actor.exe.rpartition("/")[2] not in SHELLS:
+    if not event.k8s.container_id or program_name(event) not in SHELLS:
         return False
     if event.actor.container_pid == 1:  # the container's entrypoint (0: the source does not say)
         return False
@@ -41,7 +42,7 @@ def shell_context(event: Event) -> dict[str, Any]:
 DETECTION = EventDetection(
     id="runtime.shell_in_container",
     title="Interactive shell in a container",
-    alert_title="Interactive shell {exe} in {namespace}/{pod} (container {container})",
+    alert_title="Interactive shell {program} in {namespace}/{pod} (container {container})",
     description=(
         "A shell started in a running container without a script or command to run: someone has a prompt inside "
         "the workload, typically through kubectl exec or a compromised application. Production containers run "

@@ -3,6 +3,7 @@
 from typing import Any
 
 from vigil.detections.sdk import EventDetection, Example
+from vigil.detections.sdk.prefilters import program_name
 from vigil.event import Event
 from vigil.sources.falco.fixtures import falco_record
 from vigil.sources.tetragon.fixtures import tetragon_record
@@ -19,7 +20,7 @@ def remote_access(event: Event) -> str:
         return ""
     if event.kind == "net.connect":
         return "ssh" if event.target.port == SSH_PORT else ""
-    program = event.actor.exe.rpartition("/")[2]
+    program = program_name(event)
     if program in SSH_CLIENTS:
         return "ssh"
     return "tunnel" if program in TUNNELS else ""
@@ -35,7 +36,7 @@ def ssh_context(event: Event) -> dict[str, Any]:
 DETECTION = EventDetection(
     id="runtime.ssh_from_container",
     title="SSH or tunnel from a container",
-    alert_title="{what} from {namespace}/{pod}: {exe}",
+    alert_title="{what} from {namespace}/{pod}: {program}",
     description=(
         "An SSH client (ssh, scp, sftp, sshpass) or a tunnelling tool (chisel, ngrok, frp, gost, …) started in a "
         "container, or a container connected to port 22. Application containers do not SSH anywhere; attackers "

@@ -3,6 +3,7 @@
 from typing import Any
 
 from vigil.detections.sdk import EventDetection, Example
+from vigil.detections.sdk.prefilters import program_name
 from vigil.event import Event
 from vigil.sources.falco.fixtures import falco_record
 from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
@@ -17,13 +18,13 @@ FILE_WRITERS = frozenset({"cp", "mv", "tee", "install", "dd", "curl", "wget", "r
 def manifest_path(event: Event) -> str:
     if event.kind == "file.write":
         return event.target.path if event.target.path.startswith(MANIFEST_DIRS) else ""
-    if event.actor.exe.rpartition("/")[2] in FILE_WRITERS:
+    if program_name(event) in FILE_WRITERS:
         return next((arg for arg in event.actor.args if arg.startswith(MANIFEST_DIRS)), "")
     return ""
 
 
 def writes_manifest(event: Event) -> bool:
-    return bool(manifest_path(event)) and event.actor.exe.rpartition("/")[2] not in MANIFEST_WRITERS
+    return bool(manifest_path(event)) and program_name(event) not in MANIFEST_WRITERS
 
 
 def manifest_context(event: Event) -> dict[str, Any]:
@@ -34,7 +35,7 @@ def manifest_context(event: Event) -> dict[str, Any]:
 DETECTION = EventDetection(
     id="runtime.static_pod_manifest_write",
     title="Static pod manifest written",
-    alert_title="{exe} wrote static pod manifest {file} on {node}",
+    alert_title="{program} wrote static pod manifest {file} on {node}",
     description=(
         "A process other than kubeadm or kubelet wrote a file in the kubelet's static pod directory, on the "
         "node or through a hostPath mount from a pod. The kubelet starts every pod spec found there without "

@@ -23,6 +23,24 @@ PREFILTER_FIELDS: dict[str, str] = {
 }
 _READ_FIELD = {name: attrgetter(path) for name, path in PREFILTER_FIELDS.items()}
 
+#: Multi-call binaries: one executable that is many programs, each chosen by the name it runs as (argv[0]). In a
+#: busybox image ``sh``, ``wget`` and ``nc`` all execute ``/bin/busybox``, so a prefilter that names programs also
+#: admits these, and the logic asks :func:`program_name` which applet ran.
+MULTI_CALL = frozenset({"busybox", "toybox"})
+
+
+def program_name(event: Event) -> str:
+    """The program a process runs: its executable's basename or, for a multi-call binary, the applet argv names
+    (``/bin/busybox`` run as ``nc`` is ``nc``; ``busybox wget …`` is ``wget``)."""
+    program = event.actor.exe.rpartition("/")[2]
+    if program not in MULTI_CALL:
+        return program
+    args = event.actor.args
+    applet = args[0].rpartition("/")[2] if args else ""
+    if applet in MULTI_CALL:
+        applet = args[1].rpartition("/")[2] if len(args) > 1 and not args[1].startswith("-") else ""
+    return applet or program
+
 
 def declared_value(name: str, value: str) -> str:
     """The value a declaration of field ``name`` names for the event attribute's ``value``: the same, except
@@ -63,7 +81,8 @@ class Prefilter:
                 if isinstance(values, str) or not all(isinstance(item, str) for item in values):
                     raise DetectionError(f"{label}: {name} must be a list of strings (or of them by kind), "
                                          f"got {values!r}")
-                by_kind[kind][name] = frozenset(values)
+                # A multi-call binary may run any named program (see MULTI_CALL).
+                by_kind[kind][name] = frozenset(values) | (MULTI_CALL if name == "exe_names" and values else set())
         return {kind: cls(**fields) for kind, fields in by_kind.items()}
 
     @property

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from vigil.detections.sdk.prefilters import program_name
 from vigil.event import Event
+
+#: How a title names a process whose source named neither its executable nor its process name.
+UNNAMED_PROGRAM = "an unnamed process"
 
 
 def template_fields(event: Event) -> dict[str, Any]:
@@ -20,7 +24,14 @@ def template_fields(event: Event) -> dict[str, Any]:
         "subresource": event.target.subresource,
         "name": event.target.name,
         "source": event.source,
+        "program": program_label(event),
     }
+
+
+def program_label(event: Event) -> str:
+    """How a title names the acting program: the applet or the executable's basename (a sensor that saw no
+    executable path gives the process name), never empty, so a title does not start with a blank."""
+    return program_name(event) or UNNAMED_PROGRAM
 
 
 def _template_value(value: Any) -> Any:
@@ -88,12 +99,13 @@ def event_context(event: Event) -> dict[str, Any]:
 
 
 def container_label(event: Event) -> str:
-    """How a runtime alert names the container: ``namespace/pod container``, or its short id when the node
-    collector could not tell the pod."""
+    """How a runtime alert names the container: ``namespace/pod container``, or its short id when no pod is known
+    (a container started outside Kubernetes, or one the node collector could not tell the pod of)."""
     k8s = event.k8s
     if k8s.pod:
         return f"{k8s.namespace}/{k8s.pod} {k8s.container_name}".rstrip()
-    return f"container {k8s.container_id[:12]}" if k8s.container_id else "a container"
+    container_id = k8s.container_id or event.container.id
+    return f"container {container_id[:12]}" if container_id else "a container"
 
 
 def event_namespace(event: Event) -> str:

@@ -15,6 +15,7 @@ A record of a pod's process keys by its pod; a host process by its node (``actor
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -73,7 +74,10 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         subject = str(tid)
     actor = _actor(record, pid) if pid else Actor()
     actor.user = host_identity(record, k8s.namespace, k8s.pod)
-    if record_type == "seccomp":  # the kernel's record has the process name, not its executable's path
+    # Only exec records carry the executable's path; every other record has the process name (comm) the kernel
+    # keeps, which names the program in alerts and tells the runtime's own set-up (runc's init calls itself
+    # ``runc:[2:INIT]`` while it mounts and joins namespaces) from the workload's calls.
+    if record_type != "exec":
         actor.exe = actor.exe or text_field(record, "comm")
     part = _PARTS.get(record_type)
     return Event(
@@ -150,11 +154,22 @@ MEMFD_PREFIX = "/memfd:"
 _O_CREAT, _O_TMPFILE = 0o100, 0o20000000
 
 
+def resolved_path(path: str) -> str:
+    """An absolute path as the process passed it to open(2), with ``.``, ``..`` and repeated slashes resolved
+    (``/etc/../etc/shadow`` is ``/etc/shadow``), so detections match the file that was opened, not its spelling.
+    The resolution is lexical (symlinks are not followed); a relative path stays as given: its directory is not
+    in the record."""
+    if not path.startswith("/"):
+        return path
+    resolved = posixpath.normpath(path)
+    return "/" + resolved.lstrip("/")  # normpath keeps a leading "//"; the kernel treats it as "/"
+
+
 def _file(record: dict[str, Any]) -> File:
     """An open's access from its flags; its mode only when the open could create the file."""
     flags = int_field(record, "flags")
     creates = flags & (_O_CREAT | _O_TMPFILE)
-    return File(path=text_field(record, "path"), access=open_access(flags),
+    return File(path=resolved_path(text_field(record, "path")), access=open_access(flags),
                 mode=int_field(record, "mode") if creates else -1)
 
 
@@ -215,11 +230,11 @@ def _exit(record: dict[str, Any]) -> _Details:
 
 
 def _open(record: dict[str, Any]) -> _Details:
-    return "open", Target(path=text_field(record, "path")), Outcome()
+    return "open", Target(path=resolved_path(text_field(record, "path"))), Outcome()
 
 
 def _file_write(record: dict[str, Any]) -> _Details:
-    return "open_write", Target(path=text_field(record, "path")), Outcome()
+    return "open_write", Target(path=resolved_path(text_field(record, "path"))), Outcome()
 
 
 def _peer(action: str) -> Callable[[dict[str, Any]], _Details]:
