@@ -68,15 +68,20 @@ class RunningCollector:
 
     async def __aenter__(self) -> RunningCollector:
         self.task = asyncio.create_task(run_audit_collector(self.settings, stop=self.stop, **self.kwargs))
-        for _ in range(150):
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.settings.collector.webhook_port)
-                writer.close()
-                return self
-            except OSError:
-                assert not self.task.done(), self.task.exception()
-                await asyncio.sleep(0.1)
-        raise AssertionError("webhook did not come up")
+        await wait_for(self._listening, timeout=15, interval=0.1)
+        return self
+
+    async def _listening(self) -> bool:
+        """Whether the webhook accepts connections (a collector that stopped fails the wait at once)."""
+        assert self.task is not None
+        if self.task.done():
+            raise AssertionError(f"the collector stopped: {self.task.exception()!r}")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", self.settings.collector.webhook_port)
+        except OSError:
+            return False
+        writer.close()
+        return True
 
     async def __aexit__(self, *exc) -> None:
         self.stop.set()

@@ -20,6 +20,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import REGISTRY
 
+from tests.integration.harness import wait_for
 from vigil import kafka
 from vigil.alert import Alert
 from vigil.config import Settings
@@ -99,15 +100,6 @@ async def committed(settings: Settings, topic: str, partition: int = 0) -> tuple
     finally:
         await admin.close()
     return (offsets[tp].offset, offsets[tp].metadata) if tp in offsets else (-1, "")
-
-
-async def wait_for(predicate, timeout: float = 90.0):
-    """Poll ``predicate`` (sync or async) until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not (result := await predicate() if asyncio.iscoroutinefunction(predicate) else predicate()):
-        assert time.monotonic() < deadline, f"condition not met within {timeout}s"
-        await asyncio.sleep(0.3)
-    return result
 
 
 async def wait_committed(settings: Settings, topic: str, offset: int, partition: int = 0) -> None:
