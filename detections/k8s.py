@@ -10,14 +10,18 @@ name, so what is trusted is visible in the detection file and one pattern covers
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import lru_cache, wraps
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
+
+import orjson
 
 from vigil.detections.sdk import DetectionError, EventDetection
 from vigil.event import Event
@@ -510,3 +514,99 @@ def is_privileged(container: Mapping[str, Any]) -> bool:
     ``k8s.privileged_container`` reports it: posture detections about those profiles leave it out."""
     context = container.get("securityContext")
     return isinstance(context, dict) and context.get("privileged") is True
+
+
+# --- Where requests come from -----------------------------------------------------------------------------------
+
+#: Where a cluster's own machinery talks to the API server from, when a deployment has not said: the private
+#: ranges (RFC 1918, carrier-grade NAT used by some CNIs, IPv6 unique-local), loopback and link-local. Pods,
+#: nodes and control planes of most clusters sit there; clusters whose nodes have public addresses list them.
+PRIVATE_NETWORKS = [
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "fc00::/7", "::1/128", "fe80::/10",
+]
+
+
+@lru_cache(maxsize=256)
+def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``cidrs`` parsed once per list (parameters are tuples, so a namespace's list is one cache entry). A bad
+    entry raises DetectionError naming it: a typo in the tuning file must not silently trust nothing."""
+    try:
+        return tuple(ipaddress.ip_network(cidr.strip(), strict=False) for cidr in cidrs)
+    except ValueError as exc:
+        raise DetectionError(f"not a network: {exc}") from None
+
+
+def addresses_outside(addresses: Iterable[str], cidrs: Sequence[str]) -> list[str]:
+    """The addresses (``actor.source_ips``) in none of ``cidrs``. ``sourceIPs`` lists the client named by
+    X-Forwarded-For first and the peer the API server saw last: any one outside is reason enough, since a proxy
+    inside the network does not make a client behind it trusted. Unparseable entries are left out."""
+    networks = _networks(tuple(cidrs))
+    outside = []
+    for text in addresses:
+        try:
+            address = ipaddress.ip_address(text.strip())
+        except ValueError:
+            continue
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if not any(address.version == net.version and address in net for net in networks):
+            outside.append(str(address))
+    return outside
+
+
+def from_addresses(record: dict[str, Any], *addresses: str) -> dict[str, Any]:
+    """An example audit record (see ``audit_record``) sent from ``addresses`` instead of the builder's default,
+    with its auditID derived again so two examples that differ only by address stay two requests."""
+    changed = {key: value for key, value in record.items() if key != "auditID"}
+    changed["sourceIPs"] = list(addresses)
+    content = orjson.dumps(changed, option=orjson.OPT_SORT_KEYS).decode()
+    changed["auditID"] = str(uuid.uuid5(uuid.NAMESPACE_URL, content))
+    return changed
+
+
+# --- Who reads secrets and where the system lives ---------------------------------------------------------------
+
+#: The namespaces Kubernetes itself creates: what runs there runs with the cluster's own privileges.
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
+
+#: In-cluster components whose job is reading or listing secrets, by their usual service-account names in any
+#: namespace (Helm charts let the namespace vary): metrics exporters, certificate and secret operators, GitOps
+#: controllers, ingress controllers serving TLS, service meshes and backup tools. Secret detections declare this
+#: as their ``allowed_identities`` default, so a deployment replaces it in the tuning file.
+SECRET_READERS = [
+    *CONTROL_PLANE,
+    "system:serviceaccount:*:kube-state-metrics",
+    "system:serviceaccount:*:cert-manager",
+    "system:serviceaccount:*:cert-manager-cainjector",
+    "system:serviceaccount:*:external-secrets",
+    "system:serviceaccount:*:sealed-secrets-controller",
+    "system:serviceaccount:*:argocd-application-controller",
+    "system:serviceaccount:*:argocd-server",
+    "system:serviceaccount:*:argocd-repo-server",
+    "system:serviceaccount:*:helm-controller",
+    "system:serviceaccount:*:kustomize-controller",
+    "system:serviceaccount:*:source-controller",
+    "system:serviceaccount:*:ingress-nginx",
+    "system:serviceaccount:*:traefik",
+    "system:serviceaccount:*:istiod",
+    "system:serviceaccount:*:velero",
+    "system:serviceaccount:*:vault-secrets-operator-controller-manager",
+]
+
+
+def subject_names(body: Mapping[str, Any] | None) -> list[str]:
+    """The subjects of a RoleBinding or ClusterRoleBinding as ``Kind:namespace/name`` ([] when not logged)."""
+    subjects = body.get("subjects") if isinstance(body, Mapping) else None
+    if not isinstance(subjects, list):
+        return []
+    return [
+        f"{s.get('kind', '')}:{s.get('namespace') + '/' if s.get('namespace') else ''}{s.get('name', '')}"
+        for s in subjects if isinstance(s, dict)
+    ]
+
+
+def workload_object_images(event: Event) -> list[str]:
+    """The images of the pod (or pod template) an API write sets, in container order, [] when none was logged."""
+    pod = written_pod(event)
+    return [str(c.get("image", "")) for _, c in pod.containers] if pod is not None else []

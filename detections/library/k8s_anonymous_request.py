@@ -27,11 +27,19 @@ def _is_public_path(event: Event) -> bool:
     return any(path == p or path.startswith(p + "/") for p in PUBLIC_PATHS)
 
 
+def was_allowed(event: Event) -> bool:
+    """Whether authorization let the request through: it succeeded, or the authorizer said ``allow`` and the
+    request failed later (a 404 for a secret that does not exist is still an anonymous caller allowed to ask)."""
+    return event.outcome.result == "success" or (
+        event.request.decision == "allow" and event.outcome.result not in ("denied", "unknown")
+    )
+
+
 def is_anonymous_allowed(event: Event) -> bool:
     actor = event.actor
     return (
         (actor.user == ANONYMOUS_USER or UNAUTHENTICATED_GROUP in actor.groups)
-        and event.outcome.result == "success"
+        and was_allowed(event)
         and not _is_public_path(event)
     )
 
@@ -43,8 +51,9 @@ DETECTION = EventDetection(
     title="Anonymous request allowed",
     alert_title="anonymous {verb} {resource} allowed from {source_ips}",
     description=(
-        "The API server answered an unauthenticated request (user system:anonymous, group "
-        "system:unauthenticated) with success for something other than the public health and version probes. "
+        "The API server let an unauthenticated request (user system:anonymous, group "
+        "system:unauthenticated) through authorization (it succeeded, or the authorizer allowed it and it failed "
+        "later, e.g. with 404) for something other than the public health and version probes. "
         "It means RBAC grants anonymous callers access to cluster data, usually through a binding someone made "
         "to system:anonymous or system:unauthenticated: anyone who can reach the API server can use it, with no "
         "credential to revoke. Attackers scan the internet for exactly this."
@@ -72,6 +81,16 @@ DETECTION = EventDetection(
             source="k8s-audit",
             fires=True,
             record=audit_record("get", "pods", name="web", user="system:anonymous", groups=[UNAUTHENTICATED_GROUP]),
+        ),
+        Example(
+            name="anonymous read of a secret that does not exist, allowed by the authorizer",
+            source="k8s-audit",
+            fires=True,
+            record={
+                **audit_record("get", "secrets", name="db-password", code=404, **_ANONYMOUS),
+                "annotations": {"authorization.k8s.io/decision": "allow",
+                                "authorization.k8s.io/reason": 'RBAC: allowed by ClusterRoleBinding "open"'},
+            },
         ),
         Example(
             name="anonymous request refused",

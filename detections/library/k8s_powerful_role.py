@@ -16,6 +16,9 @@ SENSITIVE_RESOURCES = frozenset({"secrets", "roles", "clusterroles", "rolebindin
 #: RBAC verbs that bypass RBAC's own escalation checks, or act as someone else.
 ESCALATION_VERBS = frozenset({"bind", "escalate", "impersonate"})
 EXEC_RESOURCES = frozenset({"pods/exec", "pods/attach", "pods/ephemeralcontainers", "nodes/proxy"})
+#: ``pods/*`` and ``nodes/*`` name every subresource, the exec-like ones among them (nodes/proxy is the kubelet's
+#: whole API: exec in any pod of the node, bypassing the API server's audit of exec).
+EXEC_WILDCARDS = frozenset({"pods/*", "nodes/*"})
 #: The API server reconciles the bootstrap roles at start; the aggregation controller fills admin/edit/view.
 ALLOWED_IDENTITIES = (
     "system:apiserver",
@@ -42,7 +45,7 @@ def rule_findings(rule: dict[str, Any]) -> list[str]:
         findings.append(f"write on {'/'.join(sorted(written))}")
     if escalation := verbs & ESCALATION_VERBS:
         findings.append(f"{'/'.join(sorted(escalation))}")
-    if verbs & {"create", "get", "*"} and (execs := resources & EXEC_RESOURCES):
+    if verbs & {"create", "get", "*"} and (execs := resources & (EXEC_RESOURCES | EXEC_WILDCARDS)):
         findings.append(f"{'/'.join(sorted(execs))}")
     if "*" in _strings(rule, "nonResourceURLs") and "*" in verbs:
         findings.append("all non-resource URLs")
@@ -131,6 +134,16 @@ DETECTION = EventDetection(
                 request_object={
                     "rules": [{"apiGroups": [_RBAC], "resources": ["clusterroles"], "verbs": ["escalate", "get"]}]
                 },
+            ),
+        ),
+        Example(
+            name="ClusterRole reaching the kubelet through every node subresource",
+            source="k8s-audit",
+            fires=True,
+            record=audit_record(
+                "create", "clusterroles", name="node-debug", namespace="", api_group=_RBAC,
+                request_object=_role("ClusterRole", "node-debug",
+                                     {"apiGroups": [""], "resources": ["nodes/*"], "verbs": ["get"]}),
             ),
         ),
         Example(

@@ -1,30 +1,32 @@
 """Secrets read or listed by an identity that is not a control-plane component."""
 
+from collections.abc import Mapping
 from typing import Any
 
-from vigil.detections.k8s import CONTROL_PLANE, identity_in
+from vigil.detections.k8s import SECRET_READERS, identity_in
 from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
 from vigil.sources.audit.fixtures import audit_record
 
 _READS = frozenset({"get", "list", "watch"})
 #: Who reads secrets all day: kubelets (for the pods they run), the controller manager (token and
-#: service-account controllers) and the API server. Add the service accounts of in-cluster operators that
-#: manage secrets (cert-manager, external-secrets, Argo CD…) as ``system:serviceaccount:<ns>:<name>`` patterns.
-ALLOWED_IDENTITIES = CONTROL_PLANE
+#: service-account controllers), the API server, and the in-cluster components whose job it is (kube-state-metrics,
+#: cert-manager, external-secrets, Argo CD, Flux, ingress controllers…): ``allowed_identities`` in the tuning file
+#: replaces the list (``system:serviceaccount:<ns>:<name>`` patterns).
+ALLOWED_IDENTITIES = SECRET_READERS
 
 
-def is_unusual_secret_read(event: Event) -> bool:
+def is_unusual_secret_read(event: Event, params: Mapping[str, Any]) -> bool:
     target = event.target
     return (
         event.action in _READS
         and target.resource == "secrets"
         and not target.subresource
-        and not identity_in(event.actor.user, ALLOWED_IDENTITIES)
+        and not identity_in(event.actor.user, params["allowed_identities"])
     )
 
 
-def secret_context(event: Event) -> dict[str, Any]:
+def secret_context(event: Event, params: Mapping[str, Any]) -> dict[str, Any]:
     return {"secret": event.target.name or f"all secrets ({event.action})"}
 
 
@@ -47,10 +49,11 @@ DETECTION = EventDetection(
         "https://kubernetes.io/docs/concepts/security/secrets-good-practices/",
     ],
     false_positives=[
-        "Operators and deployment tools that manage secrets (cert-manager, external-secrets, Argo CD, Helm "
-        "release secrets read by the Helm client): add their identities to ALLOWED_IDENTITIES.",
+        "Operators and deployment tools that manage secrets beyond the default list (Helm release secrets read "
+        "by the Helm client, a custom operator): add their identities to allowed_identities.",
     ],
     kinds=["k8s.api"],
+    params={"allowed_identities": ALLOWED_IDENTITIES},
     resources=["secrets"], actions=_READS, subresources=[""],
     match=is_unusual_secret_read,
     context=secret_context,
@@ -77,6 +80,20 @@ DETECTION = EventDetection(
             record=audit_record(
                 "get", "secrets", name="default-token-x7k2p", namespace="shop", user="system:kube-controller-manager"
             ),
+        ),
+        Example(
+            name="kube-state-metrics lists secrets for their metadata",
+            source="k8s-audit",
+            fires=False,
+            record=audit_record("list", "secrets", namespace="",
+                                user="system:serviceaccount:monitoring:kube-state-metrics"),
+        ),
+        Example(
+            name="cert-manager reads a certificate's secret",
+            source="k8s-audit",
+            fires=False,
+            record=audit_record("get", "secrets", name="web-tls", namespace="shop",
+                                user="system:serviceaccount:cert-manager:cert-manager"),
         ),
         Example(
             name="a kubelet reads a secret for its pod",
