@@ -462,6 +462,31 @@ def _image_verifier(
     return "", ""
 
 
+#: Host paths that give a container the node: its root, configuration, credentials, the container runtime,
+#: the kubelet's secrets and pods, the kernel's interfaces, logs of other workloads, users' homes, devices.
+#: ``/var/run`` is folded into ``/run`` by :func:`host_path`. ``k8s.sensitive_host_path`` reports them;
+#: ``k8s.host_path_volume`` reports the other host paths, so one mount is one alert.
+SENSITIVE_HOST_PATHS = (
+    "/",
+    "/etc",
+    "/root",
+    "/home",
+    "/run/docker.sock",
+    "/run/containerd/containerd.sock",
+    "/run/crio/crio.sock",
+    "/var/lib/kubelet",
+    "/proc",
+    "/sys",
+    "/var/log",
+    "/dev",
+)
+
+
+def is_sensitive_host_path(path: str) -> bool:
+    """Whether a normalized host path (see :func:`host_path`) is or lies under one of ``SENSITIVE_HOST_PATHS``."""
+    return any(path == p or (p != "/" and path.startswith(p + "/")) for p in SENSITIVE_HOST_PATHS)
+
+
 #: The annotations that set seccomp and AppArmor before their securityContext fields (Kubernetes 1.19 and
 #: 1.30); older clusters still honour them and old manifests still write them.
 SECCOMP_POD_ANNOTATION = "seccomp.security.alpha.kubernetes.io/pod"

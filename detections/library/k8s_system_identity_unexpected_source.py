@@ -1,5 +1,5 @@
-"""A system identity (a kubelet, a control-plane component, a service account of a system namespace) used from an
-address outside the networks the cluster's own machinery lives in: its credential is being used from elsewhere.
+"""A system identity (a kubelet, a control-plane component, a service account) used from an address outside the
+networks the cluster's own machinery lives in: its credential is being used from elsewhere.
 
 ``trusted_networks`` defaults to the private ranges; a cluster whose nodes or control plane have public addresses
 lists them in the tuning file. Node agents that run with the host network (their requests carry the node's
@@ -14,30 +14,29 @@ from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
 from vigil.sources.audit.fixtures import audit_record
 
-#: Identities that exist only inside the cluster: kubelets, the control-plane components, and the service
-#: accounts of the namespaces Kubernetes creates (controllers, CNI, DNS, add-ons).
+#: Identities that exist only inside the cluster: kubelets, the control-plane components, and service accounts
+#: (the controllers', the add-ons' and the workloads': their tokens are mounted into pods, and a token used from
+#: outside was taken out of one).
 SYSTEM_IDENTITIES = [
     "system:node:*",
     "system:apiserver",
     "system:kube-controller-manager",
     "system:kube-scheduler",
     "system:kube-proxy",
-    "system:serviceaccount:kube-system:*",
-    "system:serviceaccount:kube-public:*",
-    "system:serviceaccount:kube-node-lease:*",
+    "system:serviceaccount:*",
     "eks:*",
 ]
-#: hostNetwork DaemonSets whose requests come from the node's own address.
+#: hostNetwork DaemonSets whose requests come from the node's own address (in whichever namespace they run).
 HOST_NETWORK_AGENTS = [
-    "system:serviceaccount:kube-system:kube-proxy",
-    "system:serviceaccount:kube-system:elastic-agent",
-    "system:serviceaccount:kube-system:calico-node",
-    "system:serviceaccount:kube-system:cilium",
-    "system:serviceaccount:kube-system:aws-node",
-    "system:serviceaccount:kube-system:kube-router",
-    "system:serviceaccount:kube-system:cloud-node-manager",
-    "system:serviceaccount:kube-system:csi-azuredisk-node-sa",
-    "system:serviceaccount:kube-system:csi-azurefile-node-sa",
+    "system:serviceaccount:*:kube-proxy",
+    "system:serviceaccount:*:elastic-agent",
+    "system:serviceaccount:*:calico-node",
+    "system:serviceaccount:*:cilium",
+    "system:serviceaccount:*:aws-node",
+    "system:serviceaccount:*:kube-router",
+    "system:serviceaccount:*:cloud-node-manager",
+    "system:serviceaccount:*:csi-azuredisk-node-sa",
+    "system:serviceaccount:*:csi-azurefile-node-sa",
     # EKS runs these two from AWS-owned Lambda functions, with public addresses.
     "eks:addon-manager",
     "eks:node-manager",
@@ -68,12 +67,12 @@ DETECTION = EventDetection(
     title="System identity used from outside the cluster's networks",
     alert_title="{user} {verb} {resource} from {outside} (outside the trusted networks)",
     description=(
-        "A kubelet (system:node:*), a control-plane component, or a service account of kube-system, kube-public "
-        "or kube-node-lease made an API request from an address outside trusted_networks (the private ranges by "
-        "default). These identities run on the cluster's nodes and control plane; the same identity from an "
-        "outside address means its credential (a node's client certificate, a controller's token) was taken "
-        "and is used from elsewhere, usually with more privilege than any workload. Reported whether or not the "
-        "request was allowed: a refused one is still a stolen credential being tried."
+        "A kubelet (system:node:*), a control-plane component or a service account made an API request from an "
+        "address outside trusted_networks (the private ranges by default). These identities run on the "
+        "cluster's nodes, control plane and pods; the same identity from an outside address means its "
+        "credential (a node's client certificate, a controller's or a workload's token) was taken and is used "
+        "from elsewhere, for a kube-system identity with more privilege than any person has. Reported whether "
+        "or not the request was allowed: a refused one is still a stolen credential being tried."
     ),
     severity="high",
     params={
@@ -90,6 +89,7 @@ DETECTION = EventDetection(
     false_positives=[
         "Nodes or a control plane with public addresses (list them in trusted_networks), or a managed control "
         "plane's components calling from the provider's ranges.",
+        "CI or GitOps systems outside the cluster that deploy with a service-account token (allowed_identities).",
     ],
     kinds=["k8s.api"],
     match=lambda event, params: bool(outside_sources(event, params)),
@@ -145,11 +145,18 @@ DETECTION = EventDetection(
             record=from_addresses(audit_record("get", "pods", name="web", namespace="shop"), "203.0.113.50"),
         ),
         Example(
-            name="a workload's service account from outside is not a system identity",
+            name="a workload's token taken out of its pod",
             source="k8s-audit",
-            fires=False,
+            fires=True,
             record=from_addresses(audit_record("get", "pods", namespace="shop", user="system:serviceaccount:shop:web"),
                                   "203.0.113.50"),
+        ),
+        Example(
+            name="anonymous is not an identity with a credential",
+            source="k8s-audit",
+            fires=False,
+            record=from_addresses(audit_record("get", "pods", namespace="shop", user="system:anonymous",
+                                               groups=["system:unauthenticated"]), "203.0.113.50"),
         ),
     ],
 )

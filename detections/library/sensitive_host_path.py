@@ -2,32 +2,18 @@
 
 from typing import Any
 
-from vigil.detections.k8s import POD_SPEC_RESOURCES, SPEC_SUBRESOURCES, SPEC_WRITE_VERBS, host_path, pod_spec, workload
+from vigil.detections.k8s import (
+    POD_SPEC_RESOURCES,
+    SPEC_SUBRESOURCES,
+    SPEC_WRITE_VERBS,
+    host_path,
+    is_sensitive_host_path,
+    pod_spec,
+    workload,
+)
 from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
 from vigil.sources.audit.fixtures import audit_record, workload_object
-
-#: Host paths that give a container the node: its root, configuration, credentials, the container runtime,
-#: the kubelet's secrets and pods, the kernel's interfaces, logs of other workloads, users' homes, devices.
-#: ``/var/run`` is folded into ``/run`` by :func:`vigil.detections.sdk.host_path`.
-SENSITIVE_PATHS = (
-    "/",
-    "/etc",
-    "/root",
-    "/home",
-    "/run/docker.sock",
-    "/run/containerd/containerd.sock",
-    "/run/crio/crio.sock",
-    "/var/lib/kubelet",
-    "/proc",
-    "/sys",
-    "/var/log",
-    "/dev",
-)
-
-
-def _is_sensitive(path: str) -> bool:
-    return any(path == p or (p != "/" and path.startswith(p + "/")) for p in SENSITIVE_PATHS)
 
 
 def sensitive_mounts(event: Event) -> list[dict[str, str]]:
@@ -38,7 +24,7 @@ def sensitive_mounts(event: Event) -> list[dict[str, str]]:
     return [
         {"volume": str(volume.get("name", "")), "path": volume["hostPath"]["path"], "resolved": resolved}
         for volume in volumes
-        if isinstance(volume, dict) and (resolved := host_path(volume)) and _is_sensitive(resolved)
+        if isinstance(volume, dict) and (resolved := host_path(volume)) and is_sensitive_host_path(resolved)
     ]
 
 
