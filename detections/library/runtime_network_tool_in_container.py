@@ -52,8 +52,9 @@ def tool_use(event: Event) -> str:
 
 
 def tool_context(event: Event) -> dict[str, Any]:
-    return {"exe": event.actor.exe, "tool": program_name(event), "use": tool_use(event), "command": " ".join(event.actor.args),
-            "parent_exe": event.actor.parent_exe, "where": container_label(event),
+    return {"exe": event.actor.exe, "tool": program_name(event), "use": tool_use(event),
+            "command": " ".join(event.actor.args), "parent_exe": event.actor.parent_exe,
+            "where": container_label(event),
             "container": event.k8s.container_name or event.container.name, "image": event.k8s.image}
 
 
@@ -62,11 +63,11 @@ DETECTION = EventDetection(
     title="Network scanning or sniffing tool in a container",
     alert_title="{tool} ({use}) started in {where}",
     description=(
-        "A network scanner (nmap, masscan, zmap), sniffer (tcpdump, tshark, ngrep), interception proxy (mitmproxy, "
-        "bettercap, responder) started in a container, or netcat or socat listening or scanning ports there. Application "
-        "images do not ship or run these; after a compromise they map the cluster network, capture other pods' "
-        "traffic and open bind shells. A netcat client connection alone is a common connectivity test and is not "
-        "reported. Containers without pod metadata count as containers."
+        "A network scanner (nmap, masscan, zmap), sniffer (tcpdump, tshark, ngrep) or interception proxy "
+        "(mitmproxy, bettercap, responder) started in a container, or netcat or socat listened or scanned ports "
+        "there. Application images do not ship or run these; after a compromise they map the cluster network, "
+        "capture other pods' traffic and open bind shells. A netcat client connection alone is a common "
+        "connectivity test and is not reported. Containers without pod metadata count as containers."
     ),
     severity="medium",
     mitre=["T1046", "T1040", "T1095"],
