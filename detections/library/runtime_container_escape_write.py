@@ -13,13 +13,24 @@ from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
 ESCAPE_FILES = ("/release_agent", "/proc/sys/kernel/core_pattern", "/sys/kernel/uevent_helper",
                 "/proc/sys/kernel/modprobe")
 ESCAPE_WORDS = ("release_agent", "core_pattern", "uevent_helper", "kernel/modprobe")
+#: Container runtimes open their own binary through /proc/<pid>/exe as they start a container.
+RUNTIMES = ("runc", "crun", "containerd-shim", "conmon", "youki", "runsc", "docker", "dockerd")
+
+
+def overwrites_runtime(event: Event) -> bool:
+    """An open for writing of a process's executable through /proc/<pid>/exe (or /proc/self/exe): from a container,
+    the host's runc binary when runc is the process behind it (CVE-2019-5736)."""
+    parts = (event.target.path or event.file.path).split("/")
+    is_exe_link = len(parts) == 4 and parts[1] == "proc" and parts[3] == "exe"
+    return is_exe_link and bool(event.container.id or event.k8s.container_id) and not program_name(
+        event).startswith(RUNTIMES)
 
 
 def escape_target(event: Event) -> str:
     """The hook file written: by a file write, or named in a shell command that writes it (``echo … > …``)."""
     if event.kind == "file.write":
         path = event.target.path
-        return path if path.endswith(ESCAPE_FILES) else ""
+        return path if path.endswith(ESCAPE_FILES) or overwrites_runtime(event) else ""
     command = " ".join(event.actor.args)
     if ">" not in command and program_name(event) != "tee" and "tee" not in event.actor.args:
         return ""
@@ -42,7 +53,8 @@ DETECTION = EventDetection(
         "A process wrote a cgroup release_agent, /proc/sys/kernel/core_pattern, the uevent helper or the modprobe "
         "path. The kernel runs what these files name as root in the node's namespaces, so writing them from a "
         "privileged container runs attacker code on the node (the cgroup release_agent escape, CVE-2022-0492, "
-        "and core_pattern pipes)."
+        "and core_pattern pipes), or opened a process's executable through /proc/<pid>/exe for writing from a "
+        "container, which overwrites the node's runc binary when runc is behind it (CVE-2019-5736)."
     ),
     severity="critical",
     mitre=["T1611"],
@@ -80,6 +92,16 @@ DETECTION = EventDetection(
                 {"proc.exepath": "/bin/bash", "proc.name": "bash", "fd.name": "/sys/fs/cgroup/rdma/release_agent",
                  "evt.arg.flags": "O_WRONLY|O_CREAT|O_TRUNC", "evt.res": "SUCCESS"},
                 priority="Critical",
+            ),
+        ),
+        Example(
+            name="Falco: the runtime's binary opened for writing through /proc/self/exe",
+            source="falco",
+            fires=True,
+            record=falco_record(
+                "Modify Container Entrypoint", "openat",
+                {"proc.exepath": "/tmp/exploit", "proc.name": "exploit", "fd.name": "/proc/self/exe",
+                 "evt.arg.flags": "O_WRONLY|O_TRUNC"},
             ),
         ),
         Example(
