@@ -87,6 +87,12 @@ DETECTION = EventDetection(
                 body=kprobe("__x64_sys_link", {"string_arg": "/etc/sudoers"}, {"string_arg": "/tmp/s"})),
         ),
         Example(
+            name="a hard link to / is not possible, and ln without -s to /etc is refused: not reported",
+            source="tetragon",
+            fires=False,
+            record=tetragon_record(binary="/bin/ln", arguments="/etc /tmp/etc"),
+        ),
+        Example(
             name="a link to the application's configuration",
             source="tetragon",
             fires=False,
