@@ -4,7 +4,7 @@ revoke) or one of the default administrator names that installers write into the
 from collections.abc import Mapping
 from typing import Any
 
-from vigil.detections.k8s import identity_in
+from vigil.detections.k8s import identity_matches
 from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
 from vigil.sources.audit.fixtures import audit_record
@@ -19,11 +19,13 @@ ALLOWED_IDENTITIES = ["system:apiserver", "aksService", "masterclient"]
 
 def superuser_reason(event: Event, params: Mapping[str, Any]) -> str:
     actor = event.actor
-    if not actor.user or identity_in(actor.user, params["allowed_identities"]):
-        return ""
     if MASTERS in actor.groups:
-        return "member of system:masters"
-    return "default administrator name" if identity_in(actor.user, params["admin_users"]) else ""
+        reason = "member of system:masters"
+    elif identity_matches(actor.user, params["admin_users"]):
+        reason = "default administrator name"
+    else:
+        return ""
+    return "" if not actor.user or identity_matches(actor.user, params["allowed_identities"]) else reason
 
 
 DETECTION = EventDetection(

@@ -11,7 +11,7 @@ import pytest
 
 from vigil.alert import Alert
 from vigil.detections.engine import LIBRARY, Engine, load_detections
-from vigil.detections.k8s import PRIVATE_NETWORKS, addresses_outside, from_addresses
+from vigil.detections.k8s import PRIVATE_NETWORKS, addresses_outside, from_addresses, identity_in, identity_matches
 from vigil.detections.tuning import Tuning
 from vigil.sources.audit.fixtures import audit_record
 from vigil.sources.source import get_source
@@ -37,6 +37,13 @@ def run(detection_id: str, tuning: dict[str, Any], *records: dict) -> list[Alert
 ])
 def test_addresses_outside_the_private_ranges(addresses: list[str], outside: list[str]) -> None:
     assert addresses_outside(addresses, PRIVATE_NETWORKS) == outside
+
+
+@pytest.mark.parametrize("user", ["system:node:w1", "system:nodes", "system:serviceaccount:a:kube-proxy",
+                                  "kube-proxy", "a[b]", "", "system:serviceaccount:a:kube-proxy-x"])
+@pytest.mark.parametrize("patterns", [(), ("system:node:*",), ("system:serviceaccount:*:kube-proxy", "a[b]", "a?b*")])
+def test_identity_matches_agrees_with_identity_in(user: str, patterns: tuple[str, ...]) -> None:
+    assert identity_matches(user, patterns) is identity_in(user, patterns)
 
 
 KUBELET_FROM_PUBLIC_NODE = from_addresses(
