@@ -7,7 +7,7 @@ from vigil.sources.containerd.fixtures import containerd_record
 
 
 def failed_exit(event: Event) -> bool:
-    return event.outcome.code != 0 and bool(event.k8s.container_id)
+    return event.outcome.code != 0 and bool(event.k8s.container_id or event.container.id)
 
 
 def container_group(event: Event) -> str:
@@ -15,7 +15,7 @@ def container_group(event: Event) -> str:
     k8s = event.k8s
     if k8s.pod and k8s.container_name:
         return f"{event.cluster}/{k8s.namespace}/{k8s.pod}/{k8s.container_name}"
-    return f"{event.cluster}/{k8s.container_id}"
+    return f"{event.cluster}/{k8s.container_id or event.container.id}"
 
 
 def exits(count: int, status: int, every_s: float, **fields: str) -> list[ScenarioEvent]:

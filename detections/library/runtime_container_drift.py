@@ -18,7 +18,7 @@ def from_upper_layer(event: Event) -> bool:
     """The executable lives in the container's writable overlay layer: written after the container started,
     not shipped in any image layer. Only Falco reports the layer; for sources that do not, the sequence
     "file written in a container, then executed" covers drift."""
-    return bool(event.k8s.container_id) and "upper_layer" in event.actor.exe_flags
+    return bool(event.k8s.container_id or event.container.id) and "upper_layer" in event.actor.exe_flags
 
 
 def drift_context(event: Event) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from vigil.sources.containerd.fixtures import containerd_record
 
 
 def oom_killed(event: Event) -> bool:
-    return bool(event.k8s.container_id)
+    return bool(event.k8s.container_id or event.container.id)
 
 
 DETECTION = EventDetection(

@@ -23,7 +23,7 @@ POOL_PORTS = frozenset({3333, 4444, 5555, 7777, 14444, 14433, 45700})
 def miner_indicator(event: Event) -> str:
     """What marks the event as mining ('' for nothing)."""
     if event.kind == "net.connect":
-        if event.k8s.container_id and event.target.port in POOL_PORTS:
+        if (event.k8s.container_id or event.container.id) and event.target.port in POOL_PORTS:
             return f"connection to pool port {event.target.port}"
         return ""
     program = program_name(event).lower()

@@ -17,7 +17,7 @@ PACKAGE_MANAGERS = frozenset({"apt", "apt-get", "dpkg", "yum", "dnf", "microdnf"
 def writes_etc(event: Event) -> bool:
     path = event.target.path
     return (
-        bool(event.k8s.container_id)
+        bool(event.k8s.container_id or event.container.id)
         and path.startswith("/etc/")
         and path not in RUNTIME_MANAGED
         and program_name(event) not in PACKAGE_MANAGERS

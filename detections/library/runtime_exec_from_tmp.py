@@ -18,7 +18,7 @@ def where_executed(event: Event) -> str:
     exe = event.actor.exe
     if exe.startswith(MEMORY_EXECUTABLES) or "from_memfd" in event.actor.exe_flags:
         return "memory"
-    if not event.k8s.container_id and not exe.startswith("/dev/shm/"):
+    if not (event.k8s.container_id or event.container.id) and not exe.startswith("/dev/shm/"):
         return ""  # on nodes, installers and build tools run from /tmp; /dev/shm has no such excuse
     return next((directory for directory in SCRATCH_DIRS if exe.startswith(directory)), "")
 

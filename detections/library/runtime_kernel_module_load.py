@@ -14,7 +14,7 @@ NOT_LOADING = frozenset({"-r", "--remove", "-n", "--dry-run"})
 
 
 def loads_module(event: Event) -> bool:
-    if not event.k8s.container_id:
+    if not (event.k8s.container_id or event.container.id):
         return False
     if event.kind == "kernel.module_load":
         return True

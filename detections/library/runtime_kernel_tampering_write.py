@@ -47,13 +47,18 @@ def tampering(path: str) -> str:
     return "dynamic loader" if path.startswith(LOADER_PREFIXES) else ""
 
 
+def tampered_path(event: Event) -> str:
+    """The protected file the write changes: the file written, or the new name of a rename or link onto it."""
+    return next((path for path in (event.target.path or event.file.path, event.file.other_path)
+                 if path and tampering(path)), "")
+
+
 def tampers(event: Event) -> bool:
-    path = event.target.path or event.file.path
-    return bool(tampering(path)) and program_name(event) not in INSTALLERS
+    return bool(tampered_path(event)) and program_name(event) not in INSTALLERS
 
 
 def tamper_context(event: Event) -> dict[str, Any]:
-    path = event.target.path or event.file.path
+    path = tampered_path(event)
     in_container = bool(event.container.id or event.k8s.container_id)
     return {"exe": event.actor.exe, "program": program_name(event) or event.actor.exe, "file": path,
             "what": tampering(path), "command": " ".join(event.actor.args),
@@ -100,6 +105,16 @@ DETECTION = EventDetection(
                 "process_kprobe", binary="/bin/sh", arguments="-c echo 1 > /sys/fs/cgroup/rdma/x/notify_on_release",
                 body=kprobe("security_file_permission",
                             {"file_arg": {"path": "/sys/fs/cgroup/rdma/x/notify_on_release"}}, {"int_arg": 2})),
+        ),
+        Example(
+            name="Falco: a file renamed over the dynamic loader",
+            source="falco",
+            fires=True,
+            record=falco_record(
+                "Custom loader audit", "renameat2",
+                {"proc.exepath": "/bin/mv", "proc.name": "mv", "proc.cmdline": "mv /tmp/ld /lib64/ld-linux-x86-64.so.2",
+                 "fs.path.name": "/tmp/ld", "fs.path.target": "/lib64/ld-linux-x86-64.so.2"},
+            ),
         ),
         Example(
             name="sysctl applying the node's settings at boot",

@@ -13,7 +13,7 @@ PATHS = ["/proc/sys/kernel/core_pattern", "/sys/kernel/uevent_helper", "/proc/sy
 
 
 def denied(event: Event) -> bool:
-    return event.outcome.result == "denied" and bool(event.k8s.container_id or event.k8s.pod)
+    return event.outcome.result == "denied" and bool(event.k8s.container_id or event.container.id or event.k8s.pod)
 
 
 def denial(serial: int, decision: str = "DENIED") -> dict[str, Any]:

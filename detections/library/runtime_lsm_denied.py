@@ -9,7 +9,7 @@ from vigil.sources.kernel_audit.fixtures import kernel_audit_record
 
 
 def denied_in_container(event: Event) -> bool:
-    return event.outcome.result == "denied" and bool(event.k8s.container_id or event.k8s.pod)
+    return event.outcome.result == "denied" and bool(event.k8s.container_id or event.container.id or event.k8s.pod)
 
 
 def lsm_context(event: Event) -> dict[str, Any]:

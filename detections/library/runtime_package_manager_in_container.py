@@ -24,7 +24,7 @@ INSTALLING: dict[str, frozenset[str]] = {
 
 
 def installs_packages(event: Event) -> bool:
-    if not event.k8s.container_id:
+    if not (event.k8s.container_id or event.container.id):
         return False
     verbs = INSTALLING.get(program_name(event))
     return verbs is not None and any(arg in verbs for arg in event.actor.args)

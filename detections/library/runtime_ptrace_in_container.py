@@ -11,7 +11,7 @@ from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
 def attaches(event: Event) -> bool:
     """A ptrace in a container, unless it is PTRACE_TRACEME (a process asking to be traced by its parent).
     Sources name the request as the action (``attach``, ``poketext``…) when they know it."""
-    return bool(event.k8s.container_id) and event.action != "traceme"
+    return bool(event.k8s.container_id or event.container.id) and event.action != "traceme"
 
 
 def ptrace_context(event: Event) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from vigil.sources.kernel_audit.fixtures import kernel_audit_record
 
 
 def denied(event: Event) -> bool:
-    return event.outcome.result == "denied" and bool(event.k8s.container_id or event.k8s.pod)
+    return event.outcome.result == "denied" and bool(event.k8s.container_id or event.container.id or event.k8s.pod)
 
 
 def seccomp_record(serial: int, code: str = "0x50001", syscall: int = 165, pod: str = "api-7d4b9c-x2x9z") -> dict:

@@ -12,7 +12,7 @@ STOPPING = frozenset({"kill_process", "kill_thread", "trap"})
 
 
 def stopped_in_container(event: Event) -> bool:
-    return event.action in STOPPING and bool(event.k8s.container_id or event.k8s.pod)
+    return event.action in STOPPING and bool(event.k8s.container_id or event.container.id or event.k8s.pod)
 
 
 def seccomp_context(event: Event) -> dict[str, Any]:

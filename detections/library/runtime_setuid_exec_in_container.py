@@ -14,7 +14,7 @@ SETID_EXECS = frozenset({"setuid_exec", "setgid_exec"})
 
 
 def unexpected_setid_exec(event: Event, params: Mapping[str, Any]) -> bool:
-    if event.action not in SETID_EXECS or not (event.k8s.container_id or event.k8s.pod):
+    if event.action not in SETID_EXECS or not (event.k8s.container_id or event.container.id or event.k8s.pod):
         return False
     return not any(fnmatchcase(event.actor.exe, pattern) for pattern in params["allowed_binaries"])
 

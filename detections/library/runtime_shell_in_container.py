@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from vigil.detections.sdk import EventDetection, Example
+from vigil.detections.sdk import EventDetection, Example, container_label
 from vigil.detections.sdk.prefilters import program_name
 from vigil.event import Event
 from vigil.sources.falco.fixtures import falco_record
@@ -19,7 +19,7 @@ def has_terminal(event: Event) -> bool:
 def is_interactive_shell(event: Event) -> bool:
     """A shell in a container that is not the entrypoint and runs no script or ``-c`` command: a terminal
     (when the sensor reports one) or a shell started with options only (``bash``, ``sh -i``, ``bash -l``)."""
-    if not event.k8s.container_id or program_name(event) not in SHELLS:
+    if not (event.k8s.container_id or event.container.id) or program_name(event) not in SHELLS:
         return False
     if event.actor.container_pid == 1:  # the container's entrypoint (0: the source does not say)
         return False
@@ -34,6 +34,7 @@ def shell_context(event: Event) -> dict[str, Any]:
         "exe": event.actor.exe,
         "parent_exe": event.actor.parent_exe,
         "container": event.k8s.container_name,
+        "where": container_label(event),
         "image": event.k8s.image,
         "terminal": has_terminal(event),
     }
@@ -42,7 +43,7 @@ def shell_context(event: Event) -> dict[str, Any]:
 DETECTION = EventDetection(
     id="runtime.shell_in_container",
     title="Interactive shell in a container",
-    alert_title="Interactive shell {program} in {namespace}/{pod} (container {container})",
+    alert_title="Interactive shell {program} in {where}",
     description=(
         "A shell started in a running container without a script or command to run: someone has a prompt inside "
         "the workload, typically through kubectl exec or a compromised application. Production containers run "

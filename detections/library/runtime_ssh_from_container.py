@@ -16,7 +16,7 @@ SSH_PORT = 22
 
 def remote_access(event: Event) -> str:
     """``ssh`` (a client or a connection to port 22), ``tunnel`` (a tunnelling tool), or ''."""
-    if not event.k8s.container_id:
+    if not (event.k8s.container_id or event.container.id):
         return ""
     if event.kind == "net.connect":
         return "ssh" if event.target.port == SSH_PORT else ""

@@ -16,6 +16,7 @@ from vigil.detections.sdk.prefilters import program_name
 from vigil.event import Actor, Event
 from vigil.sources.fixtures import EXAMPLE_START_NS, in_pod
 from vigil.sources.source import get_source
+from vigil.sources.tetragon.fixtures import tetragon_record
 
 
 @pytest.fixture
@@ -113,3 +114,15 @@ def test_a_path_spelled_with_dot_dot_is_the_file_it_resolves_to(engine: Engine) 
 
     assert (event.target.path, event.file.path) == ("/etc/shadow", "/etc/shadow")
     assert "runtime.sensitive_file_read" in {a.detection for a in alerts_of(engine, record)}
+
+
+def test_a_container_known_only_by_its_runtime_id_is_still_a_container(engine: Engine) -> None:
+    """Tetragon names a container without pod metadata by its docker id alone (container.id, no k8s part)."""
+    record = tetragon_record(binary="/bin/bash", host=True)
+    record["process_exec"]["process"]["docker"] = "3f1c2a9b7d10aa1"
+    event = get_source("tetragon").normalize(record, "c", "worker-1")
+    assert (event.container.id, event.k8s.container_id) == ("3f1c2a9b7d10aa1", "")
+
+    (alert,) = engine.process_many([event]) + engine.flush()
+    assert (alert.detection, alert.title) == (
+        "runtime.shell_in_container", "Interactive shell bash in container 3f1c2a9b7d10")
