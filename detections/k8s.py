@@ -615,7 +615,9 @@ SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 #: In-cluster components whose job is reading or listing secrets, by their usual service-account names in any
 #: namespace (Helm charts let the namespace vary): metrics exporters, certificate and secret operators, GitOps
 #: controllers, ingress controllers serving TLS, service meshes and backup tools. Secret detections declare this
-#: as their ``allowed_identities`` default, so a deployment replaces it in the tuning file.
+#: as their ``allowed_identities`` default, so a deployment replaces it in the tuning file. A service account of
+#: one of these names in another namespace matches too: creating one that can read secrets takes a role binding,
+#: which the RBAC detections report; a deployment that wants more pins the namespaces.
 SECRET_READERS = [
     *CONTROL_PLANE,
     "system:serviceaccount:*:kube-state-metrics",
