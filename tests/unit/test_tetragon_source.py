@@ -274,8 +274,11 @@ def test_vigil_replay_reads_every_sample() -> None:
     assert result.returncode == 0, result.stderr
     assert "18 records" in result.stderr and "0 rejected" in result.stderr
     alerts = [orjson.loads(line) for line in result.stdout.splitlines()]
-    assert [(a["detection"], a["pod"]) for a in alerts] == [
-        ("runtime.etc_write_in_container", "elasticsearch-56f8fc6988-sh8rm")  # vi writing /etc/passwd
+    assert sorted((a["detection"], a["severity"], a["pod"]) for a in alerts) == [
+        ("runtime.etc_write_in_container", "medium", "elasticsearch-56f8fc6988-sh8rm"),  # vi writing /etc/passwd
+        # curl and nc reaching public addresses: recorded for hunting, informational
+        ("runtime.public_connection_from_container", "informational", "elasticsearch-56f8fc6988-65smb"),
+        ("runtime.public_connection_from_container", "informational", "elasticsearch-56f8fc6988-pb8c7"),
     ]
 
 
