@@ -35,8 +35,11 @@ DEFAULT_OPEN_WATCH = (
     "/proc/*/mem",
     "/root/.ssh/",
 )
-#: Files whose modification is a container escape: opens of these for writing are recorded.
-DEFAULT_WRITE_WATCH = ("*release_agent", "*core_pattern")
+#: Files whose modification is a container escape, and the places that decide what runs on a machine (its
+#: configuration, cron, program directories, root's start-up files and SSH keys): opens of these for writing are
+#: recorded. Seven prefixes, so that a deployment still has room for one pattern of its own (16 in all).
+DEFAULT_WRITE_WATCH = ("*release_agent", "*core_pattern", "/etc/", "/bin/", "/sbin/", "/usr/bin/", "/usr/sbin/",
+                       "/var/spool/cron/", "/root/.")
 
 MAX_RULES = 16
 MAX_PREFIX = 64

@@ -155,6 +155,18 @@ def test_opening_release_agent_for_writing_is_a_file_write(recorder: Recorder, t
     assert len([r for r in recorder.of_pid(pid) if r.get("path") == str(agent)]) == 1  # the read-only open is not
 
 
+@root_only
+def test_writes_where_the_node_is_controlled_are_recorded_and_reads_there_are_not(recorder: Recorder) -> None:
+    """/etc, the program directories, cron and root's dotfiles are watched for writes by default (issue 13: writes
+    there produced no events, so the persistence and drift detections could not fire from the sensor)."""
+    path = f"/etc/vigil-test-{uuid.uuid4().hex[:12]}"
+    script = "import os, sys\nopen(sys.argv[1], 'w').close()\nopen(sys.argv[1]).close()\nos.unlink(sys.argv[1])"
+    pid = _python(script, path)
+    record = recorder.wait_for(lambda r: r["type"] == "file_write" and r["pid"] == pid)
+    assert record["path"] == path and record["flags"] & os.O_CREAT
+    assert [r["path"] for r in recorder.of_pid(pid) if r["type"] in ("open", "file_write")] == [path]
+
+
 _LOOPBACK = """
 import socket, sys
 family, host = (socket.AF_INET6, "::1") if sys.argv[1] == "6" else (socket.AF_INET, "127.0.0.1")
