@@ -31,16 +31,23 @@ READERS = frozenset({
 })
 
 
+_MOUNT_PREFIXES = tuple(f"{mount}/" for mount in HOST_MOUNTS)
+#: Where credential files can be, for one C-level test before the finer ones (most opens are elsewhere).
+_PLACES = ("/root/", "/home/", "/etc/kubernetes/", "/var/lib/kubelet/", "/proc/")
+
+
 def node_path(path: str) -> str:
-    for mount in HOST_MOUNTS:
-        if path.startswith(mount + "/"):
-            return path[len(mount) :]
+    """The path as the node names it: a container's hostPath mount prefix taken off."""
+    if path.startswith(_MOUNT_PREFIXES):
+        return path[path.index("/", 1) :]
     return path
 
 
 def credential_kind(path: str) -> str:
     """What kind of credential ``path`` holds ('' for none)."""
     path = node_path(path)
+    if not path.startswith(_PLACES) and "/." not in path:
+        return ""
     name = path.rpartition("/")[2]
     if "/.ssh/" in path and ((name.startswith("id_") and not name.endswith(".pub")) or name.endswith(".pem")):
         return "ssh private key"

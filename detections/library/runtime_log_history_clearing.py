@@ -19,6 +19,10 @@ WIPE_COMMANDS = ("history -c", "history -w /dev/null", "unset histfile", "histfi
                  "export histfilesize=0", "journalctl --vacuum", "journalctl --rotate --vacuum", "> /var/log/",
                  ">/var/log/", "truncate -s 0 /var/log/", "truncate -s0 /var/log/")
 SHREDDERS = frozenset({"shred", "srm", "wipe"})
+#: Programs that remove, empty or redirect a file named on their command line.
+FILE_TOOLS = frozenset({"rm", "unlink", "truncate", "ln"})
+#: Shells run the wiping one-liners (history -c, unset HISTFILE, > /var/log/…).
+SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh", "ksh", "mksh"})
 #: How sensors name a removal or rename (the file event's action).
 REMOVALS = ("unlink", "rename", "rmdir")
 
@@ -45,7 +49,7 @@ def cleared(event: Event) -> str:
 def _cleared_by_command(event: Event) -> str:
     """What a command erases: a file tool given a history or log file, or a shell told to drop its history."""
     program, targets = program_name(event), event.actor.args[1:]
-    if program in SHREDDERS or program in ("rm", "unlink", "truncate", "ln"):
+    if program in SHREDDERS or program in FILE_TOOLS:
         if any(is_history(arg) for arg in targets):
             return "shell history"
         return "log" if any(arg.startswith(LOG_DIRS) for arg in targets) else ""
@@ -78,6 +82,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1070/003/", "https://attack.mitre.org/techniques/T1070/002/"],
     false_positives=["Images whose entrypoint empties root's history; maintenance scripts pruning old logs with rm."],
     kinds=["file.write", "process.exec"],
+    exe_names={"process.exec": SHREDDERS | FILE_TOOLS | SHELLS | {"journalctl"}},
     match=lambda event: bool(cleared(event)),
     context=clearing_context,
     dedup="{cluster}/{node}/{namespace}/{pod}/{what}/{file}",

@@ -39,32 +39,34 @@ MANAGERS = frozenset({
 })
 
 
+_MOUNT_PREFIXES = tuple(f"{mount}/" for mount in HOST_MOUNTS)
+#: Every prefix that can matter, for one C-level test before the lookups (most writes are elsewhere).
+_PREFIXES = (*(prefix for prefix, _ in CONTROL_POINTS), "/root/", "/home/")
+
+
 def node_path(path: str) -> str:
     """The path as the node names it: a container's hostPath mount prefix taken off."""
-    for mount in HOST_MOUNTS:
-        if path.startswith(mount + "/"):
-            return path[len(mount) :]
+    if path.startswith(_MOUNT_PREFIXES):
+        return path[path.index("/", 1) :]
     return path
 
 
 def control_point(path: str) -> str:
     """What the file at ``path`` controls ('' for a file that controls nothing here)."""
     path = node_path(path)
+    if not path.startswith(_PREFIXES):
+        return ""
     found = next((what for prefix, what in CONTROL_POINTS if path.startswith(prefix)), "")
     if found:
         return found
-    name = path.rpartition("/")[2]
-    at_home = path.startswith(("/root/", "/home/"))
-    if at_home and name in SHELL_START_FILES:
+    if path.rpartition("/")[2] in SHELL_START_FILES:
         return "shell start-up"
-    return "ssh authorized keys" if at_home and "/.ssh/authorized_keys" in path else ""
+    return "ssh authorized keys" if "/.ssh/authorized_keys" in path else ""
 
 
 def written_path(event: Event) -> str:
     """The file a write event changes, or the file ``crontab`` installs from (``crontab -l`` only lists)."""
     if event.kind == "file.write":
-        return event.target.path or event.file.path
-    if event.kind == "file.open" and set(event.file.access) & {"write", "create", "truncate", "append"}:
         return event.target.path or event.file.path
     if event.kind == "process.exec" and program_name(event) == "crontab":
         listing = {"-l", "-r", "-e"} & set(event.actor.args[1:])
@@ -73,12 +75,12 @@ def written_path(event: Event) -> str:
 
 
 def writes_control_point(event: Event) -> bool:
-    program = program_name(event)
-    if program in MANAGERS and event.kind != "process.exec":
+    if not control_point(written_path(event)):
         return False
-    if {event.actor.parent_exe.rpartition("/")[2], event.actor.grandparent_exe.rpartition("/")[2]} & MANAGERS:
-        return False  # a package's maintainer script or a manager's helper
-    return bool(control_point(written_path(event)))
+    if program_name(event) in MANAGERS and event.kind != "process.exec":
+        return False
+    # A package's maintainer script or a manager's helper.
+    return not {event.actor.parent_exe.rpartition("/")[2], event.actor.grandparent_exe.rpartition("/")[2]} & MANAGERS
 
 
 def persistence_context(event: Event) -> dict[str, Any]:
@@ -113,7 +115,7 @@ DETECTION = EventDetection(
     tags=["runtime", "persistence", "privilege_escalation", "node"],
     references=["https://attack.mitre.org/techniques/T1053/003/", "https://attack.mitre.org/techniques/T1574/006/"],
     false_positives=["Node bootstrap scripts and image builds writing units or profiles outside a package manager."],
-    kinds=["file.write", "file.open", "process.exec"],
+    kinds=["file.write", "process.exec"],
     exe_names={"process.exec": ["crontab"]},
     match=writes_control_point,
     context=persistence_context,

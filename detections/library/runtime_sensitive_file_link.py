@@ -25,7 +25,7 @@ def linked_target(event: Event) -> str:
             return ""
         paths = [arg for arg in event.actor.args[1:] if not arg.startswith("-")]
         candidates = paths[:1]
-    elif event.action.startswith(LINK_ACTIONS):
+    elif event.action in LINK_ACTIONS:
         candidates = [event.file.other_path, event.target.path or event.file.path]
     else:
         return ""
@@ -58,6 +58,7 @@ DETECTION = EventDetection(
     false_positives=["Images that link configuration into /etc at start."],
     kinds=["file.write", "process.exec"],
     exe_names={"process.exec": ["ln"]},
+    actions={"file.write": LINK_ACTIONS},
     match=lambda event: bool(linked_target(event)),
     context=link_context,
     dedup="{cluster}/{node}/{namespace}/{pod}/{target}",

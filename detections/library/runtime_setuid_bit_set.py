@@ -64,6 +64,7 @@ DETECTION = EventDetection(
     false_positives=["Image builds and entrypoints that set the bit on a helper they ship."],
     kinds=["file.write", "process.exec"],
     exe_names={"process.exec": ["chmod"]},
+    actions={"file.write": CHMODS},
     match=lambda event: bool(sets_special_bits(event)),
     context=setuid_context,
     dedup="{cluster}/{node}/{namespace}/{pod}/{file}",
