@@ -1,5 +1,6 @@
 """A write to a file that decides what runs on a machine or who may log in: cron, systemd units, the kubelet's
-configuration, the loader's preload list, shell start-up files, sudoers, SSH authorized keys, boot scripts."""
+configuration, the loader's preload list, shell start-up files, sudoers, SSH authorized keys, boot scripts, the
+package manager's repositories and database."""
 
 from typing import Any
 
@@ -26,6 +27,9 @@ CONTROL_POINTS = (
     ("/etc/zsh/", "shell start-up"), ("/etc/csh.", "shell start-up"), ("/etc/environment", "shell start-up"),
     ("/etc/sudoers", "sudoers"), ("/etc/rc.local", "boot script"), ("/etc/init.d/", "boot script"),
     ("/etc/rc.d/", "boot script"), ("/etc/update-motd.d/", "login script"), ("/etc/pam.d/", "PAM"),
+    ("/etc/apt/sources.list", "package repository"), ("/etc/apt/trusted.gpg", "package signing key"),
+    ("/etc/yum.repos.d/", "package repository"), ("/etc/zypp/repos.d/", "package repository"),
+    ("/etc/apk/repositories", "package repository"), ("/var/lib/rpm/", "package database"),
 )
 #: Files in a home directory that a shell runs at start, and the SSH key list that lets someone in.
 SHELL_START_FILES = frozenset({".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile", ".zshrc",
@@ -106,9 +110,11 @@ DETECTION = EventDetection(
     description=(
         "A process wrote a file that makes code run later or lets someone in: cron tables, systemd units, the "
         "kubelet's configuration, /etc/ld.so.preload, shell start-up files, sudoers, PAM, boot scripts or SSH "
-        "authorized_keys. From a container with the node's filesystem mounted (/host/etc/cron.d/…) it is a "
-        "takeover of the node that survives the pod; inside a container it is persistence the next shell or "
-        "cron run executes. Package managers, configuration management and the kubelet are not reported."
+        "authorized_keys, or pointed the package manager at another repository or key (the next install or "
+        "update runs the attacker's packages). From a container with the node's filesystem mounted "
+        "(/host/etc/cron.d/…) it is a takeover of the node that survives the pod; inside a container it is "
+        "persistence the next shell or cron run executes. Package managers, configuration management and the "
+        "kubelet are not reported."
     ),
     severity="high",
     mitre=["T1053.003", "T1543.002", "T1574.006", "T1546.004", "T1098.004", "T1548.003"],
@@ -163,6 +169,18 @@ DETECTION = EventDetection(
                 "Schedule Cron Jobs", "execve",
                 {"proc.exepath": "/usr/bin/crontab", "proc.name": "crontab", "proc.cmdline": "crontab /tmp/c"},
                 priority="Notice",
+            ),
+        ),
+        Example(
+            name="an apt source added outside apt (Falco)",
+            source="falco",
+            fires=True,
+            record=falco_record(
+                "Update Package Repository", "openat",
+                {"proc.exepath": "/usr/bin/tee", "proc.name": "tee",
+                 "proc.cmdline": "tee /etc/apt/sources.list.d/x.list", "fd.name": "/etc/apt/sources.list.d/x.list",
+                 "evt.arg.flags": "O_WRONLY|O_CREAT|O_TRUNC"},
+                priority="Notice", host=True,
             ),
         ),
         Example(
