@@ -243,6 +243,39 @@ def is_mutation(event: Event, resources: Iterable[str], api_group: str) -> bool:
     )
 
 
+RBAC_API_GROUP = "rbac.authorization.k8s.io"
+ROLE_RESOURCES = frozenset({"clusterroles", "roles"})
+#: Verbs a policy rule may grant that change objects (``*`` grants every verb).
+WRITE_GRANTS = frozenset({"create", "update", "patch", "delete", "deletecollection", "*"})
+#: The API server reconciles the bootstrap roles at start; the aggregation controller fills admin/edit/view.
+ROLE_RECONCILERS = (
+    "system:apiserver",
+    "system:serviceaccount:kube-system:clusterrole-aggregation-controller",
+)
+
+
+def written_role_rules(event: Event) -> list[dict[str, Any]]:
+    """The policy rules of a Role or ClusterRole that someone other than the reconcilers of the built-in roles
+    created, updated or patched; [] for any other request (or a role written without rules)."""
+    target = event.target
+    if (
+        event.action not in WRITES
+        or target.resource not in ROLE_RESOURCES
+        or target.api_group != RBAC_API_GROUP
+        or target.subresource
+        or identity_in(event.actor.user, ROLE_RECONCILERS)
+    ):
+        return []
+    rules = (written_object(event) or {}).get("rules")
+    return [rule for rule in rules if isinstance(rule, dict)] if isinstance(rules, list) else []
+
+
+def rule_strings(rule: Mapping[str, Any], key: str) -> list[str]:
+    """One list of a policy rule (``verbs``, ``resources``, ``apiGroups`` ...) as text; [] when it is not a list."""
+    values = rule.get(key)
+    return [str(value) for value in values] if isinstance(values, list) else []
+
+
 def service_spec(event: Event) -> dict[str, Any]:
     """The spec a create, update or patch of a Service sets ({} for any other event, or when the audit
     policy did not log the body)."""

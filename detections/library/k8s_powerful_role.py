@@ -2,15 +2,18 @@
 
 from typing import Any
 
-from vigil.detections.k8s import identity_in, written_object
+from vigil.detections.k8s import (
+    RBAC_API_GROUP,
+    ROLE_RESOURCES,
+    WRITE_GRANTS,
+    WRITES,
+    rule_strings,
+    written_role_rules,
+)
 from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
-from vigil.sources.audit.fixtures import audit_record
+from vigil.sources.audit.fixtures import audit_record, role_object
 
-_RBAC = "rbac.authorization.k8s.io"
-_ROLES = frozenset({"clusterroles", "roles"})
-_WRITES = frozenset({"create", "update", "patch"})
-WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection", "*"})
 #: Writing these is taking over identities and permissions, or reading every credential.
 SENSITIVE_RESOURCES = frozenset({"secrets", "roles", "clusterroles", "rolebindings", "clusterrolebindings"})
 #: RBAC verbs that bypass RBAC's own escalation checks, or act as someone else.
@@ -19,16 +22,10 @@ EXEC_RESOURCES = frozenset({"pods/exec", "pods/attach", "pods/ephemeralcontainer
 #: ``pods/*`` and ``nodes/*`` name every subresource, the exec-like ones among them (nodes/proxy is the kubelet's
 #: whole API: exec in any pod of the node, bypassing the API server's audit of exec).
 EXEC_WILDCARDS = frozenset({"pods/*", "nodes/*"})
-#: The API server reconciles the bootstrap roles at start; the aggregation controller fills admin/edit/view.
-ALLOWED_IDENTITIES = (
-    "system:apiserver",
-    "system:serviceaccount:kube-system:clusterrole-aggregation-controller",
-)
 
 
 def _strings(rule: dict[str, Any], key: str) -> set[str]:
-    values = rule.get(key)
-    return {str(v) for v in values} if isinstance(values, list) else set()
+    return set(rule_strings(rule, key))
 
 
 def rule_findings(rule: dict[str, Any]) -> list[str]:
@@ -41,7 +38,7 @@ def rule_findings(rule: dict[str, Any]) -> list[str]:
         findings.append(f"{'/'.join(sorted(verbs))} on all resources")
     elif "*" in verbs:
         findings.append(f"all verbs on {'/'.join(sorted(resources))}")
-    if verbs & WRITE_VERBS and (written := resources & SENSITIVE_RESOURCES):
+    if verbs & WRITE_GRANTS and (written := resources & SENSITIVE_RESOURCES):
         findings.append(f"write on {'/'.join(sorted(written))}")
     if escalation := verbs & ESCALATION_VERBS:
         findings.append(f"{'/'.join(sorted(escalation))}")
@@ -53,27 +50,11 @@ def rule_findings(rule: dict[str, Any]) -> list[str]:
 
 
 def powerful_rules(event: Event) -> list[str]:
-    target = event.target
-    if (
-        event.action not in _WRITES
-        or target.resource not in _ROLES
-        or target.api_group != _RBAC
-        or target.subresource
-        or identity_in(event.actor.user, ALLOWED_IDENTITIES)
-    ):
-        return []
-    rules = (written_object(event) or {}).get("rules")
-    if not isinstance(rules, list):
-        return []
-    return list(dict.fromkeys(f for rule in rules if isinstance(rule, dict) for f in rule_findings(rule)))
+    return list(dict.fromkeys(f for rule in written_role_rules(event) for f in rule_findings(rule)))
 
 
 def role_context(event: Event) -> dict[str, Any]:
     return {"role_kind": event.target.resource, "grants": powerful_rules(event)}
-
-
-def _role(kind: str, name: str, *rules: dict[str, list[str]]) -> dict[str, Any]:
-    return {"kind": kind, "apiVersion": f"{_RBAC}/v1", "metadata": {"name": name}, "rules": list(rules)}
 
 
 DETECTION = EventDetection(
@@ -98,7 +79,7 @@ DETECTION = EventDetection(
         "Operators and their Helm charts install ClusterRoles with broad permissions; check the chart and the user.",
     ],
     kinds=["k8s.api"],
-    resources=_ROLES, actions=_WRITES, subresources=[""],
+    resources=ROLE_RESOURCES, actions=WRITES, subresources=[""],
     match=lambda event: bool(powerful_rules(event)),
     context=role_context,
     dedup="{cluster}/{role_kind}/{namespace}/{name}",
@@ -108,8 +89,9 @@ DETECTION = EventDetection(
             source="k8s-audit",
             fires=True,
             record=audit_record(
-                "create", "clusterroles", name="god", namespace="", api_group=_RBAC,
-                request_object=_role("ClusterRole", "god", {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}),
+                "create", "clusterroles", name="god", namespace="", api_group=RBAC_API_GROUP,
+                request_object=role_object("ClusterRole", "god",
+                                           {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}),
             ),
         ),
         Example(
@@ -117,8 +99,8 @@ DETECTION = EventDetection(
             source="k8s-audit",
             fires=True,
             record=audit_record(
-                "create", "roles", name="ops", namespace="shop", api_group=_RBAC,
-                request_object=_role(
+                "create", "roles", name="ops", namespace="shop", api_group=RBAC_API_GROUP,
+                request_object=role_object(
                     "Role", "ops",
                     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "update"]},
                     {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]},
@@ -130,9 +112,11 @@ DETECTION = EventDetection(
             source="k8s-audit",
             fires=True,
             record=audit_record(
-                "patch", "clusterroles", name="rbac-manager", namespace="", api_group=_RBAC,
+                "patch", "clusterroles", name="rbac-manager", namespace="", api_group=RBAC_API_GROUP,
                 request_object={
-                    "rules": [{"apiGroups": [_RBAC], "resources": ["clusterroles"], "verbs": ["escalate", "get"]}]
+                    "rules": [
+                        {"apiGroups": [RBAC_API_GROUP], "resources": ["clusterroles"], "verbs": ["escalate", "get"]},
+                    ]
                 },
             ),
         ),
@@ -141,8 +125,8 @@ DETECTION = EventDetection(
             source="k8s-audit",
             fires=True,
             record=audit_record(
-                "create", "clusterroles", name="node-debug", namespace="", api_group=_RBAC,
-                request_object=_role("ClusterRole", "node-debug",
+                "create", "clusterroles", name="node-debug", namespace="", api_group=RBAC_API_GROUP,
+                request_object=role_object("ClusterRole", "node-debug",
                                      {"apiGroups": [""], "resources": ["nodes/*"], "verbs": ["get"]}),
             ),
         ),
@@ -151,8 +135,8 @@ DETECTION = EventDetection(
             source="k8s-audit",
             fires=False,
             record=audit_record(
-                "create", "clusterroles", name="pod-reader", namespace="", api_group=_RBAC,
-                request_object=_role(
+                "create", "clusterroles", name="pod-reader", namespace="", api_group=RBAC_API_GROUP,
+                request_object=role_object(
                     "ClusterRole", "pod-reader", {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}
                 ),
             ),
@@ -162,9 +146,9 @@ DETECTION = EventDetection(
             source="k8s-audit",
             fires=False,
             record=audit_record(
-                "update", "clusterroles", name="edit", namespace="", api_group=_RBAC,
+                "update", "clusterroles", name="edit", namespace="", api_group=RBAC_API_GROUP,
                 user="system:serviceaccount:kube-system:clusterrole-aggregation-controller",
-                request_object=_role(
+                request_object=role_object(
                     "ClusterRole", "edit", {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "update"]}
                 ),
             ),

@@ -75,3 +75,9 @@ def workload_object(kind: str, name: str, spec: dict[str, Any], **metadata: Any)
         workload_spec = {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": template}}}
     api_version = "batch/v1" if kind in {"Job", "CronJob"} else "apps/v1"
     return {"kind": kind, "apiVersion": api_version, "metadata": {"name": name, **metadata}, "spec": workload_spec}
+
+
+def role_object(kind: str, name: str, *rules: dict[str, list[str]]) -> dict[str, Any]:
+    """A ``Role`` or ``ClusterRole`` named ``name`` granting ``rules``, as a client would send it."""
+    return {"kind": kind, "apiVersion": "rbac.authorization.k8s.io/v1", "metadata": {"name": name},
+            "rules": list(rules)}
