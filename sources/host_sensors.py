@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from vigil.event import K8sContext, correlation_key_for
+from vigil.event import Container, K8sContext, correlation_key_for
 from vigil.sources.health import check_health_record, health_key, is_health_record
 from vigil.sources.source import RecordRejected, Rejected
 
@@ -257,6 +257,12 @@ def node_k8s_context(value: Any) -> K8sContext:
         **{name: text_field(value, name) for name in _K8S_FIELDS},
         labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
     )
+
+
+def node_container(k8s: K8sContext) -> Container:
+    """The container of a node sensor's record (eBPF, kernel audit): the one the node collector resolved from the
+    process's cgroup. Its runtime stays empty: the cgroup path does not say which runtime made it."""
+    return Container(id=k8s.container_id, name=k8s.container_name, image=k8s.image)
 
 
 def node_record_key(record: dict[str, Any], cluster: str) -> str:

@@ -19,11 +19,12 @@ import posixpath
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from vigil.event import Activity, Actor, Container, Event, File, Network, Outcome, Target, event_id, now_ns
+from vigil.event import Activity, Actor, Event, File, Network, Outcome, Target, event_id, now_ns
 from vigil.sources.health import health_event, is_health_record
 from vigil.sources.host_sensors import (
     host_identity,
     int_field,
+    node_container,
     node_k8s_context,
     node_record_key,
     split_json_records,
@@ -94,7 +95,7 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         actor=actor,
         target=target,
         outcome=outcome,
-        container=Container(id=k8s.container_id, name=k8s.container_name, image=k8s.image),
+        container=node_container(k8s),
         raw=record,
         **({part[0]: part[1](record)} if part else {}),
     )

@@ -25,11 +25,12 @@ import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from vigil.event import FILE_ACCESS, Actor, Container, Event, File, Outcome, Target, event_id, now_ns
+from vigil.event import FILE_ACCESS, Actor, Event, File, Outcome, Target, event_id, now_ns
 from vigil.sources.health import health_event, is_health_record
 from vigil.sources.host_sensors import (
     AUDIT_ARCHES,
     host_identity,
+    node_container,
     node_k8s_context,
     node_record_key,
     split_json_records,
@@ -88,7 +89,7 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         actor=actor,
         target=target,
         outcome=outcome,
-        container=Container(id=k8s.container_id, name=k8s.container_name, image=k8s.image),
+        container=node_container(k8s),
         file=_file(kind, target),
         raw=record,
     )
