@@ -4,9 +4,8 @@ A raw message holds a JSON array of one source's records sharing a key (see :mod
 records go through the one record runner (:mod:`vigil.detections.runner`): normalized by their source into the
 envelope and run through the detection engine; refused records become dead letters. The Faust agent in
 :mod:`vigil.streams.app` only moves bytes in and out of this class, which keeps the processing testable without a
-broker. Event time moves windows and
-sequences forward; :meth:`StreamProcessor.advance` decides what the watermark has passed (absences) and is
-called on a timer, because an absence is raised by time passing, not by a message.
+broker. Event time moves windows and sequences forward; :meth:`StreamProcessor.advance` decides what the watermark
+has passed (absences) and is called on a timer, because an absence is raised by time passing, not by a message.
 
 Messages are processed in batches (what the worker took from Kafka in one go): the engine's state is written
 once per key per batch, not once per message, because every write of a Faust table is a changelog message.
@@ -54,7 +53,6 @@ class ProcessedMessage:
 
 class StreamProcessor:
     def __init__(self, settings: Settings, engine: Engine) -> None:
-        self._settings = settings
         self.engine = engine
         self._runner = RecordRunner(engine, cluster=settings.cluster, node=settings.node,
                                     max_record_bytes=settings.collector.max_event_bytes)
