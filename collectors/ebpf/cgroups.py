@@ -19,7 +19,6 @@ import ctypes
 import errno
 import os
 import re
-import struct
 from pathlib import Path
 
 _CONTAINER_ID = re.compile(r"(?:^|[-/:])([0-9a-f]{64})(?:\.scope)?$")
@@ -27,7 +26,11 @@ _FILEID_KERNFS = 0xFE
 
 
 class _FileHandle(ctypes.Structure):
-    _fields_ = [("handle_bytes", ctypes.c_uint), ("handle_type", ctypes.c_int), ("f_handle", ctypes.c_char * 8)]
+    """``struct file_handle`` with kernfs's payload: the 64-bit node id, in the kernel's byte order. (A ``c_char``
+    array payload is set like a C string, cut at the first zero byte: every id with a zero byte went wrong, e.g.
+    0x6600 became 0, a vanished cgroup, and 0x10066 became 0x66, another cgroup.)"""
+
+    _fields_ = [("handle_bytes", ctypes.c_uint), ("handle_type", ctypes.c_int), ("f_handle", ctypes.c_uint64)]
 
 
 def cgroup2_mount(mountinfo: Path = Path("/proc/self/mountinfo")) -> Path | None:
@@ -88,7 +91,7 @@ class CgroupResolver:
         """The cgroup directory of ``cgroup_id`` ("" for a vanished cgroup), None when it cannot be resolved."""
         if self._mount_fd < 0:
             return None
-        handle = _FileHandle(8, _FILEID_KERNFS, struct.pack("<Q", cgroup_id))
+        handle = _FileHandle(8, _FILEID_KERNFS, cgroup_id)
         fd = self._libc.open_by_handle_at(self._mount_fd, ctypes.byref(handle), os.O_RDONLY | os.O_DIRECTORY)
         if fd < 0:
             return "" if ctypes.get_errno() == errno.ESTALE else None
