@@ -1,5 +1,5 @@
-"""Reconnaissance of the kernel from a container: the ASLR setting, kernel symbol addresses, the scheduler's view
-of every process on the node. Exploit kits read these before they pick an exploit."""
+"""Reconnaissance of the kernel from a container or on a node: the ASLR setting, kernel symbol addresses, the
+scheduler's view of every process on the node. Exploit kits read these before they pick an exploit."""
 
 from typing import Any
 
@@ -18,6 +18,9 @@ RECON_FILES = {
     "/proc/modules": "loaded kernel modules",
     "/sys/kernel/security/lsm": "active security modules",
 }
+#: What a node's own processes may read for reasons of their own (lsmod, LSM tooling), so only these count there.
+NODE_RECON_FILES = frozenset({"/proc/sys/kernel/randomize_va_space", "/proc/kallsyms", "/proc/sched_debug",
+                              "/sys/kernel/debug/sched/debug"})
 #: Node agents read these routinely (monitoring, the sensors themselves).
 AGENTS = frozenset({"node_exporter", "node-exporter", "kubelet", "cadvisor", "falco", "tetragon", "vigil",
                     "datadog-agent", "system-probe", "telegraf", "collectd", "perf", "bpftool", "systemd-udevd"})
@@ -28,27 +31,33 @@ def recon_target(event: Event) -> str:
     return RECON_FILES.get(path, "")
 
 
+def in_container(event: Event) -> bool:
+    return bool(event.container.id or event.k8s.container_id)
+
+
 def reads_recon(event: Event) -> bool:
-    if not (event.container.id or event.k8s.container_id) or program_name(event) in AGENTS:
+    if program_name(event) in AGENTS or "write" in event.file.access or not recon_target(event):
         return False
-    return bool(recon_target(event)) and "write" not in event.file.access
+    return in_container(event) or (event.target.path or event.file.path) in NODE_RECON_FILES
 
 
 def recon_context(event: Event) -> dict[str, Any]:
     return {"exe": event.actor.exe, "program": program_name(event) or event.actor.exe,
             "file": event.target.path or event.file.path, "what": recon_target(event),
-            "command": " ".join(event.actor.args), "where": container_label(event)}
+            "command": " ".join(event.actor.args),
+            "where": container_label(event) if in_container(event) else f"node {event.node}", "node": event.node}
 
 
 DETECTION = EventDetection(
     id="runtime.kernel_recon_read",
-    title="Kernel reconnaissance from a container",
+    title="Kernel reconnaissance read",
     alert_title="{program} read the {what} in {where}",
     description=(
         "A process in a container read the ASLR setting, the kernel's symbol addresses, the scheduler's debug "
         "view (which lists every process and cgroup on the node, so other containers' processes), the loaded "
-        "modules or the active security modules. Applications have no use for these; exploit kits and container "
-        "escape scripts check them first. Low on its own: an input to the investigation of the container."
+        "modules or the active security modules; or a node process other than a known agent read the ASLR "
+        "setting, the symbols or the scheduler's view. Applications have no use for these; exploit kits and "
+        "container escape scripts check them first. Low on its own: an input to the investigation."
     ),
     severity="low",
     mitre=["T1082", "T1057"],
@@ -58,7 +67,7 @@ DETECTION = EventDetection(
     kinds=["file.open"],
     match=reads_recon,
     context=recon_context,
-    dedup="{cluster}/{namespace}/{pod}/{where}/{file}",
+    dedup="{cluster}/{node}/{namespace}/{pod}/{where}/{file}",
     examples=[
         Example(
             name="Falco: the ASLR setting read by a shell in a container",
@@ -78,6 +87,22 @@ DETECTION = EventDetection(
             record=tetragon_record(
                 "process_kprobe", binary="/usr/bin/python3", arguments="recon.py",
                 body=kprobe("security_file_permission", {"file_arg": {"path": "/proc/sched_debug"}}, {"int_arg": 4})),
+        ),
+        Example(
+            name="sched_debug read by cat on the node (Tetragon)",
+            source="tetragon",
+            fires=True,
+            record=tetragon_record(
+                "process_kprobe", binary="/usr/bin/cat", arguments="/proc/sched_debug", host=True,
+                body=kprobe("security_file_permission", {"file_arg": {"path": "/proc/sched_debug"}}, {"int_arg": 4})),
+        ),
+        Example(
+            name="lsmod reading the modules on the node (not node reconnaissance)",
+            source="tetragon",
+            fires=False,
+            record=tetragon_record(
+                "process_kprobe", binary="/usr/sbin/lsmod", host=True,
+                body=kprobe("security_file_permission", {"file_arg": {"path": "/proc/modules"}}, {"int_arg": 4})),
         ),
         Example(
             name="node_exporter reading the modules on the node",
