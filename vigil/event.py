@@ -57,6 +57,8 @@ KINDS = frozenset(
         "kernel.seccomp",
         "kernel.lsm",
         "container.syscalls",
+        "net.socket",
+        "net.stdio_redirect",
     }
 )
 

@@ -7,9 +7,12 @@
 // profile (unless runc's init makes it: see is_runc_init) and hands the syscalls the sensor records to their
 // handler, chosen through a table user space fills for the node's architecture. Everything that can be
 // decided in the kernel is decided here, so user space sees only records worth keeping: file opens are matched
-// against the configured rules (prefix and/or suffix) before a record is written and a process's repeats of
-// one open are counted rather than recorded, ptrace keeps only the requests that let one process control
-// another, and the sensor's own process is ignored.
+// against the configured rules (prefix and/or suffix) before a record is written (a path the kernel resolves to
+// another spelling, relative or with ".", ".." or "//", is matched at the open's exit on the opened file's own
+// path) and a process's repeats of one open are counted rather than recorded, ptrace keeps only the requests
+// that let one process control another, sockets only packet and raw ones, dups only of inet sockets onto
+// descriptors 0-2, unix connects only to container runtimes' sockets, userfaultfd only by users other than
+// root, and the sensor's own process is ignored.
 // Records go to one ring buffer; every record it could not take is counted in the per-CPU ``losses``
 // array, and every record written in ``written``, both of which user space exports.
 //
@@ -28,12 +31,18 @@ char LICENSE[] SEC("license") = "GPL";
 #define NAME_LEN 64
 #define MAX_DEPTH 16
 #define WALK_STEPS 24 /* path components plus mount crossings */
-#define MAX_RULES 16
+#define MAX_RULES 64
 #define PREFIX_WORDS 8
 #define SUFFIX_LEN 32
 
+#define AF_UNIX 1
 #define AF_INET 2
 #define AF_INET6 10
+#define AF_PACKET 17
+#define SOCK_RAW 3
+#define SOCK_TYPE_MASK 0xf
+#define UNIX_PATH_LEN 108
+#define UNIX_PATH_BUF 128 /* a power of two: indexes are bounded by masking */
 #define O_ACCMODE 3
 #define O_WRONLY 1
 #define O_RDWR 2
@@ -59,6 +68,11 @@ enum record_type {
 	REC_FILE_WRITE = 14,
 	REC_CGROUP_RMDIR = 15,
 	REC_SECCOMP = 16,
+	REC_SOCKET = 17,
+	REC_STDIO_DUP = 18,
+	REC_USERFAULTFD = 19,
+	REC_VM_WRITE = 20,
+	REC_UNIX_CONNECT = 21,
 };
 
 enum setid_call { SET_UID, SET_GID, SET_REUID, SET_REGID, SET_RESUID, SET_RESGID, SET_FSUID, SET_FSGID };
@@ -114,6 +128,45 @@ struct sock_record {
 	u8 remote_addr[16];
 	s32 fd;
 	u32 pad;
+};
+
+/* A packet socket (any type) or a raw inet socket was asked for (socket(2) at entry). */
+struct socket_record {
+	struct header h;
+	u32 family;
+	u32 type; /* with SOCK_NONBLOCK/SOCK_CLOEXEC masked off */
+	u32 protocol;
+	u32 pad;
+};
+
+/* An inet socket duplicated onto standard input, output or error (dup, dup2, dup3, fcntl F_DUPFD at entry): the
+ * socket's ends as the kernel has them, ``sock.fd`` the socket's descriptor. */
+struct dup_record {
+	struct sock_record sock;
+	u32 call; /* 0: dup, 2: dup2, 3: dup3, 4: fcntl(F_DUPFD) */
+	s32 new_fd;
+};
+
+/* userfaultfd(2) by a process whose real uid is not root. */
+struct userfaultfd_record {
+	struct header h;
+	u32 flags;
+	u32 pad;
+};
+
+/* process_vm_writev(2) into a process other than the caller. */
+struct vm_write_record {
+	struct header h;
+	u32 target_pid;
+	u32 iovecs; /* riovcnt: how many places in the target were written */
+};
+
+/* connect(2) of a unix socket to a container runtime's API socket (see RUNTIME_SOCKETS). */
+struct unix_connect_record {
+	struct header h;
+	s32 fd;
+	u32 path_len;
+	char path[UNIX_PATH_BUF];
 };
 
 struct ptrace_record {
@@ -195,7 +248,8 @@ enum syscall_class { CLASS_OTHER, CLASS_FORK, CLASS_EXEC, CLASS_OPEN, CLASS_CONN
 enum syscall_handler {
 	HANDLE_NONE, HANDLE_OPEN, HANDLE_OPENAT, HANDLE_CREAT, HANDLE_OPENAT2, HANDLE_CONNECT, HANDLE_LISTEN,
 	HANDLE_PTRACE, HANDLE_SETID, HANDLE_UNSHARE, HANDLE_SETNS, HANDLE_MOUNT, HANDLE_INIT_MODULE,
-	HANDLE_FINIT_MODULE, HANDLE_BPF, HANDLE_MEMFD_CREATE,
+	HANDLE_FINIT_MODULE, HANDLE_BPF, HANDLE_MEMFD_CREATE, HANDLE_SOCKET, HANDLE_DUP2, HANDLE_DUP3,
+	HANDLE_USERFAULTFD, HANDLE_PROCESS_VM_WRITEV, HANDLE_DUP, HANDLE_FCNTL,
 };
 #define CLASS_SLOTS 8 /* a power of two: the verifier bounds an index by masking */
 
@@ -304,12 +358,35 @@ struct {
 	__type(value, struct sensor_config);
 } sensor_config SEC(".maps");
 
+/* An open record built here and sent only when a rule matches; a path resolved at the open's exit is walked
+ * into ``names`` and joined into ``rec.path`` (``slack`` takes a last name written past its end). */
+struct open_scratch {
+	struct open_record rec;
+	char slack[NAME_LEN];
+	char names[MAX_DEPTH][NAME_LEN];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, u32);
-	__type(value, struct open_record); /* built here, sent only when a rule matches */
+	__type(value, struct open_scratch);
 } scratch SEC(".maps");
+
+/* Opens whose path the kernel resolves differently from its spelling (relative, or with ".", ".." or "//"
+ * components), by thread, from their entry to their exit: the rules are matched there, on the path the
+ * opened file has. */
+struct pending_open {
+	u32 flags;
+	u32 mode;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, u64); /* pid_tgid */
+	__type(value, struct pending_open);
+} pending_opens SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -527,24 +604,39 @@ static __always_inline bool is_write(u32 flags)
 	return (flags & O_ACCMODE) == O_WRONLY || (flags & O_ACCMODE) == O_RDWR || (flags & (O_CREAT | O_TRUNC));
 }
 
+/* Matching a path against the rules, one rule per bpf_loop step: the verifier checks one rule's match instead of
+ * every rule's, so MAX_RULES can grow without the program growing. */
+struct rule_match {
+	struct open_record *rec;
+	u32 path_len;
+	u32 writes;
+	u32 type;
+};
+
+static long match_step(u64 index, void *data)
+{
+	struct rule_match *m = data;
+	u32 r = index;
+	struct open_rule *rule = bpf_map_lookup_elem(&open_rules, &r);
+	if (!rule || (rule->write_only && !m->writes))
+		return 0;
+	u32 path_len = m->path_len & (PATH_LEN - 1);
+	if (prefix_matches(rule, (u64 *)m->rec->path, path_len) && suffix_matches(rule, m->rec->path, path_len)) {
+		m->type = rule->write_only ? REC_FILE_WRITE : REC_OPEN;
+		return 1;
+	}
+	return 0;
+}
+
 /* REC_FILE_WRITE or REC_OPEN for the first rule the path matches, 0 when none does. */
 static __always_inline u32 match_rules(struct open_record *rec, u32 path_len, u32 flags)
 {
 	struct sensor_config *cfg = bpf_map_lookup_elem(&sensor_config, &ZERO);
 	if (!cfg)
 		return 0;
-	bool writes = is_write(flags);
-
-	for (u32 r = 0; r < MAX_RULES; r++) {
-		if (r >= cfg->rule_count)
-			break;
-		struct open_rule *rule = bpf_map_lookup_elem(&open_rules, &r);
-		if (!rule || (rule->write_only && !writes))
-			continue;
-		if (prefix_matches(rule, (u64 *)rec->path, path_len) && suffix_matches(rule, rec->path, path_len))
-			return rule->write_only ? REC_FILE_WRITE : REC_OPEN;
-	}
-	return 0;
+	struct rule_match m = { .rec = rec, .path_len = path_len, .writes = is_write(flags) };
+	bpf_loop(cfg->rule_count < MAX_RULES ? cfg->rule_count : MAX_RULES, match_step, &m, 0);
+	return m.type;
 }
 
 /* FNV-1a over the path's 8-byte words (the bytes past its end masked off: they are left from other paths). */
@@ -591,9 +683,28 @@ static __always_inline bool is_repeat(struct open_record *rec, u32 path_len, u32
 	return false;
 }
 
+/* One rule's first prefix word against a path's first 8 bytes (a bpf_loop step of may_match). */
+struct head_match {
+	u64 head;
+	u32 writes;
+	u32 hit;
+};
+
+static long head_step(u64 index, void *data)
+{
+	struct head_match *m = data;
+	u32 r = index;
+	struct open_rule *rule = bpf_map_lookup_elem(&open_rules, &r);
+	if (rule && (m->writes || !rule->write_only) && !((m->head ^ rule->prefix[0]) & rule->mask[0])) {
+		m->hit = 1;
+		return 1;
+	}
+	return 0;
+}
+
 /* Whether a rule may match the path, judged from its first 8 bytes against the rules' first prefix words: most
- * opens are of paths no rule starts like, and reading those 8 bytes costs a fraction of reading the path. */
-static __always_inline bool may_match(const char *filename, u32 flags)
+ * opens are of paths no rule starts like, and one word per rule rules them out before the full match. */
+static __always_inline bool may_match(u64 head, u32 flags)
 {
 	struct sensor_config *cfg = bpf_map_lookup_elem(&sensor_config, &ZERO);
 	if (!cfg)
@@ -601,32 +712,64 @@ static __always_inline bool may_match(const char *filename, u32 flags)
 	bool writes = is_write(flags);
 	if (cfg->unanchored & (writes ? 3 : 1))
 		return true;
-	u64 head;
-	if (bpf_probe_read_user(&head, sizeof(head), filename))
-		return true; /* a path of under 8 bytes at the end of a page: the full check decides */
-	for (u32 r = 0; r < MAX_RULES; r++) {
-		if (r >= cfg->rule_count)
-			break;
-		struct open_rule *rule = bpf_map_lookup_elem(&open_rules, &r);
-		if (rule && (writes || !rule->write_only) && !((head ^ rule->prefix[0]) & rule->mask[0]))
-			return true;
-	}
-	return false;
+	struct head_match m = { .head = head, .writes = writes };
+	bpf_loop(cfg->rule_count < MAX_RULES ? cfg->rule_count : MAX_RULES, head_step, &m, 0);
+	return m.hit;
 }
 
-static __always_inline int handle_open(const char *filename, u32 flags, u32 mode)
+#define BYTES_01 0x0101010101010101ULL
+#define BYTES_7F 0x7f7f7f7f7f7f7f7fULL
+#define BYTES_80 0x8080808080808080ULL
+
+/* The top bit of each byte of ``word`` that equals ``c`` (exactly: no borrow crosses bytes). */
+static __always_inline u64 bytes_equal(u64 word, u8 c)
 {
-	if (!may_match(filename, flags) || is_self())
-		return 0;
-	/* The path lands 8-byte aligned (offset 72 in a map value), so prefixes compare a word at a time;
-	 * bytes past its end are left from earlier paths, but no rule reads past a path's length. */
-	struct open_record *rec = bpf_map_lookup_elem(&scratch, &ZERO);
-	if (!rec)
-		return 0;
-	long len = bpf_probe_read_user_str(rec->path, PATH_LEN, filename);
-	if (len <= 1)
-		return 0;
-	u32 path_len = (len - 1) & (PATH_LEN - 1);
+	u64 v = word ^ (BYTES_01 * c);
+	return ~(((v & BYTES_7F) + BYTES_7F) | v) & BYTES_80;
+}
+
+/* One word of a path checked for a '/' that starts "//", "/./", "/../", or a last "/." or "/..": each byte that
+ * is a '/' against the bytes after it (a bpf_loop step of needs_resolution). */
+struct spelling {
+	u64 *words;
+	u32 path_len;
+	u32 found;
+};
+
+static long spelling_step(u64 index, void *data)
+{
+	struct spelling *sp = data;
+	u32 w = index & (PATH_LEN / 8 - 1);
+	if (w * 8 >= sp->path_len)
+		return 1;
+	u64 x = sp->words[w], next = sp->words[w + 1]; /* the last word's next is the scratch's slack */
+	u64 b1 = x >> 8 | next << 56, b2 = x >> 16 | next << 48, b3 = x >> 24 | next << 40;
+	u64 dots = bytes_equal(b2, '.') & (bytes_equal(b3, '/') | bytes_equal(b3, 0));
+	u64 dot = bytes_equal(b1, '.') & (bytes_equal(b2, '/') | bytes_equal(b2, 0) | dots);
+	u64 hits = bytes_equal(x, '/') & (bytes_equal(b1, '/') | dot);
+	u32 left = sp->path_len - w * 8; /* bytes of the path in this word: a '/' past its end is another path's */
+	if (left < 8)
+		hits &= (1ULL << (left * 8)) - 1;
+	sp->found = hits != 0;
+	return sp->found;
+}
+
+/* Whether the kernel resolves ``path`` to another spelling: it is relative, or has "//", "." or ".." components. */
+static __always_inline bool needs_resolution(char *path, u32 path_len)
+{
+	if (path[0] != '/')
+		return true;
+	struct spelling sp = { .words = (u64 *)path, .path_len = path_len };
+	bpf_loop(PATH_LEN / 8, spelling_step, &sp, 0);
+	return sp.found;
+}
+
+/* Send the open record if a rule matches its path and it does not repeat a recent one. */
+static __always_inline int emit_open(struct open_record *rec, u32 path_len, u32 flags, u32 mode)
+{
+	/* Already below PATH_LEN, which the compiler knows and the verifier does not always see: the mask stays. */
+	asm volatile("" : "+r"(path_len));
+	path_len &= PATH_LEN - 1;
 	u32 type = match_rules(rec, path_len, flags);
 	if (!type || is_repeat(rec, path_len, flags))
 		return 0;
@@ -643,9 +786,33 @@ static __always_inline int handle_open(const char *filename, u32 flags, u32 mode
 	return 0;
 }
 
+static __always_inline int handle_open(const char *filename, u32 flags, u32 mode)
+{
+	if (is_self())
+		return 0;
+	/* The path lands 8-byte aligned (offset 72 in a map value), so prefixes compare a word at a time;
+	 * bytes past its end are left from earlier paths, but no rule reads past a path's length. */
+	struct open_scratch *scratch_value = bpf_map_lookup_elem(&scratch, &ZERO);
+	if (!scratch_value)
+		return 0;
+	struct open_record *rec = &scratch_value->rec;
+	long len = bpf_probe_read_user_str(rec->path, PATH_LEN, filename);
+	if (len <= 1)
+		return 0;
+	u32 path_len = (len - 1) & (PATH_LEN - 1);
+	if (needs_resolution(rec->path, path_len)) {
+		u64 id = bpf_get_current_pid_tgid();
+		struct pending_open pending = { .flags = flags, .mode = mode };
+		bpf_map_update_elem(&pending_opens, &id, &pending, BPF_ANY);
+		return 0;
+	}
+	if (!may_match(*(u64 *)rec->path, flags))
+		return 0;
+	return emit_open(rec, path_len, flags, mode);
+}
 
-/* The socket behind descriptor ``fd`` of the current task, or NULL when it is not one. */
-static __always_inline struct sock *socket_of_fd(int fd)
+/* The file behind descriptor ``fd`` of the current task, or NULL. */
+static __always_inline struct file *file_of_fd(int fd)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
@@ -655,6 +822,95 @@ static __always_inline struct sock *socket_of_fd(int fd)
 		return NULL;
 	struct file **fds = BPF_CORE_READ(fdt, fd);
 	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	return file;
+}
+
+/* Joining walked names into a path, one name per bpf_loop step (the verifier checks one step). */
+struct join {
+	struct open_scratch *scratch;
+	u32 depth;
+	u32 at;
+};
+
+static long join_step(u64 index, void *data)
+{
+	struct join *j = data;
+	u32 at = j->at;
+	if (at >= PATH_LEN - 1)
+		return 1;
+	char *path = j->scratch->rec.path;
+	u32 name = (j->depth - 1 - index) & (MAX_DEPTH - 1);
+	/* ``at`` is below PATH_LEN, which the compiler knows and the verifier does not see: the masks stay. */
+	asm volatile("" : "+r"(at));
+	path[at & (PATH_LEN - 1)] = '/';
+	at++;
+	asm volatile("" : "+r"(at));
+	long n = bpf_probe_read_kernel_str(&path[at & (PATH_LEN - 1)], NAME_LEN, j->scratch->names[name]);
+	j->at = at + (n > 1 ? n - 1 : 0);
+	return 0;
+}
+
+/* The walked names, leaf first, joined into the record's path from the root: its length. */
+static __always_inline u32 join_names(struct open_scratch *scratch_value, u32 depth)
+{
+	struct join j = { .scratch = scratch_value, .depth = depth };
+	if (!depth) { /* the root itself */
+		scratch_value->rec.path[0] = '/';
+		return 1;
+	}
+	bpf_loop(depth < MAX_DEPTH ? depth : MAX_DEPTH, join_step, &j, 0);
+	return j.at < PATH_LEN - 1 ? j.at : PATH_LEN - 1;
+}
+
+/* At the exit of an open the entry deferred: the rules are matched on the opened file's path, walked from its
+ * dentry up to the process's root as on_exec walks an executable's (an open that failed has no file). */
+static __always_inline int resolve_open(long fd)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct pending_open *pending = bpf_map_lookup_elem(&pending_opens, &id);
+	if (!pending)
+		return 0;
+	u32 flags = pending->flags, mode = pending->mode;
+	bpf_map_delete_elem(&pending_opens, &id);
+	struct file *file = file_of_fd(fd);
+	struct open_scratch *scratch_value = bpf_map_lookup_elem(&scratch, &ZERO);
+	if (!file || !scratch_value)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	u32 depth = walk_file(file, &fs->root, scratch_value->names);
+	return emit_open(&scratch_value->rec, join_names(scratch_value, depth), flags, mode);
+}
+
+SEC("tracepoint/syscalls/sys_exit_open")
+int on_open_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return resolve_open(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat")
+int on_openat_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return resolve_open(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat2")
+int on_openat2_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return resolve_open(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_creat")
+int on_creat_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return resolve_open(ctx->ret);
+}
+
+
+/* The socket behind descriptor ``fd`` of the current task, or NULL when it is not one. */
+static __always_inline struct sock *socket_of_fd(int fd)
+{
+	struct file *file = file_of_fd(fd);
 	if (!file || (BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
 		return NULL;
 	struct socket *sock = BPF_CORE_READ(file, private_data);
@@ -691,11 +947,57 @@ static __always_inline struct sock_record *reserve_sock(u32 type, int fd)
 	return rec;
 }
 
+/* The file names of container runtimes' API sockets: whoever connects to one can start a privileged container.
+ * Only connects to these are recorded of all unix sockets (the detections' list names the same sockets). */
+#define RUNTIME_SOCKETS 7
+#define RUNTIME_SOCKET_LEN 16
+static const char runtime_sockets[RUNTIME_SOCKETS][RUNTIME_SOCKET_LEN] = {
+	"docker.sock", "containerd.sock", "crio.sock", "dockerd.sock", "podman.sock", "buildkitd.sock", "dockershim.sock",
+};
+static const u32 runtime_socket_lens[RUNTIME_SOCKETS] = { 11, 15, 9, 12, 11, 14, 15 };
+
+static __always_inline bool ends_with(const char *path, u32 len, const char *suffix, u32 suffix_len)
+{
+	if (suffix_len > len)
+		return false;
+	u32 start = len - suffix_len;
+	for (u32 i = 0; i < RUNTIME_SOCKET_LEN; i++) {
+		if (i >= suffix_len)
+			break;
+		if (path[(start + i) & (UNIX_PATH_BUF - 1)] != suffix[i])
+			return false;
+	}
+	return true;
+}
+
+static __always_inline int handle_unix_connect(int fd, void *addr)
+{
+	struct unix_connect_record *rec = reserve(sizeof(*rec), REC_UNIX_CONNECT);
+	if (!rec)
+		return 0;
+	long len = bpf_probe_read_user_str(rec->path, UNIX_PATH_LEN + 1, addr + sizeof(u16));
+	if (len > 1) {
+		u32 path_len = (len - 1) & (UNIX_PATH_BUF - 1);
+		for (u32 i = 0; i < RUNTIME_SOCKETS; i++) {
+			if (ends_with(rec->path, path_len, runtime_sockets[i], runtime_socket_lens[i])) {
+				rec->fd = fd;
+				rec->path_len = path_len;
+				submit(rec, sizeof(*rec));
+				return 0;
+			}
+		}
+	}
+	bpf_ringbuf_discard(rec, BPF_RB_NO_WAKEUP); /* abstract sockets (a leading zero byte) included */
+	return 0;
+}
+
 static __always_inline int handle_connect(int fd, void *addr)
 {
 	u16 family = 0;
 
 	bpf_probe_read_user(&family, sizeof(family), addr);
+	if (family == AF_UNIX && !is_self())
+		return handle_unix_connect(fd, addr);
 	if ((family != AF_INET && family != AF_INET6) || is_self())
 		return 0;
 	struct sock_record *rec = reserve_sock(REC_CONNECT, fd);
@@ -765,6 +1067,95 @@ static __always_inline int handle_listen(int fd)
 	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_family) == 1 /* AF_UNIX */)
 		return 0;
 	return emit_sock(REC_LISTEN, fd, sk);
+}
+
+/* A packet socket of any type (it sees and forges the node's or pod's frames: sniffing, ARP spoofing), or a raw
+ * IPv4/IPv6 socket. Raw netlink sockets are how programs ask the kernel about interfaces and routes (glibc's
+ * getaddrinfo among them): they are not recorded. */
+static __always_inline int handle_socket(u32 family, u32 type, u32 protocol)
+{
+	u32 kind = type & SOCK_TYPE_MASK;
+	if (family != AF_PACKET && !(kind == SOCK_RAW && (family == AF_INET || family == AF_INET6)))
+		return 0;
+	if (is_self())
+		return 0;
+	struct socket_record *rec = reserve(sizeof(*rec), REC_SOCKET);
+	if (!rec)
+		return 0;
+	rec->family = family;
+	rec->type = kind;
+	rec->protocol = protocol;
+	rec->pad = 0;
+	submit(rec, sizeof(*rec));
+	return 0;
+}
+
+/* An inet socket (the descriptor ``sock_fd``) landing on descriptor 0, 1 or 2: a shell's input and output
+ * become a network connection, the reverse shell's signature. */
+static __always_inline int emit_dup(u32 call, int old_fd, int new_fd)
+{
+	if (new_fd < 0 || new_fd > 2 || is_self())
+		return 0;
+	struct sock *sk = socket_of_fd(old_fd);
+	if (!sk)
+		return 0;
+	struct dup_record *rec = reserve(sizeof(*rec), REC_STDIO_DUP);
+	if (!rec)
+		return 0;
+	__builtin_memset(&rec->sock.family, 0, sizeof(rec->sock) - sizeof(rec->sock.h));
+	rec->sock.fd = old_fd;
+	rec->call = call;
+	rec->new_fd = new_fd;
+	if (read_sock(&rec->sock, sk))
+		submit(rec, sizeof(*rec));
+	else
+		bpf_ringbuf_discard(rec, BPF_RB_NO_WAKEUP);
+	return 0;
+}
+
+/* Where dup(2) or fcntl(F_DUPFD) from ``from`` on will put the copy when that is 0, 1 or 2 (the lowest descriptor
+ * not open), else -1: known at entry from the table's bitmap of open descriptors. */
+static __always_inline int next_stdio_fd(u32 from)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	unsigned long *open_fds = BPF_CORE_READ(task, files, fdt, open_fds);
+	unsigned long word = ~0UL;
+
+	bpf_probe_read_kernel(&word, sizeof(word), open_fds);
+	for (u32 fd = 0; fd < 3; fd++) {
+		if (fd >= from && !(word & (1UL << fd)))
+			return fd;
+	}
+	return -1;
+}
+
+#define F_DUPFD 0
+#define F_DUPFD_CLOEXEC 1030
+
+static __always_inline int handle_userfaultfd(u32 flags)
+{
+	if ((u32)bpf_get_current_uid_gid() == 0 || is_self())
+		return 0;
+	struct userfaultfd_record *rec = reserve(sizeof(*rec), REC_USERFAULTFD);
+	if (!rec)
+		return 0;
+	rec->flags = flags;
+	rec->pad = 0;
+	submit(rec, sizeof(*rec));
+	return 0;
+}
+
+static __always_inline int handle_vm_write(u32 target_pid, u32 iovecs)
+{
+	if (target_pid == (u32)(bpf_get_current_pid_tgid() >> 32) || is_self())
+		return 0;
+	struct vm_write_record *rec = reserve(sizeof(*rec), REC_VM_WRITE);
+	if (!rec)
+		return 0;
+	rec->target_pid = target_pid;
+	rec->iovecs = iovecs;
+	submit(rec, sizeof(*rec));
+	return 0;
 }
 
 static __always_inline int handle_ptrace(long request, u32 target_pid)
@@ -844,13 +1235,7 @@ static __always_inline int handle_module(u32 from_fd, int fd, const char *args, 
 	rec->name[0] = rec->args[0] = 0;
 	bpf_probe_read_user_str(rec->args, sizeof(rec->args), args);
 	if (from_fd) {
-		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-		struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-		struct file *file = NULL;
-		if (fd >= 0 && fd < BPF_CORE_READ(fdt, max_fds)) {
-			struct file **fds = BPF_CORE_READ(fdt, fd);
-			bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
-		}
+		struct file *file = file_of_fd(fd);
 		if (file)
 			bpf_probe_read_kernel_str(rec->name, sizeof(rec->name),
 						  BPF_CORE_READ(file, f_path.dentry, d_name.name));
@@ -954,6 +1339,7 @@ static __always_inline void profile(u32 slot, u32 compat, u32 class)
 #define ARG2 PT_REGS_PARM2_CORE_SYSCALL(regs)
 #define ARG3 PT_REGS_PARM3_CORE_SYSCALL(regs)
 #define ARG4 PT_REGS_PARM4_CORE_SYSCALL(regs)
+#define ARG5 PT_REGS_PARM5_CORE_SYSCALL(regs)
 
 /* The record of a syscall the sensor watches, from its arguments at entry. */
 static __always_inline int handle(struct pt_regs *regs, u32 handler, u32 variant)
@@ -996,6 +1382,22 @@ static __always_inline int handle(struct pt_regs *regs, u32 handler, u32 variant
 		return handle_bpf(ARG1, (union bpf_attr *)ARG2);
 	case HANDLE_MEMFD_CREATE:
 		return handle_memfd_create((void *)ARG1, ARG2);
+	case HANDLE_SOCKET:
+		return handle_socket(ARG1, ARG2, ARG3);
+	case HANDLE_DUP:
+		return emit_dup(0, ARG1, next_stdio_fd(0));
+	case HANDLE_DUP2:
+		return emit_dup(2, ARG1, ARG2);
+	case HANDLE_DUP3:
+		return emit_dup(3, ARG1, ARG2);
+	case HANDLE_FCNTL:
+		if ((ARG2 != F_DUPFD && ARG2 != F_DUPFD_CLOEXEC) || ARG3 > 2)
+			return 0;
+		return emit_dup(4, ARG1, next_stdio_fd(ARG3));
+	case HANDLE_USERFAULTFD:
+		return handle_userfaultfd(ARG1);
+	case HANDLE_PROCESS_VM_WRITEV:
+		return handle_vm_write(ARG1, ARG5);
 	}
 	return 0;
 }

@@ -37,11 +37,11 @@ DEFAULT_OPEN_WATCH = (
 )
 #: Files whose modification is a container escape, and the places that decide what runs on a machine (its
 #: configuration, cron, program directories, root's start-up files and SSH keys): opens of these for writing are
-#: recorded. Seven prefixes, so that a deployment still has room for one pattern of its own (16 in all).
+#: recorded. The kernel takes 64 patterns in all (``MAX_RULES``), so a deployment has room for patterns of its own.
 DEFAULT_WRITE_WATCH = ("*release_agent", "*core_pattern", "/etc/", "/bin/", "/sbin/", "/usr/bin/", "/usr/sbin/",
                        "/var/spool/cron/", "/root/.")
 
-MAX_RULES = 16
+MAX_RULES = 64  # sensor.bpf.c's MAX_RULES: the size of its rule map
 MAX_PREFIX = 64
 MAX_SUFFIX = 32
 _CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
@@ -63,7 +63,9 @@ class SensorConfig:
 
     ``open_watch`` and ``write_watch`` are path patterns with at most one ``*``: the text before it is a
     prefix and the text after it a suffix, both matched in the kernel (prefixes up to 64 bytes, suffixes up
-    to 32, 16 patterns in all). Paths are matched as the process passed them to open(2).
+    to 32, 64 patterns in all). An absolute path is matched as the process passed it to open(2); a relative one,
+    or one with ``.``, ``..`` or ``//`` components, as the kernel resolved it (the opened file's path, walked at
+    the open's exit up to the process's root: only opens that succeeded are recorded then).
     """
 
     open_watch: tuple[str, ...] = DEFAULT_OPEN_WATCH

@@ -33,7 +33,8 @@ HANDLERS: dict[str, tuple[int, int]] = {
     "open": (1, 0), "openat": (2, 0), "creat": (3, 0), "openat2": (4, 0), "connect": (5, 0), "listen": (6, 0),
     "ptrace": (7, 0), **{call: (8, variant) for variant, call in enumerate(SETID_CALLS)},
     "unshare": (9, 0), "setns": (10, 0), "mount": (11, 0), "init_module": (12, 0), "finit_module": (13, 0),
-    "bpf": (14, 0), "memfd_create": (15, 0),
+    "bpf": (14, 0), "memfd_create": (15, 0), "socket": (16, 0), "dup2": (17, 0), "dup3": (18, 0),
+    "userfaultfd": (19, 0), "process_vm_writev": (20, 0), "dup": (21, 0), "fcntl": (22, 0),
 }
 #: The architecture of 32-bit tasks on a 64-bit kernel of each architecture.
 COMPAT_ARCH = {"x86_64": "i386", "aarch64": "arm"}

@@ -54,6 +54,11 @@ KIND_OF_TYPE = {
     "memfd_create": "memfd.create",
     "seccomp": "kernel.seccomp",
     "syscalls": "container.syscalls",
+    "socket": "net.socket",
+    "stdio_dup": "net.stdio_redirect",
+    "unix_connect": "net.connect",
+    "userfaultfd": "process.syscall",
+    "process_vm_write": "process.syscall",
 }
 #: Records about a cgroup over an interval rather than about one process: they carry no pid.
 _CGROUP_RECORDS = frozenset({"syscalls"})
@@ -183,6 +188,16 @@ def _network(record: dict[str, Any]) -> Network:
                    local=(text_field(record, "local_address"), int_field(record, "local_port")), remote=remote)
 
 
+def _socket_network(record: dict[str, Any]) -> Network:
+    """A new socket's family (``packet``, ``inet``, ``inet6``) and protocol: it has no ends yet."""
+    return Network(family=text_field(record, "family"), protocol=text_field(record, "protocol"))
+
+
+def _unix_network(record: dict[str, Any]) -> Network:
+    """A unix socket connecting: its peer is a path (``target.path``), not an address."""
+    return Network(family="unix", direction="outbound")
+
+
 def _activity(record: dict[str, Any]) -> Activity:
     counts, syscalls, interval = record.get("counts"), record.get("syscalls"), record.get("interval_s")
     pids = record.get("pids")
@@ -202,6 +217,9 @@ _PARTS: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {
     "accept": ("network", _network),
     "listen": ("network", _network),
     "syscalls": ("activity", _activity),
+    "socket": ("network", _socket_network),
+    "stdio_dup": ("network", _network),
+    "unix_connect": ("network", _unix_network),
 }
 
 
@@ -295,6 +313,38 @@ def _seccomp(record: dict[str, Any]) -> _Details:
     return action, Target(name=name), Outcome("denied", number, f"seccomp {action} on {name}")
 
 
+def _socket(record: dict[str, Any]) -> _Details:
+    """``target.name`` is the socket's type (``raw``, ``dgram``, ...), ``target.resource`` its protocol."""
+    target = Target(resource=text_field(record, "protocol"), name=text_field(record, "socket_type"))
+    return "socket", target, Outcome()
+
+
+_STDIO = ("stdin", "stdout", "stderr")
+
+
+def _stdio_dup(record: dict[str, Any]) -> _Details:
+    """A socket duplicated onto standard input, output or error (``target.name``), and the peer it is connected
+    to; the action is the call (``dup2``, ``dup3``, ``dup``, ``fcntl``)."""
+    new_fd = int_field(record, "new_fd")
+    target = Target(name=_STDIO[new_fd] if 0 <= new_fd < len(_STDIO) else str(new_fd),
+                    address=text_field(record, "remote_address"), port=int_field(record, "remote_port"),
+                    resource=text_field(record, "protocol"))
+    return text_field(record, "call") or "dup2", target, Outcome()
+
+
+def _unix_connect(record: dict[str, Any]) -> _Details:
+    return "connect", Target(path=text_field(record, "path"), resource="unix"), Outcome()
+
+
+def _userfaultfd(record: dict[str, Any]) -> _Details:
+    return "userfaultfd", Target(resource="syscalls", name="userfaultfd"), Outcome()
+
+
+def _vm_write(record: dict[str, Any]) -> _Details:
+    """process_vm_writev into another process: ``target.name`` is its pid."""
+    return "process_vm_writev", Target(resource="processes", name=str(int_field(record, "target_pid"))), Outcome()
+
+
 def _syscalls(record: dict[str, Any]) -> _Details:
     return "profile", Target(), Outcome("success")
 
@@ -316,4 +366,9 @@ _DETAILS: dict[str, Callable[[dict[str, Any]], _Details]] = {
     "memfd_create": _memfd,
     "seccomp": _seccomp,
     "syscalls": _syscalls,
+    "socket": _socket,
+    "stdio_dup": _stdio_dup,
+    "unix_connect": _unix_connect,
+    "userfaultfd": _userfaultfd,
+    "process_vm_write": _vm_write,
 }

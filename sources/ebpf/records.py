@@ -29,6 +29,11 @@ _BPF = struct.Struct("<II16s")
 _MEMFD = struct.Struct("<II256s")
 _CGROUP_RMDIR = struct.Struct("<Q256s")
 _SECCOMP = struct.Struct("<iIIi")
+_SOCKET = struct.Struct("<III")
+_DUP = struct.Struct("<Ii")  # after the socket's fields (struct sock_record, with its padding: 48 bytes)
+_USERFAULTFD = struct.Struct("<I")
+_VM_WRITE = struct.Struct("<II")
+_UNIX_CONNECT = struct.Struct("<iI")
 
 ARGS_LEN = 1024
 NAME_LEN = 64
@@ -39,6 +44,8 @@ _EXEC_EXE = _EXEC_ARGS + ARGS_LEN
 _EXEC_CWD = _EXEC_EXE + MAX_DEPTH * NAME_LEN
 _EXEC_PARENT_EXE = _EXEC_CWD + MAX_DEPTH * NAME_LEN
 _OPEN_PATH = _BODY + 16
+_DUP_CALL = _BODY + 48
+_UNIX_PATH = _BODY + _UNIX_CONNECT.size
 _OPEN_ALL = struct.Struct(HEADER.format + _OPEN.format[1:])
 _TYPE_OFFSET = 16  # the low byte of header.type (little-endian)
 _COMM_CACHE = 4096
@@ -47,7 +54,8 @@ _COMM_CACHE = 4096
 TYPES = {
     1: "exec", 2: "exit", 3: "open", 4: "connect", 5: "accept", 6: "listen", 7: "ptrace", 8: "setid",
     9: "ns_change", 10: "mount", 11: "module_load", 12: "bpf", 13: "memfd_create", 14: "file_write",
-    15: "cgroup_rmdir", 16: "seccomp",
+    15: "cgroup_rmdir", 16: "seccomp", 17: "socket", 18: "stdio_dup", 19: "userfaultfd", 20: "process_vm_write",
+    21: "unix_connect",
 }
 _CGROUP_RMDIR_TYPE = 15
 
@@ -61,6 +69,12 @@ _NAMESPACE_FLAGS = (
     (0x10000000, "user"), (0x20000000, "pid"), (0x40000000, "net"), (0x00000080, "time"),
 )
 _AF_INET = 2
+#: Socket families the sensor records socket(2) of (packet sockets, raw inet sockets).
+_FAMILIES = {2: "inet", 10: "inet6", 17: "packet"}
+_SOCKET_TYPES = {1: "stream", 2: "dgram", 3: "raw", 4: "rdm", 5: "seqpacket", 10: "packet"}
+#: Ethernet protocols of packet sockets (the socket(2) argument is in network byte order).
+_ETHER_TYPES = {0x0003: "all", 0x0800: "ip", 0x0806: "arp", 0x86DD: "ipv6", 0x8035: "rarp"}
+_DUP_CALLS = {0: "dup", 2: "dup2", 3: "dup3", 4: "fcntl"}
 
 
 def text(raw: bytes) -> str:
@@ -166,10 +180,42 @@ def _seccomp(record: dict[str, Any], view: memoryview, at: int) -> None:
     record["data"] = data
 
 
+def _socket(record: dict[str, Any], view: memoryview, at: int) -> None:
+    family, kind, protocol = _SOCKET.unpack_from(view, at + _BODY)
+    record["family"] = _FAMILIES.get(family, str(family))
+    record["socket_type"] = _SOCKET_TYPES.get(kind, str(kind))
+    if family == 17:
+        ether_type = socket.ntohs(protocol & 0xFFFF)
+        record["protocol"] = _ETHER_TYPES.get(ether_type, f"0x{ether_type:04x}")
+    else:
+        record["protocol"] = _PROTOCOLS.get(protocol, str(protocol))
+
+
+def _stdio_dup(record: dict[str, Any], view: memoryview, at: int) -> None:
+    _sock(record, view, at)
+    call, record["new_fd"] = _DUP.unpack_from(view, at + _DUP_CALL)
+    record["call"] = _DUP_CALLS.get(call, str(call))
+
+
+def _userfaultfd(record: dict[str, Any], view: memoryview, at: int) -> None:
+    record["flags"] = _USERFAULTFD.unpack_from(view, at + _BODY)[0]
+
+
+def _vm_write(record: dict[str, Any], view: memoryview, at: int) -> None:
+    record["target_pid"], record["iovecs"] = _VM_WRITE.unpack_from(view, at + _BODY)
+
+
+def _unix_connect(record: dict[str, Any], view: memoryview, at: int) -> None:
+    record["fd"], path_len = _UNIX_CONNECT.unpack_from(view, at + _BODY)
+    record["family"] = "unix"
+    record["path"] = view[at + _UNIX_PATH : at + _UNIX_PATH + path_len].tobytes().decode(errors="replace")
+
+
 _Fields = Callable[[dict[str, Any], memoryview, int], None]
 _FIELDS: dict[int, _Fields] = {
     1: _exec, 2: _exit, 4: _sock, 5: _sock, 6: _sock, 7: _ptrace, 8: _setid, 9: _ns_change,
-    10: _mount, 11: _module, 12: _bpf, 13: _memfd, 16: _seccomp,
+    10: _mount, 11: _module, 12: _bpf, 13: _memfd, 16: _seccomp, 17: _socket, 18: _stdio_dup, 19: _userfaultfd,
+    20: _vm_write, 21: _unix_connect,
 }
 
 

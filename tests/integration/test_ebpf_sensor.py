@@ -30,7 +30,7 @@ from tests.integration.harness import VIGIL, PipeLines
 from vigil.collectors.ebpf import Sensor, SensorConfig, SensorUnavailable, build, cli
 from vigil.collectors.ebpf.cgroups import CgroupResolver, cgroup2_mount, pids_mount
 from vigil.collectors.ebpf.libbpf import BpfObject, LibbpfError, libbpf
-from vigil.collectors.ebpf.sensor import DEFAULT_OPEN_WATCH
+from vigil.collectors.ebpf.sensor import DEFAULT_OPEN_WATCH, DEFAULT_WRITE_WATCH, MAX_RULES
 from vigil.config import load_settings
 from vigil.sources.ebpf import EBPF_SOURCE
 from vigil.sources.host_sensors import SYSCALL_NUMBERS
@@ -51,8 +51,11 @@ def watched_dir() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def sensor(watched_dir: Path) -> Iterator[Sensor]:
-    config = SensorConfig(open_watch=(*DEFAULT_OPEN_WATCH, f"{watched_dir}/secrets/"), open_repeat_window_ns=REPEATS,
-                          syscall_flush_s=FLUSH_S)
+    """The sensor with every rule slot the kernel has in use: the test directory's rule is the last of them."""
+    fillers = MAX_RULES - len(DEFAULT_OPEN_WATCH) - len(DEFAULT_WRITE_WATCH) - 1
+    unused = tuple(f"{watched_dir}/unused-{index}/" for index in range(fillers))
+    config = SensorConfig(open_watch=(*DEFAULT_OPEN_WATCH, *unused, f"{watched_dir}/secrets/"),
+                          open_repeat_window_ns=REPEATS, syscall_flush_s=FLUSH_S)
     with Sensor(config) as running:
         yield running
 
@@ -165,6 +168,142 @@ def test_writes_where_the_node_is_controlled_are_recorded_and_reads_there_are_no
     record = recorder.wait_for(lambda r: r["type"] == "file_write" and r["pid"] == pid)
     assert record["path"] == path and record["flags"] & os.O_CREAT
     assert [r["path"] for r in recorder.of_pid(pid) if r["type"] in ("open", "file_write")] == [path]
+
+
+@root_only
+@pytest.mark.parametrize(("spelling", "cwd"), [
+    ("/etc/../etc/shadow", None), ("//etc/shadow", None), ("/var/lib/../../etc/./shadow", None),
+    ("shadow", "/etc"), ("../etc/shadow", "/tmp"), ("../../../../../etc/shadow", "/proc/self"),
+])
+def test_watched_paths_are_matched_as_the_kernel_resolved_them(recorder: Recorder, spelling: str,
+                                                               cwd: str | None) -> None:
+    """Issue 13: an open of /etc/../etc/shadow, or of a path relative to the working directory, passed the kernel's
+    filter unseen (it matched the path as spelled). Such paths are matched at the open's exit on the opened file."""
+    pid = _python("import sys\nopen(sys.argv[1]).close()\nopen('/etc/./hostname').close()", spelling,
+                  cwd=Path(cwd) if cwd else None)
+    record = recorder.wait_for(lambda r: r["type"] == "open" and r["pid"] == pid)
+    assert record["path"] == "/etc/shadow"
+    assert [r["path"] for r in recorder.of_pid(pid) if r["type"] in ("open", "file_write")] == ["/etc/shadow"]
+
+
+@root_only
+def test_relative_writes_and_opens_through_a_directory_descriptor_are_matched_resolved(recorder: Recorder) -> None:
+    name = f"vigil-test-{uuid.uuid4().hex[:12]}"
+    script = ("import os, sys\nos.chdir('/etc')\nopen(sys.argv[1], 'w').close()\nos.unlink(sys.argv[1])\n"
+              "etc = os.open('/etc', os.O_RDONLY)\nos.close(os.open('shadow', os.O_RDONLY, dir_fd=etc))\n"
+              "try: open('../etc/' + sys.argv[1] + '-missing')\nexcept OSError: pass")
+    pid = _python(script, name)
+    written = recorder.wait_for(lambda r: r["type"] == "file_write" and r["pid"] == pid)
+    assert written["path"] == f"/etc/{name}" and written["flags"] & os.O_CREAT
+    opened = recorder.wait_for(lambda r: r["type"] == "open" and r["pid"] == pid)
+    assert opened["path"] == "/etc/shadow"
+    # an open that failed has no file to resolve: it is not recorded
+    assert len([r for r in recorder.of_pid(pid) if r["type"] in ("open", "file_write")]) == 2
+
+
+_SOCKETS = """
+import socket
+for family, kind, protocol in ((socket.AF_NETLINK, socket.SOCK_RAW, 0), (socket.AF_INET, socket.SOCK_STREAM, 0),
+                               (socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3)),
+                               (socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),
+                               (socket.AF_PACKET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, socket.htons(0x0806))):
+    socket.socket(family, kind, protocol).close()
+"""
+
+
+@root_only
+def test_packet_and_raw_sockets_are_recorded_and_others_are_not(recorder: Recorder) -> None:
+    pid = _python(_SOCKETS)
+    recorder.wait_for(lambda r: r["type"] == "socket" and r["pid"] == pid and r["protocol"] == "arp")
+    sockets = [(r["family"], r["socket_type"], r["protocol"]) for r in recorder.of_pid(pid) if r["type"] == "socket"]
+    assert sockets == [("packet", "raw", "all"), ("inet", "raw", "icmp"), ("packet", "dgram", "arp")]
+
+
+_STDIO_DUP = """
+import ctypes, os, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen()
+client = socket.socket()
+client.connect(server.getsockname())
+print(server.getsockname()[1], flush=True)
+with open(os.devnull, "w") as null:
+    os.dup2(null.fileno(), 1)  # a file onto stdout: not recorded
+os.dup2(client.fileno(), 9)  # a socket onto another descriptor: not recorded
+os.dup2(client.fileno(), 1)  # the reverse shell's dup2
+os.close(0)
+assert libc.dup(client.fileno()) == 0
+os.close(2)
+assert libc.fcntl(client.fileno(), 0, 0) == 2  # F_DUPFD
+"""
+
+
+@root_only
+def test_a_socket_duplicated_onto_standard_input_or_output_is_recorded(recorder: Recorder) -> None:
+    child = subprocess.run([sys.executable, "-c", _STDIO_DUP], capture_output=True, text=True, check=True)
+    server_port = int(child.stdout.split()[0])
+    recorder.wait_for(lambda r: r["type"] == "stdio_dup" and r["call"] == "fcntl" and r["remote_port"] == server_port)
+    dups = [r for r in recorder.records if r["type"] == "stdio_dup" and r["remote_port"] == server_port]
+    assert [(r["call"], r["new_fd"]) for r in dups] == [("dup2", 1), ("dup", 0), ("fcntl", 2)]
+    assert {(r["family"], r["protocol"], r["remote_address"]) for r in dups} == {("inet", "tcp", "127.0.0.1")}
+
+
+_MEMORY_AND_FAULTS = """
+import ctypes, os, signal
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall(323, 0)  # userfaultfd as root: not recorded
+os.setresuid(65534, 65534, 0)
+libc.syscall(323, 0)  # as nobody: recorded (whether or not the kernel allows it)
+os.setresuid(0, 0, 0)
+class iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+buffer = ctypes.create_string_buffer(8)
+local = remote = iovec(ctypes.addressof(buffer), 8)
+child = os.fork()
+if child == 0:
+    signal.pause()
+libc.process_vm_writev(os.getpid(), ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)  # itself: not recorded
+assert libc.process_vm_writev(child, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) == 8
+os.kill(child, signal.SIGKILL)
+os.waitpid(child, 0)
+print(child)
+"""
+
+
+@root_only
+def test_userfaultfd_by_a_user_and_a_write_into_another_process_are_recorded(recorder: Recorder) -> None:
+    child = subprocess.run([sys.executable, "-c", _MEMORY_AND_FAULTS], capture_output=True, text=True, check=True)
+    target = int(child.stdout.split()[0])
+    written = recorder.wait_for(lambda r: r["type"] == "process_vm_write" and r["target_pid"] == target)
+    pid = written["pid"]
+    assert written["iovecs"] == 1
+    faults = recorder.wait_for(lambda r: r["type"] == "userfaultfd" and r["pid"] == pid)
+    assert (faults["uid"], faults["flags"]) == (65534, 0)
+    kinds = [r["type"] for r in recorder.of_pid(pid)]
+    assert (kinds.count("userfaultfd"), kinds.count("process_vm_write")) == (1, 1)
+
+
+_UNIX_CONNECTS = """
+import socket, sys
+for name in ("app.sock", "docker.sock", "run/containerd/containerd.sock"):
+    path = f"{sys.argv[1]}/{name}"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen()
+    socket.socket(socket.AF_UNIX).connect(path)
+"""
+
+
+@root_only
+def test_connects_to_container_runtime_sockets_are_recorded_and_other_unix_ones_are_not(recorder: Recorder,
+                                                                                      tmp_path: Path) -> None:
+    (tmp_path / "run" / "containerd").mkdir(parents=True)
+    pid = _python(_UNIX_CONNECTS, str(tmp_path))
+    recorder.wait_for(lambda r: r["type"] == "unix_connect" and r["pid"] == pid and r["path"].endswith("d.sock"))
+    paths = [r["path"] for r in recorder.of_pid(pid) if r["type"] == "unix_connect"]
+    assert paths == [f"{tmp_path}/docker.sock", f"{tmp_path}/run/containerd/containerd.sock"]
+    assert not [r for r in recorder.of_pid(pid) if r["type"] == "connect"]  # unix sockets are no inet connects
 
 
 _LOOPBACK = """

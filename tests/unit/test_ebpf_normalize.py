@@ -41,6 +41,13 @@ RECORDED: dict[str, dict[str, Any]] = {
     "memfd_create": {"type": "memfd_create", **_HEADER, "flags": 1, "name": "evil"},
     "seccomp": {"type": "seccomp", **_HEADER, "syscall": 258, "syscall_name": "mkdirat", "arch": "x86_64",
                 "action": "trap", "data": 0},
+    "socket": {"type": "socket", **_HEADER, "family": "packet", "socket_type": "raw", "protocol": "all"},
+    "stdio_dup": {"type": "stdio_dup", **_HEADER, "family": "inet", "protocol": "tcp", "local_address": "127.0.0.1",
+                  "local_port": 39544, "remote_address": "127.0.0.1", "remote_port": 53363, "fd": 4, "new_fd": 1,
+                  "call": "dup2"},
+    "userfaultfd": {"type": "userfaultfd", **_HEADER, "flags": 0},
+    "process_vm_write": {"type": "process_vm_write", **_HEADER, "target_pid": 22808, "iovecs": 1},
+    "unix_connect": {"type": "unix_connect", **_HEADER, "fd": 6, "family": "unix", "path": "/run/docker.sock"},
 }
 #: A container's syscall profile for one interval, as the sensor reported it on this project's machines.
 SYSCALLS = {
@@ -261,3 +268,37 @@ def test_a_syscall_profile_carries_its_activity() -> None:
 def test_parts_of_other_record_types_stay_empty() -> None:
     event = _normalize(RECORDED["ptrace"])
     assert (event.file.path, event.network.direction, event.activity.counts) == ("", "", {})
+
+
+def test_a_packet_or_raw_socket_names_its_family_type_and_protocol() -> None:
+    event = _normalize(RECORDED["socket"])
+    assert (event.kind, event.action, event.target.name, event.target.resource) == ("net.socket", "socket", "raw",
+                                                                                    "all")
+    assert (event.network.family, event.network.protocol, event.network.remote_address) == ("packet", "all", "")
+    icmp = _normalize({**RECORDED["socket"], "family": "inet", "protocol": "icmp"}).network
+    assert (icmp.family, icmp.protocol) == ("inet", "icmp")
+
+
+@pytest.mark.parametrize(("new_fd", "stream"), [(0, "stdin"), (1, "stdout"), (2, "stderr"), (7, "7")])
+def test_a_socket_on_standard_input_or_output_names_the_stream_and_the_peer(new_fd: int, stream: str) -> None:
+    event = _normalize({**RECORDED["stdio_dup"], "new_fd": new_fd, "remote_address": "93.184.216.34"})
+    assert (event.kind, event.action, event.target.name) == ("net.stdio_redirect", "dup2", stream)
+    assert (event.target.address, event.target.port, event.target.resource) == ("93.184.216.34", 53363, "tcp")
+    assert (event.network.family, event.network.remote_address, event.network.remote_class) == (
+        "inet", "93.184.216.34", "public")
+    assert event.network.local_port == 39544
+
+
+def test_a_connect_to_a_runtime_socket_is_a_unix_connect_with_its_path() -> None:
+    event = _normalize(RECORDED["unix_connect"])
+    assert (event.kind, event.action, event.target.path) == ("net.connect", "connect", "/run/docker.sock")
+    assert (event.network.family, event.network.direction, event.network.remote_class) == ("unix", "outbound", "")
+
+
+def test_userfaultfd_and_process_vm_writev_are_syscall_events() -> None:
+    uffd = _normalize({**RECORDED["userfaultfd"], "uid": 1000})
+    assert (uffd.kind, uffd.action, uffd.target.name, uffd.actor.uid) == (
+        "process.syscall", "userfaultfd", "userfaultfd", 1000)
+    write = _normalize(RECORDED["process_vm_write"])
+    assert (write.kind, write.action, write.target.resource, write.target.name) == (
+        "process.syscall", "process_vm_writev", "processes", "22808")

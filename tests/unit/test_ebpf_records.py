@@ -111,6 +111,35 @@ def test_syscall_records() -> None:
     assert (killed["syscall_name"], killed["arch"], killed["action"]) == ("mkdir", "i386", "kill_process")
 
 
+def test_packet_and_raw_socket_records() -> None:
+    packet = _decode(_header(17) + struct.pack("<IIII", 17, 3, socket.htons(0x0003), 0))
+    assert (packet["type"], packet["family"], packet["socket_type"], packet["protocol"]) == (
+        "socket", "packet", "raw", "all")
+    arp = _decode(_header(17) + struct.pack("<IIII", 17, 2, socket.htons(0x0806), 0))
+    assert (arp["socket_type"], arp["protocol"]) == ("dgram", "arp")
+    icmp = _decode(_header(17) + struct.pack("<IIII", 10, 3, 58, 0))
+    assert (icmp["family"], icmp["socket_type"], icmp["protocol"]) == ("inet6", "raw", "icmpv6")
+
+
+def test_stdio_dup_records_carry_the_socket_and_the_stream() -> None:
+    ends = struct.pack("<HHHH16s16siI", 2, 6, 40112, 4444, socket.inet_aton("10.0.0.5"),
+                       socket.inet_aton("203.0.113.9"), 4, 0)
+    record = _decode(_header(18) + ends + struct.pack("<Ii", 3, 0))
+    assert (record["type"], record["call"], record["fd"], record["new_fd"]) == ("stdio_dup", "dup3", 4, 0)
+    assert (record["family"], record["remote_address"], record["remote_port"]) == ("inet", "203.0.113.9", 4444)
+    assert _decode(_header(18) + ends + struct.pack("<Ii", 4, 2))["call"] == "fcntl"
+
+
+def test_userfaultfd_process_vm_write_and_unix_connect_records() -> None:
+    uffd = _decode(_header(19) + struct.pack("<II", 1, 0))
+    assert (uffd["type"], uffd["flags"], uffd["uid"]) == ("userfaultfd", 1, 1000)
+    vm_write = _decode(_header(20) + struct.pack("<II", 4321, 2))
+    assert (vm_write["type"], vm_write["target_pid"], vm_write["iovecs"]) == ("process_vm_write", 4321, 2)
+    path = b"/run/containerd/containerd.sock"
+    unix = _decode(_header(21) + struct.pack("<iI", 5, len(path)) + path.ljust(128, b"\0"))
+    assert (unix["type"], unix["fd"], unix["family"], unix["path"]) == ("unix_connect", 5, "unix", path.decode())
+
+
 def test_removed_cgroups_are_kept_for_the_sensor_not_returned_as_records() -> None:
     decoder = RecordDecoder({}, lambda cgroup_id: "", BOOT_OFFSET)
     removed = _header(15) + struct.pack("<Q256s", 4242, f"/k8s.io/{CID}".encode())
@@ -198,6 +227,10 @@ def test_the_kernels_syscall_table_follows_the_architectures_numbers() -> None:
     assert all(entry >> 8 == 0 for slot, entry in table.items() if slot >= COMPAT_BASE)  # compat: counted only
     assert 0 not in table.values() and 0 not in table  # read: neither counted apart nor recorded
     assert entries("aarch64")[SYSCALL_NUMBERS["aarch64"]["clone"]] == CLASSES.index("fork")
+    recorded = {slot: entry >> 8 for slot, entry in table.items() if entry >> 8}
+    for syscall in ("socket", "dup", "dup2", "dup3", "fcntl", "userfaultfd", "process_vm_writev"):
+        assert recorded[SYSCALL_NUMBERS["x86_64"][syscall]] == HANDLERS[syscall][0]
+    assert "dup2" not in SYSCALL_NUMBERS["aarch64"] and SYSCALL_NUMBERS["aarch64"]["dup3"] in entries("aarch64")
 
 
 def test_syscall_tables_name_numbers_per_architecture() -> None:
