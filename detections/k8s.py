@@ -645,6 +645,27 @@ def from_addresses(record: dict[str, Any], *addresses: str) -> dict[str, Any]:
 #: The namespaces Kubernetes itself creates: what runs there runs with the cluster's own privileges.
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 
+#: Images whose job is changing their own filesystem: in-cluster image builders unpack a base image over their
+#: root and run each build step there (package installs, /etc and binary directories written). Runtime detections
+#: of drift inside a container declare this as their ``builder_images`` default (``fnmatch`` patterns of the image
+#: reference, mirrors included), so a deployment replaces it in the tuning file, per namespace too. Starting a pod
+#: from one of these images is itself an API request that the image allow-list detections see.
+IMAGE_BUILDERS = (
+    "*kaniko-project/executor*",
+    "*moby/buildkit*",
+    "*/buildah/stable*",
+    "*/containers/buildah*",
+    "*/podman/stable*",
+    "*/containers/podman*",
+)
+
+
+def built_by_image_builder(event: Event, patterns: Sequence[str]) -> bool:
+    """Whether the event's container runs one of the image-builder images ``patterns``."""
+    image = event.k8s.image or event.container.image
+    return bool(image) and identity_matches(image, patterns)
+
+
 #: In-cluster components whose job is reading or listing secrets, by their usual service-account names in any
 #: namespace (Helm charts let the namespace vary): metrics exporters, certificate and secret operators, GitOps
 #: controllers, ingress controllers serving TLS, service meshes and backup tools. Secret detections declare this
@@ -656,6 +677,7 @@ SECRET_READERS = [
     "system:serviceaccount:*:kube-state-metrics",
     "system:serviceaccount:*:cert-manager",
     "system:serviceaccount:*:cert-manager-cainjector",
+    "system:serviceaccount:*:cert-manager-webhook",
     "system:serviceaccount:*:external-secrets",
     "system:serviceaccount:*:sealed-secrets-controller",
     "system:serviceaccount:*:argocd-application-controller",
@@ -665,6 +687,7 @@ SECRET_READERS = [
     "system:serviceaccount:*:kustomize-controller",
     "system:serviceaccount:*:source-controller",
     "system:serviceaccount:*:ingress-nginx",
+    "system:serviceaccount:*:ingress-nginx-admission",
     "system:serviceaccount:*:traefik",
     "system:serviceaccount:*:istiod",
     "system:serviceaccount:*:velero",

@@ -1,5 +1,6 @@
 """Admission webhook or policy created, changed or deleted: the hooks that see, change or allow every request."""
 
+from collections.abc import Mapping
 from typing import Any
 
 from vigil.detections.k8s import MUTATIONS, identity_in, image_verification_change, is_mutation, written_object
@@ -18,17 +19,27 @@ RESOURCES = frozenset(
         "mutatingadmissionpolicybindings",
     }
 )
-#: Controllers that rotate their own webhook's caBundle (cert-manager's cainjector, istiod…) patch it
-#: every few hours; add their identities as ``system:serviceaccount:<ns>:<name>`` patterns.
-ALLOWED_IDENTITIES: tuple[str, ...] = ()
+#: Controllers that write their own webhook's caBundle after rotating its CA, every few hours (cert-manager's
+#: cainjector, ingress-nginx's kube-webhook-certgen job, istiod, Gatekeeper, Kyverno, Linkerd's injector). Their
+#: patches and updates are not reported; their creates and deletes are. ``ca_injectors`` in the tuning file
+#: replaces the list (``system:serviceaccount:<ns>:<name>`` patterns).
+CA_INJECTORS = (
+    "system:serviceaccount:*:cert-manager-cainjector",
+    "system:serviceaccount:*:ingress-nginx-admission",
+    "system:serviceaccount:*:istiod",
+    "system:serviceaccount:*:gatekeeper-admin",
+    "system:serviceaccount:*:kyverno-admission-controller",
+    "system:serviceaccount:*:linkerd-proxy-injector",
+)
+_REWRITES = frozenset({"patch", "update"})
 
 
-def is_admission_change(event: Event) -> bool:
+def is_admission_change(event: Event, params: Mapping[str, Any]) -> bool:
     """A change of an admission webhook or policy; ValidatingAdmissionPolicies about images are reported by the
     k8s.image_verification_policy_* detections instead (one change, one alert)."""
     return (
         is_mutation(event, RESOURCES, _ADMISSION)
-        and not identity_in(event.actor.user, ALLOWED_IDENTITIES)
+        and not (event.action in _REWRITES and identity_in(event.actor.user, params["ca_injectors"]))
         and image_verification_change(event) is None
     )
 
@@ -42,7 +53,7 @@ def _endpoint(webhook: dict[str, Any]) -> str:
     return str(config.get("url", ""))
 
 
-def webhook_context(event: Event) -> dict[str, Any]:
+def webhook_context(event: Event, params: Mapping[str, Any]) -> dict[str, Any]:
     webhooks = (written_object(event) or {}).get("webhooks")
     webhooks = [w for w in webhooks if isinstance(w, dict)] if isinstance(webhooks, list) else []
     return {"webhooks": [str(w.get("name", "")) for w in webhooks], "endpoints": [_endpoint(w) for w in webhooks]}
@@ -85,9 +96,10 @@ DETECTION = EventDetection(
     ],
     false_positives=[
         "Installing or upgrading an operator, a policy engine or a service mesh; controllers that rotate their "
-        "webhook's caBundle (add them to ALLOWED_IDENTITIES).",
+        "webhook's caBundle (the common ones are in ca_injectors; add others there).",
     ],
     kinds=["k8s.api"],
+    params={"ca_injectors": CA_INJECTORS},
     resources=RESOURCES, actions=MUTATIONS, subresources=[""],
     match=is_admission_change,
     context=webhook_context,
@@ -109,6 +121,24 @@ DETECTION = EventDetection(
             record=audit_record(
                 "delete", "validatingwebhookconfigurations", name="gatekeeper-validating-webhook-configuration",
                 namespace="", api_group=_ADMISSION,
+            ),
+        ),
+        Example(
+            name="cert-manager's cainjector writing its webhook's rotated caBundle",
+            source="k8s-audit",
+            fires=False,
+            record=audit_record(
+                "patch", "validatingwebhookconfigurations", name="cert-manager-webhook", namespace="",
+                api_group=_ADMISSION, user="system:serviceaccount:cert-manager:cert-manager-cainjector",
+            ),
+        ),
+        Example(
+            name="the same identity deleting a webhook",
+            source="k8s-audit",
+            fires=True,
+            record=audit_record(
+                "delete", "validatingwebhookconfigurations", name="gatekeeper-validating-webhook-configuration",
+                namespace="", api_group=_ADMISSION, user="system:serviceaccount:cert-manager:cert-manager-cainjector",
             ),
         ),
         Example(

@@ -1,7 +1,9 @@
 """A file under /etc modified inside a running container: accounts, loader, cron or sudo configuration."""
 
+from collections.abc import Mapping
 from typing import Any
 
+from vigil.detections.k8s import IMAGE_BUILDERS, built_by_image_builder
 from vigil.detections.sdk import EventDetection, Example
 from vigil.detections.sdk.prefilters import program_name
 from vigil.event import Event
@@ -14,17 +16,18 @@ RUNTIME_MANAGED = frozenset({"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", 
 PACKAGE_MANAGERS = frozenset({"apt", "apt-get", "dpkg", "yum", "dnf", "microdnf", "rpm", "apk", "zypper", "pacman"})
 
 
-def writes_etc(event: Event) -> bool:
+def writes_etc(event: Event, params: Mapping[str, Any]) -> bool:
     path = event.target.path
     return (
         bool(event.k8s.container_id or event.container.id)
         and path.startswith("/etc/")
         and path not in RUNTIME_MANAGED
         and program_name(event) not in PACKAGE_MANAGERS
+        and not built_by_image_builder(event, params["builder_images"])
     )
 
 
-def etc_context(event: Event) -> dict[str, Any]:
+def etc_context(event: Event, params: Mapping[str, Any]) -> dict[str, Any]:
     return {"exe": event.actor.exe, "file": event.target.path, "command": " ".join(event.actor.args),
             "container": event.k8s.container_name, "image": event.k8s.image}
 
@@ -36,8 +39,9 @@ DETECTION = EventDetection(
     description=(
         "A process in a running container wrote a file under /etc. Images ship their configuration; changing "
         "it at run time is how attackers add accounts (/etc/passwd), preload libraries (/etc/ld.so.preload), "
-        "schedule jobs (/etc/cron*) or grant sudo. Files the runtime manages (hosts, resolv.conf) and package "
-        "installs (reported on their own) are not reported."
+        "schedule jobs (/etc/cron*) or grant sudo. Files the runtime manages (hosts, resolv.conf), package "
+        "installs (reported on their own) and image builders building an image (builder_images: kaniko, "
+        "buildkit, buildah, podman) are not reported."
     ),
     severity="medium",
     mitre=["T1136.001", "T1574.006", "T1053.003"],
@@ -45,6 +49,7 @@ DETECTION = EventDetection(
     references=["https://falco.org/docs/rules/default-rules/", "https://attack.mitre.org/techniques/T1574/006/"],
     false_positives=["Entrypoint scripts that template configuration files into /etc at start."],
     kinds=["file.write"],
+    params={"builder_images": IMAGE_BUILDERS},
     match=writes_etc,
     context=etc_context,
     dedup="{cluster}/{namespace}/{pod}/{container}/{file}",

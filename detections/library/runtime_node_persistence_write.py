@@ -2,8 +2,10 @@
 configuration, the loader's preload list, shell start-up files, sudoers, SSH authorized keys, boot scripts, the
 package manager's repositories and database."""
 
+from collections.abc import Mapping
 from typing import Any
 
+from vigil.detections.k8s import IMAGE_BUILDERS, built_by_image_builder
 from vigil.detections.sdk import EventDetection, Example, container_label
 from vigil.detections.sdk.prefilters import program_name
 from vigil.event import Event
@@ -78,16 +80,19 @@ def written_path(event: Event) -> str:
     return ""
 
 
-def writes_control_point(event: Event) -> bool:
-    if not control_point(written_path(event)):
+def writes_control_point(event: Event, params: Mapping[str, Any]) -> bool:
+    path = written_path(event)
+    if not control_point(path):
         return False
     if program_name(event) in MANAGERS and event.kind != "process.exec":
         return False
+    if node_path(path) == path and built_by_image_builder(event, params["builder_images"]):
+        return False  # an image builder writing the image it builds, in its own root
     # A package's maintainer script or a manager's helper.
     return not {event.actor.parent_exe.rpartition("/")[2], event.actor.grandparent_exe.rpartition("/")[2]} & MANAGERS
 
 
-def persistence_context(event: Event) -> dict[str, Any]:
+def persistence_context(event: Event, params: Mapping[str, Any]) -> dict[str, Any]:
     path = written_path(event)
     in_container = bool(event.container.id or event.k8s.container_id)
     where = container_label(event) if in_container else f"node {event.node}"
@@ -113,8 +118,9 @@ DETECTION = EventDetection(
         "authorized_keys, or pointed the package manager at another repository or key (the next install or "
         "update runs the attacker's packages). From a container with the node's filesystem mounted "
         "(/host/etc/cron.d/…) it is a takeover of the node that survives the pod; inside a container it is "
-        "persistence the next shell or cron run executes. Package managers, configuration management and the "
-        "kubelet are not reported."
+        "persistence the next shell or cron run executes. Package managers, configuration management, the "
+        "kubelet and image builders writing the image they build (builder_images, not through a host mount) "
+        "are not reported."
     ),
     severity="high",
     mitre=["T1053.003", "T1543.002", "T1574.006", "T1546.004", "T1098.004", "T1548.003"],
@@ -123,6 +129,7 @@ DETECTION = EventDetection(
     false_positives=["Node bootstrap scripts and image builds writing units or profiles outside a package manager."],
     kinds=["file.write", "process.exec"],
     exe_names={"process.exec": ["crontab"]},
+    params={"builder_images": IMAGE_BUILDERS},
     match=writes_control_point,
     context=persistence_context,
     dedup="{cluster}/{node}/{namespace}/{pod}/{file}",
@@ -182,6 +189,22 @@ DETECTION = EventDetection(
                  "evt.arg.flags": "O_WRONLY|O_CREAT|O_TRUNC"},
                 priority="Notice", host=True,
             ),
+        ),
+        Example(
+            name="a kaniko build adding an apt source to the image it builds (eBPF sensor)",
+            source="ebpf",
+            fires=False,
+            record=in_pod({**write_record("sh", "/etc/apt/sources.list.d/vendor.list", 0o1101), "k8s": {}},
+                          namespace="ci", pod="kaniko-x7k2p", container="build",
+                          image="gcr.io/kaniko-project/executor:v1.23.2-debug"),
+        ),
+        Example(
+            name="the same image builder writing the node's cron through a host mount",
+            source="ebpf",
+            fires=True,
+            record=in_pod({**write_record("sh", "/host/etc/cron.d/update", 0o1101), "k8s": {}},
+                          namespace="ci", pod="kaniko-x7k2p", container="build",
+                          image="gcr.io/kaniko-project/executor:v1.23.2-debug"),
         ),
         Example(
             name="crontab -l only lists",
