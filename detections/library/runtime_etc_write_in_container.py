@@ -12,6 +12,9 @@ from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
 
 #: Files under /etc that the runtime and kubelet manage for every container (bind mounts written from the node).
 RUNTIME_MANAGED = frozenset({"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/etc/mtab"})
+#: runit keeps each supervised service's state (pid, status, control pipe) under /etc/service/<name>/supervise/,
+#: rewritten all day by images that run several daemons under runsvdir (calico/node, for one).
+RUNIT_SERVICE_DIRS = ("/etc/service/", "/etc/sv/")
 #: Package managers write /etc as they install; runtime.package_manager_in_container reports the install.
 PACKAGE_MANAGERS = frozenset({"apt", "apt-get", "dpkg", "yum", "dnf", "microdnf", "rpm", "apk", "zypper", "pacman"})
 
@@ -22,6 +25,7 @@ def writes_etc(event: Event, params: Mapping[str, Any]) -> bool:
         bool(event.k8s.container_id or event.container.id)
         and path.startswith("/etc/")
         and path not in RUNTIME_MANAGED
+        and not (path.startswith(RUNIT_SERVICE_DIRS) and "/supervise/" in path)
         and program_name(event) not in PACKAGE_MANAGERS
         and not built_by_image_builder(event, params["builder_images"])
     )
@@ -39,7 +43,8 @@ DETECTION = EventDetection(
     description=(
         "A process in a running container wrote a file under /etc. Images ship their configuration; changing "
         "it at run time is how attackers add accounts (/etc/passwd), preload libraries (/etc/ld.so.preload), "
-        "schedule jobs (/etc/cron*) or grant sudo. Files the runtime manages (hosts, resolv.conf), package "
+        "schedule jobs (/etc/cron*) or grant sudo. Files the runtime manages (hosts, resolv.conf), runit's "
+        "service state (/etc/service/*/supervise/), package "
         "installs (reported on their own) and image builders building an image (builder_images: kaniko, "
         "buildkit, buildah, podman) are not reported."
     ),
@@ -81,6 +86,17 @@ DETECTION = EventDetection(
             record=tetragon_record(
                 "process_kprobe", binary="/usr/bin/runc", arguments="init",
                 body=kprobe("security_file_permission", {"file_arg": {"path": "/etc/resolv.conf"}}, {"int_arg": 2}),
+            ),
+        ),
+        Example(
+            name="calico-node's runit updating a service's supervise state (Falco)",
+            source="falco",
+            fires=False,
+            record=falco_record(
+                "Write below etc", "openat",
+                {"proc.exepath": "/usr/local/bin/runsv", "proc.name": "runsv", "proc.cmdline": "runsv felix",
+                 "fd.name": "/etc/service/enabled/felix/supervise/status", "evt.arg.flags": "O_WRONLY|O_CREAT"},
+                priority="Error",
             ),
         ),
         Example(

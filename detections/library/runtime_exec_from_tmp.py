@@ -11,13 +11,22 @@ from vigil.sources.tetragon.fixtures import tetragon_record
 SCRATCH_DIRS = ("/tmp/", "/var/tmp/", "/dev/shm/")
 #: How a program executed from an anonymous memory file (memfd_create + fexecve) shows as its executable.
 MEMORY_EXECUTABLES = ("memfd:", "/memfd:", "/proc/self/fd/")
+#: runc 1.1.12 and later copy their own binary into a sealed memory file and re-exec it as ``runc init`` at every
+#: container start and exec (the fix for CVE-2024-21626): the most reported false positive of Falco's memfd rule.
+RUNC_CLONE = "memfd:runc_cloned:/proc/self/exe"
+
+
+def is_runc_clone(event: Event) -> bool:
+    """runc's own ``init`` re-executed from its sealed copy."""
+    exe = event.actor.exe.removeprefix("/").removesuffix(" (deleted)")
+    return exe == RUNC_CLONE and event.actor.args[1:] == ["init"]
 
 
 def where_executed(event: Event) -> str:
     """``memory`` or the scratch directory the executable ran from, '' for anything else."""
     exe = event.actor.exe
     if exe.startswith(MEMORY_EXECUTABLES) or "from_memfd" in event.actor.exe_flags:
-        return "memory"
+        return "" if is_runc_clone(event) else "memory"
     if not (event.k8s.container_id or event.container.id) and not exe.startswith("/dev/shm/"):
         return ""  # on nodes, installers and build tools run from /tmp; /dev/shm has no such excuse
     return next((directory for directory in SCRATCH_DIRS if exe.startswith(directory)), "")
@@ -36,7 +45,8 @@ DETECTION = EventDetection(
     description=(
         "A program ran from /tmp, /var/tmp or /dev/shm inside a container, from /dev/shm on a node, or from an "
         "anonymous memory file (memfd). Downloaded payloads, miners and implants are dropped in writable scratch "
-        "space or executed straight from memory to leave nothing on disk; images install their programs elsewhere."
+        "space or executed straight from memory to leave nothing on disk; images install their programs elsewhere. "
+        "runc's own sealed copy (memfd runc_cloned:/proc/self/exe run as runc init, runc 1.1.12+) is not reported."
     ),
     severity="high",
     mitre=["T1105", "T1620"],
@@ -63,6 +73,28 @@ DETECTION = EventDetection(
                 {"proc.exepath": "memfd:payload", "proc.name": "3", "proc.cmdline": "3 -q",
                  "evt.arg.flags": "EXE_WRITABLE|EXE_FROM_MEMFD", "proc.pname": "python3"},
                 priority="Critical",
+            ),
+        ),
+        Example(
+            name="runc 1.1.12+ re-executing its sealed copy as runc init at a container start (Falco)",
+            source="falco",
+            fires=False,
+            record=falco_record(
+                "Fileless execution via memfd_create", "execve",
+                {"proc.exepath": "memfd:runc_cloned:/proc/self/exe", "proc.name": "5", "proc.cmdline": "5 init",
+                 "evt.arg.flags": "EXE_WRITABLE|EXE_FROM_MEMFD", "proc.pname": "runc"},
+                priority="Critical", host=True,
+            ),
+        ),
+        Example(
+            name="a payload in a memory file named like runc's, run with other arguments",
+            source="falco",
+            fires=True,
+            record=falco_record(
+                "Fileless execution via memfd_create", "execve",
+                {"proc.exepath": "memfd:runc_cloned:/proc/self/exe", "proc.name": "5", "proc.cmdline": "5 -c x",
+                 "evt.arg.flags": "EXE_WRITABLE|EXE_FROM_MEMFD", "proc.pname": "sh"},
+                priority="Critical", host=True,
             ),
         ),
         Example(

@@ -9,10 +9,13 @@ from vigil.sources.falco.fixtures import falco_record
 from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
 
 SHADOW_FILES = frozenset({"/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-"})
-#: Programs that read the password hashes as part of logging someone in or changing accounts.
+#: Programs that read the password hashes as part of logging someone in or changing accounts: OpenSSH 9.8+ checks
+#: passwords in its per-connection sshd-session, systemd 255+ runs units' PAM sessions in systemd-executor, and
+#: cron and atd run PAM's account checks for each job (Falco's users report each of them).
 SHADOW_READERS = frozenset({
-    "login", "sshd", "su", "sudo", "passwd", "chpasswd", "chage", "unix_chkpwd", "useradd", "usermod", "userdel",
-    "groupadd", "groupmod", "gpasswd", "pwck", "grpck", "vipw", "newusers", "systemd", "systemd-logind", "shadowconfig",
+    "login", "sshd", "sshd-session", "sshd-auth", "su", "sudo", "runuser", "passwd", "chpasswd", "chage",
+    "unix_chkpwd", "useradd", "usermod", "userdel", "groupadd", "groupmod", "gpasswd", "newgrp", "sg", "pwck", "grpck",
+    "vipw", "newusers", "systemd", "systemd-logind", "systemd-executor", "shadowconfig", "cron", "crond", "atd",
 })
 #: Where kubelet mounts service-account tokens (``/var/run`` is ``/run``): the default, EKS's IRSA and
 #: projected-volume tokens.
@@ -117,6 +120,17 @@ DETECTION = EventDetection(
                 body=kprobe("security_file_permission",
                             {"file_arg": {"path": "/run/secrets/kubernetes.io/serviceaccount/..data/token"}},
                             {"int_arg": 4}),
+            ),
+        ),
+        Example(
+            name="OpenSSH's per-connection sshd-session checking a password on the node",
+            source="falco",
+            fires=False,
+            record=falco_record(
+                "Custom file audit", "openat",
+                {"proc.exepath": "/usr/lib/openssh/sshd-session", "proc.name": "sshd-session",
+                 "fd.name": "/etc/shadow", "evt.arg.flags": "O_RDONLY"},
+                host=True,
             ),
         ),
         Example(
