@@ -37,7 +37,7 @@ DETECTION = posture_detection(
         "default profile denies mounts, writes to /proc and /sys and other escape steps; unconfined, only "
         "capabilities and seccomp stand in the way. The Pod Security Standards' baseline level forbids it."
     ),
-    severity="medium",
+    severity="low",  # posture: namespaces and capabilities still confine; useful beside a later escape
     mitre=["T1611", "T1562.001"],
     tags=["kubernetes", "posture", "apparmor", "defense-evasion"],
     references=[

@@ -73,7 +73,7 @@ DETECTION = EventDetection(
         "logs and Git. Only visible when the audit policy logs ConfigMap bodies (level Request). The alert "
         "names the keys, never the values."
     ),
-    severity="medium",
+    severity="low",  # hygiene: a credential stored where secrets should be
     mitre=["T1552.001", "T1552.007"],
     tags=["kubernetes", "credential-access", "misconfiguration"],
     references=[

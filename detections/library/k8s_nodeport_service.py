@@ -28,7 +28,7 @@ DETECTION = EventDetection(
         "often outside network policies and cloud firewalls meant for the load balancer. Attackers use it to "
         "reach a backdoor pod from outside, or to expose an internal service such as a database."
     ),
-    severity="medium",
+    severity="low",  # exposure hygiene, as k8s.loadbalancer_service
     mitre=["T1133", "T1599"],
     tags=["kubernetes", "persistence", "exposure"],
     references=["https://kubernetes.io/docs/concepts/services-networking/service/#type-nodeport"],

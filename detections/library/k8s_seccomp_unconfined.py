@@ -38,7 +38,7 @@ DETECTION = posture_detection(
         "userfaultfd); the Pod Security Standards' baseline level forbids it. Reported whether or not the "
         "request was allowed."
     ),
-    severity="medium",
+    severity="low",  # posture: namespaces and capabilities still confine; useful beside a later escape
     mitre=["T1611", "T1562.001"],
     tags=["kubernetes", "posture", "seccomp", "defense-evasion"],
     references=[
