@@ -143,7 +143,7 @@ struct socket_record {
  * socket's ends as the kernel has them, ``sock.fd`` the socket's descriptor. */
 struct dup_record {
 	struct sock_record sock;
-	u32 call; /* 0: dup, 2: dup2, 3: dup3, 4: fcntl(F_DUPFD) */
+	u32 call; /* 0: dup, 2: dup2, 3: dup3, 4: fcntl(F_DUPFD), 5: connect (of a socket that is descriptor 0-2) */
 	s32 new_fd;
 };
 
@@ -991,6 +991,19 @@ static __always_inline int handle_unix_connect(int fd, void *addr)
 	return 0;
 }
 
+/* A socket connecting while it is descriptor 0, 1 or 2 (made after those were closed) ends up where a dup of a
+ * connected socket would: the stdio record is the connect's own. */
+static __always_inline void emit_stdio_connect(struct sock_record *connect)
+{
+	struct dup_record *rec = reserve(sizeof(*rec), REC_STDIO_DUP);
+	if (!rec)
+		return;
+	__builtin_memcpy(&rec->sock.family, &connect->family, sizeof(*connect) - sizeof(connect->h));
+	rec->call = 5;
+	rec->new_fd = connect->fd;
+	submit(rec, sizeof(*rec));
+}
+
 static __always_inline int handle_connect(int fd, void *addr)
 {
 	u16 family = 0;
@@ -1020,6 +1033,8 @@ static __always_inline int handle_connect(int fd, void *addr)
 		rec->remote_port = bpf_ntohs(sin6.sin6_port);
 		__builtin_memcpy(rec->remote_addr, &sin6.sin6_addr, 16);
 	}
+	if (fd >= 0 && fd <= 2)
+		emit_stdio_connect(rec);
 	submit(rec, sizeof(*rec));
 	return 0;
 }

@@ -1,5 +1,5 @@
 """A container driving the node's container runtime: a runtime client run inside it, or the runtime's socket
-opened from it. Whoever talks to the runtime can start a privileged container on the node."""
+opened or connected to from it. Whoever talks to the runtime can start a privileged container on the node."""
 
 from typing import Any
 
@@ -7,6 +7,7 @@ from vigil.detections.sdk import EventDetection, Example, container_label
 from vigil.detections.sdk.prefilters import program_name
 from vigil.event import Event
 from vigil.sources.falco.fixtures import falco_record
+from vigil.sources.fixtures import EXAMPLE_START_NS, in_pod
 from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
 
 #: Clients of container runtimes (kubectl talks to the API server, which the audit detections watch).
@@ -42,7 +43,8 @@ DETECTION = EventDetection(
     alert_title="{program} in {where} reached the container runtime ({how})",
     description=(
         "A container runtime client (docker, crictl, ctr, nerdctl, podman, runc) ran in a container, or a process "
-        "in a container opened the runtime's API socket (docker.sock, containerd.sock, crio.sock). The runtime runs "
+        "in a container opened or connected to the runtime's API socket (docker.sock, containerd.sock, crio.sock: "
+        "the eBPF sensor records connects to these sockets). The runtime runs "
         "as root on the node: through it anyone can start a privileged container with the node's filesystem, "
         "exec into other pods and read their secrets. Mounting the socket into a pod is already a finding of the "
         "API detections; using it is the escape. Namespaces of node agents can be allowed in `allowed_namespaces`."
@@ -52,8 +54,9 @@ DETECTION = EventDetection(
     tags=["runtime", "privilege_escalation", "container_escape", "execution"],
     references=["https://attack.mitre.org/techniques/T1610/", "https://falco.org/docs/rules/default-rules/"],
     false_positives=["CI runners building images with the node's Docker daemon (docker-in-docker by socket)."],
-    kinds=["process.exec", "file.write"],
+    kinds=["process.exec", "file.write", "net.connect"],
     exe_names={"process.exec": RUNTIME_CLIENTS},
+    resources={"net.connect": ["unix"]},  # unix sockets: the eBPF sensor records connects to the runtimes' ones
     params={"allowed_namespaces": []},
     match=lambda event, params: bool(runtime_access(event, params)),
     context=access_context,
@@ -76,6 +79,22 @@ DETECTION = EventDetection(
                 {"proc.exepath": "/usr/bin/python3", "proc.name": "python3", "proc.cmdline": "python3 x.py",
                  "fd.name": "/run/containerd/containerd.sock", "evt.arg.flags": "O_RDWR"},
             ),
+        ),
+        Example(
+            name="a connect to the node's docker.sock mounted into a pod (eBPF sensor)",
+            source="ebpf",
+            fires=True,
+            record=in_pod({"type": "unix_connect", "time_ns": EXAMPLE_START_NS, "pid": 7501, "tid": 7501,
+                           "ppid": 7500, "uid": 0, "gid": 0, "comm": "python3", "cgroup_id": 7301, "fd": 3,
+                           "family": "unix", "path": "/host/run/docker.sock"}),
+        ),
+        Example(
+            name="the kubelet connecting to containerd on the node",
+            source="ebpf",
+            fires=False,
+            record={"type": "unix_connect", "time_ns": EXAMPLE_START_NS, "pid": 880, "tid": 880, "ppid": 1, "uid": 0,
+                    "gid": 0, "comm": "kubelet", "cgroup_id": 1, "container_id": "", "node": "worker-1", "fd": 9,
+                    "family": "unix", "path": "/run/containerd/containerd.sock"},
         ),
         Example(
             name="crictl in a container without pod metadata (Falco)",

@@ -324,7 +324,8 @@ _STDIO = ("stdin", "stdout", "stderr")
 
 def _stdio_dup(record: dict[str, Any]) -> _Details:
     """A socket duplicated onto standard input, output or error (``target.name``), and the peer it is connected
-    to; the action is the call (``dup2``, ``dup3``, ``dup``, ``fcntl``)."""
+    to; the action is the call (``dup2``, ``dup3``, ``dup``, ``fcntl``, or ``connect`` for a socket that connected
+    as descriptor 0-2)."""
     new_fd = int_field(record, "new_fd")
     target = Target(name=_STDIO[new_fd] if 0 <= new_fd < len(_STDIO) else str(new_fd),
                     address=text_field(record, "remote_address"), port=int_field(record, "remote_port"),

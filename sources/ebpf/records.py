@@ -74,7 +74,7 @@ _FAMILIES = {2: "inet", 10: "inet6", 17: "packet"}
 _SOCKET_TYPES = {1: "stream", 2: "dgram", 3: "raw", 4: "rdm", 5: "seqpacket", 10: "packet"}
 #: Ethernet protocols of packet sockets (the socket(2) argument is in network byte order).
 _ETHER_TYPES = {0x0003: "all", 0x0800: "ip", 0x0806: "arp", 0x86DD: "ipv6", 0x8035: "rarp"}
-_DUP_CALLS = {0: "dup", 2: "dup2", 3: "dup3", 4: "fcntl"}
+_DUP_CALLS = {0: "dup", 2: "dup2", 3: "dup3", 4: "fcntl", 5: "connect"}
 
 
 def text(raw: bytes) -> str:

@@ -236,6 +236,10 @@ os.close(0)
 assert libc.dup(client.fileno()) == 0
 os.close(2)
 assert libc.fcntl(client.fileno(), 0, 0) == 2  # F_DUPFD
+os.close(0)
+stdin_socket = socket.socket()
+assert stdin_socket.fileno() == 0
+stdin_socket.connect(server.getsockname())  # a socket connecting as stdin
 """
 
 
@@ -243,9 +247,9 @@ assert libc.fcntl(client.fileno(), 0, 0) == 2  # F_DUPFD
 def test_a_socket_duplicated_onto_standard_input_or_output_is_recorded(recorder: Recorder) -> None:
     child = subprocess.run([sys.executable, "-c", _STDIO_DUP], capture_output=True, text=True, check=True)
     server_port = int(child.stdout.split()[0])
-    recorder.wait_for(lambda r: r["type"] == "stdio_dup" and r["call"] == "fcntl" and r["remote_port"] == server_port)
+    recorder.wait_for(lambda r: r["type"] == "stdio_dup" and r["call"] == "connect" and r["remote_port"] == server_port)
     dups = [r for r in recorder.records if r["type"] == "stdio_dup" and r["remote_port"] == server_port]
-    assert [(r["call"], r["new_fd"]) for r in dups] == [("dup2", 1), ("dup", 0), ("fcntl", 2)]
+    assert [(r["call"], r["new_fd"]) for r in dups] == [("dup2", 1), ("dup", 0), ("fcntl", 2), ("connect", 0)]
     assert {(r["family"], r["protocol"], r["remote_address"]) for r in dups} == {("inet", "tcp", "127.0.0.1")}
 
 

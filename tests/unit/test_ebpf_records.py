@@ -128,6 +128,7 @@ def test_stdio_dup_records_carry_the_socket_and_the_stream() -> None:
     assert (record["type"], record["call"], record["fd"], record["new_fd"]) == ("stdio_dup", "dup3", 4, 0)
     assert (record["family"], record["remote_address"], record["remote_port"]) == ("inet", "203.0.113.9", 4444)
     assert _decode(_header(18) + ends + struct.pack("<Ii", 4, 2))["call"] == "fcntl"
+    assert _decode(_header(18) + ends + struct.pack("<Ii", 5, 0))["call"] == "connect"  # a socket connecting as fd 0
 
 
 def test_userfaultfd_process_vm_write_and_unix_connect_records() -> None:
