@@ -105,6 +105,11 @@ class Container:
     ``id`` is the bare id (``19a0…``, without ``containerd://``); a source that carries only a prefix of it
     (Tetragon's ``docker``, Falco's 12-character ``container.id``) leaves that prefix. ``runtime`` is the engine
     that runs it (``containerd``, ``cri-o``, ``docker``, ``podman``), ``image_id`` the image's digest reference.
+
+    What it was started with, where the source knows (the runtime's record of its creation): ``privileged``,
+    its effective ``capabilities`` (``CAP_SYS_ADMIN``, …), the ``uid`` its first process runs as (-1: not
+    known), the ``host_namespaces`` it shares with the node (``pid``, ``network``, ``ipc``, ``uts``, ``mount``)
+    and the host paths bind-mounted into it (``host_mounts``).
     """
 
     id: str = ""
@@ -112,6 +117,11 @@ class Container:
     name: str = ""
     image: str = ""
     image_id: str = ""
+    privileged: bool = False
+    capabilities: list[str] = field(default_factory=list)
+    uid: int = -1
+    host_namespaces: list[str] = field(default_factory=list)
+    host_mounts: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -49,6 +49,7 @@ from vigil.collectors.node import metrics as node_metrics
 from vigil.collectors.node.enrichment import ContextCache, PidContainers, container_of_pid
 from vigil.collectors.node.kubeapi import PodWatch, exited_container_ids, pod_contexts
 from vigil.collectors.runtime.cri import CriClient, contexts_from_event
+from vigil.collectors.runtime.spec import ContainerSpecs
 from vigil.collectors.runtime.watcher import ContainerdWatcher
 from vigil.collectors.shipper import KafkaShipper, SpoolFull, pack
 from vigil.config import Settings
@@ -98,6 +99,7 @@ class NodeCollector:
         self.health = HealthReporter(settings, self._shipper, COMPONENT)
         self._shipper.on_loss(self.health.count_lost_message)
         self._cri = CriClient(options.containerd_address) if options.runtime else None
+        self._specs = ContainerSpecs(options.containerd_address) if options.runtime else None
         self.pids = PidContainers()
         self._sources: dict[str, Source] = {CONTAINERD_SOURCE.name: CONTAINERD_SOURCE}
         self._ingests = {source.name: SourceIngest(source, settings, self._shipper, COMPONENT)
@@ -156,6 +158,8 @@ class NodeCollector:
         await self.health.report()  # what the consumer's last flush lost
         if self._cri is not None:
             await self._cri.close()
+        if self._specs is not None:
+            await self._specs.close()
         await self._shipper.close()
 
     # -- sources ---------------------------------------------------------------------------------------
@@ -276,6 +280,11 @@ class NodeCollector:
                 continue
             if item["kind"] in _RUNTIME_LIFECYCLE_START and item["container_id"] not in self.cache:
                 await self._resolve_new(item["container_id"])
+            if item["kind"] == "container.create" and self._specs is not None:
+                # What it was started with, from containerd's own record: also for containers no pod spec shows.
+                security = await self._specs.security(item["containerd_namespace"], item["container_id"])
+                if security is not None:
+                    item["security"] = security
             await self._queue.put((CONTAINERD_SOURCE.name, [item]))
 
     async def _warm_cache(self) -> None:

@@ -8,7 +8,8 @@ A runtime record is a flat JSON object, the ``raw.containerd`` wire format::
 
 ``pid`` (start, exit), ``exit_status``/``exited_at_ns`` (exit) and ``image``/``runtime`` (create) appear
 only where the event carries them. The node collector adds ``k8s`` (the container's pod, from the
-enrichment cache) before shipping. Exits of ``exec``'d processes (``TaskExit.id`` differs from the
+enrichment cache) before shipping, and to create records ``security``, what the container was started with
+(:mod:`vigil.collectors.runtime.spec`). Exits of ``exec``'d processes (``TaskExit.id`` differs from the
 container id) are not container exits and yield no record; the eBPF sensor sees those processes.
 """
 

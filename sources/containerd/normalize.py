@@ -51,8 +51,7 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         actor=Actor(user=host_identity(record, k8s.namespace, k8s.pod), pid=int_field(record, "pid")),
         target=Target(name=container_id, resource="containers"),
         outcome=_outcome(kind, record),
-        container=Container(id=container_id, runtime=RUNTIME, name=k8s.container_name,
-                            image=text_field(record, "image") or k8s.image),
+        container=_container(record, container_id, k8s.container_name, text_field(record, "image") or k8s.image),
         raw=record,
     )
 
@@ -81,6 +80,27 @@ def _identity(record: dict[str, Any]) -> tuple[str, int, str]:
 
 
 _check = with_health_records(_identity)
+
+
+def _container(record: dict[str, Any], container_id: str, name: str, image: str) -> Container:
+    """The container, with what it was started with when the record carries the spec's summary (``security``,
+    added to create records by the node collector; see :mod:`vigil.collectors.runtime.spec`)."""
+    security = record.get("security")
+    security = security if isinstance(security, dict) else {}
+    mounts = security.get("host_mounts")
+    return Container(
+        id=container_id, runtime=RUNTIME, name=name, image=image,
+        privileged=security.get("privileged") is True,
+        capabilities=_strings(security.get("capabilities")),
+        uid=security["uid"] if type(security.get("uid")) is int else -1,
+        host_namespaces=_strings(security.get("host_namespaces")),
+        host_mounts=[text_field(m, "source") for m in mounts if isinstance(m, dict) and text_field(m, "source")]
+        if isinstance(mounts, list) else [],
+    )
+
+
+def _strings(value: Any) -> list[str]:
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
 def _outcome(kind: str, record: dict[str, Any]) -> Outcome:
