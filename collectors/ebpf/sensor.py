@@ -26,7 +26,10 @@ from vigil.sources.ebpf.records import TYPES, RecordDecoder
 
 log = logging.getLogger(__name__)
 
-#: Sensitive files: any open of a path matching one of these is recorded (``*`` stands for any text).
+#: Sensitive files: any open of a path matching one of these is recorded (``*`` stands for any text). Credentials
+#: and tokens; sudo and PAM configuration; what kernel exploits read first (ASLR, symbols, the scheduler's view of
+#: every process); shell start-up files; the node's disks as block devices; the node's configuration and
+#: credentials seen through a container's host mount.
 DEFAULT_OPEN_WATCH = (
     "/etc/shadow",
     "/etc/kubernetes/",
@@ -34,12 +37,33 @@ DEFAULT_OPEN_WATCH = (
     "/run/secrets/kubernetes.io/",
     "/proc/*/mem",
     "/root/.ssh/",
+    "/etc/sudoers",
+    "/etc/pam",
+    "/proc/sys/kernel/randomize_va_space",
+    "/proc/kallsyms",
+    "/proc/sched_debug",
+    "/sys/kernel/debug/sched/debug",
+    "/etc/profile",
+    "/etc/bash.bashrc",
+    "/etc/bashrc",
+    "/root/.bashrc",
+    "/root/.profile",
+    "/dev/sd",
+    "/dev/nvme",
+    "/dev/vd",
+    "/dev/xvd",
+    "/host/etc/",
+    "/host/root/",
+    "/host/var/lib/kubelet/",
+    "/rootfs/etc/",
 )
 #: Files whose modification is a container escape, and the places that decide what runs on a machine (its
-#: configuration, cron, program directories, root's start-up files and SSH keys): opens of these for writing are
-#: recorded. The kernel takes 64 patterns in all (``MAX_RULES``), so a deployment has room for patterns of its own.
+#: configuration, cron, program and library directories, /boot, root's home and SSH keys), and dot-files made
+#: directly in the temporary directories (hidden droppers): opens of these for writing are recorded. The kernel
+#: takes 64 patterns in all (``MAX_RULES``), so a deployment has room for patterns of its own.
 DEFAULT_WRITE_WATCH = ("*release_agent", "*core_pattern", "/etc/", "/bin/", "/sbin/", "/usr/bin/", "/usr/sbin/",
-                       "/var/spool/cron/", "/root/.")
+                       "/var/spool/cron/", "/root/", "/boot/", "/lib", "/usr/lib/", "/usr/local/", "/tmp/.",
+                       "/dev/shm/.", "/var/tmp/.")
 
 MAX_RULES = 64  # sensor.bpf.c's MAX_RULES: the size of its rule map
 MAX_PREFIX = 64

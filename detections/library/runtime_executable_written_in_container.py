@@ -16,8 +16,10 @@ BUILDERS = [
     "dpkg", "apt", "apt-get", "yum", "dnf", "microdnf", "rpm", "apk", "zypper", "pacman", "pip", "pip3", "pipx",
     "uv", "poetry", "npm", "yarn", "pnpm", "gem", "bundle", "cargo", "rustc", "go", "gcc", "cc", "ld", "ld.bfd",
     "ld.gold", "ld.lld", "collect2", "make", "install", "bazel", "javac", "mvn", "gradle", "buildkitd", "kaniko",
-    "executor", "containerd", "runc",
+    "executor", "containerd",
 ]
+#: The container runtime's init writes its own fifo and state as it starts the container (``runc:[2:INIT]``).
+RUNTIME_INITS = ("runc", "crun", "youki", "runsc")
 
 
 def made_executable(event: Event) -> str:
@@ -33,7 +35,8 @@ def made_executable(event: Event) -> str:
 def writes_executable(event: Event, params: dict[str, Any]) -> bool:
     if not (event.container.id or event.k8s.container_id) or not made_executable(event):
         return False
-    return program_name(event) not in params["allowed_programs"]
+    program = program_name(event)
+    return not program.startswith(RUNTIME_INITS) and program not in params["allowed_programs"]
 
 
 def executable_context(event: Event, params: dict[str, Any]) -> dict[str, Any]:
@@ -82,6 +85,8 @@ DETECTION = EventDetection(
                 record=sensor_create("curl", "/usr/bin/kubectl", 0o755)),
         Example(name="a configuration file created without execute bits", source="ebpf", fires=False,
                 record=sensor_create("python3", "/etc/app.conf", 0o644)),
+        Example(name="runc's init creating its exec fifo as it starts the container (eBPF sensor)", source="ebpf",
+                fires=False, record=sensor_create("runc:[2:INIT]", "/run/containerd/runc/k8s.io/x/exec.fifo", 0o755)),
         Example(name="pip installing a console script", source="ebpf", fires=False,
                 record=sensor_create("pip", "/usr/bin/flask", 0o755)),
         Example(
