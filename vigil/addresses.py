@@ -49,14 +49,17 @@ class AddressClasses:
         """From comma-separated CIDR lists; raises ConfigError naming the setting and the bad range."""
         return cls(parse_ranges(service_cidrs, "VIGIL_SERVICE_CIDRS"), parse_ranges(pod_cidrs, "VIGIL_POD_CIDRS"))
 
+    def is_api_service(self, address: str) -> bool:
+        """Whether ``address`` is the ``kubernetes`` service's ClusterIP: the API server takes the first address of
+        the (first) service range for itself, which is what pods find in ``KUBERNETES_SERVICE_HOST``."""
+        ip = _ip(address)
+        return ip is not None and any(ip == network.network_address + 1 for network in self.service_ranges[:1])
+
     def _classify(self, address: str) -> str:
         """The class of ``address`` (one of :data:`vigil.event.ADDRESS_CLASSES`), "" when it is not an IP address."""
-        try:
-            ip = ipaddress.ip_address(address.partition("%")[0])  # fe80::1%eth0: the zone is not the address
-        except ValueError:
+        ip = _ip(address)
+        if ip is None:
             return ""
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
         if any(ip in network for network in self.service_ranges):
             return "service"
         if any(ip in network for network in self.pod_ranges):
@@ -72,6 +75,17 @@ class AddressClasses:
         if any(ip in network for network in PRIVATE_RANGES):
             return "private"
         return "public" if ip.is_global else "reserved"
+
+
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address as an IP (an IPv4-mapped IPv6 address as its IPv4 one), ``None`` when it is not one."""
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])  # fe80::1%eth0: the zone is not the address
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 def parse_ranges(text: str, setting: str) -> tuple[_Network, ...]:
@@ -102,13 +116,21 @@ def configure(service_cidrs: str, pod_cidrs: str) -> None:
 
 def address_class(address: str) -> str:
     """The class of a peer's address with this process's cluster ranges; "" for no or no valid address."""
+    return _configured().classify(address) if address else ""
+
+
+def is_api_service_address(address: str) -> bool:
+    """Whether ``address`` is the API server's service address with this process's service range (see
+    :meth:`AddressClasses.is_api_service`); ``False`` when no service range is configured."""
+    return bool(address) and _configured().is_api_service(address)
+
+
+def _configured() -> AddressClasses:
     global _classes
-    if not address:
-        return ""
     if _classes is None:
         try:
             _classes = from_environment(os.environ)
         except ConfigError as exc:  # the command refuses a bad range at start; here the generic classes serve
             log.warning("cluster address ranges ignored", extra={"error": str(exc)})
             _classes = AddressClasses()
-    return _classes.classify(address)
+    return _classes

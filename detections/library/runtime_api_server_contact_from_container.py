@@ -3,14 +3,16 @@ the ones that should not."""
 
 from typing import Any
 
+from vigil.addresses import is_api_service_address
 from vigil.detections.sdk import EventDetection, Example, container_label
 from vigil.detections.sdk.templates import program_label
 from vigil.event import Event
 from vigil.sources.falco.fixtures import falco_record
 from vigil.sources.tetragon.fixtures import tetragon_record
 
-#: The API server's in-cluster service address of common distributions (kubeadm, kind, k3s, EKS, AKS); set the
-#: cluster's own in `api_server_addresses` (the `kubernetes` service's ClusterIP and the endpoints behind it).
+#: The API server's in-cluster service address of common distributions (kubeadm, kind, k3s, EKS, AKS). With the
+#: cluster's service range configured (VIGIL_SERVICE_CIDRS) its first address, the `kubernetes` service's ClusterIP
+#: that pods find in KUBERNETES_SERVICE_HOST, counts too; list the endpoints behind it in `api_server_addresses`.
 API_SERVER_ADDRESSES = ["10.96.0.1", "10.43.0.1", "10.100.0.1", "172.20.0.1", "10.0.0.1"]
 API_PORTS = frozenset({443, 6443})
 
@@ -20,7 +22,9 @@ def contacts_api_server(event: Event, params: dict[str, Any]) -> bool:
         return False
     address = event.network.remote_address or event.target.address
     port = event.network.remote_port or event.target.port
-    return address in params["api_server_addresses"] and port in API_PORTS
+    if port not in API_PORTS:
+        return False
+    return address in params["api_server_addresses"] or is_api_service_address(address)
 
 
 def api_context(event: Event, params: dict[str, Any]) -> dict[str, Any]:
@@ -35,7 +39,9 @@ DETECTION = EventDetection(
     title="Container connected to the Kubernetes API server",
     alert_title="{program} in {where} connected to the API server {peer}",
     description=(
-        "A process in a container connected to the Kubernetes API server's service address. Controllers, "
+        "A process in a container connected to the Kubernetes API server's service address (the `kubernetes` "
+        "service's ClusterIP: the first address of the configured service range, or a common default) or an "
+        "address in api_server_addresses. Controllers, "
         "operators and CI jobs do so all day, so this is informational: an inventory of who talks to the API. "
         "For namespaces whose workloads never should, raise it per namespace; a web application calling the API "
         "is a stolen token being used (the API side: k8s.secret_access, seq.token_read_api_use)."

@@ -60,3 +60,18 @@ def test_the_command_refuses_a_bad_range_at_start() -> None:
                             env={"VIGIL_SERVICE_CIDRS": "10.96.0.0/40", "PATH": "/usr/bin:/bin"})
     assert result.returncode == 2
     assert "VIGIL_SERVICE_CIDRS" in result.stderr
+
+
+def test_the_api_servers_service_address_is_the_first_of_the_service_range() -> None:
+    classes = AddressClasses.from_text("10.100.0.0/16, fd00:10:96::/112", "")
+
+    assert classes.is_api_service("10.100.0.1") and classes.is_api_service("::ffff:10.100.0.1")
+    assert not classes.is_api_service("10.100.0.10") and not classes.is_api_service("10.96.0.1")
+    assert not classes.is_api_service("fd00:10:96::1")  # the first range is the one the API server allocates from
+    assert not AddressClasses().is_api_service("10.96.0.1") and not classes.is_api_service("not an address")
+    try:
+        addresses.configure("10.100.0.0/16", "")
+        assert addresses.is_api_service_address("10.100.0.1") and not addresses.is_api_service_address("")
+    finally:
+        addresses.configure("", "")
+    assert not addresses.is_api_service_address("10.100.0.1")
