@@ -16,23 +16,24 @@ INTERPRETERS = frozenset({
 })
 
 
-def direction(event: Event) -> str:
-    """``inbound`` for a listen or accept, ``outbound`` for a connection to a public address, '' otherwise."""
+def direction(event: Event, params: dict[str, Any]) -> str:
+    """``inbound`` for a listen or accept, ``outbound`` for a connection to an address of one of the
+    ``outbound_classes`` (public ones by default), '' otherwise."""
     if event.kind in ("net.listen", "net.accept"):
         return "inbound"
-    return "outbound" if event.network.remote_class == "public" else ""
+    return "outbound" if event.network.remote_class in params["outbound_classes"] else ""
 
 
 def interpreter_traffic(event: Event, params: dict[str, Any]) -> bool:
     if not (event.container.id or event.k8s.container_id) or program_name(event) not in INTERPRETERS:
         return False
-    return direction(event) in params["directions"]
+    return direction(event, params) in params["directions"]
 
 
 def traffic_context(event: Event, params: dict[str, Any]) -> dict[str, Any]:
     network = event.network
     peer = f"{network.remote_address}:{network.remote_port}" if network.remote_address else ""
-    return {"exe": event.actor.exe, "interpreter": program_name(event), "direction": direction(event),
+    return {"exe": event.actor.exe, "interpreter": program_name(event), "direction": direction(event, params),
             "local_port": network.local_port, "peer": peer, "where": container_label(event),
             "image": event.k8s.image or event.container.image}
 
@@ -46,7 +47,8 @@ DETECTION = EventDetection(
         "connections, or connected to a public address. One-line bind and reverse shells and dropped scripts "
         "are written for these interpreters. Informational by default, as in Falco where the rules are opt-in: "
         "many applications are interpreted servers; raise it for namespaces whose images run no interpreter on "
-        "the network, and choose the `directions` (inbound, outbound) that matter."
+        "the network, and choose the `directions` (inbound, outbound) and the `outbound_classes` of address "
+        "(public by default; private, pod and service too for Falco's every outbound connection) that matter."
     ),
     severity="informational",
     mitre=["T1059.006", "T1059.007", "T1071"],
@@ -55,7 +57,7 @@ DETECTION = EventDetection(
     false_positives=["Applications written in these languages (web servers, API clients)."],
     kinds=["net.listen", "net.accept", "net.connect"],
     exe_names=INTERPRETERS,
-    params={"directions": ["inbound", "outbound"]},
+    params={"directions": ["inbound", "outbound"], "outbound_classes": ["public"]},
     match=interpreter_traffic,
     context=traffic_context,
     dedup="{cluster}/{namespace}/{pod}/{where}/{interpreter}/{direction}",
