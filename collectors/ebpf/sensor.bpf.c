@@ -73,6 +73,7 @@ enum record_type {
 	REC_USERFAULTFD = 19,
 	REC_VM_WRITE = 20,
 	REC_UNIX_CONNECT = 21,
+	REC_FILE_CHANGE = 22,
 };
 
 enum setid_call { SET_UID, SET_GID, SET_REUID, SET_REGID, SET_RESUID, SET_RESGID, SET_FSUID, SET_FSGID };
@@ -169,6 +170,26 @@ struct unix_connect_record {
 	char path[UNIX_PATH_BUF];
 };
 
+/* A watched path removed, renamed, linked, made (mkdir) or re-permissioned, or any path given the setuid or setgid
+ * bit (at entry: the attempt). ``op`` is the syscall (enum file_op); ``path`` its first path (a rename's or
+ * link's old name, a symlink's target), ``other`` the new name of a rename, link or symlink. */
+struct file_change_record {
+	struct header h;
+	u32 op;
+	u32 mode; /* chmod's and mkdir's mode, unlinkat's flags */
+	s32 uid;  /* chown's owner and group (-1: unchanged) */
+	s32 gid;
+	u32 path_len;
+	u32 other_len;
+	char path[PATH_LEN];
+	char other[PATH_LEN];
+};
+
+enum file_op {
+	FILE_OP_UNLINK, FILE_OP_UNLINKAT, FILE_OP_RMDIR, FILE_OP_RENAME, FILE_OP_RENAMEAT, FILE_OP_RENAMEAT2, FILE_OP_MKDIR, FILE_OP_MKDIRAT, FILE_OP_CHMOD,
+	FILE_OP_FCHMODAT, FILE_OP_LINK, FILE_OP_LINKAT, FILE_OP_SYMLINK, FILE_OP_SYMLINKAT, FILE_OP_CHOWN, FILE_OP_LCHOWN, FILE_OP_FCHOWNAT,
+};
+
 struct ptrace_record {
 	struct header h;
 	s64 request;
@@ -249,7 +270,7 @@ enum syscall_handler {
 	HANDLE_NONE, HANDLE_OPEN, HANDLE_OPENAT, HANDLE_CREAT, HANDLE_OPENAT2, HANDLE_CONNECT, HANDLE_LISTEN,
 	HANDLE_PTRACE, HANDLE_SETID, HANDLE_UNSHARE, HANDLE_SETNS, HANDLE_MOUNT, HANDLE_INIT_MODULE,
 	HANDLE_FINIT_MODULE, HANDLE_BPF, HANDLE_MEMFD_CREATE, HANDLE_SOCKET, HANDLE_DUP2, HANDLE_DUP3,
-	HANDLE_USERFAULTFD, HANDLE_PROCESS_VM_WRITEV, HANDLE_DUP, HANDLE_FCNTL,
+	HANDLE_USERFAULTFD, HANDLE_PROCESS_VM_WRITEV, HANDLE_DUP, HANDLE_FCNTL, HANDLE_FILE_CHANGE,
 };
 #define CLASS_SLOTS 8 /* a power of two: the verifier bounds an index by masking */
 
@@ -270,13 +291,20 @@ struct open_rule {
 	u32 pad;
 };
 
+/* Rules by index, one bit each (MAX_RULES is 64): those that apply to opens for reading, and to writes. */
+struct rule_set {
+	u64 reads;
+	u64 writes;
+};
+
 struct sensor_config {
 	u32 rule_count;
 	u32 self_tgid;
 	u64 wakeup_bytes;
 	u64 repeat_window_ns;
 	u32 profiles; /* aggregate per-cgroup syscall profiles */
-	u32 unanchored; /* rules without a prefix: bit 0 some apply to every open, bit 1 some to opens for writing */
+	u32 pad;
+	struct rule_set short_rules; /* rules whose prefix is under 4 bytes: any path may match them */
 };
 
 /* A process opening the same watched path with the same flags again within the repeat window says nothing
@@ -351,6 +379,15 @@ struct {
 	__type(value, struct open_rule);
 } open_rules SEC(".maps");
 
+/* The rules whose prefix starts with these 4 bytes: one lookup of a path's first 4 bytes names the only rules
+ * that may match it, whatever the number of rules (most opens are of paths no rule starts like). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_RULES);
+	__type(key, u32); /* the bytes as they are in memory */
+	__type(value, struct rule_set);
+} rule_heads SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -363,7 +400,13 @@ struct {
 struct open_scratch {
 	struct open_record rec;
 	char slack[NAME_LEN];
-	char names[MAX_DEPTH][NAME_LEN];
+	union {
+		char names[MAX_DEPTH][NAME_LEN];
+		struct {
+			char other[PATH_LEN]; /* a file change's second path */
+			u64 other_slack;
+		};
+	};
 };
 
 struct {
@@ -607,7 +650,8 @@ static __always_inline bool is_write(u32 flags)
 /* Matching a path against the rules, one rule per bpf_loop step: the verifier checks one rule's match instead of
  * every rule's, so MAX_RULES can grow without the program growing. */
 struct rule_match {
-	struct open_record *rec;
+	char *path; /* 8-byte aligned */
+	u64 candidates;
 	u32 path_len;
 	u32 writes;
 	u32 type;
@@ -617,11 +661,13 @@ static long match_step(u64 index, void *data)
 {
 	struct rule_match *m = data;
 	u32 r = index;
+	if (!(m->candidates >> (r & (MAX_RULES - 1)) & 1))
+		return 0;
 	struct open_rule *rule = bpf_map_lookup_elem(&open_rules, &r);
 	if (!rule || (rule->write_only && !m->writes))
 		return 0;
 	u32 path_len = m->path_len & (PATH_LEN - 1);
-	if (prefix_matches(rule, (u64 *)m->rec->path, path_len) && suffix_matches(rule, m->rec->path, path_len)) {
+	if (prefix_matches(rule, (u64 *)m->path, path_len) && suffix_matches(rule, m->path, path_len)) {
 		m->type = rule->write_only ? REC_FILE_WRITE : REC_OPEN;
 		return 1;
 	}
@@ -629,12 +675,21 @@ static long match_step(u64 index, void *data)
 }
 
 /* REC_FILE_WRITE or REC_OPEN for the first rule the path matches, 0 when none does. */
-static __always_inline u32 match_rules(struct open_record *rec, u32 path_len, u32 flags)
+static __always_inline u32 match_rules(char *path, u32 path_len, u32 flags)
 {
 	struct sensor_config *cfg = bpf_map_lookup_elem(&sensor_config, &ZERO);
 	if (!cfg)
 		return 0;
-	struct rule_match m = { .rec = rec, .path_len = path_len, .writes = is_write(flags) };
+	bool writes = is_write(flags);
+	u64 candidates = writes ? cfg->short_rules.writes : cfg->short_rules.reads;
+	u32 head;
+	__builtin_memcpy(&head, path, sizeof(head));
+	struct rule_set *starting = bpf_map_lookup_elem(&rule_heads, &head);
+	if (starting)
+		candidates |= writes ? starting->writes : starting->reads;
+	if (!candidates)
+		return 0;
+	struct rule_match m = { .path = path, .candidates = candidates, .path_len = path_len, .writes = writes };
 	bpf_loop(cfg->rule_count < MAX_RULES ? cfg->rule_count : MAX_RULES, match_step, &m, 0);
 	return m.type;
 }
@@ -681,40 +736,6 @@ static __always_inline bool is_repeat(struct open_record *rec, u32 path_len, u32
 	struct open_seen fresh = { .time_ns = now };
 	bpf_map_update_elem(&recent_opens, &key, &fresh, BPF_ANY);
 	return false;
-}
-
-/* One rule's first prefix word against a path's first 8 bytes (a bpf_loop step of may_match). */
-struct head_match {
-	u64 head;
-	u32 writes;
-	u32 hit;
-};
-
-static long head_step(u64 index, void *data)
-{
-	struct head_match *m = data;
-	u32 r = index;
-	struct open_rule *rule = bpf_map_lookup_elem(&open_rules, &r);
-	if (rule && (m->writes || !rule->write_only) && !((m->head ^ rule->prefix[0]) & rule->mask[0])) {
-		m->hit = 1;
-		return 1;
-	}
-	return 0;
-}
-
-/* Whether a rule may match the path, judged from its first 8 bytes against the rules' first prefix words: most
- * opens are of paths no rule starts like, and one word per rule rules them out before the full match. */
-static __always_inline bool may_match(u64 head, u32 flags)
-{
-	struct sensor_config *cfg = bpf_map_lookup_elem(&sensor_config, &ZERO);
-	if (!cfg)
-		return false;
-	bool writes = is_write(flags);
-	if (cfg->unanchored & (writes ? 3 : 1))
-		return true;
-	struct head_match m = { .head = head, .writes = writes };
-	bpf_loop(cfg->rule_count < MAX_RULES ? cfg->rule_count : MAX_RULES, head_step, &m, 0);
-	return m.hit;
 }
 
 #define BYTES_01 0x0101010101010101ULL
@@ -770,7 +791,7 @@ static __always_inline int emit_open(struct open_record *rec, u32 path_len, u32 
 	/* Already below PATH_LEN, which the compiler knows and the verifier does not always see: the mask stays. */
 	asm volatile("" : "+r"(path_len));
 	path_len &= PATH_LEN - 1;
-	u32 type = match_rules(rec, path_len, flags);
+	u32 type = match_rules(rec->path, path_len, flags);
 	if (!type || is_repeat(rec, path_len, flags))
 		return 0;
 	fill_header(&rec->h, type);
@@ -806,8 +827,6 @@ static __always_inline int handle_open(const char *filename, u32 flags, u32 mode
 		bpf_map_update_elem(&pending_opens, &id, &pending, BPF_ANY);
 		return 0;
 	}
-	if (!may_match(*(u64 *)rec->path, flags))
-		return 0;
 	return emit_open(rec, path_len, flags, mode);
 }
 
@@ -880,6 +899,48 @@ static __always_inline int resolve_open(long fd)
 	struct fs_struct *fs = BPF_CORE_READ(task, fs);
 	u32 depth = walk_file(file, &fs->root, scratch_value->names);
 	return emit_open(&scratch_value->rec, join_names(scratch_value, depth), flags, mode);
+}
+
+#define S_ISUID 04000
+#define S_ISGID 02000
+
+/* Whether a file change's path (read into an 8-byte aligned buffer with slack) is one a rule watches: an absolute
+ * path as spelled, against every rule (as an open for writing would be). */
+static __always_inline bool change_watched(char *path, long len)
+{
+	if (len <= 1)
+		return false;
+	u32 path_len = (len - 1) & (PATH_LEN - 1);
+	return !needs_resolution(path, path_len) && match_rules(path, path_len, O_WRONLY);
+}
+
+static __always_inline int handle_file_change(u32 op, const char *path, const char *other, u32 mode, s32 uid,
+					      s32 gid)
+{
+	if (is_self())
+		return 0;
+	struct open_scratch *scratch_value = bpf_map_lookup_elem(&scratch, &ZERO);
+	if (!scratch_value)
+		return 0;
+	char *first = scratch_value->rec.path, *second = scratch_value->other;
+	long len = bpf_probe_read_user_str(first, PATH_LEN, path);
+	long other_len = other ? bpf_probe_read_user_str(second, PATH_LEN, other) : 0;
+	bool chmod = op == FILE_OP_CHMOD || op == FILE_OP_FCHMODAT;
+	if (!(chmod && (mode & (S_ISUID | S_ISGID))) && !change_watched(first, len) && !change_watched(second, other_len))
+		return 0;
+	struct file_change_record *rec = reserve(sizeof(*rec), REC_FILE_CHANGE);
+	if (!rec)
+		return 0;
+	rec->op = op;
+	rec->mode = mode;
+	rec->uid = uid;
+	rec->gid = gid;
+	rec->path_len = len > 1 ? (len - 1) & (PATH_LEN - 1) : 0;
+	rec->other_len = other_len > 1 ? (other_len - 1) & (PATH_LEN - 1) : 0;
+	bpf_probe_read_kernel(rec->path, PATH_LEN, first);
+	bpf_probe_read_kernel(rec->other, PATH_LEN, second);
+	submit(rec, sizeof(*rec));
+	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_open")
@@ -1405,6 +1466,36 @@ static __always_inline int handle(struct pt_regs *regs, u32 handler, u32 variant
 		return emit_dup(2, ARG1, ARG2);
 	case HANDLE_DUP3:
 		return emit_dup(3, ARG1, ARG2);
+	case HANDLE_FILE_CHANGE:
+		switch (variant) {
+		case FILE_OP_UNLINK:
+		case FILE_OP_RMDIR:
+			return handle_file_change(variant, (const char *)ARG1, NULL, 0, -1, -1);
+		case FILE_OP_UNLINKAT:
+			return handle_file_change(variant, (const char *)ARG2, NULL, ARG3, -1, -1);
+		case FILE_OP_RENAME:
+		case FILE_OP_LINK:
+		case FILE_OP_SYMLINK:
+			return handle_file_change(variant, (const char *)ARG1, (const char *)ARG2, 0, -1, -1);
+		case FILE_OP_RENAMEAT:
+		case FILE_OP_RENAMEAT2:
+		case FILE_OP_LINKAT:
+			return handle_file_change(variant, (const char *)ARG2, (const char *)ARG4, 0, -1, -1);
+		case FILE_OP_SYMLINKAT:
+			return handle_file_change(variant, (const char *)ARG1, (const char *)ARG3, 0, -1, -1);
+		case FILE_OP_MKDIR:
+		case FILE_OP_CHMOD:
+			return handle_file_change(variant, (const char *)ARG1, NULL, ARG2, -1, -1);
+		case FILE_OP_MKDIRAT:
+		case FILE_OP_FCHMODAT:
+			return handle_file_change(variant, (const char *)ARG2, NULL, ARG3, -1, -1);
+		case FILE_OP_CHOWN:
+		case FILE_OP_LCHOWN:
+			return handle_file_change(variant, (const char *)ARG1, NULL, 0, ARG2, ARG3);
+		case FILE_OP_FCHOWNAT:
+			return handle_file_change(variant, (const char *)ARG2, NULL, 0, ARG3, ARG4);
+		}
+		return 0;
 	case HANDLE_FCNTL:
 		if ((ARG2 != F_DUPFD && ARG2 != F_DUPFD_CLOEXEC) || ARG3 > 2)
 			return 0;

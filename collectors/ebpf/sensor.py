@@ -70,6 +70,8 @@ MAX_PREFIX = 64
 MAX_SUFFIX = 32
 _CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
 _RULE = struct.Struct("<64s64s32sIIII")
+_RULE_SET = struct.Struct("<QQ")
+_HEAD = 4  # the bytes of a path the kernel looks rules up by (``rule_heads``)
 _ZERO_KEY = struct.pack("<I", 0)
 _TYPE_SLOTS = 32
 _TYPE_SLOTS_STRUCT = struct.Struct(f"<{_TYPE_SLOTS}Q")
@@ -125,12 +127,18 @@ class SensorConfig:
         if size < 4096 or size & (size - 1):
             raise ValueError(f"ring_buffer_bytes must be a power of two of at least 4096, not {size}")
 
-    def unanchored_rules(self) -> int:
-        """Which opens rules without a prefix apply to (the kernel then cannot rule a path out by its first
-        bytes): bit 0 every open (an ``open_watch`` pattern), bit 1 opens for writing (a ``write_watch`` one)."""
-        reads = any(pattern.startswith("*") for pattern in self.open_watch)
-        writes = any(pattern.startswith("*") for pattern in self.write_watch)
-        return reads | writes << 1
+    def rule_sets(self) -> tuple[RuleSet, dict[bytes, RuleSet]]:
+        """Which rules may match a path, by its first 4 bytes, as the kernel looks them up before matching any:
+        the rules whose prefix is shorter (any path may match them) and, by the first 4 bytes of each longer
+        prefix, the rules starting with them. A rule is a bit of its index in ``encoded_rules`` order; each set
+        is (rules for every open, rules for opens that write), since ``write_watch`` rules ignore reads."""
+        short, heads = RuleSet(), {}
+        rules = [(pattern, True) for pattern in self.write_watch] + [(pattern, False) for pattern in self.open_watch]
+        for index, (pattern, write_only) in enumerate(rules):
+            prefix = split_pattern(pattern)[0]
+            rule_set = heads.setdefault(prefix[:_HEAD], RuleSet()) if len(prefix) >= _HEAD else short
+            rule_set.add(index, write_only)
+        return short, heads
 
     def encoded_rules(self) -> list[bytes]:
         """The ``struct open_rule`` values for the kernel's rule map, write rules first."""
@@ -141,6 +149,23 @@ class SensorConfig:
             mask = b"\xff" * len(prefix)
             encoded.append(_RULE.pack(prefix, mask, suffix, len(prefix), len(suffix), write_only, 0))
         return encoded
+
+
+@dataclass(slots=True)
+class RuleSet:
+    """Rules by index, one bit each: those that apply to every open (``reads``) and to opens that write."""
+
+    reads: int = 0
+    writes: int = 0
+
+    def add(self, index: int, write_only: bool) -> None:
+        self.writes |= 1 << index
+        if not write_only:
+            self.reads |= 1 << index
+
+    def encoded(self) -> bytes:
+        """The kernel's ``struct rule_set``."""
+        return _RULE_SET.pack(self.reads, self.writes)
 
 
 def split_pattern(pattern: str) -> tuple[bytes, bytes]:
@@ -275,10 +300,12 @@ class Sensor:
             for index, rule in enumerate(self.config.encoded_rules()):
                 bpf.update("open_rules", struct.pack("<I", index), rule)
             rules = len(self.config.open_watch) + len(self.config.write_watch)
+            short, heads = self.config.rule_sets()
+            for head, rule_set in heads.items():
+                bpf.update("rule_heads", head, rule_set.encoded())
             settings = struct.pack("<IIQQII", rules, os.getpid(), self.config.wakeup_bytes,
-                                   self.config.open_repeat_window_ns, self.config.syscall_profiles,
-                                   self.config.unanchored_rules())
-            bpf.update("sensor_config", _ZERO_KEY, settings)
+                                   self.config.open_repeat_window_ns, self.config.syscall_profiles, 0)
+            bpf.update("sensor_config", _ZERO_KEY, settings + short.encoded())
             bpf.attach_all()
         except LibbpfError:
             bpf.close()

@@ -59,7 +59,10 @@ KIND_OF_TYPE = {
     "unix_connect": "net.connect",
     "userfaultfd": "process.syscall",
     "process_vm_write": "process.syscall",
+    "file_change": "file.write",
 }
+#: File changes that make a directory: ``process.syscall`` as other sources name them (the path in ``target.path``).
+_MKDIRS = frozenset({"mkdir", "mkdirat"})
 #: Records about a cgroup over an interval rather than about one process: they carry no pid.
 _CGROUP_RECORDS = frozenset({"syscalls"})
 
@@ -90,7 +93,7 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         id=event_id(SOURCE, node, record_type, subject, str(time_ns)),
         time_ns=time_ns,
         source=SOURCE,
-        kind=KIND_OF_TYPE[record_type],
+        kind=_kind(record_type, record),
         action=action,
         original_id=f"{record_type}:{subject}:{time_ns}",
         ingest_ns=now_ns(),
@@ -104,6 +107,12 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         raw=record,
         **({part[0]: part[1](record)} if part else {}),
     )
+
+
+def _kind(record_type: str, record: dict[str, Any]) -> str:
+    if record_type == "file_change" and record.get("call") in _MKDIRS:
+        return "process.syscall"
+    return KIND_OF_TYPE[record_type]
 
 
 #: The key comes from the ``k8s`` object the node collector added to the record, or its node for a host process.
@@ -188,6 +197,19 @@ def _network(record: dict[str, Any]) -> Network:
                    local=(text_field(record, "local_address"), int_field(record, "local_port")), remote=remote)
 
 
+_CREATES = frozenset({"link", "linkat", "symlink", "symlinkat", "mkdir", "mkdirat"})
+_MODES = frozenset({"chmod", "fchmodat", "mkdir", "mkdirat"})
+
+
+def _changed_file(record: dict[str, Any]) -> File:
+    """The file a rename, link, removal, mkdir, chmod or chown names; ``other_path`` is a rename's or link's new
+    name (a symlink's ``path`` is its target, as the program passed it)."""
+    call = text_field(record, "call")
+    return File(path=resolved_path(text_field(record, "path")), access=["create"] if call in _CREATES else [],
+                mode=int_field(record, "mode") if call in _MODES else -1,
+                other_path=resolved_path(text_field(record, "other_path")))
+
+
 def _socket_network(record: dict[str, Any]) -> Network:
     """A new socket's family (``packet``, ``inet``, ``inet6``) and protocol: it has no ends yet."""
     return Network(family=text_field(record, "family"), protocol=text_field(record, "protocol"))
@@ -220,6 +242,7 @@ _PARTS: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {
     "socket": ("network", _socket_network),
     "stdio_dup": ("network", _network),
     "unix_connect": ("network", _unix_network),
+    "file_change": ("file", _changed_file),
 }
 
 
@@ -346,6 +369,13 @@ def _vm_write(record: dict[str, Any]) -> _Details:
     return "process_vm_writev", Target(resource="processes", name=str(int_field(record, "target_pid"))), Outcome()
 
 
+def _file_change(record: dict[str, Any]) -> _Details:
+    """The call is the action; a chown's new owner and group are ``target.name`` (``uid:gid``, -1 unchanged)."""
+    call = text_field(record, "call") or "file_change"
+    owner = f"{int_field(record, 'owner')}:{int_field(record, 'group')}" if "chown" in call else ""
+    return call, Target(path=resolved_path(text_field(record, "path")), name=owner), Outcome()
+
+
 def _syscalls(record: dict[str, Any]) -> _Details:
     return "profile", Target(), Outcome("success")
 
@@ -372,4 +402,5 @@ _DETAILS: dict[str, Callable[[dict[str, Any]], _Details]] = {
     "unix_connect": _unix_connect,
     "userfaultfd": _userfaultfd,
     "process_vm_write": _vm_write,
+    "file_change": _file_change,
 }

@@ -34,6 +34,7 @@ _DUP = struct.Struct("<Ii")  # after the socket's fields (struct sock_record, wi
 _USERFAULTFD = struct.Struct("<I")
 _VM_WRITE = struct.Struct("<II")
 _UNIX_CONNECT = struct.Struct("<iI")
+_FILE_CHANGE = struct.Struct("<IIiiII")
 
 ARGS_LEN = 1024
 NAME_LEN = 64
@@ -46,6 +47,8 @@ _EXEC_PARENT_EXE = _EXEC_CWD + MAX_DEPTH * NAME_LEN
 _OPEN_PATH = _BODY + 16
 _DUP_CALL = _BODY + 48
 _UNIX_PATH = _BODY + _UNIX_CONNECT.size
+_CHANGE_PATH = _BODY + _FILE_CHANGE.size
+_CHANGE_OTHER = _CHANGE_PATH + 256
 _OPEN_ALL = struct.Struct(HEADER.format + _OPEN.format[1:])
 _TYPE_OFFSET = 16  # the low byte of header.type (little-endian)
 _COMM_CACHE = 4096
@@ -55,12 +58,15 @@ TYPES = {
     1: "exec", 2: "exit", 3: "open", 4: "connect", 5: "accept", 6: "listen", 7: "ptrace", 8: "setid",
     9: "ns_change", 10: "mount", 11: "module_load", 12: "bpf", 13: "memfd_create", 14: "file_write",
     15: "cgroup_rmdir", 16: "seccomp", 17: "socket", 18: "stdio_dup", 19: "userfaultfd", 20: "process_vm_write",
-    21: "unix_connect",
+    21: "unix_connect", 22: "file_change",
 }
 _CGROUP_RMDIR_TYPE = 15
 
 #: ``enum setid_call`` of sensor.bpf.c.
 SETID_CALLS = ("setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid")
+#: ``enum file_op`` of sensor.bpf.c: the syscalls that change a file's name, links or permissions.
+FILE_OPS = ("unlink", "unlinkat", "rmdir", "rename", "renameat", "renameat2", "mkdir", "mkdirat", "chmod", "fchmodat",
+            "link", "linkat", "symlink", "symlinkat", "chown", "lchown", "fchownat")
 _PTRACE_REQUESTS = {4: "poketext", 5: "pokedata", 6: "pokeuser", 16: "attach", 0x4206: "seize"}
 _BPF_COMMANDS = {5: "prog_load", 8: "prog_attach", 17: "raw_tracepoint_open", 28: "link_create"}
 _PROTOCOLS = {6: "tcp", 17: "udp", 132: "sctp", 1: "icmp", 58: "icmpv6", 262: "mptcp"}
@@ -211,11 +217,20 @@ def _unix_connect(record: dict[str, Any], view: memoryview, at: int) -> None:
     record["path"] = view[at + _UNIX_PATH : at + _UNIX_PATH + path_len].tobytes().decode(errors="replace")
 
 
+def _file_change(record: dict[str, Any], view: memoryview, at: int) -> None:
+    op, record["mode"], record["owner"], record["group"], path_len, other_len = _FILE_CHANGE.unpack_from(
+        view, at + _BODY)
+    record["call"] = FILE_OPS[op] if op < len(FILE_OPS) else str(op)
+    record["path"] = view[at + _CHANGE_PATH : at + _CHANGE_PATH + path_len].tobytes().decode(errors="replace")
+    record["other_path"] = view[at + _CHANGE_OTHER : at + _CHANGE_OTHER + other_len].tobytes().decode(
+        errors="replace")
+
+
 _Fields = Callable[[dict[str, Any], memoryview, int], None]
 _FIELDS: dict[int, _Fields] = {
     1: _exec, 2: _exit, 4: _sock, 5: _sock, 6: _sock, 7: _ptrace, 8: _setid, 9: _ns_change,
     10: _mount, 11: _module, 12: _bpf, 13: _memfd, 16: _seccomp, 17: _socket, 18: _stdio_dup, 19: _userfaultfd,
-    20: _vm_write, 21: _unix_connect,
+    20: _vm_write, 21: _unix_connect, 22: _file_change,
 }
 
 

@@ -310,6 +310,40 @@ def test_connects_to_container_runtime_sockets_are_recorded_and_other_unix_ones_
     assert not [r for r in recorder.of_pid(pid) if r["type"] == "connect"]  # unix sockets are no inet connects
 
 
+_FILE_CHANGES = """
+import os, sys
+name, scratch = sys.argv[1], sys.argv[2]
+os.mkdir(f"/etc/{name}.d")
+os.rmdir(f"/etc/{name}.d")
+open(f"/etc/{name}", "w").close()
+os.chmod(f"/etc/{name}", 0o600)
+os.chown(f"/etc/{name}", 0, 0)
+os.rename(f"/etc/{name}", f"/etc/{name}.bak")
+os.symlink("/etc/shadow", f"{scratch}/shadow-link")
+os.unlink(f"/etc/{name}.bak")
+open(f"{scratch}/plain", "w").close()
+os.chmod(f"{scratch}/plain", 0o755)  # not watched, no special bits: not recorded
+os.chmod(f"{scratch}/plain", 0o4755)  # the setuid bit: recorded wherever the file is
+os.unlink(f"{scratch}/plain")
+"""
+
+
+@root_only
+def test_watched_paths_removed_renamed_linked_made_or_repermissioned_are_recorded(recorder: Recorder,
+                                                                                  tmp_path: Path) -> None:
+    name = f"vigil-test-{uuid.uuid4().hex[:12]}"
+    pid = _python(_FILE_CHANGES, name, str(tmp_path))
+    recorder.wait_for(lambda r: r["type"] == "file_change" and r["pid"] == pid and r["call"] == "chmod"
+                      and r["mode"] == 0o4755)
+    changes = [(r["call"], r["path"], r["other_path"]) for r in recorder.of_pid(pid) if r["type"] == "file_change"]
+    etc = f"/etc/{name}"
+    assert changes == [("mkdir", f"{etc}.d", ""), ("rmdir", f"{etc}.d", ""), ("chmod", etc, ""), ("chown", etc, ""),
+                       ("rename", etc, f"{etc}.bak"), ("symlink", "/etc/shadow", f"{tmp_path}/shadow-link"),
+                       ("unlink", f"{etc}.bak", ""), ("chmod", f"{tmp_path}/plain", "")]
+    modes = [(r["call"], r["mode"], r["owner"], r["group"]) for r in recorder.of_pid(pid) if r["type"] == "file_change"]
+    assert modes[2:4] == [("chmod", 0o600, -1, -1), ("chown", 0, 0, 0)]
+
+
 _LOOPBACK = """
 import socket, sys
 family, host = (socket.AF_INET6, "::1") if sys.argv[1] == "6" else (socket.AF_INET, "127.0.0.1")

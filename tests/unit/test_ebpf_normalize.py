@@ -48,6 +48,8 @@ RECORDED: dict[str, dict[str, Any]] = {
     "userfaultfd": {"type": "userfaultfd", **_HEADER, "flags": 0},
     "process_vm_write": {"type": "process_vm_write", **_HEADER, "target_pid": 22808, "iovecs": 1},
     "unix_connect": {"type": "unix_connect", **_HEADER, "fd": 6, "family": "unix", "path": "/run/docker.sock"},
+    "file_change": {"type": "file_change", **_HEADER, "mode": 0, "owner": -1, "group": -1, "call": "rename",
+                    "path": "/etc/vigil-h1-f", "other_path": "/etc/vigil-h1-g"},
 }
 #: A container's syscall profile for one interval, as the sensor reported it on this project's machines.
 SYSCALLS = {
@@ -302,3 +304,23 @@ def test_userfaultfd_and_process_vm_writev_are_syscall_events() -> None:
     write = _normalize(RECORDED["process_vm_write"])
     assert (write.kind, write.action, write.target.resource, write.target.name) == (
         "process.syscall", "process_vm_writev", "processes", "22808")
+
+
+def test_file_changes_name_the_call_both_paths_and_the_mode() -> None:
+    rename = _normalize(RECORDED["file_change"])
+    assert (rename.kind, rename.action, rename.target.path) == ("file.write", "rename", "/etc/vigil-h1-f")
+    assert (rename.file.path, rename.file.other_path, rename.file.access, rename.file.mode) == (
+        "/etc/vigil-h1-f", "/etc/vigil-h1-g", [], -1)
+    chmod = _normalize({**RECORDED["file_change"], "call": "fchmodat", "mode": 0o4755, "other_path": ""})
+    assert (chmod.kind, chmod.action, chmod.file.mode, chmod.file.other_path) == ("file.write", "fchmodat", 0o4755, "")
+    link = _normalize({**RECORDED["file_change"], "call": "symlink", "path": "/etc/shadow", "other_path": "/tmp/l"})
+    assert (link.file.path, link.file.other_path, link.file.access) == ("/etc/shadow", "/tmp/l", ["create"])
+    chown = _normalize({**RECORDED["file_change"], "call": "fchownat", "owner": 0, "group": -1})
+    assert (chown.action, chown.target.name) == ("fchownat", "0:-1")
+
+
+def test_a_mkdir_is_a_syscall_event_with_its_path_as_other_sources_name_it() -> None:
+    event = _normalize({**RECORDED["file_change"], "call": "mkdirat", "mode": 0o755, "other_path": "",
+                        "path": "/usr/bin/.x/../.hidden"})
+    assert (event.kind, event.action, event.target.path, event.file.mode) == (
+        "process.syscall", "mkdirat", "/usr/bin/.hidden", 0o755)

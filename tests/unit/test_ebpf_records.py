@@ -141,6 +141,18 @@ def test_userfaultfd_process_vm_write_and_unix_connect_records() -> None:
     assert (unix["type"], unix["fd"], unix["family"], unix["path"]) == ("unix_connect", 5, "unix", path.decode())
 
 
+def test_file_change_records_carry_the_call_both_paths_and_the_mode() -> None:
+    raw = (_header(22) + struct.pack("<IIiiII", 5, 0, -1, -1, 9, 9) + b"/etc/a.sw".ljust(256, b"\0")
+           + b"/etc/a.tx".ljust(256, b"\0"))
+    record = _decode(raw)
+    assert (record["type"], record["call"], record["path"], record["other_path"]) == (
+        "file_change", "renameat2", "/etc/a.sw", "/etc/a.tx")
+    chmod = _decode(_header(22) + struct.pack("<IIiiII", 8, 0o4755, -1, -1, 4, 0) + b"/tmp".ljust(512, b"\0"))
+    assert (chmod["call"], chmod["mode"], chmod["other_path"]) == ("chmod", 0o4755, "")
+    chown = _decode(_header(22) + struct.pack("<IIiiII", 16, 0, 0, 42, 4, 0) + b"/etc".ljust(512, b"\0"))
+    assert (chown["call"], chown["owner"], chown["group"]) == ("fchownat", 0, 42)
+
+
 def test_removed_cgroups_are_kept_for_the_sensor_not_returned_as_records() -> None:
     decoder = RecordDecoder({}, lambda cgroup_id: "", BOOT_OFFSET)
     removed = _header(15) + struct.pack("<Q256s", 4242, f"/k8s.io/{CID}".encode())
@@ -228,8 +240,9 @@ def test_the_kernels_syscall_table_follows_the_architectures_numbers() -> None:
     assert all(entry >> 8 == 0 for slot, entry in table.items() if slot >= COMPAT_BASE)  # compat: counted only
     assert 0 not in table.values() and 0 not in table  # read: neither counted apart nor recorded
     assert entries("aarch64")[SYSCALL_NUMBERS["aarch64"]["clone"]] == CLASSES.index("fork")
-    recorded = {slot: entry >> 8 for slot, entry in table.items() if entry >> 8}
-    for syscall in ("socket", "dup", "dup2", "dup3", "fcntl", "userfaultfd", "process_vm_writev"):
+    recorded = {slot: entry >> 8 & 0xFF for slot, entry in table.items() if entry >> 8}
+    for syscall in ("socket", "dup", "dup2", "dup3", "fcntl", "userfaultfd", "process_vm_writev", "renameat2",
+                    "unlink"):
         assert recorded[SYSCALL_NUMBERS["x86_64"][syscall]] == HANDLERS[syscall][0]
     assert "dup2" not in SYSCALL_NUMBERS["aarch64"] and SYSCALL_NUMBERS["aarch64"]["dup3"] in entries("aarch64")
 
@@ -243,6 +256,12 @@ def test_syscall_tables_name_numbers_per_architecture() -> None:
 
 
 def test_the_kernel_is_told_which_opens_rules_without_a_prefix_apply_to() -> None:
-    assert SensorConfig().unanchored_rules() == 0b10  # the default *release_agent, *core_pattern: writes only
-    assert SensorConfig(open_watch=("*.pem",), write_watch=()).unanchored_rules() == 0b01
-    assert SensorConfig(open_watch=("/etc/shadow",), write_watch=("/etc/",)).unanchored_rules() == 0
+    short, heads = SensorConfig(open_watch=("*.pem", "/etc/shadow", "/root/.ssh/"),
+                                write_watch=("*release_agent", "/etc/", "/lib")).rule_sets()
+    # rules in encoded order: the write rules (0-2), then the others (3-5); bit = rule index
+    assert (short.reads, short.writes) == (0b001000, 0b001001)  # *.pem for every open, *release_agent for writes
+    assert set(heads) == {b"/etc", b"/roo", b"/lib"}
+    assert (heads[b"/lib"].reads, heads[b"/lib"].writes) == (0, 0b000100)
+    assert (heads[b"/etc"].reads, heads[b"/etc"].writes) == (0b010000, 0b010010)
+    assert (heads[b"/roo"].reads, heads[b"/roo"].writes) == (0b100000, 0b100000)
+    assert heads[b"/etc"].encoded() == struct.pack("<QQ", 0b010000, 0b010010)
