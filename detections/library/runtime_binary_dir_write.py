@@ -1,5 +1,5 @@
-"""A program directory changed at run time: a binary written, replaced, renamed or removed under /bin, /sbin,
-/usr/bin, /usr/local/bin or the library directories."""
+"""A program directory changed at run time: a binary written, replaced, renamed or removed, or a directory made,
+under /bin, /sbin, /usr/bin, /usr/local/bin or the library directories."""
 
 from typing import Any
 
@@ -7,6 +7,7 @@ from vigil.detections.sdk import EventDetection, Example, container_label
 from vigil.detections.sdk.prefilters import program_name
 from vigil.event import Event
 from vigil.sources.falco.fixtures import falco_record
+from vigil.sources.fixtures import EXAMPLE_START_NS, in_pod
 from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
 
 #: Where a container sees the node's filesystem through a hostPath mount.
@@ -19,6 +20,8 @@ INSTALLERS = frozenset({
     "pip3", "npm", "gem", "cargo", "go", "install", "update-alternat", "ldconfig", "ldconfig.real", "snapd",
     "mkinitramfs", "update-initramf", "depmod", "kubelet", "containerd", "dockerd",
 })
+#: Syscalls that make a directory (``process.syscall`` events; the other changes are ``file.write``).
+MKDIRS = ("mkdir", "mkdirat")
 
 
 def node_path(path: str) -> str:
@@ -37,6 +40,8 @@ def changed_binary_path(event: Event) -> str:
 
 
 def changes_binaries(event: Event) -> bool:
+    if event.kind == "process.syscall" and event.action not in MKDIRS:
+        return False
     if not changed_binary_path(event) or program_name(event) in INSTALLERS:
         return False
     ancestors = {event.actor.parent_exe.rpartition("/")[2], event.actor.grandparent_exe.rpartition("/")[2]}
@@ -57,7 +62,8 @@ DETECTION = EventDetection(
     title="Program or library directory modified at run time",
     alert_title="{program} changed {file} ({change}) in {where}",
     description=(
-        "A process other than a package manager wrote, replaced, renamed, removed or re-permissioned a file under "
+        "A process other than a package manager wrote, replaced, renamed, removed or re-permissioned a file, or "
+        "made a directory, under "
         "a program or library directory (/bin, /sbin, /usr/bin, /usr/local/bin, /lib, /usr/lib, /boot), in a "
         "container or on a node, directly or through a hostPath mount. Replacing a system binary (ps, ls, sshd) "
         "or a library is how rootkits and backdoors hide; in a container it is drift from the image."
@@ -67,7 +73,8 @@ DETECTION = EventDetection(
     tags=["runtime", "persistence", "defense_evasion", "drift"],
     references=["https://attack.mitre.org/techniques/T1036/005/", "https://falco.org/docs/rules/default-rules/"],
     false_positives=["Image builds (kaniko, buildkit) running in pods; entrypoints that install a binary at start."],
-    kinds=["file.write"],
+    kinds=["file.write", "process.syscall"],
+    actions={"process.syscall": MKDIRS},
     match=changes_binaries,
     context=binary_context,
     dedup="{cluster}/{node}/{namespace}/{pod}/{file}",
@@ -93,6 +100,33 @@ DETECTION = EventDetection(
                  "fs.path.name": "/tmp/x", "fs.path.target": "/bin/ls"},
                 priority="Error",
             ),
+        ),
+        Example(
+            name="a binary renamed over /usr/bin/ps in a pod (eBPF sensor)",
+            source="ebpf",
+            fires=True,
+            record=in_pod({"type": "file_change", "time_ns": EXAMPLE_START_NS, "pid": 7601, "tid": 7601,
+                           "ppid": 7600, "uid": 0, "gid": 0, "comm": "mv", "cgroup_id": 7301, "call": "rename",
+                           "mode": 0, "owner": -1, "group": -1, "path": "/tmp/ps", "other_path": "/usr/bin/ps"}),
+        ),
+        Example(
+            name="Falco: a directory made under /usr/local/bin",
+            source="falco",
+            fires=True,
+            record=falco_record(
+                "Mkdir binary dirs", "mkdirat",
+                {"proc.exepath": "/bin/mkdir", "proc.name": "mkdir", "proc.cmdline": "mkdir /usr/local/bin/.x",
+                 "fs.path.name": "/usr/local/bin/.x"},
+                priority="Error",
+            ),
+        ),
+        Example(
+            name="a directory made in the application's data directory (eBPF sensor)",
+            source="ebpf",
+            fires=False,
+            record=in_pod({"type": "file_change", "time_ns": EXAMPLE_START_NS, "pid": 7602, "tid": 7602,
+                           "ppid": 7600, "uid": 0, "gid": 0, "comm": "app", "cgroup_id": 7301, "call": "mkdir",
+                           "mode": 0o755, "owner": -1, "group": -1, "path": "/etc/app/cache", "other_path": ""}),
         ),
         Example(
             name="the node's sshd replaced through a hostPath mount (Tetragon)",
