@@ -75,6 +75,9 @@ async def test_node_collector_ships_enriched_container_and_sensor_records(kafka_
     assert set(lifecycle) == {"container.create", "container.start", "container.exit"}
     assert all(r["k8s"] == pod_context and r["node"] == "node-under-test" for r in lifecycle.values())
     assert lifecycle["container.exit"]["exit_status"] == 0
+    # What containerd's CRI plugin wrote in the container's spec: an unprivileged container of busybox's root user.
+    security = lifecycle["container.create"]["security"]
+    assert security["privileged"] is False and security["uid"] == 0 and "CAP_SYS_ADMIN" not in security["capabilities"]
     assert _sample("vigil_enrichment_lookups_total", result="hit") > hits_before
 
     if not sensor_up:
