@@ -5,8 +5,7 @@ from typing import Any
 
 from vigil.detections.sdk import EventDetection, Example, container_label
 from vigil.event import Event
-from vigil.sources.containerd.fixtures import containerd_record
-from vigil.sources.fixtures import EXAMPLE_START_NS
+from vigil.sources.containerd.fixtures import containerd_record, plain_container_record
 
 #: Capabilities beyond the runtime's defaults that give the node's kernel, devices, network or other processes.
 POWERFUL = frozenset({"CAP_SYS_ADMIN", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_PTRACE", "CAP_SYS_BOOT",
@@ -33,13 +32,11 @@ def capable_context(event: Event, params: dict[str, Any]) -> dict[str, Any]:
             "node": event.node}
 
 
-def plain_create(capabilities: list[str], privileged: bool = False) -> dict[str, Any]:
+def plain_create(capabilities: list[str], privileged: bool = False, **record: Any) -> dict[str, Any]:
     """containerd's record of a container created outside Kubernetes, with its spec's summary."""
-    return {"kind": "container.create", "topic": "/containers/create", "time_ns": EXAMPLE_START_NS,
-            "containerd_namespace": "default", "container_id": "6f3b" * 16, "image": "docker.io/library/debian:12",
-            "runtime": "io.containerd.runc.v2", "node": "worker-1",
-            "security": {"privileged": privileged, "capabilities": ["CAP_CHOWN", "CAP_KILL", *capabilities],
-                         "uid": 0, "host_namespaces": [], "host_mounts": []}}
+    defaults = {"image": "docker.io/library/debian:12", "container_id": "6f3b" * 16}
+    return plain_container_record(**{**defaults, **record},
+                                  security={"privileged": privileged, "capabilities": ["CAP_CHOWN", *capabilities]})
 
 
 DETECTION = EventDetection(
@@ -68,8 +65,7 @@ DETECTION = EventDetection(
         Example(name="ctr run --cap-add CAP_SYS_ADMIN on the node", source="containerd", fires=True,
                 record=plain_create(["CAP_SYS_ADMIN"])),
         Example(name="a docker container on the node with SYS_MODULE and BPF", source="containerd", fires=True,
-                record={**plain_create(["CAP_SYS_MODULE", "CAP_BPF"]), "containerd_namespace": "moby",
-                        "container_id": "6a4c" * 16}),
+                record=plain_create(["CAP_SYS_MODULE", "CAP_BPF"], containerd_namespace="moby")),
         Example(name="a container with the default capabilities", source="containerd", fires=False,
                 record=plain_create(["CAP_NET_RAW", "CAP_SETUID"])),
         Example(name="a privileged container (runtime.privileged_container_started's)", source="containerd",

@@ -6,8 +6,7 @@ from typing import Any
 from vigil.detections.k8s import image_reference, registry_allowed
 from vigil.detections.sdk import EventDetection, Example, container_label
 from vigil.event import Event
-from vigil.sources.containerd.fixtures import containerd_record
-from vigil.sources.fixtures import EXAMPLE_START_NS
+from vigil.sources.containerd.fixtures import containerd_record, plain_container_record
 
 #: The big public registries (k8s.image_registry_not_allowed's default, so both agree out of the box).
 PUBLIC_REGISTRIES = ["docker.io", "registry.k8s.io", "k8s.gcr.io", "quay.io", "ghcr.io", "gcr.io", "*.pkg.dev",
@@ -34,9 +33,7 @@ def image_context(event: Event, params: dict[str, Any]) -> dict[str, Any]:
 
 def plain_container(image: str) -> dict[str, Any]:
     """containerd's record of a container created outside Kubernetes (``ctr run``, nerdctl): no pod context."""
-    return {"kind": "container.create", "topic": "/containers/create", "time_ns": EXAMPLE_START_NS,
-            "containerd_namespace": "default", "container_id": "9c1f" * 16, "image": image,
-            "runtime": "io.containerd.runc.v2", "node": "worker-1"}
+    return plain_container_record(image=image, container_id="9c1f" * 16)
 
 
 DETECTION = EventDetection(

@@ -5,8 +5,7 @@ from typing import Any
 
 from vigil.detections.sdk import EventDetection, Example, container_label
 from vigil.event import Event
-from vigil.sources.containerd.fixtures import containerd_record
-from vigil.sources.fixtures import EXAMPLE_START_NS
+from vigil.sources.containerd.fixtures import containerd_record, plain_container_record
 
 #: containerd's default capabilities, as a privileged container's list starts.
 DEFAULT_CAPABILITIES = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
@@ -30,13 +29,9 @@ def start_context(event: Event, params: dict[str, Any]) -> dict[str, Any]:
             "in_kubernetes": bool(event.k8s.pod), "node": event.node}
 
 
-def plain_create(security: dict[str, Any], image: str = "docker.io/library/alpine:3.20") -> dict[str, Any]:
+def plain_create(security: dict[str, Any], **record: Any) -> dict[str, Any]:
     """containerd's record of a container created outside Kubernetes (``ctr run``), with its spec's summary."""
-    return {"kind": "container.create", "topic": "/containers/create", "time_ns": EXAMPLE_START_NS,
-            "containerd_namespace": "default", "container_id": "5e2a" * 16, "image": image,
-            "runtime": "io.containerd.runc.v2", "node": "worker-1",
-            "security": {"privileged": False, "capabilities": DEFAULT_CAPABILITIES, "uid": 0, "host_namespaces": [],
-                         "host_mounts": [], **security}}
+    return plain_container_record(security={"capabilities": DEFAULT_CAPABILITIES, **security}, **record)
 
 
 DETECTION = EventDetection(
@@ -66,9 +61,9 @@ DETECTION = EventDetection(
                 record=plain_create({"privileged": True, "capabilities": [*DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN"]})),
         Example(name="a privileged container of docker's on the node, sharing its network and PIDs",
                 source="containerd", fires=True,
-                record={**plain_create({"privileged": True, "capabilities": ["CAP_SYS_ADMIN", "CAP_SYS_MODULE"],
-                                        "host_namespaces": ["pid", "network"]}, image="docker.io/library/ubuntu:24.04"),
-                        "containerd_namespace": "moby", "container_id": "5f3b" * 16}),
+                record=plain_create({"privileged": True, "capabilities": ["CAP_SYS_ADMIN", "CAP_SYS_MODULE"],
+                                     "host_namespaces": ["pid", "network"]}, image="docker.io/library/ubuntu:24.04",
+                                    containerd_namespace="moby", container_id="5f3b" * 16)),
         Example(name="an ordinary container started with ctr", source="containerd", fires=False,
                 record=plain_create({})),
         Example(name="a privileged pod (k8s.privileged_container's, from its spec)", source="containerd",

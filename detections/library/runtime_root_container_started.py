@@ -5,8 +5,7 @@ from typing import Any
 
 from vigil.detections.sdk import EventDetection, Example, container_label
 from vigil.event import Event
-from vigil.sources.containerd.fixtures import containerd_record
-from vigil.sources.fixtures import EXAMPLE_START_NS
+from vigil.sources.containerd.fixtures import containerd_record, plain_container_record
 
 
 def root_start(event: Event, params: dict[str, Any]) -> bool:
@@ -19,13 +18,10 @@ def root_context(event: Event, params: dict[str, Any]) -> dict[str, Any]:
             "node": event.node}
 
 
-def plain_create(uid: int) -> dict[str, Any]:
-    """containerd's record of a container created outside Kubernetes, with its spec's summary."""
-    return {"kind": "container.create", "topic": "/containers/create", "time_ns": EXAMPLE_START_NS,
-            "containerd_namespace": "default", "container_id": "8b5d" * 16, "image": "docker.io/library/redis:7",
-            "runtime": "io.containerd.runc.v2", "node": "worker-1",
-            "security": {"privileged": False, "capabilities": ["CAP_CHOWN"], "uid": uid, "host_namespaces": [],
-                         "host_mounts": []}}
+def plain_create(uid: int, **record: Any) -> dict[str, Any]:
+    """containerd's record of a container created outside Kubernetes whose first process runs as ``uid``."""
+    defaults = {"image": "docker.io/library/redis:7", "container_id": "8b5d" * 16}
+    return plain_container_record(**{**defaults, **record}, security={"uid": uid})
 
 
 DETECTION = EventDetection(
@@ -52,8 +48,8 @@ DETECTION = EventDetection(
     examples=[
         Example(name="ctr run of an image as root", source="containerd", fires=True, record=plain_create(0)),
         Example(name="a nerdctl container on the node running as root", source="containerd", fires=True,
-                record={**plain_create(0), "containerd_namespace": "default", "container_id": "8c6e" * 16,
-                        "image": "ghcr.io/acme/agent:1.4"}),
+                record=plain_create(0, image="ghcr.io/acme/agent:1.4", containerd_namespace="default",
+                                    container_id="8c6e" * 16)),
         Example(name="a container running as uid 999", source="containerd", fires=False, record=plain_create(999)),
         Example(name="a pod's root container (k8s.run_as_root's)", source="containerd", fires=False,
                 record=containerd_record("container.create", security={"uid": 0})),

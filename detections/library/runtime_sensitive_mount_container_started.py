@@ -7,8 +7,7 @@ from typing import Any
 from vigil.detections.k8s import SENSITIVE_HOST_PATHS
 from vigil.detections.sdk import EventDetection, Example, container_label
 from vigil.event import Event
-from vigil.sources.containerd.fixtures import containerd_record
-from vigil.sources.fixtures import EXAMPLE_START_NS
+from vigil.sources.containerd.fixtures import containerd_record, plain_container_record
 
 
 def normalized(path: str) -> str:
@@ -38,12 +37,9 @@ def mount_context(event: Event, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def plain_create(*mounts: str) -> dict[str, Any]:
-    """containerd's record of a container created outside Kubernetes, with its spec's summary."""
-    return {"kind": "container.create", "topic": "/containers/create", "time_ns": EXAMPLE_START_NS,
-            "containerd_namespace": "default", "container_id": "7a4c" * 16, "image": "docker.io/library/alpine:3.20",
-            "runtime": "io.containerd.runc.v2", "node": "worker-1",
-            "security": {"privileged": False, "capabilities": ["CAP_CHOWN"], "uid": 0, "host_namespaces": [],
-                         "host_mounts": [{"source": m, "destination": m, "readonly": False} for m in mounts]}}
+    """containerd's record of a container created outside Kubernetes with ``mounts`` bind-mounted from the host."""
+    return plain_container_record(container_id="7a4c" * 16, security={"host_mounts": [
+        {"source": mount, "destination": mount, "readonly": False} for mount in mounts]})
 
 
 DETECTION = EventDetection(

@@ -22,3 +22,17 @@ def containerd_record(
         **pod_record,
         **fields,
     }
+
+
+def plain_container_record(
+    *, image: str = "docker.io/library/alpine:3.20", container_id: str = "5e2a" * 16,
+    containerd_namespace: str = "default", security: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A ``container.create`` record of a container started without Kubernetes (``ctr run``, nerdctl in
+    ``default``, docker in ``moby``): no pod context. ``security`` sets fields of the spec's summary the node
+    collector adds (:mod:`vigil.collectors.runtime.spec`) over an unprivileged root container's."""
+    summary = {"privileged": False, "capabilities": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"], "uid": 0,
+               "host_namespaces": [], "host_mounts": [], **(security or {})}
+    return {"kind": "container.create", "topic": "/containers/create", "time_ns": EXAMPLE_START_NS,
+            "containerd_namespace": containerd_namespace, "container_id": container_id, "image": image,
+            "runtime": "io.containerd.runc.v2", "node": "worker-1", "security": summary}
