@@ -1,6 +1,8 @@
 """A normal cluster is quiet: the benign corpus in vigil's own sources' records (tests/data/benign/: the node
-collector's eBPF and containerd records captured for real by tests/integration/capture_benign.py, and the API
-server's audit events of controllers, operators, nodes and people at work) raises nothing above informational
+collector's eBPF and containerd records captured for real by tests/integration/capture_benign.py, the audit
+events of a real apiserver, controller manager and scheduler and their clients captured by
+tests/integration/capture_benign_audit.py, and authored audit events of controllers, operators, nodes and people
+at work) raises nothing above informational
 through the whole library, with the tuning a deployment keeps beside it (tests/data/benign/detections.toml).
 
 The same replay, with attacks mixed into the same pods and identities, alerts: quiet because the activity is
@@ -24,6 +26,8 @@ CORPUS = Path(__file__).resolve().parents[1] / "data" / "benign"
 TUNING = CORPUS / "detections.toml"
 FILES = {"ebpf": CORPUS / "node-ebpf.jsonl", "containerd": CORPUS / "node-containerd.jsonl",
          "k8s-audit": CORPUS / "k8s-audit.jsonl"}
+#: Every file of the quiet corpus with its source: the audit events captured from a real apiserver too.
+QUIET = [*FILES.items(), ("k8s-audit", CORPUS / "k8s-audit-captured.jsonl")]
 #: The corpus's pods: a web server, an API with an init container, a CI runner job, an image build, a pod on a CNI
 #: network, and two pods people exec into.
 NAMESPACES = {"shop", "payments", "gitlab-runner", "monitoring", "dev-alice", "staging"}
@@ -64,9 +68,17 @@ def test_the_node_corpus_is_ordinary_activity_of_every_kind() -> None:
                                                                  "container.exit", "container.delete"}
 
 
-@pytest.mark.parametrize("source", sorted(FILES))
-def test_normal_cluster_activity_raises_nothing_above_informational(source: str) -> None:
-    assert loud(replay(source, FILES[source])) == []
+@pytest.mark.parametrize(("source", "path"), QUIET, ids=[path.name for _, path in QUIET])
+def test_normal_cluster_activity_raises_nothing_above_informational(source: str, path: Path) -> None:
+    assert loud(replay(source, path)) == []
+
+
+def test_the_captured_audit_log_is_a_control_plane_and_its_clients_at_work() -> None:
+    users = {event["user"]["username"] for event in records(CORPUS / "k8s-audit-captured.jsonl")}
+    assert {"system:kube-controller-manager", "system:kube-scheduler", "system:node:worker-1",
+            "system:serviceaccount:kube-system:generic-garbage-collector",
+            "system:serviceaccount:cert-manager:cert-manager-cainjector",
+            "system:serviceaccount:monitoring:kube-state-metrics", "alice@example.com"} <= users
 
 
 def _mixed_in(tmp_path: Path, source: str, attacks: list[dict]) -> Path:
