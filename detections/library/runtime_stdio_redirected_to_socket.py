@@ -8,8 +8,11 @@ from vigil.detections.sdk.prefilters import program_name
 from vigil.event import Event
 from vigil.sources.fixtures import EXAMPLE_START_NS, in_pod
 
-#: Super-servers that hand an accepted connection to a service as its standard input and output, by design.
-SUPER_SERVERS = ["inetd", "xinetd", "systemd", "tcpserver", "s6-tcpserver", "s6-tcpserver4", "s6-tcpserver6"]
+#: Super-servers that hand an accepted connection to a service as its standard input and output, by design, and
+#: servers that fork per connection and serve it on their own stdin/stdout the same way (busybox httpd, tcpsvd
+#: and udpsvd; git daemon): the benign corpus's web pod, busybox httpd answering its probes, does it each request.
+SUPER_SERVERS = ["inetd", "xinetd", "systemd", "tcpserver", "s6-tcpserver", "s6-tcpserver4", "s6-tcpserver6",
+                 "httpd", "tcpsvd", "udpsvd", "git-daemon"]
 
 
 def redirects(event: Event, params: dict[str, Any]) -> bool:
@@ -77,6 +80,12 @@ DETECTION = EventDetection(
             source="ebpf",
             fires=False,
             record={**_dup("xinetd", 0, ("10.0.0.4", 51234)), "k8s": {}, "container_id": ""},
+        ),
+        Example(
+            name="busybox httpd serving an accepted request on its stdin and stdout",
+            source="ebpf",
+            fires=False,
+            record={**_dup("httpd", 0, ("10.244.0.1", 55470)), "local_port": 8080},
         ),
         Example(
             name="a socket duplicated onto another descriptor",
