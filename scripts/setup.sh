@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 # Java + Maven: the dev Kafka. clang, bpftool, libbpf: compiling and loading the eBPF sensor. containerd, runc,
 # busybox-static: the real container runtime the node-collector tests run containers on. apparmor: apparmor_parser
 # checks the syntax of `vigil advise apparmor` drafts (this kernel has no AppArmor to enforce them). etcd-server:
-# the etcd under the real kube-apiserver of the Kubernetes API tests.
+# the etcd under the real kube-apiserver of the Kubernetes API tests. containernetworking-plugins: the bridge,
+# host-local and loopback CNI plugins of `vigil dev cluster`'s kubelet.
 missing=()
 command -v java >/dev/null || missing+=(default-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
@@ -20,6 +21,7 @@ command -v runc >/dev/null || missing+=(runc)
 [[ -x /bin/busybox ]] || missing+=(busybox-static)
 command -v apparmor_parser >/dev/null || [[ -x /sbin/apparmor_parser ]] || missing+=(apparmor)
 command -v etcd >/dev/null || missing+=(etcd-server)
+[[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
 command -v promtool >/dev/null || missing+=(prometheus)
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
