@@ -7,6 +7,7 @@ import sys
 
 from vigil import devstack
 from vigil.config import Settings
+from vigil.devstack import cluster_cli
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     down.set_defaults(func=run_down)
     status = actions.add_parser("status", help="show each service; exit 1 unless all are healthy")
     status.set_defaults(func=run_status)
+    cluster_cli.register(actions)
 
 
 def run_up(args: argparse.Namespace, settings: Settings) -> int:

@@ -79,7 +79,7 @@ def up(settings: Settings, timeout: float = 180.0, monitoring: bool = False) -> 
     """
     directory = run_dir(settings)
     directory.mkdir(parents=True, exist_ok=True)
-    with _locked(directory):
+    with locked(directory):
         _start(settings, directory, timeout)
         if monitoring:
             _start_monitoring(settings, directory, timeout)
@@ -94,7 +94,7 @@ def down(settings: Settings, grace: float = 30.0, only: Collection[str] | None =
     directory = run_dir(settings)
     if not directory.is_dir():
         return
-    with _locked(directory):
+    with locked(directory):
         _stop(settings, directory, grace, only)
 
 
@@ -110,14 +110,14 @@ def running(settings: Settings, timeout: float = 180.0) -> Iterator[None]:
     (directory / _USERS).mkdir(parents=True, exist_ok=True)
     user = directory / _USERS / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        with _locked(directory):
+        with locked(directory):
             if not any(s.process.pid() for s in _services(settings, directory) if s.process is not None):
                 (directory / _STOP_WHEN_UNUSED).touch()
             user.touch()
             _start(settings, directory, timeout)
         yield
     finally:
-        with _locked(directory):
+        with locked(directory):
             user.unlink(missing_ok=True)
             if (directory / _STOP_WHEN_UNUSED).exists() and not _live_users(directory):
                 _stop(settings, directory, grace=30.0, only=None)
@@ -129,16 +129,16 @@ def status(settings: Settings) -> list[ServiceStatus]:
     directory = run_dir(settings)
     prometheus = PrometheusServer(settings, directory)
     optional = [prometheus] if prometheus.process.pid() is not None else []
-    return [_status(service) for service in [*_services(settings, directory), *optional]]
+    return [service_status(service) for service in [*_services(settings, directory), *optional]]
 
 
 def _start_monitoring(settings: Settings, directory: Path, timeout: float) -> None:
     prometheus = PrometheusServer(settings, directory)
     if prometheus.process.pid() is None:
-        _require_free_ports([prometheus])
+        require_free_ports([prometheus])
         log.info("starting", extra={"service": prometheus.name, "address": prometheus.address})
         prometheus.start()
-        _wait_healthy(prometheus, time.monotonic() + timeout, timeout)
+        wait_healthy(prometheus, time.monotonic() + timeout, timeout)
     else:
         prometheus.write_config()
         prometheus.reload()
@@ -151,13 +151,13 @@ def _start(settings: Settings, directory: Path, timeout: float) -> None:
     # Kafka first: it is the one with prerequisites (Java, the jars), so a missing one fails before
     # anything runs.
     stopped = _not_running([kafka, clickhouse])
-    _require_free_ports(stopped)
+    require_free_ports(stopped)
     for service in stopped:
         log.info("starting", extra={"service": service.name, "address": service.address})
         service.start()
     deadline = time.monotonic() + timeout
     for service in (kafka, clickhouse):
-        _wait_healthy(service, deadline, timeout)
+        wait_healthy(service, deadline, timeout)
     kafka.create_topics()
 
 
@@ -202,7 +202,8 @@ def _services(settings: Settings, directory: Path) -> tuple[KafkaBroker, ClickHo
     return KafkaBroker(settings, directory), ClickHouseServer(settings, directory)
 
 
-def _status(service: Service) -> ServiceStatus:
+def service_status(service: Service) -> ServiceStatus:
+    """Whether ``service`` runs (its PID file) and answers a probe; also for the dev cluster's components."""
     managed = service.process is not None
     pid = service.process.pid() if service.process is not None else None
     if managed and pid is None:
@@ -214,7 +215,8 @@ def _status(service: Service) -> ServiceStatus:
     return ServiceStatus(service.name, service.address, pid, managed, healthy=True)
 
 
-def _require_free_ports(services: list[Service]) -> None:
+def require_free_ports(services: list[Service]) -> None:
+    """Refuse to start ``services`` whose ports another program holds: it would answer their probes."""
     for service in services:
         for port in service.ports:
             if is_listening("127.0.0.1", port):
@@ -224,7 +226,9 @@ def _require_free_ports(services: list[Service]) -> None:
                 )
 
 
-def _wait_healthy(service: Service, deadline: float, timeout: float) -> None:
+def wait_healthy(service: Service, deadline: float, timeout: float) -> None:
+    """Probe until ``service`` answers; a DevStackError with its log's last lines if it exits or ``deadline``
+    passes first."""
     while True:
         if service.process is not None and service.process.pid() is None:
             raise DevStackError(f"{service.name} exited while starting; {_log_tail(service)}")
@@ -245,7 +249,7 @@ def _log_tail(service: Service) -> str:
 
 
 @contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
+def locked(directory: Path) -> Iterator[None]:
     """One start or stop at a time per run dir; a second caller waits, then finds the stack as left."""
     with (directory / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
