@@ -33,15 +33,11 @@ from aiokafka.errors import (
 from vigil import kafka, metrics
 from vigil.collectors.spool import DiskSpool, Message, SpoolFull
 from vigil.config import Settings
+from vigil.kafka import RECORD_FRAMING_BYTES
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KafkaShipper", "Message", "SpoolFull", "pack"]
-
-
-#: Room for the key and Kafka's record framing: the producer counts them, not only the value, against its
-#: max_request_size, so a value of exactly max_message_bytes would be refused.
-RECORD_FRAMING_BYTES = 16_384
+__all__ = ["RECORD_FRAMING_BYTES", "KafkaShipper", "Message", "SpoolFull", "pack"]
 
 
 def pack(topic: str, records: Iterable[tuple[str, bytes]], max_bytes: int) -> list[Message]:
@@ -55,15 +51,7 @@ def pack(topic: str, records: Iterable[tuple[str, bytes]], max_bytes: int) -> li
     messages: list[Message] = []
     for key, values in groups.items():
         room = max_bytes - RECORD_FRAMING_BYTES - len(key.encode())
-        chunk: list[bytes] = []
-        size = 2
-        for value in values:
-            if chunk and size + len(value) + 1 > room:
-                messages.append(Message(topic, key, b"[" + b",".join(chunk) + b"]"))
-                chunk, size = [], 2
-            chunk.append(value)
-            size += len(value) + 1
-        messages.append(Message(topic, key, b"[" + b",".join(chunk) + b"]"))
+        messages += [Message(topic, key, array) for array in kafka.json_arrays(values, room)]
     return messages
 
 

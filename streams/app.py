@@ -175,8 +175,7 @@ def create_app(settings: Settings,
             )
             outputs: list[tuple[str, bytes | None, bytes]] = []
             for message, out in zip(messages, processed, strict=True):
-                if out.events:
-                    outputs.append((events_topic, message.key, out.events))
+                outputs.extend((events_topic, message.key, events) for events in out.events)
                 outputs.extend((alerts_topic, alert.id.encode(), alert.to_json()) for alert in out.alerts)
                 outputs.extend((deadletter_topic, message.key, record) for record in out.deadletters)
             await publish(outputs)

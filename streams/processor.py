@@ -44,9 +44,10 @@ class RawMessage:
 
 @dataclass(slots=True)
 class ProcessedMessage:
-    """What one raw message turned into: an events batch (same key), alerts, and dead-letter records."""
+    """What one raw message turned into: events batches (same key; one, unless the events outgrew a Kafka
+    message), alerts, and dead-letter records."""
 
-    events: bytes | None = None
+    events: list[bytes] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     deadletters: list[bytes] = field(default_factory=list)
 
@@ -54,6 +55,7 @@ class ProcessedMessage:
 class StreamProcessor:
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.engine = engine
+        self._max_message_bytes = settings.kafka.max_message_bytes
         self._runner = RecordRunner(engine, cluster=settings.cluster, node=settings.node,
                                     max_record_bytes=settings.collector.max_event_bytes)
         self._dead_letters = kafka.DeadLetters(settings, COMPONENT)
@@ -85,6 +87,6 @@ class StreamProcessor:
         out.deadletters = [self._dead_letters.build(message.source, r.reason, r.detail, r.raw) for r in result.refused]
         if result.events:
             out.alerts = result.alerts
-            out.events = orjson.dumps(result.events)
+            out.events = kafka.encode_batches(result.events, self._max_message_bytes)
             self._latency.observe(max(0.0, (time.time_ns() - message.ingest_ns) / 1e9))
         return out

@@ -125,8 +125,41 @@ async def ensure_topics(settings: Settings, names: Iterable[str] = TOPICS) -> No
         await admin.close()
 
 
+#: Room for the key and Kafka's record framing: the producer counts them, not only the value, against its
+#: max_request_size, so a value of exactly max_message_bytes would be refused.
+RECORD_FRAMING_BYTES = 16_384
+
+
 def encode_batch(records: list[Any]) -> bytes:
     return orjson.dumps(records)
+
+
+def encode_batches(records: list[Any], max_bytes: int) -> list[bytes]:
+    """``records`` as JSON arrays that each fit a Kafka message of ``max_bytes`` with its key: one array when it
+    fits, as almost always, else split (a collector's full message normalizes into more bytes than it had, as an
+    event carries its raw record and more; the producer would refuse it whole)."""
+    whole = orjson.dumps(records)
+    room = max_bytes - RECORD_FRAMING_BYTES
+    if len(whole) <= room:
+        return [whole]
+    return json_arrays([orjson.dumps(record) for record in records], room)
+
+
+def json_arrays(values: Iterable[bytes], room: int) -> list[bytes]:
+    """Encoded JSON values joined into JSON arrays of at most ``room`` bytes each (a value larger than ``room``
+    gets an array of its own). Byte concatenation: nothing is serialized again."""
+    arrays: list[bytes] = []
+    chunk: list[bytes] = []
+    size = 2
+    for value in values:
+        if chunk and size + len(value) + 1 > room:
+            arrays.append(b"[" + b",".join(chunk) + b"]")
+            chunk, size = [], 2
+        chunk.append(value)
+        size += len(value) + 1
+    if chunk:
+        arrays.append(b"[" + b",".join(chunk) + b"]")
+    return arrays
 
 
 def decode_batch(value: bytes) -> list[Any]:

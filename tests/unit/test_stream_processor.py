@@ -7,6 +7,7 @@ from pathlib import Path
 
 import orjson
 
+from vigil import kafka
 from vigil.config import Settings
 from vigil.detections.engine import Engine
 from vigil.detections.state import CountingStore
@@ -40,11 +41,11 @@ def test_a_batch_gives_one_output_per_message_in_order_and_dead_letters_bad_inpu
 
     first, undecodable, wrong_kind, last = processor.process_batch(batch)
 
-    assert [e["original_id"] for e in orjson.loads(first.events)] == [orjson.loads(batch[0].value)[0]["auditID"]]
-    assert (undecodable.events, [orjson.loads(d)["reason"] for d in undecodable.deadletters]) == (None, ["bad_message"])
-    assert (wrong_kind.events, [orjson.loads(d)["reason"] for d in wrong_kind.deadletters]) == (None, ["wrong_kind"])
+    assert [e["original_id"] for e in orjson.loads(first.events[0])] == [orjson.loads(batch[0].value)[0]["auditID"]]
+    assert (undecodable.events, [orjson.loads(d)["reason"] for d in undecodable.deadletters]) == ([], ["bad_message"])
+    assert (wrong_kind.events, [orjson.loads(d)["reason"] for d in wrong_kind.deadletters]) == ([], ["wrong_kind"])
     assert [a.detection for a in last.alerts] == ["seq.exec_then_tooling"], "the sequence spans two messages"
-    assert all(e["ingest_ns"] == T0 for e in orjson.loads(last.events))
+    assert all(e["ingest_ns"] == T0 for e in orjson.loads(last.events[0]))
 
 
 def test_state_is_written_once_per_key_per_batch_not_per_message() -> None:
@@ -60,3 +61,19 @@ def test_state_is_written_once_per_key_per_batch_not_per_message() -> None:
 
     assert (one_by_one.writes, batched.writes) == (2, 1), "two execs of one pod: one key, written once per batch"
     assert one_by_one.get("c/default/web-7f9c") == batched.get("c/default/web-7f9c")
+
+
+def test_events_that_outgrow_a_kafka_message_are_split_into_arrays_that_fit() -> None:
+    """A collector's full message normalizes into more bytes than it had (an event carries its raw record and
+    more): the producer would refuse it whole, and the worker lost the batch."""
+    settings = Settings(cluster="c")
+    settings.kafka.max_message_bytes = kafka.RECORD_FRAMING_BYTES + 20_000
+    records = [audit_record("get", "pods", name=f"web-{n}", time=f"2025-03-04T06:22:{n % 60:02d}.000000Z")
+               for n in range(25)]
+    raw = orjson.dumps(records)
+    assert len(raw) < 20_000 < 2 * len(raw), "a raw message that fits, whose events do not"
+
+    out = StreamProcessor(settings, Engine.load([SEQUENCE])).process("k8s-audit", raw, T0)
+
+    assert len(out.events) > 1 and all(len(array) <= 20_000 for array in out.events)
+    assert [e["original_id"] for array in out.events for e in orjson.loads(array)] == [r["auditID"] for r in records]
