@@ -645,6 +645,61 @@ def from_addresses(record: dict[str, Any], *addresses: str) -> dict[str, Any]:
 #: The namespaces Kubernetes itself creates: what runs there runs with the cluster's own privileges.
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 
+#: The controller manager's controllers that write pods (and ReplicaSets, Jobs) from a workload's template, under
+#: their own service accounts (``--use-service-account-credentials``) or the manager's identity.
+TEMPLATE_CONTROLLERS = frozenset({
+    "system:kube-controller-manager",
+    *(f"system:serviceaccount:kube-system:{name}" for name in (
+        "daemon-set-controller", "replicaset-controller", "deployment-controller", "statefulset-controller",
+        "job-controller", "cronjob-controller", "replication-controller")),
+})
+_MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+
+
+def restated_pod(event: Event) -> bool:
+    """Whether the pod spec this write sets was judged elsewhere: a controller instantiating a workload's template
+    (the object is owned by its controller; the template was judged when the workload was written), or a kubelet's
+    mirror of a static pod (it runs nothing; the manifest on the node is runtime.static_pod_manifest_write's).
+    Escape-class posture detections skip these, so a privileged DaemonSet is one alert, not one per node."""
+    metadata = pod_metadata(event)
+    if event.actor.user.startswith("system:node:"):
+        annotations = metadata.get("annotations")
+        return isinstance(annotations, dict) and _MIRROR_ANNOTATION in annotations
+    owners = metadata.get("ownerReferences")
+    if not isinstance(owners, list) or not any(isinstance(o, dict) and o.get("controller") for o in owners):
+        owners = ((written_object(event) or {}).get("metadata") or {}).get("ownerReferences")
+    controlled = isinstance(owners, list) and any(isinstance(o, dict) and o.get("controller") for o in owners)
+    return controlled and event.actor.user in TEMPLATE_CONTROLLERS
+
+
+#: Node agents that need the host by design, by image repository (any registry or mirror in front): CNI and
+#: network agents, kube-proxy, runtime-security and monitoring agents, log shippers, CSI node plugins. After
+#: Falco's falco_privileged_images and falco_sensitive_mount_images. The escape-class posture detections
+#: (privileged, host namespaces, sensitive host paths) declare this as their ``node_agent_images`` default and do
+#: not report a pod or template whose every container runs one of them; a deployment replaces the list in the
+#: tuning file. Which images a cluster may run at all is the registry allow-list detections' business.
+NODE_AGENT_IMAGES = (
+    "*calico/node", "*calico/cni", "*calico/pod2daemon-flexvol", "*calico/csi", "*calico/node-driver-registrar",
+    "*cilium/cilium", "*cilium/cilium-envoy", "*flannel/flannel", "*flannel/flannel-cni-plugin",
+    "*/kube-proxy", "*amazon-k8s-cni", "*amazon-k8s-cni-init", "*cloudnativelabs/kube-router",
+    "*weaveworks/weave-kube", "*ip-masq-agent*", "*gke-metadata-server", "*netd-amd64",
+    "*falcosecurity/falco", "*falcosecurity/falco-driver-loader", "*sysdig/sysdig", "*cilium/tetragon",
+    "*prometheus/node-exporter", "*prom/node-exporter", "*fluent/fluent-bit", "*fluent/fluentd-kubernetes-daemonset",
+    "*datadog/agent", "*cadvisor/cadvisor", "*google/cadvisor",
+    "*sig-storage/csi-node-driver-registrar", "*ebs-csi-driver/aws-ebs-csi-driver",
+    "*efs-csi-driver/aws-efs-csi-driver",
+    "*nvidia/k8s-device-plugin",
+)
+
+
+def runs_node_agents(event: Event, patterns: Sequence[str]) -> bool:
+    """Whether every container of the pod (or template) this write sets runs one of the node-agent ``patterns``."""
+    pod = written_pod(event)
+    if pod is None or not pod.containers:
+        return False
+    return all(identity_matches(image_reference(str(c.get("image", ""))).name, patterns) for _, c in pod.containers)
+
+
 #: Images whose job is changing their own filesystem: in-cluster image builders unpack a base image over their
 #: root and run each build step there (package installs, /etc and binary directories written). Runtime detections
 #: of drift inside a container declare this as their ``builder_images`` default (``fnmatch`` patterns of the image

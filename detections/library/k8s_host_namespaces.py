@@ -1,8 +1,18 @@
 """Host namespaces: a pod or workload template sharing the node's PID, IPC or network namespace."""
 
+from collections.abc import Mapping
 from typing import Any
 
-from vigil.detections.k8s import POD_SPEC_RESOURCES, SPEC_SUBRESOURCES, SPEC_WRITE_VERBS, pod_spec, workload
+from vigil.detections.k8s import (
+    NODE_AGENT_IMAGES,
+    POD_SPEC_RESOURCES,
+    SPEC_SUBRESOURCES,
+    SPEC_WRITE_VERBS,
+    pod_spec,
+    restated_pod,
+    runs_node_agents,
+    workload,
+)
 from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
 from vigil.sources.audit.fixtures import audit_record, workload_object
@@ -17,7 +27,13 @@ def host_namespaces(event: Event) -> list[str]:
     return [field for field in HOST_NAMESPACE_FIELDS if spec.get(field) is True]
 
 
-def host_namespace_context(event: Event) -> dict[str, Any]:
+def shares_host_namespaces(event: Event, params: Mapping[str, Any]) -> bool:
+    """Host namespaces written by someone who decides them (see k8s.restated_pod), outside the node agents."""
+    return (bool(host_namespaces(event)) and not restated_pod(event)
+            and not runs_node_agents(event, params["node_agent_images"]))
+
+
+def host_namespace_context(event: Event, params: Mapping[str, Any]) -> dict[str, Any]:
     return {"workload": workload(event), "host_namespaces": host_namespaces(event)}
 
 
@@ -41,15 +57,39 @@ DETECTION = EventDetection(
         "https://www.elastic.co/guide/en/security/current/kubernetes-pod-created-with-hostnetwork.html",
     ],
     false_positives=[
-        "CNI plugins, kube-proxy and node exporters run hostNetwork DaemonSets; expect them when they are "
-        "installed or upgraded.",
+        "CNI plugins, kube-proxy and node exporters run hostNetwork DaemonSets: the common ones are "
+        "node_agent_images; pods a controller creates from a template and kubelets' mirror pods of static pods "
+        "are not reported (the template and the static manifest are).",
     ],
     kinds=["k8s.api"],
     resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
-    match=lambda event: bool(host_namespaces(event)),
+    params={"node_agent_images": NODE_AGENT_IMAGES},
+    match=shares_host_namespaces,
     context=host_namespace_context,
     dedup="{cluster}/{namespace}/{workload}",
     examples=[
+        Example(
+            name="a kubelet's mirror of its static hostNetwork pod",
+            source="k8s-audit",
+            fires=False,
+            record=audit_record(
+                "create", "pods", name="nginx-proxy-worker-1", namespace="kube-system", user="system:node:worker-1",
+                groups=("system:nodes", "system:authenticated"),
+                request_object=workload_object(
+                    "Pod", "nginx-proxy-worker-1", {"hostNetwork": True, "containers": [_APP]},
+                    annotations={"kubernetes.io/config.mirror": "0b1c9e", "kubernetes.io/config.source": "file"}),
+            ),
+        ),
+        Example(
+            name="a node identity creating a hostNetwork pod that mirrors nothing",
+            source="k8s-audit",
+            fires=True,
+            record=audit_record(
+                "create", "pods", name="sniffer", namespace="kube-system", user="system:node:worker-1",
+                groups=("system:nodes", "system:authenticated"),
+                request_object=workload_object("Pod", "sniffer", {"hostNetwork": True, "containers": [_APP]}),
+            ),
+        ),
         Example(
             name="pod with hostPID and hostNetwork",
             source="k8s-audit",

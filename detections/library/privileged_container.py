@@ -1,8 +1,19 @@
 """Privileged container: a pod or workload template that runs a container with ``privileged: true``."""
 
+from collections.abc import Mapping
 from typing import Any
 
-from vigil.detections.k8s import POD_SPEC_RESOURCES, SPEC_SUBRESOURCES, SPEC_WRITE_VERBS, containers, pod_spec, workload
+from vigil.detections.k8s import (
+    NODE_AGENT_IMAGES,
+    POD_SPEC_RESOURCES,
+    SPEC_SUBRESOURCES,
+    SPEC_WRITE_VERBS,
+    containers,
+    pod_spec,
+    restated_pod,
+    runs_node_agents,
+    workload,
+)
 from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
 from vigil.sources.audit.fixtures import audit_record, workload_object
@@ -19,7 +30,13 @@ def privileged_containers(event: Event) -> list[dict[str, str]]:
     ]
 
 
-def privileged_context(event: Event) -> dict[str, Any]:
+def sets_privileged(event: Event, params: Mapping[str, Any]) -> bool:
+    """A privileged container written by someone who decides it (see k8s.restated_pod), outside the node agents."""
+    return (bool(privileged_containers(event)) and not restated_pod(event)
+            and not runs_node_agents(event, params["node_agent_images"]))
+
+
+def privileged_context(event: Event, params: Mapping[str, Any]) -> dict[str, Any]:
     found = privileged_containers(event)
     return {
         "workload": workload(event),
@@ -51,12 +68,14 @@ DETECTION = EventDetection(
         "https://kubernetes.io/docs/concepts/security/pod-security-standards/",
     ],
     false_positives=[
-        "Node agents that need the host (CNI, CSI drivers, monitoring) run privileged DaemonSets; "
-        "expect them when they are installed or upgraded.",
+        "Node agents that need the host (CNI, CSI drivers, monitoring) run privileged DaemonSets: the common ones "
+        "are node_agent_images, and the pods a DaemonSet's controller creates on each node are not reported "
+        "(the DaemonSet is); add a deployment's own agents to node_agent_images.",
     ],
     kinds=["k8s.api"],
     resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
-    match=lambda event: bool(privileged_containers(event)),
+    params={"node_agent_images": NODE_AGENT_IMAGES},
+    match=sets_privileged,
     context=privileged_context,
     dedup="{cluster}/{namespace}/{workload}",
     examples=[
@@ -78,6 +97,30 @@ DETECTION = EventDetection(
                 request_object=workload_object(
                     "DaemonSet", "node-agent", {"initContainers": [_PRIVILEGED], "containers": [_PLAIN]}
                 ),
+            ),
+        ),
+        Example(
+            name="calico/node's DaemonSet applied by Argo CD (a node agent image)",
+            source="k8s-audit",
+            fires=False,
+            record=audit_record(
+                "create", "daemonsets", name="calico-node", namespace="kube-system", api_group="apps",
+                user="system:serviceaccount:argocd:argocd-application-controller",
+                request_object=workload_object("DaemonSet", "calico-node", {"hostNetwork": True, "containers": [
+                    {"name": "calico-node", "image": "quay.io/calico/node:v3.28.2",
+                     "securityContext": {"privileged": True}}]}),
+            ),
+        ),
+        Example(
+            name="the daemon-set controller creating a privileged DaemonSet's pod on a node",
+            source="k8s-audit",
+            fires=False,
+            record=audit_record(
+                "create", "pods", name="node-agent-x7k2p", namespace="kube-system",
+                user="system:serviceaccount:kube-system:daemon-set-controller",
+                request_object=workload_object("Pod", "node-agent-x7k2p", {"containers": [_PRIVILEGED]},
+                                               ownerReferences=[{"apiVersion": "apps/v1", "kind": "DaemonSet",
+                                                                 "name": "node-agent", "controller": True}]),
             ),
         ),
         Example(

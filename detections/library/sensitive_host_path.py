@@ -1,14 +1,18 @@
 """Sensitive hostPath mount: a pod or workload template mounts a sensitive directory or socket of the node."""
 
+from collections.abc import Mapping
 from typing import Any
 
 from vigil.detections.k8s import (
+    NODE_AGENT_IMAGES,
     POD_SPEC_RESOURCES,
     SPEC_SUBRESOURCES,
     SPEC_WRITE_VERBS,
     host_path,
     is_sensitive_host_path,
     pod_spec,
+    restated_pod,
+    runs_node_agents,
     workload,
 )
 from vigil.detections.sdk import EventDetection, Example
@@ -28,7 +32,13 @@ def sensitive_mounts(event: Event) -> list[dict[str, str]]:
     ]
 
 
-def host_path_context(event: Event) -> dict[str, Any]:
+def mounts_sensitive_paths(event: Event, params: Mapping[str, Any]) -> bool:
+    """Sensitive host paths written by someone who decides them (see k8s.restated_pod), outside the node agents."""
+    return (bool(sensitive_mounts(event)) and not restated_pod(event)
+            and not runs_node_agents(event, params["node_agent_images"]))
+
+
+def host_path_context(event: Event, params: Mapping[str, Any]) -> dict[str, Any]:
     mounts = sensitive_mounts(event)
     return {"workload": workload(event), "host_paths": [m["path"] for m in mounts], "volumes": mounts}
 
@@ -62,15 +72,28 @@ DETECTION = EventDetection(
         "https://kubernetes.io/docs/concepts/storage/volumes/#hostpath",
     ],
     false_positives=[
-        "Log shippers mount /var/log, node exporters /proc and /sys, CSI drivers /var/lib/kubelet: "
-        "expect their DaemonSets when they are installed or upgraded.",
+        "Log shippers mount /var/log, node exporters /proc and /sys, CSI drivers /var/lib/kubelet: the common "
+        "ones are node_agent_images, and the pods their DaemonSets' controller creates are not reported.",
     ],
     kinds=["k8s.api"],
     resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
-    match=lambda event: bool(sensitive_mounts(event)),
+    params={"node_agent_images": NODE_AGENT_IMAGES},
+    match=mounts_sensitive_paths,
     context=host_path_context,
     dedup="{cluster}/{namespace}/{workload}",
     examples=[
+        Example(
+            name="fluent-bit reading the node's logs (a node agent image)",
+            source="k8s-audit",
+            fires=False,
+            record=audit_record(
+                "create", "daemonsets", name="fluent-bit", namespace="logging", api_group="apps",
+                request_object=workload_object("DaemonSet", "fluent-bit", {
+                    "containers": [{"name": "fluent-bit", "image": "cr.fluentbit.io/fluent/fluent-bit:3.1",
+                                    "volumeMounts": [{"name": "logs", "mountPath": "/var/log"}]}],
+                    "volumes": [{"name": "logs", "hostPath": {"path": "/var/log"}}]}),
+            ),
+        ),
         Example(
             name="the node's root filesystem",
             source="k8s-audit",

@@ -13,10 +13,13 @@ administrator (namespaces, RBAC, the objects the clients work on) is not audited
   included, the service-account, root-CA publisher, deployment, replica-set and garbage controllers at work, the
   scheduler binding the pods;
 - a node's kubelet identity (``system:node:worker-1``, its static token standing in for its client certificate)
-  registering the node, reporting its status, requesting its pods' tokens and setting their status;
+  registering the node, mirroring its static pod, reporting its status, requesting its pods' tokens and setting
+  their status;
 - kube-state-metrics, Prometheus, cert-manager (controller, cainjector writing its webhooks' caBundle, webhook),
-  ingress-nginx (controller, and its certgen job), Argo CD, Flux, external-secrets and a CI deployer running Helm,
-  each with a token the API issued to its own service account and its own User-Agent;
+  ingress-nginx (controller, and its certgen job), Argo CD (applying the node agents' DaemonSets too: kube-proxy,
+  calico-node, node-exporter, fluent-bit, whose pods the real daemon-set controller then creates), Flux,
+  external-secrets and a CI deployer running Helm, each with a token the API issued to its own service account and
+  its own User-Agent;
 - ``kubectl exec`` by people into pods of ``dev-alice`` and ``staging`` (no kubelet serves it here, so the API
   answers with an error after authorizing it: the audit event is the one a served exec has, with that code).
 """
@@ -70,8 +73,31 @@ CLIENTS = {
     ("external-secrets", "external-secrets"): "external-secrets/v0.10.5",
     ("gitlab-runner", "deployer"): "Helm/3.16.2",
 }
-NAMESPACES = ("shop", "staging", "dev-alice", "monitoring", "cert-manager", "ingress-nginx", "argocd", "flux-system",
-              "external-secrets", "gitlab-runner")
+NAMESPACES = ("shop", "staging", "dev-alice", "monitoring", "logging", "cert-manager", "ingress-nginx", "argocd",
+              "flux-system", "external-secrets", "gitlab-runner")
+#: The node agents a cluster runs as DaemonSets, as their charts set them: (namespace, name, image, pod spec).
+NODE_AGENTS = (
+    ("kube-system", "kube-proxy", "registry.k8s.io/kube-proxy:v1.34.4", {
+        "hostNetwork": True, "securityContext": {}, "priorityClassName": "system-node-critical",
+        "volumes": [{"name": "lib-modules", "hostPath": {"path": "/lib/modules"}},
+                    {"name": "xtables-lock", "hostPath": {"path": "/run/xtables.lock", "type": "FileOrCreate"}}],
+        "container": {"securityContext": {"privileged": True}, "command": ["/usr/local/bin/kube-proxy"]}}),
+    ("kube-system", "calico-node", "quay.io/calico/node:v3.28.2", {
+        "hostNetwork": True, "priorityClassName": "system-node-critical",
+        "volumes": [{"name": "lib-modules", "hostPath": {"path": "/lib/modules"}},
+                    {"name": "var-run-calico", "hostPath": {"path": "/var/run/calico"}},
+                    {"name": "cni-net-dir", "hostPath": {"path": "/etc/cni/net.d"}},
+                    {"name": "cni-bin-dir", "hostPath": {"path": "/opt/cni/bin"}}],
+        "container": {"securityContext": {"privileged": True}}}),
+    ("monitoring", "node-exporter", "quay.io/prometheus/node-exporter:v1.8.2", {
+        "hostNetwork": True, "hostPID": True,
+        "volumes": [{"name": "root", "hostPath": {"path": "/"}}, {"name": "sys", "hostPath": {"path": "/sys"}}],
+        "container": {"args": ["--path.rootfs=/host/root"], "securityContext": {"readOnlyRootFilesystem": True}}}),
+    ("logging", "fluent-bit", "cr.fluentbit.io/fluent/fluent-bit:3.1.9", {
+        "volumes": [{"name": "varlog", "hostPath": {"path": "/var/log"}},
+                    {"name": "containers", "hostPath": {"path": "/var/lib/containerd"}}],
+        "container": {}}),
+)
 WEBHOOKS = (("validatingwebhookconfigurations", "ValidatingWebhookConfiguration", "cert-manager-webhook",
              "cert-manager", "webhook.cert-manager.io"),
             ("mutatingwebhookconfigurations", "MutatingWebhookConfiguration", "cert-manager-webhook",
@@ -252,6 +278,17 @@ def kubelet(server: KubeAPIServer, token: str) -> None:
     api("PATCH", f"/api/v1/nodes/{NODE}/status", status, "application/strategic-merge-patch+json")
     api("GET", f"/api/v1/nodes/{NODE}")
     api("GET", "/api/v1/services?limit=500")
+    node_uid = api("GET", f"/api/v1/nodes/{NODE}")["metadata"]["uid"]
+    api("POST", "/api/v1/namespaces/kube-system/pods", {  # the mirror of its static API load balancer (kubespray's)
+        "apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": f"nginx-proxy-{NODE}", "namespace": "kube-system",
+            "annotations": {"kubernetes.io/config.mirror": uuid.uuid4().hex, "kubernetes.io/config.source": "file"},
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": NODE, "uid": node_uid,
+                                 "controller": True}]},
+        "spec": {"nodeName": NODE, "hostNetwork": True, "priorityClassName": "system-node-critical",
+                 "containers": [{"name": "nginx-proxy", "image": "docker.io/library/nginx:1.27-alpine",
+                                 "volumeMounts": [{"name": "etc-nginx", "mountPath": "/etc/nginx"}]}],
+                 "volumes": [{"name": "etc-nginx", "hostPath": {"path": "/etc/nginx"}}]}})
 
 
 def kubelet_pods(server: KubeAPIServer, token: str) -> int:
@@ -347,6 +384,8 @@ def _gitops(as_client: dict[tuple[str, str], Api]) -> None:
         "metadata": {"name": "web-reader", "namespace": "shop"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "web-reader"},
         "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "shop"}]})
+    for namespace, name, image, spec in NODE_AGENTS:
+        argo("POST", f"/apis/apps/v1/namespaces/{namespace}/daemonsets", _daemonset(namespace, name, image, spec))
     argo_server("GET", "/api/v1/namespaces/argocd/secrets/argocd-secret")
     argo_server("GET", "/api/v1/namespaces/argocd/secrets")
     kustomize, helm = as_client["flux-system", "kustomize-controller"], as_client["flux-system", "helm-controller"]
@@ -365,6 +404,18 @@ def _gitops(as_client: dict[tuple[str, str], Api]) -> None:
     deployer("POST", "/api/v1/namespaces/staging/secrets", _release("staging", "orders", 12))
     deployer.patch("/apis/apps/v1/namespaces/staging/deployments/orders",
                    {"spec": {"template": {"metadata": {"annotations": {"deployed-by": "gitlab-ci"}}}}})
+
+
+def _daemonset(namespace: str, name: str, image: str, spec: dict[str, Any]) -> dict:
+    """A node agent's DaemonSet: its one container mounts every host path volume of ``spec``."""
+    pod = {key: value for key, value in spec.items() if key != "container"}
+    mounts = [{"name": v["name"], "mountPath": f"/host{v['hostPath']['path']}".rstrip("/") or "/host"}
+              for v in spec.get("volumes", [])]
+    pod["containers"] = [{"name": name, "image": image, "volumeMounts": mounts, **spec["container"]}]
+    pod["tolerations"] = [{"operator": "Exists"}]
+    return {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}}, "spec": pod}}}
 
 
 def _release(namespace: str, name: str, version: int) -> dict:
@@ -429,6 +480,9 @@ def capture(output: Path) -> int:
                     for ns in ("shop", "staging", "dev-alice")), 120, "the scheduler to bind the pods")
                 kubelet_pods(server, tokens[f"system:node:{NODE}"])
                 clients(server, admin)
+                wait_for(lambda: len([p for ns, name, _, _ in NODE_AGENTS for p in admin(
+                    "GET", f"/api/v1/namespaces/{ns}/pods?labelSelector=app%3D{name}").get("items", [])
+                    if p["spec"].get("nodeName")]) == len(NODE_AGENTS), 120, "the node agents' pods on the node")
                 people_exec(server, tokens)
                 kubelet_pods(server, tokens[f"system:node:{NODE}"])
             server.stop()  # a graceful stop posts the webhook's last batch before the process exits

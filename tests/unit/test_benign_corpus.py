@@ -136,6 +136,19 @@ def test_attacks_by_the_same_identities_still_alert(tmp_path: Path) -> None:
         "k8s.exec_into_pod", "k8s.admission_webhook_changed", "k8s.secrets_listed_cluster_wide"}
 
 
+def test_a_node_agent_daemonset_with_another_image_still_alerts(tmp_path: Path) -> None:
+    """Argo CD's calico-node DaemonSet, and the pod the daemon-set controller made of it, with the image swapped
+    for one that is no node agent: the DaemonSet is critical again (its pods stay the template's business)."""
+    captured = CORPUS / "k8s-audit-captured.jsonl"
+    swapped = tmp_path / "swapped.jsonl"
+    swapped.write_bytes(captured.read_bytes().replace(b"quay.io/calico/node:v3.28.2", b"ghcr.io/mallory/node:1"))
+
+    alerts = replay("k8s-audit", swapped)
+
+    assert [(a.severity, a.context["workload"]) for a in alerts if a.detection == "k8s.privileged_container"] == [
+        ("critical", "DaemonSet/calico-node")]
+
+
 def test_an_image_build_on_the_node_is_what_the_sensor_cannot_yet_tell_from_the_node() -> None:
     """buildah on the node itself: its layer extraction writes the image's /bin in a chroot, and its RUN step
     runs in a cgroup the sensor does not know as a container, so both look like writes to the node's own files.

@@ -175,7 +175,7 @@ def test_registry_entries_match_hosts_paths_and_host_patterns() -> None:
      "namespace 'prod': severity 'urgent' is not one of"),
     ({"k8s.image_registry_not_allowed": {"namespaces": {"prod": {"threshold": 3}}}},
      "namespace 'prod': threshold applies to threshold detections only"),
-    ({"k8s.privileged_container": {"params": {"x": 1}}}, "unknown parameter 'x'; it declares none"),
+    ({"k8s.exec_into_pod": {"params": {"x": 1}}}, "unknown parameter 'x'; it declares none"),
 ])
 def test_a_bad_parameter_disables_the_detection_with_what_is_wrong(tuning: dict, message: str) -> None:
     (detection_id,) = tuning
