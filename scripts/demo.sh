@@ -6,6 +6,8 @@
 # queries (`.venv/bin/vigil query ...`); `.venv/bin/vigil dev down` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# --cluster: the attack through kubectl on a real node (the dev cluster) instead, see scripts/demo-cluster.sh
+if [[ ${1:-} == --cluster ]]; then exec bash scripts/demo-cluster.sh; fi
 bash scripts/setup.sh
 
 export VIGIL_CLUSTER=${VIGIL_CLUSTER:-demo}

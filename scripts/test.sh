@@ -9,6 +9,9 @@ if command -v go >/dev/null; then bash scripts/helm.sh --path >/dev/null; fi
 # kube-apiserver, built from source once (about 7 min on 2 cores, cached in ~/.cache/vigil/bin) for the tests
 # against a real Kubernetes API
 if command -v go >/dev/null; then bash scripts/kube-apiserver.sh --path >/dev/null; fi
+# kubelet, controller-manager, scheduler and kubectl, built once the same way (about 6 min on 2 cores after the
+# apiserver's build, cached in ~/.cache/vigil/bin) for the dev cluster's attack test (tests/integration/test_dev_cluster.py)
+if command -v go >/dev/null; then bash scripts/kube-node.sh --path >/dev/null; fi
 .venv/bin/ruff check .
 bash scripts/lint-imports.sh  # the import contracts in pyproject.toml; plain lint-imports cannot see the mapped parts
 .venv/bin/vigil detections test
