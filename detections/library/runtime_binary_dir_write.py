@@ -1,8 +1,10 @@
 """A program directory changed at run time: a binary written, replaced, renamed or removed, or a directory made,
 under /bin, /sbin, /usr/bin, /usr/local/bin or the library directories."""
 
+from collections.abc import Mapping
 from typing import Any
 
+from vigil.detections.k8s import IMAGE_BUILDERS, built_by_image_builder
 from vigil.detections.sdk import EventDetection, Example, container_label
 from vigil.detections.sdk.prefilters import program_name
 from vigil.event import Event
@@ -39,16 +41,19 @@ def changed_binary_path(event: Event) -> str:
     return ""
 
 
-def changes_binaries(event: Event) -> bool:
+def changes_binaries(event: Event, params: Mapping[str, Any]) -> bool:
     if event.kind == "process.syscall" and event.action not in MKDIRS:
         return False
-    if not changed_binary_path(event) or program_name(event) in INSTALLERS:
+    path = changed_binary_path(event)
+    if not path or program_name(event) in INSTALLERS:
         return False
+    if node_path(path) == path and built_by_image_builder(event, params["builder_images"]):
+        return False  # an image builder writing the image it builds, in its own root
     ancestors = {event.actor.parent_exe.rpartition("/")[2], event.actor.grandparent_exe.rpartition("/")[2]}
     return not ancestors & INSTALLERS  # a package's maintainer script
 
 
-def binary_context(event: Event) -> dict[str, Any]:
+def binary_context(event: Event, params: Mapping[str, Any]) -> dict[str, Any]:
     path = changed_binary_path(event)
     in_container = bool(event.container.id or event.k8s.container_id)
     return {"exe": event.actor.exe, "program": program_name(event) or event.actor.exe, "file": path,
@@ -66,13 +71,16 @@ DETECTION = EventDetection(
         "made a directory, under "
         "a program or library directory (/bin, /sbin, /usr/bin, /usr/local/bin, /lib, /usr/lib, /boot), in a "
         "container or on a node, directly or through a hostPath mount. Replacing a system binary (ps, ls, sshd) "
-        "or a library is how rootkits and backdoors hide; in a container it is drift from the image."
+        "or a library is how rootkits and backdoors hide; in a container it is drift from the image. Image "
+        "builders building an image in their own root (builder_images) are not reported."
     ),
     severity="high",
     mitre=["T1543", "T1036.005", "T1574"],
     tags=["runtime", "persistence", "defense_evasion", "drift"],
     references=["https://attack.mitre.org/techniques/T1036/005/", "https://falco.org/docs/rules/default-rules/"],
-    false_positives=["Image builds (kaniko, buildkit) running in pods; entrypoints that install a binary at start."],
+    false_positives=["Image builds running in pods: the builder images (kaniko, buildkit, buildah, podman) are not "
+                     "reported in their own root (builder_images); entrypoints that install a binary at start."],
+    params={"builder_images": IMAGE_BUILDERS},
     kinds=["file.write", "process.syscall"],
     actions={"process.syscall": MKDIRS},
     match=changes_binaries,
@@ -119,6 +127,16 @@ DETECTION = EventDetection(
                  "fs.path.name": "/usr/local/bin/.x"},
                 priority="Error",
             ),
+        ),
+        Example(
+            name="a kaniko build copying a binary into the image's /usr/local/bin (eBPF sensor)",
+            source="ebpf",
+            fires=False,
+            record=in_pod({"type": "file_write", "time_ns": EXAMPLE_START_NS, "pid": 7603, "tid": 7603,
+                           "ppid": 7600, "uid": 0, "gid": 0, "comm": "cp", "cgroup_id": 7301, "flags": 0o1101,
+                           "mode": 0o755, "path": "/usr/local/bin/healthcheck", "repeats": 0},
+                          namespace="ci", pod="kaniko-x7k2p", container="build",
+                          image="gcr.io/kaniko-project/executor:v1.23.2-debug"),
         ),
         Example(
             name="a directory made in the application's data directory (eBPF sensor)",

@@ -3,6 +3,7 @@ drift, reported before the program runs (runtime.container_drift reports the run
 
 from typing import Any
 
+from vigil.detections.k8s import IMAGE_BUILDERS, built_by_image_builder
 from vigil.detections.sdk import EventDetection, Example, container_label
 from vigil.detections.sdk.prefilters import program_name
 from vigil.event import Event
@@ -36,7 +37,8 @@ def writes_executable(event: Event, params: dict[str, Any]) -> bool:
     if not (event.container.id or event.k8s.container_id) or not made_executable(event):
         return False
     program = program_name(event)
-    return not program.startswith(RUNTIME_INITS) and program not in params["allowed_programs"]
+    return (not program.startswith(RUNTIME_INITS) and program not in params["allowed_programs"]
+            and not built_by_image_builder(event, params["builder_images"]))
 
 
 def executable_context(event: Event, params: dict[str, Any]) -> dict[str, Any]:
@@ -66,9 +68,10 @@ DETECTION = EventDetection(
     mitre=["T1105", "T1222.002"],
     tags=["runtime", "container", "drift"],
     references=["https://attack.mitre.org/techniques/T1222/002/"],
-    false_positives=["Build and CI containers compiling programs with tools not in allowed_programs."],
+    false_positives=["Build and CI containers compiling programs with tools not in allowed_programs; image builders "
+                     "(builder_images: kaniko, buildkit, buildah, podman) are not reported."],
     kinds=["file.write"],
-    params={"allowed_programs": BUILDERS},
+    params={"allowed_programs": BUILDERS, "builder_images": IMAGE_BUILDERS},
     match=writes_executable,
     context=executable_context,
     dedup="{cluster}/{namespace}/{pod}/{where}/{file}",
@@ -87,6 +90,9 @@ DETECTION = EventDetection(
                 record=sensor_create("python3", "/etc/app.conf", 0o644)),
         Example(name="runc's init creating its exec fifo as it starts the container (eBPF sensor)", source="ebpf",
                 fires=False, record=sensor_create("runc:[2:INIT]", "/run/containerd/runc/k8s.io/x/exec.fifo", 0o755)),
+        Example(name="a kaniko build copying a program into the image it builds (eBPF sensor)", source="ebpf",
+                fires=False, record={**sensor_create("cp", "/usr/local/bin/healthcheck", 0o755), "k8s": {
+                    **sensor_create("cp", "/", 0)["k8s"], "image": "gcr.io/kaniko-project/executor:v1.23.2-debug"}}),
         Example(name="pip installing a console script", source="ebpf", fires=False,
                 record=sensor_create("pip", "/usr/bin/flask", 0o755)),
         Example(

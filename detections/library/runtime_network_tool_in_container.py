@@ -7,7 +7,7 @@ from vigil.detections.sdk import EventDetection, Example, container_label
 from vigil.detections.sdk.prefilters import program_name
 from vigil.event import Event
 from vigil.sources.falco.fixtures import falco_record
-from vigil.sources.fixtures import EXAMPLE_START_NS
+from vigil.sources.fixtures import EXAMPLE_START_NS, in_pod
 from vigil.sources.tetragon.fixtures import tetragon_record
 
 #: Scanners, sniffers, packet crafters and interception proxies: no application runs these.
@@ -22,20 +22,32 @@ NETCATS = frozenset({"nc", "ncat", "netcat", "nc.traditional", "nc.openbsd", "so
 NETWORK_TOOLS = RECON_TOOLS | NETCATS
 
 
+#: netcat options that take a value (``-w 1``, ``-p 4000``, ``-s addr``): the value is no host or port.
+_NETCAT_VALUED = frozenset("wipsxXqWTOIM")
+
+
 def netcat_mode(args: list[str]) -> str:
-    """``listen`` or ``port scan`` for a netcat or socat command line, '' for a plain client."""
+    """``listen`` or ``port scan`` for a netcat or socat command line, '' for a plain client. ``-z`` to one port
+    of one host is a check that a service is up (readiness probes, init containers waiting for a database); a
+    scan names a range or several ports."""
+    zero_io, operands, skip = False, [], False
     for arg in args[1:]:
         lowered = arg.lower()
-        if lowered.startswith(("tcp-listen", "tcp4-listen", "tcp6-listen", "udp-listen", "openssl-listen")):
+        if skip:
+            skip = False
+        elif lowered.startswith(("tcp-listen", "tcp4-listen", "tcp6-listen", "udp-listen", "openssl-listen")):
             return "listen"
-        if arg.startswith("-") and not arg.startswith("--"):
+        elif arg.startswith("-") and not arg.startswith("--") and len(arg) > 1:
             if "l" in arg[1:]:
                 return "listen"
-            if "z" in arg[1:]:
-                return "port scan"
+            zero_io = zero_io or "z" in arg[1:]
+            skip = arg[-1] in _NETCAT_VALUED
         elif arg == "--listen":
             return "listen"
-    return ""
+        else:
+            operands.append(arg)
+    ports = operands[1:]
+    return "port scan" if zero_io and (len(ports) != 1 or any(c in ports[0] for c in "-,")) else ""
 
 
 def in_container(event: Event) -> bool:
@@ -112,6 +124,21 @@ DETECTION = EventDetection(
             source="tetragon",
             fires=False,
             record=tetragon_record(binary="/usr/bin/nc", arguments="db.shop.svc 5432", parent="/usr/bin/sh"),
+        ),
+        Example(
+            name="an init container waiting for its database's port (nc -z, eBPF sensor)",
+            source="ebpf",
+            fires=False,
+            record=in_pod({"type": "exec", "time_ns": EXAMPLE_START_NS, "pid": 812, "tid": 812, "ppid": 800,
+                           "uid": 0, "gid": 0, "comm": "nc", "cgroup_id": 9120, "args": ["nc", "-z", "-w", "1",
+                           "postgres.shop.svc", "5432"], "exe": "/usr/bin/nc.openbsd", "cwd": "/",
+                           "parent_exe": "/bin/sh", "euid": 0, "egid": 0}, container="wait-for-db"),
+        ),
+        Example(
+            name="nc -z sweeping a port range",
+            source="tetragon",
+            fires=True,
+            record=tetragon_record(binary="/usr/bin/nc", arguments="-zv 10.244.1.7 20-1024", parent="/bin/sh"),
         ),
         Example(
             name="curl probing the application",

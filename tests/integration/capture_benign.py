@@ -9,8 +9,9 @@ Needs root, the dev Kafka (``vigil dev up``), containerd/runc (scripts/setup.sh)
 
 - **entrypoints and probes**: a web pod whose PID 1 is an ``sh -c`` script that execs busybox ``httpd``, probed by
   exec (``cat /tmp/healthy``, ``wget`` of its page) through containerd's task exec, as CRI ExecSync does;
-- **an init container that installs a package**: ``dpkg -i`` of a .deb built here (files under /usr, /etc and
-  /var/lib/dpkg in the container's root), then the app container reading its own service-account token;
+- **init containers**: waiting for a service's name (``nslookup``) and port (``nc -z``), as the Kubernetes
+  documentation's example does, then installing a package (``dpkg -i`` of a .deb built here: files under /usr,
+  /etc and /var/lib/dpkg in the container's root), then the app container reading its own service-account token;
 - **an image build**: ``buildah from``/``run``/``commit`` on the node, the RUN step installing the same .deb and
   adding an apt source;
 - **a CI runner pod** (GitLab-runner shaped): git clone/commit, ``cc`` compiling and running the result in the
@@ -55,8 +56,9 @@ WEB_PORT = 18080
 TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 CNI_BRIDGE = "cni-vigilcap0"
 #: The applets the pods' images link (a busybox image links them all; these are what the workloads use).
-APPLETS = ("sh", "cat", "sleep", "echo", "true", "ls", "id", "mkdir", "cp", "ln", "rm", "test", "[", "wget",
-           "httpd", "dpkg", "tar", "gzip", "ps", "env", "grep", "date", "hostname", "touch", "sed", "head", "wc")
+APPLETS = ("sh", "cat", "sleep", "echo", "true", "ls", "id", "mkdir", "cp", "ln", "rm", "test", "[", "wget", "nc",
+           "nslookup", "httpd", "dpkg", "tar", "gzip", "ps", "env", "grep", "date", "hostname", "touch", "sed", "head",
+           "wc")
 IMAGES = {
     "web": "registry.example.com/shop/web:1.4.2",
     "api": "registry.example.com/payments/api:2.0.1",
@@ -150,6 +152,14 @@ async def api_with_init_install(runtime: Containerd, directory: Path) -> Pod:
     (tokens / "token").write_text("eyJhbGciOiJSUzI1NiJ9.payments-api.signature\n")
     (tokens / "namespace").write_text("payments\n")
     token_mount = [cri_pb2.Mount(container_path=TOKEN_DIR, host_path=str(tokens), readonly=True)]
+    # The init containers of the Kubernetes documentation's example: wait for a service's name, then its port
+    # (the name is asked of a resolver on loopback, where nothing answers: no query leaves the machine; Debian's
+    # busybox nc has no -z, so the exec is recorded as netcat-openbsd's would be and wget does the waiting).
+    for name, wait in (("wait-for-dns", "nslookup payments-db.payments.svc.cluster.local 127.0.0.1 || true"),
+                       ("wait-for-web", f"nc -z 127.0.0.1 {WEB_PORT} || wget -q -O /dev/null "
+                                        f"http://127.0.0.1:{WEB_PORT}/")):
+        waiting = await asyncio.to_thread(runtime.run_container, pod, name, ["sh", "-c", wait], image=IMAGES["api"])
+        await until_exited(runtime, waiting)
     install = "dpkg -i /opt/debs/api-tools_1.2.0_all.deb && /usr/local/bin/api-healthcheck --version || true"
     init = await asyncio.to_thread(runtime.run_container, pod, "install-tools", ["sh", "-c", install],
                                    image=IMAGES["api"], mounts=token_mount)
