@@ -18,7 +18,7 @@ Needs root, the dev Kafka (``vigil dev up``), containerd/runc (scripts/setup.sh)
   build directory, tar of the artifacts, with the host's toolchain mounted read-only as the job image's;
 - **a pod on a CNI bridge network** (bridge, host-local, loopback plugins run by containerd);
 - **operators' exec** into pods of ``dev-alice`` and ``staging`` (an interactive shell on a terminal, as
-  ``kubectl exec -it`` opens, then ``ps``, ``ls``, reading config);
+  ``kubectl exec -it`` opens, then ``ps``, ``ls``, reading config, ``wget`` of a service);
 - and everything runc, the shims and containerd do for those (mounts, namespace joins, cgroups).
 
 The sensor sees the whole machine (other work runs here), so only records of these containers, and of the
@@ -256,7 +256,8 @@ async def operators_exec(runtime: Containerd) -> list[Pod]:
                                             image=IMAGES["toolbox"])
         await until_running(runtime, container)
         await asyncio.to_thread(interactive_shell, runtime, container,
-                                "id\nhostname\nls -la /\nps\ncat /etc/resolv.conf\nenv | grep -c PATH\nexit\n")
+                                "id\nhostname\nls -la /\nps\ncat /etc/resolv.conf\nenv | grep -c PATH\n"
+                                f"wget -q -O- http://127.0.0.1:{WEB_PORT}/index.html\nexit\n")
         for command in (["sh", "-c", "cat /etc/hosts /etc/resolv.conf 2>/dev/null | head -5; date"], ["ls", "/tmp"]):
             await asyncio.to_thread(exec_in, runtime, container, *command)
         pods.append(pod)

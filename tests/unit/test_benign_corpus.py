@@ -11,6 +11,7 @@ normal, not because the replay is mute."""
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -80,6 +81,39 @@ def test_the_captured_audit_log_is_a_control_plane_and_its_clients_at_work() -> 
             "system:serviceaccount:kube-system:generic-garbage-collector",
             "system:serviceaccount:cert-manager:cert-manager-cainjector",
             "system:serviceaccount:monitoring:kube-state-metrics", "alice@example.com"} <= users
+
+
+def _at(time_ns: int) -> str:
+    return datetime.fromtimestamp(time_ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_people_s_exec_sessions_are_quiet_across_sources(tmp_path: Path) -> None:
+    """The API's record of each person's ``kubectl exec`` and the node's record of the shell it opened, in one
+    engine in time order: the sequence detections join them (exec, then wget in the pod), and the namespaces'
+    tuning keeps the joined session informational."""
+    node = records(FILES["ebpf"])
+    execs = [e for e in records(FILES["k8s-audit"]) if e["objectRef"].get("subresource") == "exec"]
+    chunks: list[tuple[str, list[dict]]] = []
+    start = 0
+    for event in execs:
+        shell = next(i for i, r in enumerate(node) if r["type"] == "exec" and r["args"] == ["sh"]
+                     and r["k8s"]["pod"] == event["objectRef"]["name"])
+        event["requestReceivedTimestamp"] = event["stageTimestamp"] = _at(node[shell]["time_ns"] - 1_000_000_000)
+        chunks += [("ebpf", node[start:shell]), ("k8s-audit", [event])]
+        start = shell
+    chunks.append(("ebpf", node[start:]))
+    engine_ = engine()
+    alerts: dict[str, Alert] = {}
+    for number, (source, chunk) in enumerate(chunks):
+        path = tmp_path / f"{number}.jsonl"
+        path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in chunk))
+        report = Replay(get_source(source), engine_, cluster="benign", node="node-benign-1",
+                        max_record_bytes=1 << 20).run([path])
+        alerts.update(report.alerts)
+
+    assert loud(list(alerts.values())) == []
+    assert {(a.detection, a.namespace) for a in alerts.values()} >= {
+        ("seq.exec_then_tooling", "dev-alice"), ("seq.exec_then_tooling", "staging")}
 
 
 def _mixed_in(tmp_path: Path, source: str, attacks: list[dict]) -> Path:
