@@ -53,7 +53,9 @@ DETECTION = EventDetection(
     mitre=["T1046", "T1599"],
     tags=["runtime", "discovery", "lateral_movement", "network"],
     references=["https://kubernetes.io/docs/concepts/services-networking/service/#type-nodeport"],
-    false_positives=["Workloads configured with a node's address and NodePort (monitoring that probes NodePorts)."],
+    false_positives=["Workloads configured with a node's address and NodePort (monitoring that probes NodePorts).",
+                     "Pods listening on a port in the range, reached by pod address when the cluster's pod range "
+                     "(VIGIL_POD_CIDRS) is not configured."],
     kinds=["net.connect"],
     params={"nodeport_min": 30000, "nodeport_max": 32767},
     match=connects_to_nodeport,
