@@ -2,8 +2,8 @@
 collector's eBPF and containerd records captured for real by tests/integration/capture_benign.py, the audit
 events of a real apiserver, controller manager and scheduler and their clients captured by
 tests/integration/capture_benign_audit.py, and authored audit events of controllers, operators, nodes and people
-at work) raises nothing above informational
-through the whole library, with the tuning a deployment keeps beside it (tests/data/benign/detections.toml).
+at work) raises nothing above informational through the whole library, with the tuning a deployment keeps beside
+it (tests/data/benign/detections.toml).
 
 The same replay, with attacks mixed into the same pods and identities, alerts: quiet because the activity is
 normal, not because the replay is mute."""
@@ -29,8 +29,8 @@ FILES = {"ebpf": CORPUS / "node-ebpf.jsonl", "containerd": CORPUS / "node-contai
          "k8s-audit": CORPUS / "k8s-audit.jsonl"}
 #: Every file of the quiet corpus with its source: the audit events captured from a real apiserver too.
 QUIET = [*FILES.items(), ("k8s-audit", CORPUS / "k8s-audit-captured.jsonl")]
-#: The corpus's pods: a web server, an API with an init container, a CI runner job, an image build, a pod on a CNI
-#: network, and two pods people exec into.
+#: The corpus's pods: a web server, an API with its init containers, a CI runner job and an image build, a pod on
+#: a CNI network, and two pods people exec into.
 NAMESPACES = {"shop", "payments", "gitlab-runner", "monitoring", "dev-alice", "staging"}
 
 
