@@ -646,30 +646,36 @@ def from_addresses(record: dict[str, Any], *addresses: str) -> dict[str, Any]:
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 
 #: The controller manager's controllers that write pods (and ReplicaSets, Jobs) from a workload's template, under
-#: their own service accounts (``--use-service-account-credentials``) or the manager's identity.
-TEMPLATE_CONTROLLERS = frozenset({
+#: their own service accounts (``--use-service-account-credentials``) or the manager's identity. The escape-class
+#: posture detections declare this as their ``template_controllers`` default (``[]`` judges every pod again).
+TEMPLATE_CONTROLLERS = [
     "system:kube-controller-manager",
     *(f"system:serviceaccount:kube-system:{name}" for name in (
         "daemon-set-controller", "replicaset-controller", "deployment-controller", "statefulset-controller",
         "job-controller", "cronjob-controller", "replication-controller")),
-})
+]
 _MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 
 
-def restated_pod(event: Event) -> bool:
-    """Whether the pod spec this write sets was judged elsewhere: a controller instantiating a workload's template
-    (the object is owned by its controller; the template was judged when the workload was written), or a kubelet's
-    mirror of a static pod (it runs nothing; the manifest on the node is runtime.static_pod_manifest_write's).
-    Escape-class posture detections skip these, so a privileged DaemonSet is one alert, not one per node."""
+def restated_pod(event: Event, controllers: Sequence[str]) -> bool:
+    """Whether the pod spec this write sets was judged elsewhere: one of ``controllers`` instantiating a workload's
+    template (the object is owned by its controller; the template was judged when the workload was written), or a
+    kubelet's mirror of a static pod (it runs nothing; the manifest on the node is
+    runtime.static_pod_manifest_write's). Escape-class posture detections skip these, so a privileged DaemonSet is
+    one alert, not one per node."""
     metadata = pod_metadata(event)
     if event.actor.user.startswith("system:node:"):
         annotations = metadata.get("annotations")
         return isinstance(annotations, dict) and _MIRROR_ANNOTATION in annotations
+    if event.actor.user not in controllers:
+        return False
+    written = (written_object(event) or {}).get("metadata")
+    return _controlled(metadata) or (isinstance(written, dict) and _controlled(written))
+
+
+def _controlled(metadata: Mapping[str, Any]) -> bool:
     owners = metadata.get("ownerReferences")
-    if not isinstance(owners, list) or not any(isinstance(o, dict) and o.get("controller") for o in owners):
-        owners = ((written_object(event) or {}).get("metadata") or {}).get("ownerReferences")
-    controlled = isinstance(owners, list) and any(isinstance(o, dict) and o.get("controller") for o in owners)
-    return controlled and event.actor.user in TEMPLATE_CONTROLLERS
+    return isinstance(owners, list) and any(isinstance(o, dict) and o.get("controller") for o in owners)
 
 
 #: Node agents that need the host by design, by image repository (any registry or mirror in front): CNI and

@@ -8,6 +8,7 @@ from vigil.detections.k8s import (
     POD_SPEC_RESOURCES,
     SPEC_SUBRESOURCES,
     SPEC_WRITE_VERBS,
+    TEMPLATE_CONTROLLERS,
     pod_spec,
     restated_pod,
     runs_node_agents,
@@ -29,7 +30,7 @@ def host_namespaces(event: Event) -> list[str]:
 
 def shares_host_namespaces(event: Event, params: Mapping[str, Any]) -> bool:
     """Host namespaces written by someone who decides them (see k8s.restated_pod), outside the node agents."""
-    return (bool(host_namespaces(event)) and not restated_pod(event)
+    return (bool(host_namespaces(event)) and not restated_pod(event, params["template_controllers"])
             and not runs_node_agents(event, params["node_agent_images"]))
 
 
@@ -63,7 +64,7 @@ DETECTION = EventDetection(
     ],
     kinds=["k8s.api"],
     resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
-    params={"node_agent_images": NODE_AGENT_IMAGES},
+    params={"node_agent_images": NODE_AGENT_IMAGES, "template_controllers": TEMPLATE_CONTROLLERS},
     match=shares_host_namespaces,
     context=host_namespace_context,
     dedup="{cluster}/{namespace}/{workload}",

@@ -8,6 +8,7 @@ from vigil.detections.k8s import (
     POD_SPEC_RESOURCES,
     SPEC_SUBRESOURCES,
     SPEC_WRITE_VERBS,
+    TEMPLATE_CONTROLLERS,
     containers,
     pod_spec,
     restated_pod,
@@ -32,7 +33,7 @@ def privileged_containers(event: Event) -> list[dict[str, str]]:
 
 def sets_privileged(event: Event, params: Mapping[str, Any]) -> bool:
     """A privileged container written by someone who decides it (see k8s.restated_pod), outside the node agents."""
-    return (bool(privileged_containers(event)) and not restated_pod(event)
+    return (bool(privileged_containers(event)) and not restated_pod(event, params["template_controllers"])
             and not runs_node_agents(event, params["node_agent_images"]))
 
 
@@ -74,7 +75,7 @@ DETECTION = EventDetection(
     ],
     kinds=["k8s.api"],
     resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
-    params={"node_agent_images": NODE_AGENT_IMAGES},
+    params={"node_agent_images": NODE_AGENT_IMAGES, "template_controllers": TEMPLATE_CONTROLLERS},
     match=sets_privileged,
     context=privileged_context,
     dedup="{cluster}/{namespace}/{workload}",

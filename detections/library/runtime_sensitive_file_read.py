@@ -1,5 +1,6 @@
 """/etc/shadow or a service-account token read by a process with no business reading it."""
 
+from collections.abc import Mapping
 from typing import Any
 
 from vigil.detections.sdk import EventDetection, Example
@@ -11,8 +12,9 @@ from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
 SHADOW_FILES = frozenset({"/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-"})
 #: Programs that read the password hashes as part of logging someone in or changing accounts: OpenSSH 9.8+ checks
 #: passwords in its per-connection sshd-session, systemd 255+ runs units' PAM sessions in systemd-executor, and
-#: cron and atd run PAM's account checks for each job (Falco's users report each of them).
-SHADOW_READERS = frozenset({
+#: cron and atd run PAM's account checks for each job (Falco's users report each of them). ``shadow_readers`` in the
+#: tuning file replaces the list.
+SHADOW_READERS = sorted({
     "login", "sshd", "sshd-session", "sshd-auth", "su", "sudo", "runuser", "passwd", "chpasswd", "chage",
     "unix_chkpwd", "useradd", "usermod", "userdel", "groupadd", "groupmod", "gpasswd", "newgrp", "sg", "pwck", "grpck",
     "vipw", "newusers", "systemd", "systemd-logind", "systemd-executor", "shadowconfig", "cron", "crond", "atd",
@@ -48,17 +50,17 @@ def read_path(event: Event) -> str:
     return ""
 
 
-def unexpected_read(event: Event) -> bool:
+def unexpected_read(event: Event, params: Mapping[str, Any]) -> bool:
     path = read_path(event)
     if not path:
         return False
     program = program_name(event)
     if sensitive_kind(path) == "shadow":
-        return program not in SHADOW_READERS
+        return program not in params["shadow_readers"]
     return program in TOKEN_SNOOPERS
 
 
-def read_context(event: Event) -> dict[str, Any]:
+def read_context(event: Event, params: Mapping[str, Any]) -> dict[str, Any]:
     path = read_path(event)
     return {"exe": event.actor.exe, "file": path, "what": sensitive_kind(path), "command": " ".join(event.actor.args),
             "container": event.k8s.container_name, "node": event.node}
@@ -78,9 +80,12 @@ DETECTION = EventDetection(
     mitre=["T1003.008", "T1528", "T1552.001"],
     tags=["runtime", "credential_access"],
     references=["https://attack.mitre.org/techniques/T1528/", "https://attack.mitre.org/techniques/T1003/008/"],
-    false_positives=["Operators inspecting a token while debugging RBAC; backup agents reading /etc."],
+    false_positives=["Operators inspecting a token while debugging RBAC; backup agents reading /etc (add them to "
+                     "shadow_readers); scripts that read their own pod's token with cat (except the pod in the "
+                     "tuning file)."],
     kinds=["file.open", "process.exec"],
     exe_names={"process.exec": TOKEN_SNOOPERS},
+    params={"shadow_readers": SHADOW_READERS},
     match=unexpected_read,
     context=read_context,
     dedup="{cluster}/{node}/{namespace}/{pod}/{exe}/{file}",

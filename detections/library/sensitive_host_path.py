@@ -8,6 +8,7 @@ from vigil.detections.k8s import (
     POD_SPEC_RESOURCES,
     SPEC_SUBRESOURCES,
     SPEC_WRITE_VERBS,
+    TEMPLATE_CONTROLLERS,
     host_path,
     is_sensitive_host_path,
     pod_spec,
@@ -34,7 +35,7 @@ def sensitive_mounts(event: Event) -> list[dict[str, str]]:
 
 def mounts_sensitive_paths(event: Event, params: Mapping[str, Any]) -> bool:
     """Sensitive host paths written by someone who decides them (see k8s.restated_pod), outside the node agents."""
-    return (bool(sensitive_mounts(event)) and not restated_pod(event)
+    return (bool(sensitive_mounts(event)) and not restated_pod(event, params["template_controllers"])
             and not runs_node_agents(event, params["node_agent_images"]))
 
 
@@ -77,7 +78,7 @@ DETECTION = EventDetection(
     ],
     kinds=["k8s.api"],
     resources=POD_SPEC_RESOURCES, actions=SPEC_WRITE_VERBS, subresources=SPEC_SUBRESOURCES,
-    params={"node_agent_images": NODE_AGENT_IMAGES},
+    params={"node_agent_images": NODE_AGENT_IMAGES, "template_controllers": TEMPLATE_CONTROLLERS},
     match=mounts_sensitive_paths,
     context=host_path_context,
     dedup="{cluster}/{namespace}/{workload}",
