@@ -17,10 +17,14 @@ def normalized(path: str) -> str:
 
 
 def sensitive_mounts(event: Event) -> list[str]:
-    """The host paths mounted into the container that are, or lie under, a sensitive path of the node."""
+    """The host paths mounted into the container that are, or lie under, a sensitive path of the node, except
+    the pod's own directory, from which the kubelet mounts every container its volumes, token and hosts file."""
+    own = f"/var/lib/kubelet/pods/{event.k8s.pod_uid}/" if event.k8s.pod_uid else ""
     found = []
     for source in event.container.host_mounts:
         path = normalized(source)
+        if own and path.startswith(own):
+            continue
         if any(path == p or (p != "/" and path.startswith(p + "/")) for p in SENSITIVE_HOST_PATHS):
             found.append(source)
     return found

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from vigil.collectors.runtime.spec import security_of_spec
+from vigil.detections.engine import Engine
 from vigil.sources.containerd.fixtures import containerd_record
 from vigil.sources.source import get_source
 
@@ -75,3 +76,17 @@ def test_a_record_without_or_with_a_broken_summary_knows_nothing_of_it() -> None
     assert (without.uid, without.capabilities, without.host_mounts, without.privileged) == (-1, [], [], False)
     assert (broken.container.uid, broken.container.capabilities, broken.container.host_mounts,
             broken.container.privileged) == (-1, [], [], False)
+
+
+def test_a_pods_own_kubelet_directory_is_not_a_sensitive_mount_when_pods_are_judged_too() -> None:
+    detection = next(d for d in Engine.load().detections if d.id == "runtime.sensitive_mount_container_started")
+    mounts = [{"source": f"/var/lib/kubelet/pods/{uid}/volumes/kubernetes.io~projected/token", "destination": "/t",
+               "readonly": True} for uid in ("u-1", "u-2")]
+    record = containerd_record("container.create", security={"host_mounts": mounts})
+    record["k8s"]["pod_uid"] = "u-1"
+    event = get_source("containerd").normalize(record, "c", "n")
+    params = {**detection.params, "pods_too": True}
+
+    assert detection.match(event, params)  # another pod's volumes are
+    assert detection.context(event, params)["mounts"] == [mounts[1]["source"]]
+    assert not detection.match(event, detection.params)  # pods are k8s.sensitive_host_path's by default
