@@ -54,13 +54,32 @@ def settings(request: pytest.FixtureRequest, topic_prefix: str, tmp_path: Path) 
     dir is derived from the real ``data_dir``. Topics under the prefix (as it is when the test ends) are
     deleted after an integration test, so the dev broker does not fill up with test topics.
     """
+    settings = _test_settings(topic_prefix, tmp_path)
+    yield settings
+    _delete_test_topics(request, settings)
+
+
+@pytest.fixture(scope="module")
+def module_settings(request: pytest.FixtureRequest, dev_stack: Settings,
+                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Like ``settings``, shared by the tests of one module: for a module whose tests share one running pipeline
+    (collector and stream worker) and tell their records apart by what they did, not by topic."""
+    settings = _test_settings(f"{TEST_TOPIC_PREFIX}{uuid.uuid4().hex[:12]}.", tmp_path_factory.mktemp("settings"))
+    yield settings
+    _delete_test_topics(request, settings)
+
+
+def _test_settings(topic_prefix: str, directory: Path) -> Settings:
     settings = load_settings()
     settings.clickhouse.url = dev_server_url(settings)  # the shared server, not an engine embedded in the test
-    settings.data_dir = str(tmp_path / "data")
+    settings.data_dir = str(directory / "data")
     settings.collector.spool_dir = ""
     settings.collector.checkpoint_dir = ""
     settings.kafka.topic_prefix = topic_prefix
-    yield settings
+    return settings
+
+
+def _delete_test_topics(request: pytest.FixtureRequest, settings: Settings) -> None:
     prefix = settings.kafka.topic_prefix
     if request.node.get_closest_marker("integration") and prefix.startswith(TEST_TOPIC_PREFIX):
         # In a thread with its own loop: pytest-asyncio's loop for this test must stay untouched.

@@ -24,9 +24,10 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import grpc
 import pytest
@@ -84,6 +85,7 @@ class Containerd:
         self.socket = directory / "containerd.sock"
         self._process: subprocess.Popen[bytes] | None = None
         self._channel: grpc.Channel | None = None
+        self._plain: list[str] = []
         self.runtime: cri_pb2_grpc.RuntimeServiceStub
 
     def _terminate(self) -> None:
@@ -123,10 +125,16 @@ class Containerd:
                 if self._process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"containerd did not come up: {self.log_tail()}") from None
                 time.sleep(0.1)
+        self.import_image(IMAGE, ["/bin/sh"])
+        self.import_image(PAUSE_IMAGE, ["/bin/sleep", "86400"])
+
+    def import_image(self, name: str, command: list[str], applets: Iterable[str] = _APPLETS,
+                     files: Mapping[str, Path] = MappingProxyType({})) -> None:
+        """Build and import an image of busybox with ``applets`` linked in /bin and ``files`` (path in the image:
+        file on this host) added, e.g. programs a test compiled."""
         image = self.directory / "image.tar"
-        for name, command in ((IMAGE, ["/bin/sh"]), (PAUSE_IMAGE, ["/bin/sleep", "86400"])):
-            _write_oci_image(image, name, command)
-            self.ctr("images", "import", str(image))
+        _write_oci_image(image, name, command, applets, files)
+        self.ctr("images", "import", str(image))
 
     def ctr(self, *args: str) -> str:
         done = subprocess.run(["ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args],
@@ -150,13 +158,15 @@ class Containerd:
         return Pod(reply.pod_sandbox_id, name, namespace, uid, labels, config)
 
     def run_container(self, pod: Pod, name: str, command: list[str], *, attempt: int = 0,
-                      linux: cri_pb2.LinuxContainerConfig | None = None) -> str:
-        """Create and start a container in ``pod`` as the kubelet does, ``attempt`` counting its restarts;
-        returns its id."""
+                      linux: cri_pb2.LinuxContainerConfig | None = None, image: str = IMAGE,
+                      mounts: Sequence[cri_pb2.Mount] = ()) -> str:
+        """Create and start a container in ``pod`` as the kubelet does, ``attempt`` counting its restarts and
+        ``mounts`` its host paths (hostPath volumes); returns its id."""
         config = cri_pb2.ContainerConfig(
             metadata=cri_pb2.ContainerMetadata(name=name, attempt=attempt),
-            image=cri_pb2.ImageSpec(image=IMAGE),
+            image=cri_pb2.ImageSpec(image=image),
             command=command,
+            mounts=mounts,
             log_path=f"{name}-{attempt}.log",
             linux=linux,
         )
@@ -165,6 +175,13 @@ class Containerd:
             timeout=60)
         self.runtime.StartContainer(cri_pb2.StartContainerRequest(container_id=created.container_id), timeout=60)
         return created.container_id
+
+    def run_plain_container(self, container_id: str, command: list[str], image: str = IMAGE) -> None:
+        """Start a container through containerd alone (``ctr run``, no CRI, so no pod: as a node's own tooling or
+        an attacker with the runtime socket starts one) in a network namespace of its own with no interface up.
+        ``container_id`` must be 64 hex digits, as runtimes name containers (``secrets.token_hex(32)``)."""
+        self._plain.append(container_id)
+        self.ctr("run", "--detach", "--snapshotter", "overlayfs", image, container_id, *command)
 
     def container_state(self, container_id: str) -> int:
         reply = self.runtime.ContainerStatus(cri_pb2.ContainerStatusRequest(container_id=container_id), timeout=10)
@@ -192,6 +209,11 @@ class Containerd:
             for sandbox in self.runtime.ListPodSandbox(cri_pb2.ListPodSandboxRequest(), timeout=10).items:
                 self.runtime.StopPodSandbox(cri_pb2.StopPodSandboxRequest(pod_sandbox_id=sandbox.id), timeout=60)
                 self.runtime.RemovePodSandbox(cri_pb2.RemovePodSandboxRequest(pod_sandbox_id=sandbox.id), timeout=60)
+        for container_id in self._plain:
+            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+                self.ctr("tasks", "kill", "--signal", "SIGKILL", container_id)
+            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+                self.ctr("containers", "delete", container_id)
         self._terminate()
         for pid in _shims_of(self.socket):
             with contextlib.suppress(ProcessLookupError):
@@ -251,19 +273,23 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 """
 
 
-def _write_oci_image(path: Path, name: str, command: list[str]) -> None:
-    """An OCI image layout tarball: one layer with busybox and its applets, named ``name``."""
+def _write_oci_image(path: Path, name: str, command: list[str], applets: Iterable[str] = _APPLETS,
+                     files: Mapping[str, Path] = MappingProxyType({})) -> None:
+    """An OCI image layout tarball: one layer with busybox, its ``applets`` and ``files``, named ``name``."""
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w") as tar:
-        for directory in ("bin", "etc", "tmp", "proc", "sys", "dev"):
+        parents = {str(parent) for member in files for parent in Path(member).parents if str(parent) != "."}
+        for directory in sorted({"bin", "etc", "tmp", "proc", "sys", "dev"} | parents):
             info = tarfile.TarInfo(directory)
             info.type, info.mode = tarfile.DIRTYPE, 0o755
             tar.addfile(info)
         tar.add(BUSYBOX, "bin/busybox")
-        for applet in _APPLETS:
+        for applet in applets:
             info = tarfile.TarInfo(f"bin/{applet}")
             info.type, info.linkname, info.mode = tarfile.SYMTYPE, "busybox", 0o777
             tar.addfile(info)
+        for member, source in files.items():
+            tar.add(source, member)
     layer_bytes = layer.getvalue()
     layer_digest = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
     config = json.dumps({
