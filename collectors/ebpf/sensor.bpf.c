@@ -379,12 +379,18 @@ struct {
 	__type(value, struct open_rule);
 } open_rules SEC(".maps");
 
-/* The rules whose prefix starts with these 4 bytes: one lookup of a path's first 4 bytes names the only rules
- * that may match it, whatever the number of rules (most opens are of paths no rule starts like). */
+/* The rules a path may match, by how its prefix starts: slot HEAD_SLOTS4 + hash of its first 8 bytes for
+ * prefixes of 8 bytes or more, slot hash of its first 4 bytes for prefixes of 4 to 7 (rules of colliding
+ * prefixes share a slot: a rule named here is a candidate, which the full match decides). Two array lookups of a
+ * path's first bytes name the only rules to match it against, whatever the number of rules: most opens are of
+ * paths no rule starts like, /etc/ld.so.cache and /etc/hostname as much as /usr/lib/... */
+#define HEAD_SLOTS4 256
+#define HEAD_SLOTS 512
+#define HEAD_HASH 0x9e3779b97f4a7c15ULL /* Fibonacci hashing: the top 8 bits of the product */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_RULES);
-	__type(key, u32); /* the bytes as they are in memory */
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, HEAD_SLOTS);
+	__type(key, u32);
 	__type(value, struct rule_set);
 } rule_heads SEC(".maps");
 
@@ -661,7 +667,7 @@ static long match_step(u64 index, void *data)
 {
 	struct rule_match *m = data;
 	u32 r = index;
-	if (!(m->candidates >> (r & (MAX_RULES - 1)) & 1))
+	if (!(m->candidates >> (index & (MAX_RULES - 1)) & 1))
 		return 0;
 	struct open_rule *rule = bpf_map_lookup_elem(&open_rules, &r);
 	if (!rule || (rule->write_only && !m->writes))
@@ -682,9 +688,16 @@ static __always_inline u32 match_rules(char *path, u32 path_len, u32 flags)
 		return 0;
 	bool writes = is_write(flags);
 	u64 candidates = writes ? cfg->short_rules.writes : cfg->short_rules.reads;
-	u32 head;
-	__builtin_memcpy(&head, path, sizeof(head));
-	struct rule_set *starting = bpf_map_lookup_elem(&rule_heads, &head);
+	u32 head4;
+	u64 head8;
+	__builtin_memcpy(&head4, path, sizeof(head4));
+	__builtin_memcpy(&head8, path, sizeof(head8));
+	u32 slot = ((u64)head4 * HEAD_HASH) >> 56;
+	struct rule_set *starting = bpf_map_lookup_elem(&rule_heads, &slot);
+	if (starting)
+		candidates |= writes ? starting->writes : starting->reads;
+	slot = HEAD_SLOTS4 + ((head8 * HEAD_HASH) >> 56);
+	starting = bpf_map_lookup_elem(&rule_heads, &slot);
 	if (starting)
 		candidates |= writes ? starting->writes : starting->reads;
 	if (!candidates)

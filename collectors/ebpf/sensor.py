@@ -13,6 +13,7 @@ import ctypes
 import logging
 import os
 import struct
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,7 +72,8 @@ MAX_SUFFIX = 32
 _CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
 _RULE = struct.Struct("<64s64s32sIIII")
 _RULE_SET = struct.Struct("<QQ")
-_HEAD = 4  # the bytes of a path the kernel looks rules up by (``rule_heads``)
+_HEAD_SLOTS4 = 256  # sensor.bpf.c's HEAD_SLOTS4: the rule_heads slots of 4-byte heads, then those of 8-byte ones
+_HEAD_HASH = 0x9E3779B97F4A7C15  # HEAD_HASH: a head's slot is the top 8 bits of its product with this
 _ZERO_KEY = struct.pack("<I", 0)
 _TYPE_SLOTS = 32
 _TYPE_SLOTS_STRUCT = struct.Struct(f"<{_TYPE_SLOTS}Q")
@@ -127,16 +129,17 @@ class SensorConfig:
         if size < 4096 or size & (size - 1):
             raise ValueError(f"ring_buffer_bytes must be a power of two of at least 4096, not {size}")
 
-    def rule_sets(self) -> tuple[RuleSet, dict[bytes, RuleSet]]:
-        """Which rules may match a path, by its first 4 bytes, as the kernel looks them up before matching any:
-        the rules whose prefix is shorter (any path may match them) and, by the first 4 bytes of each longer
-        prefix, the rules starting with them. A rule is a bit of its index in ``encoded_rules`` order; each set
-        is (rules for every open, rules for opens that write), since ``write_watch`` rules ignore reads."""
+    def rule_sets(self) -> tuple[RuleSet, dict[int, RuleSet]]:
+        """Which rules may match a path, as the kernel looks them up by the path's first bytes before matching
+        any: the rules whose prefix is under 4 bytes (any path may match them) and, by ``rule_heads`` slot (see
+        :func:`head_slot`), the rules whose prefix starts like a path landing there. A rule is a bit of its index
+        in ``encoded_rules`` order; each set is (rules for every open, rules for opens that write), since
+        ``write_watch`` rules ignore reads."""
         short, heads = RuleSet(), {}
         rules = [(pattern, True) for pattern in self.write_watch] + [(pattern, False) for pattern in self.open_watch]
         for index, (pattern, write_only) in enumerate(rules):
-            prefix = split_pattern(pattern)[0]
-            rule_set = heads.setdefault(prefix[:_HEAD], RuleSet()) if len(prefix) >= _HEAD else short
+            slot = head_slot(split_pattern(pattern)[0])
+            rule_set = short if slot is None else heads.setdefault(slot, RuleSet())
             rule_set.add(index, write_only)
         return short, heads
 
@@ -166,6 +169,17 @@ class RuleSet:
     def encoded(self) -> bytes:
         """The kernel's ``struct rule_set``."""
         return _RULE_SET.pack(self.reads, self.writes)
+
+
+def head_slot(prefix: bytes) -> int | None:
+    """The ``rule_heads`` slot the kernel finds a rule with this prefix in: by the prefix's first 8 bytes when it
+    has them, else by its first 4; None under 4 bytes. A path's first 4 and first 8 bytes, hashed the same way,
+    name the two slots of every rule it may match (colliding rules share a slot: the full match decides)."""
+    if len(prefix) < 4:
+        return None
+    head = prefix[:8] if len(prefix) >= 8 else prefix[:4]
+    hashed = (int.from_bytes(head, sys.byteorder) * _HEAD_HASH) % 2**64 >> 56  # as the kernel loads the bytes
+    return hashed if len(head) == 4 else _HEAD_SLOTS4 + hashed
 
 
 def split_pattern(pattern: str) -> tuple[bytes, bytes]:
@@ -301,8 +315,8 @@ class Sensor:
                 bpf.update("open_rules", struct.pack("<I", index), rule)
             rules = len(self.config.open_watch) + len(self.config.write_watch)
             short, heads = self.config.rule_sets()
-            for head, rule_set in heads.items():
-                bpf.update("rule_heads", head, rule_set.encoded())
+            for slot, rule_set in heads.items():
+                bpf.update("rule_heads", struct.pack("<I", slot), rule_set.encoded())
             settings = struct.pack("<IIQQII", rules, os.getpid(), self.config.wakeup_bytes,
                                    self.config.open_repeat_window_ns, self.config.syscall_profiles, 0)
             bpf.update("sensor_config", _ZERO_KEY, settings + short.encoded())

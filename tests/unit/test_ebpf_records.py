@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import socket
 import struct
+import sys
 
 import pytest
 
 from vigil.collectors.ebpf.cgroups import container_id_of_path
 from vigil.collectors.ebpf.profiles import profile_records
-from vigil.collectors.ebpf.sensor import MAX_RULES, SensorConfig, split_pattern
+from vigil.collectors.ebpf.sensor import MAX_RULES, SensorConfig, head_slot, split_pattern
 from vigil.collectors.ebpf.syscall_table import CLASSES, COMPAT_BASE, HANDLERS, entries
 from vigil.sources.ebpf.records import HEADER, MAX_DEPTH, NAME_LEN, RecordDecoder, namespaces
 from vigil.sources.host_sensors import SYSCALL_NUMBERS, syscall_by_number
@@ -260,8 +261,13 @@ def test_the_kernel_is_told_which_opens_rules_without_a_prefix_apply_to() -> Non
                                 write_watch=("*release_agent", "/etc/", "/lib")).rule_sets()
     # rules in encoded order: the write rules (0-2), then the others (3-5); bit = rule index
     assert (short.reads, short.writes) == (0b001000, 0b001001)  # *.pem for every open, *release_agent for writes
-    assert set(heads) == {b"/etc", b"/roo", b"/lib"}
-    assert (heads[b"/lib"].reads, heads[b"/lib"].writes) == (0, 0b000100)
-    assert (heads[b"/etc"].reads, heads[b"/etc"].writes) == (0b010000, 0b010010)
-    assert (heads[b"/roo"].reads, heads[b"/roo"].writes) == (0b100000, 0b100000)
-    assert heads[b"/etc"].encoded() == struct.pack("<QQ", 0b010000, 0b010010)
+    # /etc/ and /lib by their first 4 bytes (slots under 256), /etc/shadow and /root/.ssh/ by their first 8
+    etc, lib = head_slot(b"/etc/"), head_slot(b"/lib")
+    shadow, ssh = head_slot(b"/etc/shadow"), head_slot(b"/root/.ssh/")
+    assert etc == head_slot(b"/etc") < 256 <= shadow == head_slot(b"/etc/sha") and head_slot(b"/et") is None
+    assert set(heads) == {etc, lib, shadow, ssh}
+    assert [(heads[slot].reads, heads[slot].writes) for slot in (etc, lib, shadow, ssh)] == [
+        (0, 0b000010), (0, 0b000100), (0b010000, 0b010000), (0b100000, 0b100000)]
+    assert heads[shadow].encoded() == struct.pack("<QQ", 0b010000, 0b010000)
+    # the kernel's hash: the top 8 bits of the bytes (as loaded on this machine) times 0x9e3779b97f4a7c15
+    assert etc == (int.from_bytes(b"/etc", sys.byteorder) * 0x9E3779B97F4A7C15) % 2**64 >> 56
