@@ -74,6 +74,7 @@ enum record_type {
 	REC_VM_WRITE = 20,
 	REC_UNIX_CONNECT = 21,
 	REC_FILE_CHANGE = 22,
+	REC_WX_MEMORY = 23,
 };
 
 enum setid_call { SET_UID, SET_GID, SET_REUID, SET_REGID, SET_RESUID, SET_RESGID, SET_FSUID, SET_FSGID };
@@ -185,6 +186,17 @@ struct file_change_record {
 	char other[PATH_LEN];
 };
 
+/* Memory mapped or re-protected writable and executable at once (code written at run time, then run: JITs, and
+ * shellcode loaders), recorded once per process. */
+struct wx_record {
+	struct header h;
+	u32 call; /* 0: mprotect, 1: pkey_mprotect, 2: mmap */
+	u32 prot;
+	u64 len;
+	u32 flags; /* mmap's */
+	u32 pad;
+};
+
 enum file_op {
 	FILE_OP_UNLINK, FILE_OP_UNLINKAT, FILE_OP_RMDIR, FILE_OP_RENAME, FILE_OP_RENAMEAT, FILE_OP_RENAMEAT2, FILE_OP_MKDIR, FILE_OP_MKDIRAT, FILE_OP_CHMOD,
 	FILE_OP_FCHMODAT, FILE_OP_LINK, FILE_OP_LINKAT, FILE_OP_SYMLINK, FILE_OP_SYMLINKAT, FILE_OP_CHOWN, FILE_OP_LCHOWN, FILE_OP_FCHOWNAT,
@@ -270,7 +282,7 @@ enum syscall_handler {
 	HANDLE_NONE, HANDLE_OPEN, HANDLE_OPENAT, HANDLE_CREAT, HANDLE_OPENAT2, HANDLE_CONNECT, HANDLE_LISTEN,
 	HANDLE_PTRACE, HANDLE_SETID, HANDLE_UNSHARE, HANDLE_SETNS, HANDLE_MOUNT, HANDLE_INIT_MODULE,
 	HANDLE_FINIT_MODULE, HANDLE_BPF, HANDLE_MEMFD_CREATE, HANDLE_SOCKET, HANDLE_DUP2, HANDLE_DUP3,
-	HANDLE_USERFAULTFD, HANDLE_PROCESS_VM_WRITEV, HANDLE_DUP, HANDLE_FCNTL, HANDLE_FILE_CHANGE,
+	HANDLE_USERFAULTFD, HANDLE_PROCESS_VM_WRITEV, HANDLE_DUP, HANDLE_FCNTL, HANDLE_FILE_CHANGE, HANDLE_WX_MEMORY,
 };
 #define CLASS_SLOTS 8 /* a power of two: the verifier bounds an index by masking */
 
@@ -443,6 +455,21 @@ struct {
 	__type(key, struct open_key);
 	__type(value, struct open_seen);
 } recent_opens SEC(".maps");
+
+/* Processes whose writable and executable memory is recorded already, by thread group and its start time (a
+ * reused pid is another process). */
+struct process_key {
+	u32 tgid;
+	u32 pad;
+	u64 start_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct process_key);
+	__type(value, u8);
+} wx_processes SEC(".maps");
 
 static const u32 ZERO = 0;
 
@@ -1247,6 +1274,33 @@ static __always_inline int handle_vm_write(u32 target_pid, u32 iovecs)
 	return 0;
 }
 
+#define PROT_WRITE 2
+#define PROT_EXEC 4
+
+static __always_inline int handle_wx_memory(u32 call, u64 len, u32 prot, u32 flags)
+{
+	if ((prot & (PROT_WRITE | PROT_EXEC)) != (PROT_WRITE | PROT_EXEC) || is_self())
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct process_key key = {
+		.tgid = bpf_get_current_pid_tgid() >> 32,
+		.start_ns = BPF_CORE_READ(task, group_leader, start_time),
+	};
+	static const u8 seen = 1;
+	if (bpf_map_update_elem(&wx_processes, &key, &seen, BPF_NOEXIST))
+		return 0; /* recorded for this process already */
+	struct wx_record *rec = reserve(sizeof(*rec), REC_WX_MEMORY);
+	if (!rec)
+		return 0;
+	rec->call = call;
+	rec->prot = prot;
+	rec->len = len;
+	rec->flags = flags;
+	rec->pad = 0;
+	submit(rec, sizeof(*rec));
+	return 0;
+}
+
 static __always_inline int handle_ptrace(long request, u32 target_pid)
 {
 	/* ATTACH, SEIZE and the POKEs let one process control another; the rest is a debugger's routine. */
@@ -1479,6 +1533,8 @@ static __always_inline int handle(struct pt_regs *regs, u32 handler, u32 variant
 		return emit_dup(2, ARG1, ARG2);
 	case HANDLE_DUP3:
 		return emit_dup(3, ARG1, ARG2);
+	case HANDLE_WX_MEMORY: /* mprotect(addr, len, prot), pkey_mprotect(.., pkey), mmap(addr, len, prot, flags, ..) */
+		return handle_wx_memory(variant, ARG2, ARG3, variant == 2 ? ARG4 : 0);
 	case HANDLE_FILE_CHANGE:
 		switch (variant) {
 		case FILE_OP_UNLINK:

@@ -14,7 +14,7 @@ import platform
 import struct
 
 from vigil.collectors.ebpf.libbpf import BpfObject
-from vigil.sources.ebpf.records import FILE_OPS, SETID_CALLS
+from vigil.sources.ebpf.records import FILE_OPS, SETID_CALLS, WX_CALLS
 from vigil.sources.host_sensors import SYSCALL_NUMBERS
 
 MAP = "syscall_table"
@@ -36,6 +36,7 @@ HANDLERS: dict[str, tuple[int, int]] = {
     "bpf": (14, 0), "memfd_create": (15, 0), "socket": (16, 0), "dup2": (17, 0), "dup3": (18, 0),
     "userfaultfd": (19, 0), "process_vm_writev": (20, 0), "dup": (21, 0), "fcntl": (22, 0),
     **{call: (23, variant) for variant, call in enumerate(FILE_OPS)},
+    **{call: (24, variant) for variant, call in enumerate(WX_CALLS)},
 }
 #: The architecture of 32-bit tasks on a 64-bit kernel of each architecture.
 COMPAT_ARCH = {"x86_64": "i386", "aarch64": "arm"}

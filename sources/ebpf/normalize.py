@@ -60,6 +60,7 @@ KIND_OF_TYPE = {
     "userfaultfd": "process.syscall",
     "process_vm_write": "process.syscall",
     "file_change": "file.write",
+    "wx_memory": "process.syscall",
 }
 #: File changes that make a directory: ``process.syscall`` as other sources name them (the path in ``target.path``).
 _MKDIRS = frozenset({"mkdir", "mkdirat"})
@@ -112,7 +113,17 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
 def _kind(record_type: str, record: dict[str, Any]) -> str:
     if record_type == "file_change" and record.get("call") in _MKDIRS:
         return "process.syscall"
+    if record_type == "open" and _opens_for_writing(record):
+        return "file.write"
     return KIND_OF_TYPE[record_type]
+
+
+def _opens_for_writing(record: dict[str, Any]) -> bool:
+    """Whether an open asks to write (the sensor's test): a watched path that only an open rule covers
+    (``/host/etc/``, a node's files through a hostPath mount) is recorded as an ``open`` even when written, and
+    a write is a ``file.write``, as Falco's and Tetragon's opens for writing are."""
+    flags = int_field(record, "flags")
+    return (flags & _O_ACCMODE) in (_O_WRONLY, _O_RDWR) or bool(flags & (_O_CREAT | _O_TRUNC))
 
 
 #: The key comes from the ``k8s`` object the node collector added to the record, or its node for a host process.
@@ -166,7 +177,7 @@ def _actor(record: dict[str, Any], pid: int) -> Actor:
 
 #: How the kernel names the file of an anonymous memory file (memfd_create's name follows).
 MEMFD_PREFIX = "/memfd:"
-_O_CREAT, _O_TMPFILE = 0o100, 0o20000000
+_O_ACCMODE, _O_WRONLY, _O_RDWR, _O_CREAT, _O_TRUNC, _O_TMPFILE = 0o3, 0o1, 0o2, 0o100, 0o1000, 0o20000000
 
 
 def resolved_path(path: str) -> str:
@@ -272,7 +283,8 @@ def _exit(record: dict[str, Any]) -> _Details:
 
 
 def _open(record: dict[str, Any]) -> _Details:
-    return "open", Target(path=resolved_path(text_field(record, "path"))), Outcome()
+    action = "open_write" if _opens_for_writing(record) else "open"
+    return action, Target(path=resolved_path(text_field(record, "path"))), Outcome()
 
 
 def _file_write(record: dict[str, Any]) -> _Details:
@@ -376,6 +388,11 @@ def _file_change(record: dict[str, Any]) -> _Details:
     return call, Target(path=resolved_path(text_field(record, "path")), name=owner), Outcome()
 
 
+def _wx_memory(record: dict[str, Any]) -> _Details:
+    """Memory made writable and executable at once (the first time in the process): the call is the action."""
+    return text_field(record, "call") or "mprotect", Target(resource="memory", name="write,exec"), Outcome()
+
+
 def _syscalls(record: dict[str, Any]) -> _Details:
     return "profile", Target(), Outcome("success")
 
@@ -403,4 +420,5 @@ _DETAILS: dict[str, Callable[[dict[str, Any]], _Details]] = {
     "userfaultfd": _userfaultfd,
     "process_vm_write": _vm_write,
     "file_change": _file_change,
+    "wx_memory": _wx_memory,
 }

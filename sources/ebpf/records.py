@@ -35,6 +35,7 @@ _USERFAULTFD = struct.Struct("<I")
 _VM_WRITE = struct.Struct("<II")
 _UNIX_CONNECT = struct.Struct("<iI")
 _FILE_CHANGE = struct.Struct("<IIiiII")
+_WX_MEMORY = struct.Struct("<IIQI")
 
 ARGS_LEN = 1024
 NAME_LEN = 64
@@ -58,12 +59,14 @@ TYPES = {
     1: "exec", 2: "exit", 3: "open", 4: "connect", 5: "accept", 6: "listen", 7: "ptrace", 8: "setid",
     9: "ns_change", 10: "mount", 11: "module_load", 12: "bpf", 13: "memfd_create", 14: "file_write",
     15: "cgroup_rmdir", 16: "seccomp", 17: "socket", 18: "stdio_dup", 19: "userfaultfd", 20: "process_vm_write",
-    21: "unix_connect", 22: "file_change",
+    21: "unix_connect", 22: "file_change", 23: "wx_memory",
 }
 _CGROUP_RMDIR_TYPE = 15
 
 #: ``enum setid_call`` of sensor.bpf.c.
 SETID_CALLS = ("setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid")
+#: The calls that map memory writable and executable (the ``call`` of ``struct wx_record``).
+WX_CALLS = ("mprotect", "pkey_mprotect", "mmap")
 #: ``enum file_op`` of sensor.bpf.c: the syscalls that change a file's name, links or permissions.
 FILE_OPS = ("unlink", "unlinkat", "rmdir", "rename", "renameat", "renameat2", "mkdir", "mkdirat", "chmod", "fchmodat",
             "link", "linkat", "symlink", "symlinkat", "chown", "lchown", "fchownat")
@@ -226,11 +229,16 @@ def _file_change(record: dict[str, Any], view: memoryview, at: int) -> None:
         errors="replace")
 
 
+def _wx_memory(record: dict[str, Any], view: memoryview, at: int) -> None:
+    call, record["prot"], record["length"], record["flags"] = _WX_MEMORY.unpack_from(view, at + _BODY)
+    record["call"] = WX_CALLS[call] if call < len(WX_CALLS) else str(call)
+
+
 _Fields = Callable[[dict[str, Any], memoryview, int], None]
 _FIELDS: dict[int, _Fields] = {
     1: _exec, 2: _exit, 4: _sock, 5: _sock, 6: _sock, 7: _ptrace, 8: _setid, 9: _ns_change,
     10: _mount, 11: _module, 12: _bpf, 13: _memfd, 16: _seccomp, 17: _socket, 18: _stdio_dup, 19: _userfaultfd,
-    20: _vm_write, 21: _unix_connect, 22: _file_change,
+    20: _vm_write, 21: _unix_connect, 22: _file_change, 23: _wx_memory,
 }
 
 

@@ -288,6 +288,29 @@ def test_userfaultfd_by_a_user_and_a_write_into_another_process_are_recorded(rec
     assert (kinds.count("userfaultfd"), kinds.count("process_vm_write")) == (1, 1)
 
 
+_WX_MEMORY = """
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+page = libc.mmap(None, 4096, 3, 0x22, -1, 0)  # read+write, private and anonymous: not recorded
+assert libc.mprotect(page, 4096, 5) == 0  # read+exec: not recorded
+assert libc.mprotect(page, 4096, 7) == 0  # read+write+exec: recorded
+libc.mmap(None, 8192, 7, 0x22, -1, 0)  # again in the same process: not recorded again
+"""
+
+
+@root_only
+def test_memory_made_writable_and_executable_is_recorded_once_per_process(recorder: Recorder) -> None:
+    pid = _python(_WX_MEMORY)
+    record = recorder.wait_for(lambda r: r["type"] == "wx_memory" and r["pid"] == pid)
+    assert (record["call"], record["prot"], record["length"]) == ("mprotect", 7, 4096)
+    again = _python(_WX_MEMORY)  # another process: recorded again
+    recorder.wait_for(lambda r: r["type"] == "wx_memory" and r["pid"] == again)
+    assert [r["type"] for r in recorder.of_pid(pid)].count("wx_memory") == 1
+
+
 _UNIX_CONNECTS = """
 import socket, sys
 for name in ("app.sock", "docker.sock", "run/containerd/containerd.sock"):

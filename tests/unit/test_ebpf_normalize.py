@@ -48,6 +48,7 @@ RECORDED: dict[str, dict[str, Any]] = {
     "userfaultfd": {"type": "userfaultfd", **_HEADER, "flags": 0},
     "process_vm_write": {"type": "process_vm_write", **_HEADER, "target_pid": 22808, "iovecs": 1},
     "unix_connect": {"type": "unix_connect", **_HEADER, "fd": 6, "family": "unix", "path": "/run/docker.sock"},
+    "wx_memory": {"type": "wx_memory", **_HEADER, "prot": 7, "length": 4096, "flags": 0, "call": "mprotect"},
     "file_change": {"type": "file_change", **_HEADER, "mode": 0, "owner": -1, "group": -1, "call": "rename",
                     "path": "/etc/vigil-h1-f", "other_path": "/etc/vigil-h1-g"},
 }
@@ -248,6 +249,16 @@ def test_an_open_says_how_the_file_was_accessed(flags: int, access: list[str], m
     assert (event.file.path, event.file.access, event.file.mode) == ("/tmp/release_agent", access, mode)
 
 
+@pytest.mark.parametrize(("flags", "kind", "action"), [
+    (0o2000000, "file.open", "open"),  # O_RDONLY|O_CLOEXEC
+    (0o1101, "file.write", "open_write"),  # O_WRONLY|O_CREAT|O_TRUNC: the shell's '>' through a hostPath mount
+    (0o2, "file.write", "open_write"),  # O_RDWR
+])
+def test_an_open_of_a_watched_path_for_writing_is_a_write(flags: int, kind: str, action: str) -> None:
+    event = _normalize({**RECORDED["open"], "path": "/host/etc/cron.d/sync", "flags": flags})
+    assert (event.kind, event.action, event.target.path) == (kind, action, "/host/etc/cron.d/sync")
+
+
 def test_sockets_carry_both_ends_their_direction_and_the_remote_class() -> None:
     connect = _normalize(RECORDED["connect"]).network
     assert (connect.family, connect.protocol, connect.direction) == ("inet6", "tcp", "outbound")
@@ -324,3 +335,10 @@ def test_a_mkdir_is_a_syscall_event_with_its_path_as_other_sources_name_it() -> 
                         "path": "/usr/bin/.x/../.hidden"})
     assert (event.kind, event.action, event.target.path, event.file.mode) == (
         "process.syscall", "mkdirat", "/usr/bin/.hidden", 0o755)
+
+
+def test_writable_executable_memory_is_a_syscall_event_named_by_its_call() -> None:
+    event = _normalize(RECORDED["wx_memory"])
+    assert (event.kind, event.action, event.target.resource, event.target.name) == (
+        "process.syscall", "mprotect", "memory", "write,exec")
+    assert _normalize({**RECORDED["wx_memory"], "call": "mmap"}).action == "mmap"

@@ -154,6 +154,12 @@ def test_file_change_records_carry_the_call_both_paths_and_the_mode() -> None:
     assert (chown["call"], chown["owner"], chown["group"]) == ("fchownat", 0, 42)
 
 
+def test_writable_executable_memory_records() -> None:
+    record = _decode(_header(23) + struct.pack("<IIQII", 2, 7, 8192, 0x22, 0))
+    assert (record["type"], record["call"], record["prot"], record["length"], record["flags"]) == (
+        "wx_memory", "mmap", 7, 8192, 0x22)
+
+
 def test_removed_cgroups_are_kept_for_the_sensor_not_returned_as_records() -> None:
     decoder = RecordDecoder({}, lambda cgroup_id: "", BOOT_OFFSET)
     removed = _header(15) + struct.pack("<Q256s", 4242, f"/k8s.io/{CID}".encode())
@@ -243,7 +249,7 @@ def test_the_kernels_syscall_table_follows_the_architectures_numbers() -> None:
     assert entries("aarch64")[SYSCALL_NUMBERS["aarch64"]["clone"]] == CLASSES.index("fork")
     recorded = {slot: entry >> 8 & 0xFF for slot, entry in table.items() if entry >> 8}
     for syscall in ("socket", "dup", "dup2", "dup3", "fcntl", "userfaultfd", "process_vm_writev", "renameat2",
-                    "unlink"):
+                    "unlink", "mprotect", "mmap"):
         assert recorded[SYSCALL_NUMBERS["x86_64"][syscall]] == HANDLERS[syscall][0]
     assert "dup2" not in SYSCALL_NUMBERS["aarch64"] and SYSCALL_NUMBERS["aarch64"]["dup3"] in entries("aarch64")
 
