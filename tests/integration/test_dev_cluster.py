@@ -170,7 +170,7 @@ async def _assert_stored(client, settings, namespace: str, pod: str, container: 
         stored = {row[0] for row in rows}
         return stored if detections <= stored else None
 
-    await wait_for(stored_alerts, timeout=120)
+    await wait_for(stored_alerts, timeout=240)  # a loaded machine: the writer may take minutes to start
     container_id = container["containerID"].rpartition("://")[2]
     rows = client.query(
         f"SELECT DISTINCT container_name, image FROM {database}.events WHERE source = 'ebpf' "

@@ -1,20 +1,26 @@
-"""The dev cluster's files, without starting it: certificates (real openssl), the kubelet, containerd and CNI
-configurations, the busybox OCI image, and the host snapshot that ``down`` restores from."""
+"""The dev cluster's pieces, without starting it: certificates (real openssl), the kubelet, containerd and CNI
+configurations, the busybox OCI image, the host snapshot that ``down`` restores from, and the pods' loopback."""
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
+import os
 import shutil
+import socket
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
+from tests.integration.harness import wait_for
 from vigil.devstack import kube_config, kube_host
 from vigil.devstack.kube_config import ClusterLayout
 from vigil.devstack.kube_pki import Authority, Identity
 from vigil.devstack.oci_image import BUSYBOX, write_busybox_image
+from vigil.devstack.pod_loopback import PodLoopback, network_namespace
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 
@@ -103,3 +109,44 @@ def test_the_host_snapshot_is_taken_once_until_down_removes_it(tmp_path: Path) -
     assert again == kube_host.HostSnapshot({"kernel.panic": "7"}, ["/var/lib/kubelet"]), "the first one counts"
     assert kube_host.unmount_under(tmp_path) == []
     assert kube_host.delete_link("vigil-absent0") is False
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare")
+async def test_a_pod_namespace_reaches_the_hosts_loopback_port_at_its_own(tmp_path: Path) -> None:
+    """What the Helm chart's pods need on the dev cluster: the dev stack at 127.0.0.1 in their own namespace."""
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"host says " + await reader.readline())
+        await writer.drain()
+        writer.close()
+
+    host = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = host.sockets[0].getsockname()[1]
+    pod = subprocess.Popen(["unshare", "--net", "sh", "-c", "ip link set lo up && exec sleep 60"])
+    (tmp_path / "netns").mkdir()
+    (tmp_path / "netns" / "cni-test").symlink_to(f"/proc/{pod.pid}/ns/net")
+    stop = asyncio.Event()
+    bridge = asyncio.create_task(PodLoopback(tmp_path / "netns", (port,)).run(stop))
+    try:
+        answer = await wait_for(lambda: asyncio.to_thread(_ask_in, tmp_path / "netns" / "cni-test", port), 15, 0.2)
+    finally:
+        stop.set()
+        await bridge
+        pod.kill()
+        pod.wait()
+        host.close()
+    assert answer == b"host says hello\n"
+
+
+def _ask_in(namespace: Path, port: int) -> bytes | None:
+    """Connect to 127.0.0.1:``port`` from inside ``namespace``; None while nothing listens there yet."""
+    with network_namespace(namespace):
+        client = socket.socket()
+    with client:
+        try:
+            client.connect(("127.0.0.1", port))
+        except OSError as exc:  # the namespace's loopback is not up yet, or the bridge does not listen there yet
+            if exc.errno in (errno.ENETUNREACH, errno.ECONNREFUSED):
+                return None
+            raise
+        client.sendall(b"hello\n")
+        return client.makefile("rb").readline()

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import signal
 import sys
 import time
+from pathlib import Path
 
 from vigil.config import Settings
 from vigil.devstack import kube_cluster
 from vigil.devstack.errors import DevStackError
 from vigil.devstack.kube_cluster import NodeStatus
+from vigil.devstack.pod_loopback import PodLoopback
 from vigil.devstack.stack import ServiceStatus
 
 
@@ -29,6 +34,35 @@ def register(actions: argparse._SubParsersAction) -> None:
     down.set_defaults(func=run_down)
     status = commands.add_parser("status", help="show each component and the node; exit 1 unless all are healthy")
     status.set_defaults(func=run_status)
+    bridge = commands.add_parser("bridge", help="(run by `up`) serve the dev stack's ports at 127.0.0.1 inside "
+                                                "every pod network namespace under --netns-dir")
+    bridge.add_argument("--netns-dir", type=Path, required=True, help="where containerd mounts pod namespaces")
+    bridge.add_argument("--ports", type=_ports, required=True, help="comma-separated ports, e.g. 9092,8123")
+    bridge.set_defaults(func=run_bridge)
+
+
+def _ports(text: str) -> tuple[int, ...]:
+    try:
+        ports = tuple(int(port) for port in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of ports: {text!r}") from None
+    if not all(0 < port < 65536 for port in ports):
+        raise argparse.ArgumentTypeError(f"ports are 1 to 65535: {text!r}")
+    return ports
+
+
+def run_bridge(args: argparse.Namespace, settings: Settings) -> int:
+    asyncio.run(_bridge(PodLoopback(args.netns_dir, args.ports)))
+    return 0
+
+
+async def _bridge(loopback: PodLoopback) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await loopback.run(stop)
 
 
 def run_up(args: argparse.Namespace, settings: Settings) -> int:

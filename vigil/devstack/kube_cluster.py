@@ -25,8 +25,10 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,10 +39,12 @@ import grpc
 from vigil.collectors.runtime.api import cri_pb2, cri_pb2_grpc
 from vigil.config import Settings
 from vigil.devstack import kube_config, kube_host
+from vigil.devstack.clickhouse import dev_server_url
 from vigil.devstack.errors import DevStackError
 from vigil.devstack.kube_config import ClusterLayout
 from vigil.devstack.kube_pki import Authority, Identity
 from vigil.devstack.oci_image import write_busybox_image
+from vigil.devstack.ports import loopback_port
 from vigil.devstack.process import DetachedProcess
 from vigil.devstack.stack import ServiceStatus, locked, require_free_ports, run_dir, service_status, wait_healthy
 
@@ -55,7 +59,7 @@ _PROBE_SECONDS = 5.0
 #: signatures; Go refuses them since 1.25 ("handshake failure") unless this GODEBUG setting allows them again.
 _APISERVER_GODEBUG = "GODEBUG=tlssha1=1"
 _CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-_NODE = ("containerd", "kubelet")
+_NODE = ("containerd", "kubelet", "pod-loopback")
 
 
 def cluster_layout(settings: Settings) -> ClusterLayout:
@@ -127,7 +131,7 @@ class DevCluster:
     def components(self) -> list[Component]:
         """Every component, in start order (their argv needs the binaries: only ``up`` has them)."""
         return [self._etcd(), self._apiserver(), self._controller_manager(), self._scheduler(), self._containerd(),
-                self._kubelet()]
+                self._kubelet(), self._pod_loopback()]
 
     def process(self, name: str) -> DetachedProcess:
         marker = {"etcd": f"--data-dir={self.layout.etcd_data}",
@@ -135,7 +139,8 @@ class DevCluster:
                   "kube-controller-manager": f"--kubeconfig={self.layout.component_kubeconfig(name)}",
                   "kube-scheduler": f"--kubeconfig={self.layout.component_kubeconfig(name)}",
                   "containerd": f"--config={self.layout.containerd / 'config.toml'}",
-                  "kubelet": f"--config={self.layout.root / 'kubelet.json'}"}[name]
+                  "kubelet": f"--config={self.layout.root / 'kubelet.json'}",
+                  "pod-loopback": f"--netns-dir={self.layout.pod_netns}"}[name]
         return DetachedProcess(self.layout.pids / f"{name}.pid", self.layout.logs / f"{name}.log", marker)
 
     # -- configuration, written at every up ---------------------------------------------------------------------
@@ -250,6 +255,20 @@ class DevCluster:
                 f"--hostname-override={self.node}", f"--node-ip={self.node_ip}"]
         return self._component("kubelet", kube_config.KUBELET_PORT, argv, _kubelet_healthz, host=self.node_ip)
 
+    def stack_ports(self) -> tuple[int, ...]:
+        """The dev stack's Kafka and ClickHouse HTTP ports on the host's loopback: what pods get at theirs."""
+        clickhouse = urllib.parse.urlsplit(dev_server_url(self.settings)).netloc
+        return (loopback_port(self.settings.kafka.bootstrap, "VIGIL_KAFKA_BOOTSTRAP"),
+                loopback_port(clickhouse, "VIGIL_CLICKHOUSE_URL"))
+
+    def _pod_loopback(self) -> Component:
+        ports = self.stack_ports()
+        argv = [sys.executable, "-m", "vigil.cli", "dev", "cluster", "bridge", f"--netns-dir={self.layout.pod_netns}",
+                f"--ports={','.join(map(str, ports))}"]
+        process = self.process("pod-loopback")
+        return Component("pod-loopback", f"pods' 127.0.0.1:{','.join(map(str, ports))}", (), process, argv,
+                         self.layout.root, lambda timeout: _running(process))
+
     def _binary(self, name: str) -> str:
         if self.binaries is None:
             return name  # status and down only find and probe processes; they never start one
@@ -295,7 +314,7 @@ def up(settings: Settings, timeout: float = 180.0) -> DevCluster:
         _start_group(cluster, [components[name] for name in _CONTROL_PLANE[:2]], deadline, timeout)
         _start_group(cluster, [components[name] for name in (*_CONTROL_PLANE[2:], "containerd")], deadline, timeout)
         _import_images(cluster)
-        _start_group(cluster, [components["kubelet"]], deadline, timeout)
+        _start_group(cluster, [components["kubelet"], components["pod-loopback"]], deadline, timeout)
         _wait_node_ready(cluster, deadline, timeout)
     return cluster
 
@@ -308,6 +327,7 @@ def down(settings: Settings, grace: float = 30.0) -> list[str]:
     if not layout.root.is_dir():
         return []
     with locked(layout.root):
+        _stop(cluster.process("pod-loopback"), grace)
         _stop(cluster.process("kubelet"), grace)
         _remove_pods(layout.containerd_socket)
         _stop(cluster.process("containerd"), grace)
@@ -447,6 +467,11 @@ def _https_healthz(port: int) -> Callable[[float], None]:
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     return lambda timeout: _expect(f"https://127.0.0.1:{port}/healthz", "ok", context, timeout)
+
+
+def _running(process: DetachedProcess) -> None:
+    if process.pid() is None:
+        raise DevStackError("not running")
 
 
 def _kubelet_healthz(timeout: float) -> None:

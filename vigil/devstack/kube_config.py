@@ -65,6 +65,11 @@ class ClusterLayout:
         return self.containerd / "containerd.sock"
 
     @property
+    def pod_netns(self) -> Path:
+        """Where containerd mounts the pods' network namespaces (``netns_mounts_under_state_dir``)."""
+        return self.containerd / "state" / "io.containerd.grpc.v1.cri" / "netns"
+
+    @property
     def kubelet_root(self) -> Path:
         return self.root / "kubelet"
 
