@@ -325,11 +325,18 @@ async def delete_topics(settings: Settings) -> None:
         await admin.close()
 
 
+def missing_tools() -> str:
+    """Why the capture cannot run here ('' when it can)."""
+    tools = ("cc", "git", "dpkg-deb", "script", "buildah")
+    reason = missing_requirements() or next((f"{tool} is not installed" for tool in tools
+                                             if shutil.which(tool) is None), "")
+    if not reason and not Path("/usr/lib/cni/bridge").exists():
+        reason = "containernetworking-plugins is not installed"
+    return reason
+
+
 async def capture(output: Path) -> dict[str, int]:
-    reason = missing_requirements() or next((f"{tool} is not installed" for tool in ("buildah", "cc", "git",
-                                             "dpkg-deb") if shutil.which(tool) is None), "")
-    if reason or not Path("/usr/lib/cni/bridge").exists():
-        raise SystemExit(f"capture_benign: {reason or 'containernetworking-plugins is not installed'}")
+    """Capture into ``output``, the collector shipping on topics of its own (made and deleted here)."""
     directory = Path(tempfile.mkdtemp(prefix="vigil-cap-", dir="/tmp"))
     runtime = Containerd(directory)
     settings = load_settings()
@@ -374,6 +381,8 @@ async def capture(output: Path) -> dict[str, int]:
 
 def main() -> None:
     output = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "tests" / "data" / "benign"
+    if reason := missing_tools():
+        raise SystemExit(f"capture_benign: {reason}")
     print(json.dumps(asyncio.run(capture(output))))
 
 
