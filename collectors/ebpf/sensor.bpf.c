@@ -418,13 +418,9 @@ struct {
 struct open_scratch {
 	struct open_record rec;
 	char slack[NAME_LEN];
-	union {
-		char names[MAX_DEPTH][NAME_LEN];
-		struct {
-			char other[PATH_LEN]; /* a file change's second path */
-			u64 other_slack;
-		};
-	};
+	char names[MAX_DEPTH][NAME_LEN];
+	char other[PATH_LEN]; /* a file change's second path, or its relative name while the first is joined */
+	u64 other_slack;
 };
 
 struct {
@@ -954,8 +950,32 @@ static __always_inline bool change_watched(char *path, long len)
 	return !needs_resolution(path, path_len) && match_rules(path, path_len, O_WRONLY);
 }
 
-static __always_inline int handle_file_change(u32 op, const char *path, const char *other, u32 mode, s32 uid,
-					      s32 gid)
+#define AT_FDCWD -100
+
+/* A relative name in ``rec.path`` made the path the kernel resolves it from: the directory it is relative to (the
+ * working directory, or ``dirfd``'s), walked up to the process's root, then the name. Returns the new length plus
+ * one, as bpf_probe_read_user_str counts. */
+static __always_inline long under_directory(struct open_scratch *scratch_value, int dirfd)
+{
+	char *path = scratch_value->rec.path;
+	bpf_probe_read_kernel_str(scratch_value->other, PATH_LEN, path);
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	u32 depth = dirfd == AT_FDCWD ?
+		walk_path(BPF_CORE_READ(fs, pwd.mnt), BPF_CORE_READ(fs, pwd.dentry), &fs->root, scratch_value->names) :
+		walk_file(file_of_fd(dirfd), &fs->root, scratch_value->names);
+	u32 at = join_names(scratch_value, depth);
+	if (at > 1 && at < PATH_LEN - 1)
+		path[at++ & (PATH_LEN - 1)] = '/';
+	/* ``at`` is below PATH_LEN: the write ends in the names, which are joined already */
+	asm volatile("" : "+r"(at));
+	long n = bpf_probe_read_kernel_str(&path[at & (PATH_LEN - 1)], PATH_LEN, scratch_value->other);
+	u32 len = at + (n > 1 ? n - 1 : 0);
+	return (len < PATH_LEN - 1 ? len : PATH_LEN - 1) + 1;
+}
+
+static __always_inline int handle_file_change(u32 op, int dirfd, const char *path, const char *other, u32 mode,
+					      s32 uid, s32 gid)
 {
 	if (is_self())
 		return 0;
@@ -964,6 +984,8 @@ static __always_inline int handle_file_change(u32 op, const char *path, const ch
 		return 0;
 	char *first = scratch_value->rec.path, *second = scratch_value->other;
 	long len = bpf_probe_read_user_str(first, PATH_LEN, path);
+	if (len > 1 && first[0] != '/' && !other) /* a relative name (a rename's or link's two are matched as given) */
+		len = under_directory(scratch_value, dirfd);
 	long other_len = other ? bpf_probe_read_user_str(second, PATH_LEN, other) : 0;
 	bool chmod = op == FILE_OP_CHMOD || op == FILE_OP_FCHMODAT;
 	if (!(chmod && (mode & (S_ISUID | S_ISGID))) && !change_watched(first, len) && !change_watched(second, other_len))
@@ -1539,30 +1561,30 @@ static __always_inline int handle(struct pt_regs *regs, u32 handler, u32 variant
 		switch (variant) {
 		case FILE_OP_UNLINK:
 		case FILE_OP_RMDIR:
-			return handle_file_change(variant, (const char *)ARG1, NULL, 0, -1, -1);
+			return handle_file_change(variant, AT_FDCWD, (const char *)ARG1, NULL, 0, -1, -1);
 		case FILE_OP_UNLINKAT:
-			return handle_file_change(variant, (const char *)ARG2, NULL, ARG3, -1, -1);
+			return handle_file_change(variant, ARG1, (const char *)ARG2, NULL, ARG3, -1, -1);
 		case FILE_OP_RENAME:
 		case FILE_OP_LINK:
 		case FILE_OP_SYMLINK:
-			return handle_file_change(variant, (const char *)ARG1, (const char *)ARG2, 0, -1, -1);
+			return handle_file_change(variant, AT_FDCWD, (const char *)ARG1, (const char *)ARG2, 0, -1, -1);
 		case FILE_OP_RENAMEAT:
 		case FILE_OP_RENAMEAT2:
 		case FILE_OP_LINKAT:
-			return handle_file_change(variant, (const char *)ARG2, (const char *)ARG4, 0, -1, -1);
+			return handle_file_change(variant, ARG1, (const char *)ARG2, (const char *)ARG4, 0, -1, -1);
 		case FILE_OP_SYMLINKAT:
-			return handle_file_change(variant, (const char *)ARG1, (const char *)ARG3, 0, -1, -1);
+			return handle_file_change(variant, AT_FDCWD, (const char *)ARG1, (const char *)ARG3, 0, -1, -1);
 		case FILE_OP_MKDIR:
 		case FILE_OP_CHMOD:
-			return handle_file_change(variant, (const char *)ARG1, NULL, ARG2, -1, -1);
+			return handle_file_change(variant, AT_FDCWD, (const char *)ARG1, NULL, ARG2, -1, -1);
 		case FILE_OP_MKDIRAT:
 		case FILE_OP_FCHMODAT:
-			return handle_file_change(variant, (const char *)ARG2, NULL, ARG3, -1, -1);
+			return handle_file_change(variant, ARG1, (const char *)ARG2, NULL, ARG3, -1, -1);
 		case FILE_OP_CHOWN:
 		case FILE_OP_LCHOWN:
-			return handle_file_change(variant, (const char *)ARG1, NULL, 0, ARG2, ARG3);
+			return handle_file_change(variant, AT_FDCWD, (const char *)ARG1, NULL, 0, ARG2, ARG3);
 		case FILE_OP_FCHOWNAT:
-			return handle_file_change(variant, (const char *)ARG2, NULL, 0, ARG3, ARG4);
+			return handle_file_change(variant, ARG1, (const char *)ARG2, NULL, 0, ARG3, ARG4);
 		}
 		return 0;
 	case HANDLE_FCNTL:

@@ -288,6 +288,32 @@ def test_userfaultfd_by_a_user_and_a_write_into_another_process_are_recorded(rec
     assert (kinds.count("userfaultfd"), kinds.count("process_vm_write")) == (1, 1)
 
 
+_RELATIVE_CHANGES = """
+import os, sys
+name = sys.argv[1]
+os.chdir("/etc")
+open(name, "w").close()
+os.chmod(name, 0o600)
+os.unlink(name)
+etc = os.open("/etc", os.O_RDONLY)
+os.chdir("/")
+os.mkdir(name, dir_fd=etc)
+os.rmdir(f"etc/{name}")
+"""
+
+
+@root_only
+def test_relative_names_of_file_changes_are_matched_under_their_directory(recorder: Recorder) -> None:
+    """cd /etc; chmod x: the name is joined to the working directory (or the directory descriptor) it is relative
+    to, walked in the kernel, before the watch rules are matched."""
+    name = f"vigil-test-{uuid.uuid4().hex[:12]}"
+    pid = _python(_RELATIVE_CHANGES, name)
+    recorder.wait_for(lambda r: r["type"] == "file_change" and r["pid"] == pid and r["call"] == "rmdir")
+    changes = [(r["call"], r["path"]) for r in recorder.of_pid(pid) if r["type"] == "file_change"]
+    assert changes == [("chmod", f"/etc/{name}"), ("unlink", f"/etc/{name}"), ("mkdirat", f"/etc/{name}"),
+                       ("rmdir", f"/etc/{name}")]
+
+
 _WX_MEMORY = """
 import ctypes
 libc = ctypes.CDLL(None, use_errno=True)
