@@ -70,7 +70,8 @@ KIND_RESOURCES = {
     "bpf.program": "bpf",
 }
 #: ptrace(2) requests by number, named as the eBPF sensor names them (``PTRACE_ATTACH`` is ``attach``).
-PTRACE_REQUESTS = {0: "traceme", 4: "poketext", 5: "pokedata", 6: "pokeuser", 16: "attach", 0x4206: "seize"}
+PTRACE_REQUESTS = {0: "traceme", 4: "poketext", 5: "pokedata", 6: "pokeuser", 13: "setregs", 15: "setfpregs",
+                   16: "attach", 0x4205: "setregset", 0x4206: "seize"}
 
 #: Syscalls that open a file: whether they count as a read or a write depends on their flags.
 OPEN_SYSCALLS = frozenset({"open", "openat", "openat2", "open_by_handle_at"})

@@ -1325,8 +1325,11 @@ static __always_inline int handle_wx_memory(u32 call, u64 len, u32 prot, u32 fla
 
 static __always_inline int handle_ptrace(long request, u32 target_pid)
 {
-	/* ATTACH, SEIZE and the POKEs let one process control another; the rest is a debugger's routine. */
-	if (request != 16 && request != 0x4206 && (request < 4 || request > 6))
+	/* ATTACH, SEIZE, the POKEs and the register writes (SETREGS 13, SETFPREGS 15, SETREGSET 0x4205: pointing
+	 * the instruction pointer at injected code) let one process control another; the rest is a debugger's
+	 * routine. */
+	if (request != 16 && request != 0x4206 && request != 13 && request != 15 && request != 0x4205 &&
+	    (request < 4 || request > 6))
 		return 0;
 	if (is_self())
 		return 0;

@@ -38,7 +38,8 @@ DETECTION = EventDetection(
     alert_title="{program} used ptrace ({request}) on node {node}",
     description=(
         "A process on a node, outside any container, attached to another process with ptrace (ATTACH, SEIZE) or "
-        "wrote into its memory (POKETEXT, POKEDATA, POKEUSER). Code injected this way runs as the target: "
+        "wrote into its memory or registers (POKETEXT, POKEDATA, POKEUSER, SETREGS). Code injected this way runs "
+        "as the target: "
         "kubelet's credentials, containerd's control over every container, an SSH agent's keys. Medium because "
         "operators do debug node services with strace and gdb; check the login uid (auid)."
     ),
@@ -55,6 +56,8 @@ DETECTION = EventDetection(
     examples=[
         Example(name="a process injecting into another with POKETEXT on the node (eBPF sensor)", source="ebpf",
                 fires=True, record=sensor_ptrace("inject", "poketext")),
+        Example(name="a process pointing another at injected code with SETREGS on the node (eBPF sensor)",
+                source="ebpf", fires=True, record=sensor_ptrace("inject", "setregs")),
         Example(
             name="PTRACE_ATTACH on the node (Tetragon kprobe)",
             source="tetragon",

@@ -70,7 +70,8 @@ WX_CALLS = ("mprotect", "pkey_mprotect", "mmap")
 #: ``enum file_op`` of sensor.bpf.c: the syscalls that change a file's name, links or permissions.
 FILE_OPS = ("unlink", "unlinkat", "rmdir", "rename", "renameat", "renameat2", "mkdir", "mkdirat", "chmod", "fchmodat",
             "link", "linkat", "symlink", "symlinkat", "chown", "lchown", "fchownat")
-_PTRACE_REQUESTS = {4: "poketext", 5: "pokedata", 6: "pokeuser", 16: "attach", 0x4206: "seize"}
+_PTRACE_REQUESTS = {4: "poketext", 5: "pokedata", 6: "pokeuser", 13: "setregs", 15: "setfpregs", 16: "attach",
+                    0x4205: "setregset", 0x4206: "seize"}
 _BPF_COMMANDS = {5: "prog_load", 8: "prog_attach", 17: "raw_tracepoint_open", 28: "link_create"}
 _PROTOCOLS = {6: "tcp", 17: "udp", 132: "sctp", 1: "icmp", 58: "icmpv6", 262: "mptcp"}
 _NAMESPACE_FLAGS = (

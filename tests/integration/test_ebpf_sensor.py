@@ -337,6 +337,40 @@ def test_memory_made_writable_and_executable_is_recorded_once_per_process(record
     assert [r["type"] for r in recorder.of_pid(pid)].count("wx_memory") == 1
 
 
+_PTRACE_SETREGS = """
+import ctypes, os, signal, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.restype = ctypes.c_long
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+child = os.fork()
+if child == 0:
+    signal.pause()
+    os._exit(0)
+regs = ctypes.create_string_buffer(4096)
+assert libc.ptrace(16, child, None, None) == 0  # PTRACE_ATTACH: recorded
+os.waitpid(child, 0)
+getregs, setregs = (12, 13) if sys.argv[1] == "x86_64" else (0x4204, 0x4205)
+if sys.argv[1] == "x86_64":
+    assert libc.ptrace(getregs, child, None, regs) == 0  # PTRACE_GETREGS: a debugger's routine, not recorded
+    assert libc.ptrace(setregs, child, None, regs) == 0  # PTRACE_SETREGS: recorded
+else:  # arm64 has only the register-set requests: NT_PRSTATUS through an iovec
+    iov = (ctypes.c_void_p * 2)(ctypes.addressof(regs), 4096)
+    assert libc.ptrace(getregs, child, 1, iov) == 0
+    assert libc.ptrace(setregs, child, 1, iov) == 0
+os.kill(child, signal.SIGKILL)
+os.waitpid(child, 0)
+"""
+
+
+@root_only
+def test_ptrace_register_writes_are_recorded_and_reads_are_not(recorder: Recorder) -> None:
+    """Setting another process's registers points it at injected code (Falco's PTRACE_SETREGS)."""
+    pid = _python(_PTRACE_SETREGS, platform.machine())
+    written = "setregs" if platform.machine() == "x86_64" else "setregset"
+    recorder.wait_for(lambda r: r["type"] == "ptrace" and r["pid"] == pid and r["request"] == written)
+    assert [r["request"] for r in recorder.of_pid(pid) if r["type"] == "ptrace"] == ["attach", written]
+
+
 _UNIX_CONNECTS = """
 import socket, sys
 for name in ("app.sock", "docker.sock", "run/containerd/containerd.sock"):

@@ -92,6 +92,8 @@ def test_socket_records_ipv4_and_ipv6(record_type: int, name: str) -> None:
 def test_syscall_records() -> None:
     ptrace = _decode(_header(7) + struct.pack("<qII", 0x4206, 77, 0))
     assert (ptrace["request"], ptrace["target_pid"]) == ("seize", 77)
+    setregs = _decode(_header(7) + struct.pack("<qII", 13, 78, 0))
+    assert (setregs["request"], setregs["target_pid"]) == ("setregs", 78)
     setid = _decode(_header(8) + struct.pack("<Iiii", 3, 0, -1, -1))
     assert (setid["call"], setid["ids"]) == ("setregid", [0, -1])
     ns = _decode(_header(9) + struct.pack("<IIiI", 1, 0x40000000, 4, 0))
