@@ -20,7 +20,8 @@ run=$(mktemp -d)
 pids=()
 started=$SECONDS
 cleanup() {
-  ((${#pids[@]})) && kill -TERM "${pids[@]}" 2>/dev/null && wait "${pids[@]}" 2>/dev/null
+  # The listener ends by SIGTERM (status 143): the script's own status must not become that.
+  ((${#pids[@]})) && kill -TERM "${pids[@]}" 2>/dev/null && { wait "${pids[@]}" 2>/dev/null || true; }
   echo "logs: $run"
 }
 trap cleanup EXIT

@@ -22,8 +22,9 @@ run=$(mktemp -d)
 pids=()
 started=$SECONDS
 cleanup() {
-  ((${#pids[@]})) && kill -TERM "${pids[@]}" 2>/dev/null && wait "${pids[@]}" 2>/dev/null
-  echo "component logs: $run; cluster logs: $cluster_dir/logs"
+  # The listener ends by SIGTERM (status 143): the script's own status must not become that.
+  ((${#pids[@]})) && kill -TERM "${pids[@]}" 2>/dev/null && { wait "${pids[@]}" 2>/dev/null || true; }
+  echo "component logs: $run; cluster logs: ${cluster_dir:-?}/logs"
 }
 trap cleanup EXIT
 step() { printf '\n== [%3d s] %s\n' $((SECONDS - started)) "$*"; }

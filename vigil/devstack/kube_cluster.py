@@ -88,6 +88,8 @@ class Component:
 
 @dataclass(frozen=True, slots=True)
 class Binaries:
+    """Paths of the programs the cluster runs (and kubectl, for its users)."""
+
     etcd: str
     kube_apiserver: str
     kubelet: str
@@ -108,6 +110,8 @@ class Binaries:
 
 @dataclass(frozen=True, slots=True)
 class NodeStatus:
+    """The node as the API reports it: registered and Ready, or why not (the Ready condition's message)."""
+
     name: str
     ready: bool
     detail: str
@@ -359,6 +363,7 @@ def node_address() -> str:
 
 
 def _built(script: Path) -> list[str]:
+    """The binaries a build script prints with ``--path``, built first if they are not cached."""
     done = subprocess.run(["bash", str(script), "--path"], capture_output=True, text=True, check=False)
     if done.returncode == _UNBUILDABLE:
         raise DevStackError(done.stderr.strip())
