@@ -19,7 +19,9 @@ in the README ("Event schema"); keep both in step.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -70,6 +72,25 @@ RESULTS = frozenset({"success", "failure", "denied", "unknown"})
 #: container started, in no image layer), ``lower_layer`` (from an image layer), ``from_memfd`` (an anonymous
 #: memory file), ``deleted`` (unlinked, or only in memory, without the source saying which).
 EXE_FLAGS = ("writable", "upper_layer", "lower_layer", "from_memfd", "deleted")
+#: The only environment variables the model carries (``actor.env``, at exec): the dynamic loader's injection points
+#: and the proxy variables download tools obey. Environments hold secrets, so sources keep these and drop the rest
+#: (the eBPF sensor's kernel side matches the same names in this order).
+ENV_NAMES = ("LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy",
+             "https_proxy", "all_proxy")
+
+#: A proxy URL's password (``http://user:secret@proxy:3128``): the part of a proxy variable the model never carries.
+_PROXY_PASSWORD = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*://)?[^/@:]*):[^/@]*@")
+
+
+def selected_env(variables: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The :data:`ENV_NAMES` among ``variables`` (name, value), first occurrence of each as getenv finds it, with
+    a proxy URL's password replaced by ``***``: a source maps a process's environment through this, never whole."""
+    selected: dict[str, str] = {}
+    for name, value in variables:
+        if name in ENV_NAMES and name not in selected:
+            selected[name] = value if name.startswith("LD_") else _PROXY_PASSWORD.sub(r"\1:***@", value)
+    return selected
+
 
 #: How a file was accessed (``file.access``).
 FILE_ACCESS = ("read", "write", "create", "truncate", "append")
@@ -134,6 +155,8 @@ class Actor:
     ``exe_flags`` how the executable got there (:data:`EXE_FLAGS`), and the lineage the parent's and
     grandparent's executable and argv. For an API identity: ``extra`` is its ``user.extra``, and ``token_pod``
     (``token_pod_uid``) the pod the service-account token that authenticated the request was bound to.
+    ``env`` holds the variables of :data:`ENV_NAMES` the process was started with (values truncated by the source;
+    a proxy URL's password removed), only on exec events of sources that record them.
     """
 
     user: str = ""
@@ -162,6 +185,7 @@ class Actor:
     extra: dict[str, list[str]] = field(default_factory=dict)
     token_pod: str = ""
     token_pod_uid: str = ""
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

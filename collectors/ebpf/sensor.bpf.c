@@ -30,6 +30,10 @@ char LICENSE[] SEC("license") = "GPL";
 #define ARGS_LEN 1024
 #define NAME_LEN 64
 #define MAX_DEPTH 16
+#define ENV_VARS 9 /* the environment variables an exec record carries (env_names) */
+#define ENV_VALUE_LEN 128 /* a value's bytes kept, with its terminating zero */
+#define ENV_CHUNK 256 /* bytes of the environment read per scan step: a longer variable takes more steps */
+#define ENV_STEPS 1024 /* the scan's bound: 256 KiB of environment */
 #define WALK_STEPS 24 /* path components plus mount crossings */
 #define MAX_RULES 64
 #define PREFIX_WORDS 8
@@ -103,6 +107,11 @@ struct exec_record {
 	char exe[MAX_DEPTH][NAME_LEN];
 	char cwd[MAX_DEPTH][NAME_LEN];
 	char parent_exe[MAX_DEPTH][NAME_LEN];
+	u32 env_present; /* bit i: env_names[i] is in the new process's environment, its value in env[i] */
+	u32 env_cut; /* 1: the environment was longer than the scan's bound (ENV_STEPS chunks) */
+	u16 env_len[ENV_VARS];
+	u16 env_pad;
+	char env[ENV_VARS][ENV_VALUE_LEN];
 };
 
 struct exit_record {
@@ -600,6 +609,88 @@ static __always_inline u32 walk_file(struct file *file, struct path *root, char 
 	return walk_path(BPF_CORE_READ(file, f_path.mnt), BPF_CORE_READ(file, f_path.dentry), root, names);
 }
 
+/* The only environment variables that leave the kernel: the dynamic loader's injection points and the proxy
+ * variables download tools obey (environments hold secrets: every other variable is read only to step over it).
+ * The order is user space's (ENV_NAMES in vigil/event.py); each name ends with its '='. */
+union env_name {
+	char c[16];
+	u64 w[2];
+};
+static const union env_name env_names[ENV_VARS] = {
+	{ .c = "LD_PRELOAD=" }, { .c = "LD_LIBRARY_PATH=" }, { .c = "LD_AUDIT=" }, { .c = "HTTP_PROXY=" },
+	{ .c = "HTTPS_PROXY=" }, { .c = "ALL_PROXY=" }, { .c = "http_proxy=" }, { .c = "https_proxy=" },
+	{ .c = "all_proxy=" },
+};
+#define TAIL_MASK(len) ((len) >= 16 ? ~0ULL : (1ULL << (((len) - 8) * 8)) - 1) /* every name is 9-16 bytes */
+static const u64 env_tail_masks[ENV_VARS] = {
+	TAIL_MASK(11), TAIL_MASK(16), TAIL_MASK(9), TAIL_MASK(11), TAIL_MASK(12),
+	TAIL_MASK(10), TAIL_MASK(11), TAIL_MASK(12), TAIL_MASK(10),
+};
+static const u32 env_name_lens[ENV_VARS] = { 11, 16, 9, 11, 12, 10, 11, 12, 10 };
+
+/* State of the environment scan, one chunk per bpf_loop step. */
+struct env_scan {
+	unsigned long pos;
+	unsigned long end;
+	struct exec_record *rec;
+	u32 at_start; /* pos is the start of a variable (not the rest of a long one) */
+};
+
+/* A variable's first bytes against the names: a match copies its value (the first occurrence of a name, as getenv
+ * finds it), bounded. The name's own '=' and a variable's terminating zero make a shorter variable never match. */
+static __always_inline void env_match(struct env_scan *s, char *chunk)
+{
+	u64 w0 = *(u64 *)chunk, w1 = *(u64 *)(chunk + 8);
+	struct exec_record *rec = s->rec;
+
+	for (u32 i = 0; i < ENV_VARS; i++) {
+		if (w0 != env_names[i].w[0] || ((w1 ^ env_names[i].w[1]) & env_tail_masks[i]))
+			continue;
+		if (rec->env_present & (1U << i))
+			return;
+		long len = bpf_probe_read_user_str(rec->env[i], ENV_VALUE_LEN, (void *)(s->pos + env_name_lens[i]));
+		if (len > 0) {
+			rec->env_present |= 1U << i;
+			rec->env_len[i] = len - 1;
+		}
+		return;
+	}
+}
+
+static long env_step(u64 index, void *data)
+{
+	struct env_scan *s = data;
+	char chunk[ENV_CHUNK];
+
+	if (s->pos >= s->end)
+		return 1;
+	long len = bpf_probe_read_user_str(chunk, ENV_CHUNK, (void *)s->pos);
+	if (len <= 0)
+		return 1;
+	if (s->at_start && len > 9)
+		env_match(s, chunk);
+	/* A read that filled the chunk stops one byte short of its end (the helper's zero): the variable goes on,
+	 * or ends right there, which the next step's read of one zero byte says. */
+	s->at_start = len < ENV_CHUNK;
+	s->pos += len < ENV_CHUNK ? len : ENV_CHUNK - 1;
+	return 0;
+}
+
+/* The selected variables of the new process's environment (mm->env_start..env_end, written by this exec). */
+static __always_inline void scan_env(struct mm_struct *mm, struct exec_record *rec)
+{
+	struct env_scan s = {
+		.pos = BPF_CORE_READ(mm, env_start),
+		.end = BPF_CORE_READ(mm, env_end),
+		.rec = rec,
+		.at_start = 1,
+	};
+	rec->env_present = 0;
+	rec->env_pad = 0;
+	bpf_loop(ENV_STEPS, env_step, &s, 0);
+	rec->env_cut = s.pos < s.end;
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
@@ -624,6 +715,7 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	rec->parent_exe_depth = walk_file(BPF_CORE_READ(task, real_parent, mm, exe_file), root, rec->parent_exe);
 	rec->euid = BPF_CORE_READ(task, cred, euid.val);
 	rec->egid = BPF_CORE_READ(task, cred, egid.val);
+	scan_env(mm, rec);
 	submit(rec, sizeof(*rec));
 	return 0;
 }

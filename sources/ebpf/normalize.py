@@ -19,7 +19,7 @@ import posixpath
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from vigil.event import Activity, Actor, Event, File, Network, Outcome, Target, event_id, now_ns
+from vigil.event import Activity, Actor, Event, File, Network, Outcome, Target, event_id, now_ns, selected_env
 from vigil.sources.health import health_event, is_health_record
 from vigil.sources.host_sensors import (
     host_identity,
@@ -172,7 +172,16 @@ def _actor(record: dict[str, Any], pid: int) -> Actor:
         euid=euid if type(euid) is int else -1,
         egid=egid if type(egid) is int else -1,
         exe_flags=["from_memfd"] if exe.startswith(MEMFD_PREFIX) else [],
+        env=_env(record),
     )
+
+
+def _env(record: dict[str, Any]) -> dict[str, str]:
+    """The selected environment variables an exec record carries (the decoder kept only those names)."""
+    env = record.get("env")
+    if not isinstance(env, dict):
+        return {}
+    return selected_env((name, value) for name, value in env.items() if isinstance(value, str))
 
 
 #: How the kernel names the file of an anonymous memory file (memfd_create's name follows).

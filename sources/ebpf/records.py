@@ -13,6 +13,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from vigil.event import ENV_NAMES, selected_env
 from vigil.sources.host_sensors import AUDIT_ARCHES, syscall_by_number
 
 HEADER = struct.Struct("<QQIIIIII16s")
@@ -36,15 +37,19 @@ _VM_WRITE = struct.Struct("<II")
 _UNIX_CONNECT = struct.Struct("<iI")
 _FILE_CHANGE = struct.Struct("<IIiiII")
 _WX_MEMORY = struct.Struct("<IIQI")
+EXEC_ENV = struct.Struct(f"<II{len(ENV_NAMES)}H2x")
 
 ARGS_LEN = 1024
 NAME_LEN = 64
 MAX_DEPTH = 16
+ENV_VALUE_LEN = 128
 _BODY = HEADER.size  # every record's own fields start right after the header
 _EXEC_ARGS = _BODY + _EXEC.size
 _EXEC_EXE = _EXEC_ARGS + ARGS_LEN
 _EXEC_CWD = _EXEC_EXE + MAX_DEPTH * NAME_LEN
 _EXEC_PARENT_EXE = _EXEC_CWD + MAX_DEPTH * NAME_LEN
+_EXEC_ENV_AT = _EXEC_PARENT_EXE + MAX_DEPTH * NAME_LEN
+_EXEC_ENV_VALUES = _EXEC_ENV_AT + EXEC_ENV.size
 _OPEN_PATH = _BODY + 16
 _DUP_CALL = _BODY + 48
 _UNIX_PATH = _BODY + _UNIX_CONNECT.size
@@ -115,6 +120,22 @@ def _exec(record: dict[str, Any], view: memoryview, at: int) -> None:
     record["exe"] = _path(view, at + _EXEC_EXE, exe_depth)
     record["cwd"] = _path(view, at + _EXEC_CWD, cwd_depth)
     record["parent_exe"] = _path(view, at + _EXEC_PARENT_EXE, parent_depth)
+    present, cut, *lengths = EXEC_ENV.unpack_from(view, at + _EXEC_ENV_AT)
+    if present:
+        record["env"] = _env(view, at, present, lengths)
+    if cut:
+        record["env_cut"] = True
+
+
+def _env(view: memoryview, at: int, present: int, lengths: list[int]) -> dict[str, str]:
+    """The selected variables the kernel found (bit i of ``present``: ENV_NAMES[i]), values as long as it kept."""
+    found = []
+    for index, name in enumerate(ENV_NAMES):
+        if present >> index & 1:
+            start = at + _EXEC_ENV_VALUES + index * ENV_VALUE_LEN
+            length = min(lengths[index], ENV_VALUE_LEN - 1)
+            found.append((name, view[start : start + length].tobytes().decode(errors="replace")))
+    return selected_env(found)
 
 
 def _exit(record: dict[str, Any], view: memoryview, at: int) -> None:

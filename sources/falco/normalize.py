@@ -37,6 +37,7 @@ from vigil.event import (
     correlation_key_for,
     event_id,
     now_ns,
+    selected_env,
 )
 from vigil.sources.host_sensors import KIND_RESOURCES, OPEN_SYSCALLS, SYSCALL_KINDS, shown
 from vigil.sources.parts import named_open_access, network
@@ -108,7 +109,7 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         target=target,
         outcome=_outcome(fields),
         container=_container(fields, k8s),
-        raw=record,
+        raw=_without_environment(record, fields),
         **_parts(kind, syscall, fields, target),
     )
 
@@ -225,7 +226,26 @@ def _actor(fields: dict[str, Any], kind: str) -> Actor:
         parent_args=_words(_text(fields, "proc.pcmdline")),
         grandparent_exe=_text(fields, "proc.aexepath[2]") or _text(fields, "proc.aname[2]"),
         grandparent_args=_words(_text(fields, "proc.acmdline[2]")),
+        env=_env(_text(fields, "proc.env")) if kind == "process.exec" else {},
     )
+
+
+def _without_environment(record: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """The alert as stored, its printed environment (``proc.env``, also in ``output``) cut to the selected
+    variables: an environment holds secrets, and the stored record is as readable as the event."""
+    printed = fields.get("proc.env")
+    if type(printed) is not str or not printed:
+        return record
+    kept = " ".join(f"{name}={value}" for name, value in _env(printed).items())
+    output = record.get("output")
+    return {**record, "output_fields": {**fields, "proc.env": kept},
+            **({"output": output.replace(printed, kept)} if type(output) is str else {})}
+
+
+def _env(printed: str) -> dict[str, str]:
+    """The selected variables of ``proc.env`` (the environment as Falco prints it: ``NAME=value`` words joined by
+    spaces, in a rule's output only when the rule asks for it); every other variable is dropped here."""
+    return selected_env(word.partition("=")[::2] for word in printed.split(" ") if "=" in word)
 
 
 def _words(cmdline: str) -> list[str]:

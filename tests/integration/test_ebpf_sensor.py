@@ -114,6 +114,28 @@ def test_exec_of_a_known_binary_records_exe_args_cwd_parent_and_exit(recorder: R
 
 
 @root_only
+def test_exec_records_only_the_selected_environment_variables(recorder: Recorder) -> None:
+    """The kernel scans the new process's environment for the loader's and the proxies' variables: a value is
+    kept up to 127 bytes, a proxy's password is removed, a variable longer than a scan step is stepped over, a
+    name that only starts like a selected one is not one, and nothing of any other variable is recorded."""
+    secret = f"vigil-secret-{uuid.uuid4().hex}"
+    env = {"PATH": "/usr/bin:/bin", "LONG": "x" * 700, "LD_PRELOADX": secret, "LD_PR": secret, "TOKEN": secret,
+           "LD_PRELOAD": "/nonexistent/vigil-hook.so", "https_proxy": "http://bob:hunter2@proxy.example:3128",
+           "ALL_PROXY": "socks5://" + "p" * 300, "AFTER": secret}
+    child = subprocess.Popen(["/bin/true"], env=env, stderr=subprocess.DEVNULL)  # ld.so: cannot be preloaded
+    assert child.wait(timeout=30) == 0
+    record = recorder.wait_for(lambda r: r["type"] == "exec" and r["pid"] == child.pid)
+    assert record["env"] == {"LD_PRELOAD": "/nonexistent/vigil-hook.so",
+                             "https_proxy": "http://bob:***@proxy.example:3128",
+                             "ALL_PROXY": ("socks5://" + "p" * 300)[:127]}
+    assert "env_cut" not in record
+    assert secret not in orjson.dumps(record).decode() and "hunter2" not in orjson.dumps(record).decode()
+    plain = subprocess.Popen(["/bin/true"], env={"PATH": "/usr/bin:/bin"})
+    assert plain.wait(timeout=30) == 0
+    assert "env" not in recorder.wait_for(lambda r: r["type"] == "exec" and r["pid"] == plain.pid)
+
+
+@root_only
 def test_only_watched_paths_are_recorded_when_opened(recorder: Recorder, watched_dir: Path) -> None:
     secrets = watched_dir / "secrets"
     secrets.mkdir(exist_ok=True)

@@ -61,7 +61,7 @@ def test_alert_id_is_stable_for_the_same_evidence_and_time_is_rfc3339():
 def test_the_model_parts_roundtrip_through_json():
     event = Event(id="e", time_ns=1, source="falco", kind="net.connect",
                   actor=Actor(pid=3, euid=0, auid=1000, tty=34816, exe_flags=["writable"], parent_args=["sh"],
-                              extra={"scopes": ["a"]}, token_pod="web-1"),
+                              extra={"scopes": ["a"]}, token_pod="web-1", env={"LD_PRELOAD": "/tmp/x.so"}),
                   container=Container(id="c0", runtime="containerd", name="app", image="nginx"),
                   file=File(path="/etc/x", access=["read"], mode=0o600, other_path="/etc/y"),
                   network=Network(family="inet", direction="outbound", remote_address="8.8.8.8", remote_class="public"),

@@ -93,6 +93,16 @@ def test_covers_every_type_the_sensor_records() -> None:
     assert {*RECORDED, "syscalls"} == set(KIND_OF_TYPE) == set(TYPES.values()) - {"cgroup_rmdir"} | {"syscalls"}
 
 
+def test_exec_carries_only_the_selected_environment_variables() -> None:
+    """A record from the bus is not trusted to hold only the selected names: the normalizer selects again."""
+    env = {"LD_PRELOAD": "/tmp/hook.so", "AWS_SECRET_ACCESS_KEY": "x", "HTTPS_PROXY": "http://u:p@proxy:80",
+           "LD_AUDIT": 7}
+    event = _normalize({**RECORDED["exec"], "env": env})
+    assert event.actor.env == {"LD_PRELOAD": "/tmp/hook.so", "HTTPS_PROXY": "http://u:***@proxy:80"}
+    assert _normalize({**RECORDED["exec"], "env": "LD_PRELOAD=/x"}).actor.env == {}
+    assert _normalize(RECORDED["exec"]).actor.env == {}
+
+
 def test_exec_carries_the_process_identity() -> None:
     event = _normalize(RECORDED["exec"])
     assert (event.action, event.actor.exe, event.target.path) == ("exec", "/usr/bin/echo", "/usr/bin/echo")

@@ -16,7 +16,16 @@ from vigil.collectors.ebpf.cgroups import container_id_of_path
 from vigil.collectors.ebpf.profiles import profile_records
 from vigil.collectors.ebpf.sensor import MAX_RULES, SensorConfig, head_slot, split_pattern
 from vigil.collectors.ebpf.syscall_table import CLASSES, COMPAT_BASE, HANDLERS, entries
-from vigil.sources.ebpf.records import HEADER, MAX_DEPTH, NAME_LEN, RecordDecoder, namespaces
+from vigil.event import ENV_NAMES
+from vigil.sources.ebpf.records import (
+    ENV_VALUE_LEN,
+    EXEC_ENV,
+    HEADER,
+    MAX_DEPTH,
+    NAME_LEN,
+    RecordDecoder,
+    namespaces,
+)
 from vigil.sources.host_sensors import SYSCALL_NUMBERS, syscall_by_number
 
 CID = "0123456789abcdef" * 4
@@ -49,15 +58,34 @@ def _decode(raw: bytes, known: dict[int, str] | None = None) -> dict:
 def test_exec_record_paths_args_and_header() -> None:
     args = b"/bin/sh\0-c\0echo hi\0"
     raw = (_header(1) + struct.pack("<IIIIII", len(args), 3, 2, 0, 0, 1001) + args.ljust(1024, b"\0")
-           + _components("dash", "bin", "usr") + _components("tmp", "var") + _components())
+           + _components("dash", "bin", "usr") + _components("tmp", "var") + _components() + _no_env())
     record = _decode(raw)
-    assert record["type"] == "exec"
+    assert record["type"] == "exec" and "env" not in record
     assert (record["time_ns"], record["pid"], record["tid"], record["ppid"]) == (BOOT_OFFSET + 1_000, 10, 11, 9)
     assert (record["uid"], record["gid"], record["comm"], record["cgroup_id"]) == (1000, 1001, "curl", 42)
     assert record["container_id"] == CID and record["_resolved"] == [42]
     assert record["args"] == ["/bin/sh", "-c", "echo hi"]
     assert (record["exe"], record["cwd"], record["parent_exe"]) == ("/usr/bin/dash", "/var/tmp", "")
     assert (record["euid"], record["egid"]) == (0, 1001)  # effective ids after the exec (a setuid binary)
+
+
+def _no_env() -> bytes:
+    return b"\0" * (EXEC_ENV.size + len(ENV_NAMES) * ENV_VALUE_LEN)
+
+
+def test_exec_record_carries_the_selected_environment_variables_the_kernel_found() -> None:
+    """Bit i of the present mask names ENV_NAMES[i]; lengths say how much of each slot is the value (the rest of
+    a slot is whatever the ring buffer held); a proxy URL's password never leaves the decoder."""
+    values = [b""] * len(ENV_NAMES)
+    values[ENV_NAMES.index("LD_PRELOAD")] = b"/tmp/hook.so"
+    values[ENV_NAMES.index("https_proxy")] = b"http://bob:hunter2@proxy:3128"
+    present = 1 << ENV_NAMES.index("LD_PRELOAD") | 1 << ENV_NAMES.index("https_proxy")
+    slots = b"".join(value.ljust(ENV_VALUE_LEN, b"x") for value in values)
+    env = EXEC_ENV.pack(present, 1, *(len(value) for value in values)) + slots
+    raw = _header(1) + struct.pack("<IIIIII", 0, 0, 0, 0, 0, 0) + b"\0" * (1024 + 3 * MAX_DEPTH * NAME_LEN) + env
+    record = _decode(raw)
+    assert record["env"] == {"LD_PRELOAD": "/tmp/hook.so", "https_proxy": "http://bob:***@proxy:3128"}
+    assert record["env_cut"] is True
 
 
 def test_known_cgroups_are_not_resolved_again() -> None:

@@ -220,6 +220,19 @@ def test_exe_flags_from_the_proc_fields_and_only_for_execs() -> None:
     assert opened.actor.exe_flags == []
 
 
+def test_only_the_selected_variables_of_a_printed_environment_are_kept_and_stored() -> None:
+    printed = "HOME=/root AWS_SECRET_ACCESS_KEY=abc123 HTTPS_PROXY=http://bob:pw@evil.example:8080"
+    record = falco_record("Program run with disallowed http proxy env", "execve",
+                          {"proc.exepath": "/usr/bin/curl", "proc.cmdline": "curl x", "proc.env": printed})
+    record["output"] = f"Curl or wget run with disallowed HTTP_PROXY environment variable (env={printed})"
+    event = normalize(record)
+    assert event.actor.env == {"HTTPS_PROXY": "http://bob:***@evil.example:8080"}
+    stored = orjson.dumps(event.raw).decode()
+    assert "abc123" not in stored and ":pw@" not in stored and "HTTPS_PROXY=http://bob:***@evil" in stored
+    opened = normalize(falco_record("Read", "openat", {"fd.name": "/etc/x", "proc.env": printed}))
+    assert opened.actor.env == {}
+
+
 def test_container_runtime_and_lineage_when_the_rule_prints_them() -> None:
     event = normalize(falco_record(
         "Spawned", "execve",
