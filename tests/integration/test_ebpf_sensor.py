@@ -32,6 +32,7 @@ from vigil.collectors.ebpf.cgroups import CgroupResolver, cgroup2_mount, pids_mo
 from vigil.collectors.ebpf.libbpf import BpfObject, LibbpfError, libbpf
 from vigil.collectors.ebpf.sensor import DEFAULT_OPEN_WATCH, DEFAULT_WRITE_WATCH, MAX_RULES
 from vigil.config import load_settings
+from vigil.detections.library.runtime_preload_library_at_exec import DETECTION as PRELOAD
 from vigil.sources.ebpf import EBPF_SOURCE
 from vigil.sources.host_sensors import SYSCALL_NUMBERS
 
@@ -130,6 +131,9 @@ def test_exec_records_only_the_selected_environment_variables(recorder: Recorder
                              "ALL_PROXY": ("socks5://" + "p" * 300)[:127]}
     assert "env_cut" not in record
     assert secret not in orjson.dumps(record).decode() and "hunter2" not in orjson.dumps(record).decode()
+    (line,) = list(EBPF_SOURCE.split(orjson.dumps(record), 1 << 20))
+    event = EBPF_SOURCE.normalize(line, "c1", "node-1")
+    assert PRELOAD.match(event, PRELOAD.params) and event.actor.env == record["env"]
     plain = subprocess.Popen(["/bin/true"], env={"PATH": "/usr/bin:/bin"})
     assert plain.wait(timeout=30) == 0
     assert "env" not in recorder.wait_for(lambda r: r["type"] == "exec" and r["pid"] == plain.pid)
