@@ -42,12 +42,13 @@ from pathlib import Path
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.integration.containerd_runtime import Containerd, Pod, _write_oci_image, missing_requirements
+from tests.integration.containerd_runtime import Containerd, Pod, missing_requirements
 from tests.integration.harness import read_raw_records, running_node_collector, wait_for
 from vigil import kafka
 from vigil.collectors.node.collector import NodeCollector, NodeOptions
 from vigil.collectors.runtime.api import cri_pb2
 from vigil.config import Settings, load_settings
+from vigil.devstack.oci_image import write_busybox_image
 
 REPO = Path(__file__).resolve().parents[2]
 NODE = "node-benign-1"
@@ -270,9 +271,9 @@ def image_build(directory: Path, deb: Path) -> None:
     storage = ["--root", str(directory / "buildah" / "root"), "--runroot", str(directory / "buildah" / "run"),
                "--storage-driver", "vfs"]
     image = directory / "base.tar"
-    _write_oci_image(image, "registry.example.com/base/busybox:1", ["/bin/sh"], APPLETS,
-                     {"var/lib/dpkg/status": directory / "empty", "var/lib/dpkg/info/base-files.list":
-                      directory / "empty"})
+    write_busybox_image(image, "registry.example.com/base/busybox:1", ["/bin/sh"], list(APPLETS),
+                        files={"var/lib/dpkg/status": directory / "empty", "var/lib/dpkg/info/base-files.list":
+                               directory / "empty"})
 
     def buildah(*args: str) -> str:
         done = subprocess.run(["buildah", *storage, *args], capture_output=True, text=True, timeout=300)

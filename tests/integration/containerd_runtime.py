@@ -3,7 +3,8 @@
 Import the ``containerd`` fixture into a test module (``from tests.integration.containerd_runtime import
 containerd``) to get a :class:`Containerd`: its own root, state and socket, nothing shared with a system
 containerd. No image can be pulled here, so the fixture builds an OCI image from Debian's static busybox
-and imports it (``ctr images import``) both as the pod sandbox ("pause") image and as the workload image.
+(:mod:`vigil.devstack.oci_image`, as the dev cluster does) and imports it (``ctr images import``) both as
+the pod sandbox ("pause") image and as the workload image.
 
 What this machine needs (FACTS.md): ``restrict_oom_score_adj`` (runc lacks CAP_SYS_RESOURCE) and host
 network sandboxes without a hostname. Teardown removes every pod through CRI, stops containerd, ends the
@@ -13,14 +14,10 @@ shims started for this socket (by pid) and unmounts anything left under the dire
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
-import json
 import os
 import shutil
 import signal
 import subprocess
-import tarfile
 import tempfile
 import time
 import uuid
@@ -33,8 +30,8 @@ import grpc
 import pytest
 
 from vigil.collectors.runtime.api import cri_pb2, cri_pb2_grpc
+from vigil.devstack.oci_image import BUSYBOX, write_busybox_image
 
-BUSYBOX = Path("/bin/busybox")
 IMAGE = "docker.io/vigil/busybox:test"
 PAUSE_IMAGE = "docker.io/vigil/pause:test"
 _APPLETS = ("sh", "cat", "sleep", "echo", "true", "ls", "id")
@@ -133,7 +130,7 @@ class Containerd:
         """Build and import an image of busybox with ``applets`` linked in /bin and ``files`` (path in the image:
         file on this host) added, e.g. programs a test compiled."""
         image = self.directory / "image.tar"
-        _write_oci_image(image, name, command, applets, files)
+        write_busybox_image(image, name, command, list(applets), files=files)
         self.ctr("images", "import", str(image))
 
     def ctr(self, *args: str) -> str:
@@ -271,56 +268,6 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       [{cri}.containerd.runtimes.runc.options]
         Root = "{directory / 'state' / 'runc'}"
 """
-
-
-def _write_oci_image(path: Path, name: str, command: list[str], applets: Iterable[str] = _APPLETS,
-                     files: Mapping[str, Path] = MappingProxyType({})) -> None:
-    """An OCI image layout tarball: one layer with busybox, its ``applets`` and ``files``, named ``name``."""
-    layer = io.BytesIO()
-    with tarfile.open(fileobj=layer, mode="w") as tar:
-        parents = {str(parent) for member in files for parent in Path(member).parents if str(parent) != "."}
-        for directory in sorted({"bin", "etc", "tmp", "proc", "sys", "dev"} | parents):
-            info = tarfile.TarInfo(directory)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-        tar.add(BUSYBOX, "bin/busybox")
-        for applet in applets:
-            info = tarfile.TarInfo(f"bin/{applet}")
-            info.type, info.linkname, info.mode = tarfile.SYMTYPE, "busybox", 0o777
-            tar.addfile(info)
-        for member, source in files.items():
-            tar.add(source, member)
-    layer_bytes = layer.getvalue()
-    layer_digest = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
-    config = json.dumps({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Entrypoint": command, "Env": ["PATH=/bin"]},
-        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-    }).encode()
-    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
-                   "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest,
-                    "size": len(layer_bytes)}],
-    }).encode()
-    manifest_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
-    index = json.dumps({
-        "schemaVersion": 2,
-        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest,
-                       "size": len(manifest),
-                       "annotations": {"io.containerd.image.name": name,
-                                       "org.opencontainers.image.ref.name": name.rsplit(":", 1)[1]}}],
-    }).encode()
-    files = {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}', "index.json": index}
-    for digest, blob in ((layer_digest, layer_bytes), (config_digest, config), (manifest_digest, manifest)):
-        files[f"blobs/sha256/{digest.split(':')[1]}"] = blob
-    with tarfile.open(path, mode="w") as tar:
-        for member, blob in files.items():
-            info = tarfile.TarInfo(member)
-            info.size = len(blob)
-            tar.addfile(info, io.BytesIO(blob))
 
 
 def _shims_of(socket: Path) -> list[int]:

@@ -12,7 +12,9 @@ import io
 import json
 import subprocess
 import tarfile
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 BUSYBOX = Path("/bin/busybox")
 _DIRECTORIES = ("bin", "etc", "tmp", "proc", "sys", "dev", "root", "run", "var", "var/tmp")
@@ -28,10 +30,11 @@ def busybox_applets(busybox: Path = BUSYBOX) -> list[str]:
 
 
 def write_busybox_image(path: Path, name: str, entrypoint: list[str], applets: list[str] | None = None,
-                        busybox: Path = BUSYBOX) -> None:
+                        busybox: Path = BUSYBOX, files: Mapping[str, Path] = MappingProxyType({})) -> None:
     """Write an OCI image-layout tarball at ``path``: image ``name`` (``registry/repo:tag``) whose one layer holds
-    ``busybox`` as /bin/busybox with a link per applet (all of them by default), started as ``entrypoint``."""
-    layer = _busybox_layer(busybox, busybox_applets(busybox) if applets is None else applets)
+    ``busybox`` as /bin/busybox with a link per applet (all of them by default) and ``files`` (path in the image:
+    file on this host, e.g. a program a test compiled), started as ``entrypoint``."""
+    layer = _busybox_layer(busybox, busybox_applets(busybox) if applets is None else applets, files)
     layer_digest = _digest(layer)
     config = json.dumps({
         "architecture": "amd64", "os": "linux",
@@ -59,10 +62,11 @@ def write_busybox_image(path: Path, name: str, entrypoint: list[str], applets: l
             tar.addfile(info, io.BytesIO(blob))
 
 
-def _busybox_layer(busybox: Path, applets: list[str]) -> bytes:
+def _busybox_layer(busybox: Path, applets: list[str], files: Mapping[str, Path]) -> bytes:
+    parents = {str(parent) for member in files for parent in Path(member).parents if str(parent) != "."}
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w") as tar:
-        for directory in _DIRECTORIES:
+        for directory in _DIRECTORIES + tuple(sorted(parents - set(_DIRECTORIES))):
             info = tarfile.TarInfo(directory)
             info.type, info.mode = tarfile.DIRTYPE, 0o1777 if directory in ("tmp", "var/tmp") else 0o755
             tar.addfile(info)
@@ -71,6 +75,8 @@ def _busybox_layer(busybox: Path, applets: list[str]) -> bytes:
             info = tarfile.TarInfo(f"bin/{applet}")
             info.type, info.linkname, info.mode = tarfile.SYMTYPE, "busybox", 0o777
             tar.addfile(info)
+        for member, source in files.items():
+            tar.add(source, member)
     return layer.getvalue()
 
 
