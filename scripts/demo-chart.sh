@@ -5,10 +5,10 @@
 # Builds vigil's image without Docker or a registry (scripts/vigil-image.sh: mmdebstrap + buildah, about 10 min
 # once), imports it into the dev cluster's containerd, `helm install`s ./helm with helm/examples/dev-cluster.yaml
 # (the dev stack's Kafka and ClickHouse; topics vigil-chart.*, database vigil_chart) and waits until the DaemonSet
-# and the Deployments are Ready. The apiserver's audit webhook is the host's port (`vigil dev cluster` sets it at
-# start), so a host `vigil collect audit --webhook` ships the audit events into the chart's topics; everything
-# else is the chart's: its node collector (eBPF, containerd, CRI, the API watch), stream worker, writer and SIEM
-# publisher. Then kubectl runs examples/cluster-attack.sh in a pod and the alerts are read from the chart's
+# and the Deployments are Ready. The apiserver posts its audit events to 127.0.0.1:<port> on the node (`vigil dev
+# cluster` sets it at start): the chart's webhook listens there on the host network (auditWebhook.hostNetwork).
+# Everything is the chart's: its audit webhook, node collector (eBPF, containerd, CRI, the API watch), stream
+# worker, writer and SIEM publisher. Then kubectl runs examples/cluster-attack.sh in a pod and the alerts are read from the chart's
 # ClickHouse database and its OCSF topic. The release stays installed: `helm uninstall vigil -n vigil`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,17 +47,14 @@ step "importing $archive into the cluster's containerd"
 step "helm install vigil ./helm -f helm/examples/dev-cluster.yaml"
 "$helm" upgrade --install vigil ./helm -n vigil --create-namespace -f helm/examples/dev-cluster.yaml \
   --set nodeCollector.containerdSocket="$cluster_dir/containerd/containerd.sock" \
-  --set nodeCollector.hostStateDir="$cluster_dir/vigil-state" --wait --timeout 5m
+  --set nodeCollector.hostStateDir="$cluster_dir/vigil-state" --set auditWebhook.port="$webhook_port" \
+  --wait --timeout 5m
 $kubectl -n vigil get daemonsets,deployments,pods -o wide
 
-step "the apiserver's audit events into the chart's topics (host webhook :$webhook_port)"
-VIGIL_KAFKA_TOPIC_PREFIX=vigil-chart. VIGIL_DATA_DIR=$run/data VIGIL_COLLECTOR_WEBHOOK_PORT=$webhook_port \
-  $vigil collect audit --webhook >"$run/webhook.log" 2>&1 & pids+=($!)
 mkdir -p "$run/www" && printf '#!/bin/sh\necho pwned\n' >"$run/www/payload.sh"
 listener_port=${VIGIL_DEMO_LISTENER_PORT:-18080}
 .venv/bin/python -m http.server --bind "$node_ip" --directory "$run/www" "$listener_port" >"$run/listener.log" 2>&1 &
 pids+=($!)
-until curl -sf "http://127.0.0.1:$webhook_port/healthz" >/dev/null; do sleep 0.5; done
 
 namespace=chart-attack-$(date +%s)
 step "kubectl: $namespace/web, then kubectl exec with examples/cluster-attack.sh"

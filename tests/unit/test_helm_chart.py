@@ -197,6 +197,21 @@ def test_the_audit_webhook_serves_tls_on_its_service(default):
     assert container(deployment)["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
 
 
+def test_a_host_network_webhook_listens_on_the_node_loopback_only(helm):
+    objects = render(helm, "--set", "auditWebhook.hostNetwork=true", "--set", "auditWebhook.port=18765")
+    deployment = by_kind(objects, "Deployment")["vigil-audit-webhook"]
+    env = env_of(deployment)
+    assert deployment["spec"]["template"]["spec"]["hostNetwork"] is True
+    assert (env["VIGIL_COLLECTOR_WEBHOOK_HOST"], env["VIGIL_COLLECTOR_WEBHOOK_PORT"]) == ("127.0.0.1", "18765")
+    assert "VIGIL_COLLECTOR_TLS_CERTFILE" not in env and "/etc/vigil/webhook-tls" not in mounts_of(deployment)
+    probe = container(deployment)["readinessProbe"]["httpGet"]
+    assert probe["host"] == "127.0.0.1" and "scheme" not in probe  # HTTP, on the loopback the kubelet shares
+    assert "vigil-audit-webhook" not in by_kind(objects, "Service")
+    assert "vigil-audit-webhook-tls" not in by_kind(objects, "Secret")
+    refused = _template(helm, "--set", "auditWebhook.hostNetwork=true", "--set", "auditWebhook.tls.clientCA=x")
+    assert refused.returncode != 0 and "plain HTTP on the node's loopback" in refused.stderr
+
+
 def test_the_generated_certificate_names_the_service(default, tmp_path):
     secret = by_kind(default, "Secret")["vigil-audit-webhook-tls"]
     (tmp_path / "tls.crt").write_bytes(base64.b64decode(secret["data"]["tls.crt"]))
