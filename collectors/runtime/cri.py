@@ -43,8 +43,10 @@ def sandbox_context(sandbox: cri_pb2.PodSandbox | cri_pb2.PodSandboxStatus) -> d
 
 
 def container_context(container: cri_pb2.Container | cri_pb2.ContainerStatus,
-                      sandbox: cri_pb2.PodSandbox | cri_pb2.PodSandboxStatus | None) -> dict[str, Any]:
-    """The context of a container in ``sandbox``; without the sandbox, from the kubelet's container labels."""
+                      sandbox: cri_pb2.PodSandbox | cri_pb2.PodSandboxStatus | None,
+                      image_name: str = "") -> dict[str, Any]:
+    """The context of a container in ``sandbox``; without the sandbox, from the kubelet's container labels. The
+    image is ``image_name`` when known, else what the runtime lists (see :meth:`CriClient.image_name`)."""
     if sandbox is not None:
         context = sandbox_context(sandbox)
     else:
@@ -53,8 +55,16 @@ def container_context(container: cri_pb2.Container | cri_pb2.ContainerStatus,
                               pod=labels.get("io.kubernetes.pod.name", ""),
                               pod_uid=labels.get("io.kubernetes.pod.uid", ""))
     context.update(container_id=container.id, container_name=container.metadata.name,
-                   image=container.image.image or container.image_ref)
+                   image=image_name or _image(container))
     return context
+
+
+def _image(container: cri_pb2.Container | cri_pb2.ContainerStatus) -> str:
+    return container.image.user_specified_image or container.image.image or container.image_ref
+
+
+def _is_image_id(image: str) -> bool:
+    return image.startswith("sha256:")
 
 
 def contexts_from_event(event: cri_pb2.ContainerEventResponse) -> dict[str, dict[str, Any]]:
@@ -84,8 +94,26 @@ class CriClient:
         by_id = {sandbox.id: sandbox for sandbox in sandboxes.items}
         contexts = {sandbox.id: sandbox_context(sandbox) for sandbox in sandboxes.items}
         for container in containers.containers:
-            contexts[container.id] = container_context(container, by_id.get(container.pod_sandbox_id))
+            contexts[container.id] = container_context(container, by_id.get(container.pod_sandbox_id),
+                                                       await self.image_name(container))
         return contexts
+
+    async def image_name(self, container: cri_pb2.Container) -> str:
+        """The container's image by name, as the pod spec and the Kubernetes API give it. The kubelet creates
+        containers with the image's id (sha256:...), which containerd 1.6 lists as the container's image (it
+        drops the name the kubelet passes beside it); its ContainerStatus names the image by its first tag.
+        "" when the listing has the name already, or the runtime knows no name."""
+        if not _is_image_id(_image(container)):
+            return ""
+        try:
+            reply = await self._runtime.ContainerStatus(cri_pb2.ContainerStatusRequest(container_id=container.id),
+                                                        timeout=_CALL_TIMEOUT_S)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            return ""
+        named = _image(reply.status)
+        return "" if _is_image_id(named) else named
 
     async def context(self, container_id: str) -> dict[str, Any] | None:
         """The context of one container or sandbox id; ``None`` when the runtime does not know it."""
@@ -98,8 +126,10 @@ class CriClient:
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.NOT_FOUND:
                 raise
-            return container_context(found[0], None) if found else None
-        return container_context(found[0], reply.status) if found else sandbox_context(reply.status)
+            return container_context(found[0], None, await self.image_name(found[0])) if found else None
+        if not found:
+            return sandbox_context(reply.status)
+        return container_context(found[0], reply.status, await self.image_name(found[0]))
 
     async def container_events(self) -> AsyncIterator[cri_pb2.ContainerEventResponse]:
         """CRI's container event stream. Raises ``AioRpcError`` UNIMPLEMENTED where the runtime lacks it

@@ -7,7 +7,8 @@ import asyncio
 import grpc
 import pytest
 
-from tests.integration.containerd_runtime import IMAGE, containerd, gated, open_gate  # noqa: F401  (the fixture)
+from tests.integration.containerd_runtime import IMAGE, Containerd, containerd, gated, open_gate  # noqa: F401
+from vigil.collectors.runtime.api import cri_pb2
 from vigil.collectors.runtime.cri import CriClient
 from vigil.collectors.runtime.watcher import ContainerdWatcher
 from vigil.sources.containerd import CONTAINERD_SOURCE
@@ -107,3 +108,27 @@ async def test_the_watcher_follows_containerd_across_a_restart(containerd):  # n
     assert (record["kind"], record["container_id"]) == ("container.create", pod.sandbox_id)
     await stream.aclose()
     await asyncio.to_thread(containerd.remove_pod, pod)
+
+
+async def test_a_container_created_by_image_id_is_named_by_its_image(containerd):  # noqa: F811
+    """The kubelet creates containers with the image's id, which containerd 1.6 lists as their image: the context
+    names the image as the pod spec does."""
+    pod = await asyncio.to_thread(containerd.run_pod, "by-id", "shop")
+    cri = CriClient(containerd.address)
+    try:
+        named = await asyncio.to_thread(containerd.run_container, pod, "named", ["sleep", "60"])
+        image_id = _listed(containerd, named).image_ref
+        assert image_id.startswith("sha256:"), image_id
+        by_id = await asyncio.to_thread(containerd.run_container, pod, "by-id", ["sleep", "60"], image=image_id)
+        assert _listed(containerd, by_id).image.image == image_id
+        assert (await cri.context(by_id))["image"] == IMAGE
+        assert (await cri.all_contexts())[by_id]["image"] == IMAGE
+    finally:
+        await cri.close()
+        await asyncio.to_thread(containerd.remove_pod, pod)
+
+
+def _listed(containerd: Containerd, container_id: str) -> cri_pb2.Container:  # noqa: F811
+    request = cri_pb2.ListContainersRequest(filter=cri_pb2.ContainerFilter(id=container_id))
+    (container,) = containerd.runtime.ListContainers(request, timeout=10).containers
+    return container
