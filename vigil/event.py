@@ -216,13 +216,15 @@ class Outcome:
 @dataclass
 class File:
     """The file a file event is about: ``path`` (also in ``target.path``), how it was accessed (``access``, of
-    :data:`FILE_ACCESS`), the ``mode`` the call gave (creation or chmod; -1 when none or not known), and
-    ``other_path``, the second path of a rename, link or symlink (the new name)."""
+    :data:`FILE_ACCESS`), the ``mode`` the call gave (creation or chmod; -1 when none or not known),
+    ``other_path``, the second path of a rename, link or symlink (the new name), and ``traversal``: the program
+    spelled the path with ``..`` components (``/var/www/../../etc/passwd``), as a path traversal attack does."""
 
     path: str = ""
     access: list[str] = field(default_factory=list)
     mode: int = -1
     other_path: str = ""
+    traversal: bool = False
 
 
 @dataclass

@@ -883,6 +883,7 @@ struct spelling {
 	u64 *words;
 	u32 path_len;
 	u32 found;
+	u32 traversal; /* a ".." component: the path climbs out of a directory (as a path traversal attack does) */
 };
 
 static long spelling_step(u64 index, void *data)
@@ -895,23 +896,69 @@ static long spelling_step(u64 index, void *data)
 	u64 b1 = x >> 8 | next << 56, b2 = x >> 16 | next << 48, b3 = x >> 24 | next << 40;
 	u64 dots = bytes_equal(b2, '.') & (bytes_equal(b3, '/') | bytes_equal(b3, 0));
 	u64 dot = bytes_equal(b1, '.') & (bytes_equal(b2, '/') | bytes_equal(b2, 0) | dots);
-	u64 hits = bytes_equal(x, '/') & (bytes_equal(b1, '/') | dot);
+	u64 slash = bytes_equal(x, '/');
+	u64 hits = slash & (bytes_equal(b1, '/') | dot);
+	u64 climbs = slash & bytes_equal(b1, '.') & dots;
 	u32 left = sp->path_len - w * 8; /* bytes of the path in this word: a '/' past its end is another path's */
-	if (left < 8)
+	if (left < 8) {
 		hits &= (1ULL << (left * 8)) - 1;
-	sp->found = hits != 0;
-	return sp->found;
+		climbs &= (1ULL << (left * 8)) - 1;
+	}
+	sp->found |= hits != 0;
+	sp->traversal = climbs != 0;
+	return sp->traversal; /* after a "//" or "." the rest is read for a ".." still */
 }
 
-/* Whether the kernel resolves ``path`` to another spelling: it is relative, or has "//", "." or ".." components. */
-static __always_inline bool needs_resolution(char *path, u32 path_len)
+/* Whether the kernel resolves ``path`` to another spelling: it is relative, or has "//", "." or ".." components;
+ * ``traversal`` says whether one of them is "..". */
+static __always_inline bool needs_resolution(char *path, u32 path_len, u32 *traversal)
 {
-	if (path[0] != '/')
-		return true;
 	struct spelling sp = { .words = (u64 *)path, .path_len = path_len };
+	if (path[0] != '/') {
+		*traversal = path[0] == '.' && path[1] == '.' && (path[2] == '/' || path[2] == 0);
+		if (*traversal)
+			return true;
+		sp.found = 1; /* relative: resolved anyway, and a later ".." is still looked for */
+	}
 	bpf_loop(PATH_LEN / 8, spelling_step, &sp, 0);
-	return sp.found;
+	*traversal = sp.traversal;
+	return sp.found || sp.traversal;
 }
+
+/* A "/.ssh/" directory in a path, a byte per bpf_loop step (only opens spelled with ".." come here). */
+struct ssh_search {
+	char *path;
+	u32 path_len;
+	u32 found;
+};
+
+static long ssh_step(u64 index, void *data)
+{
+	struct ssh_search *search = data;
+	u32 i = index & (PATH_LEN - 1);
+	if (i + 6 > search->path_len)
+		return 1;
+	char *p = search->path;
+	search->found = p[i] == '/' && p[(i + 1) & (PATH_LEN - 1)] == '.' && p[(i + 2) & (PATH_LEN - 1)] == 's' &&
+			p[(i + 3) & (PATH_LEN - 1)] == 's' && p[(i + 4) & (PATH_LEN - 1)] == 'h' &&
+			p[(i + 5) & (PATH_LEN - 1)] == '/';
+	return search->found;
+}
+
+/* Where a path spelled with ".." reached that is worth a record even without a rule: a file under /etc or in an
+ * SSH directory (a web application's path traversal reads these: /etc/passwd, a user's keys). */
+static __always_inline bool traversal_target(char *path, u32 path_len)
+{
+	u64 head;
+	__builtin_memcpy(&head, path, sizeof(head));
+	if (path_len > 5 && (head & 0xFFFFFFFFFFULL) == 0x2f6374652fULL) /* "/etc/" */
+		return true;
+	struct ssh_search search = { .path = path, .path_len = path_len };
+	bpf_loop(PATH_LEN, ssh_step, &search, 0);
+	return search.found;
+}
+
+#define OPEN_TRAVERSAL 0x80000000U /* in an open record's flags (no open flag uses it): spelled with ".." */
 
 /* Send the open record if a rule matches its path and it does not repeat a recent one. */
 static __always_inline int emit_open(struct open_record *rec, u32 path_len, u32 flags, u32 mode)
@@ -920,6 +967,8 @@ static __always_inline int emit_open(struct open_record *rec, u32 path_len, u32 
 	asm volatile("" : "+r"(path_len));
 	path_len &= PATH_LEN - 1;
 	u32 type = match_rules(rec->path, path_len, flags);
+	if (!type && (flags & OPEN_TRAVERSAL) && traversal_target(rec->path, path_len))
+		type = is_write(flags) ? REC_FILE_WRITE : REC_OPEN;
 	if (!type || is_repeat(rec, path_len, flags))
 		return 0;
 	fill_header(&rec->h, type);
@@ -949,9 +998,10 @@ static __always_inline int handle_open(const char *filename, u32 flags, u32 mode
 	if (len <= 1)
 		return 0;
 	u32 path_len = (len - 1) & (PATH_LEN - 1);
-	if (needs_resolution(rec->path, path_len)) {
+	u32 traversal = 0;
+	if (needs_resolution(rec->path, path_len, &traversal)) {
 		u64 id = bpf_get_current_pid_tgid();
-		struct pending_open pending = { .flags = flags, .mode = mode };
+		struct pending_open pending = { .flags = flags | (traversal ? OPEN_TRAVERSAL : 0), .mode = mode };
 		bpf_map_update_elem(&pending_opens, &id, &pending, BPF_ANY);
 		return 0;
 	}
@@ -1039,7 +1089,8 @@ static __always_inline bool change_watched(char *path, long len)
 	if (len <= 1)
 		return false;
 	u32 path_len = (len - 1) & (PATH_LEN - 1);
-	return !needs_resolution(path, path_len) && match_rules(path, path_len, O_WRONLY);
+	u32 traversal;
+	return !needs_resolution(path, path_len, &traversal) && match_rules(path, path_len, O_WRONLY);
 }
 
 #define AT_FDCWD -100

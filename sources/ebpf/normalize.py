@@ -205,7 +205,7 @@ def _file(record: dict[str, Any]) -> File:
     flags = int_field(record, "flags")
     creates = flags & (_O_CREAT | _O_TMPFILE)
     return File(path=resolved_path(text_field(record, "path")), access=open_access(flags),
-                mode=int_field(record, "mode") if creates else -1)
+                mode=int_field(record, "mode") if creates else -1, traversal=record.get("traversal") is True)
 
 
 def _network(record: dict[str, Any]) -> Network:

@@ -57,6 +57,7 @@ _CHANGE_PATH = _BODY + _FILE_CHANGE.size
 _CHANGE_OTHER = _CHANGE_PATH + 256
 _OPEN_ALL = struct.Struct(HEADER.format + _OPEN.format[1:])
 _TYPE_OFFSET = 16  # the low byte of header.type (little-endian)
+_OPEN_TRAVERSAL = 0x80000000  # the sensor's bit in an open's flags: the path was spelled with ".." components
 _COMM_CACHE = 4096
 
 #: Record type numbers of ``enum record_type`` and the names user space gives them.
@@ -313,7 +314,7 @@ class RecordDecoder:
                 view, at
             )
             container_id = known.get(cgroup_id)
-            append({
+            record = {
                 "type": "open" if kind == 3 else "file_write",
                 "time_ns": boot_ns + boot_offset,
                 "pid": pid,
@@ -324,11 +325,14 @@ class RecordDecoder:
                 "comm": comms.get(comm) or self.comm(comm),
                 "cgroup_id": cgroup_id,
                 "container_id": self.resolve_container(cgroup_id) if container_id is None else container_id,
-                "flags": flags,
+                "flags": flags & ~_OPEN_TRAVERSAL,
                 "mode": mode,
                 "path": view[at + _OPEN_PATH : at + _OPEN_PATH + path_len].tobytes().decode(errors="replace"),
                 "repeats": repeats,
-            })
+            }
+            if flags & _OPEN_TRAVERSAL:
+                record["traversal"] = True
+            append(record)
         return out
 
     def decode(self, view: memoryview, at: int) -> dict[str, Any]:

@@ -285,7 +285,8 @@ def _file(syscall: str, fields: dict[str, Any], target: Target) -> File:
     mode = _text(fields, "evt.arg.mode")
     other = _text(fields, "fs.path.target") or _text(fields, "evt.arg.newpath") or _text(fields, "evt.arg.linkpath")
     return File(path=target.path, access=access, other_path=other,
-                mode=int(mode, 8) if mode.isdigit() and set(mode) <= set("01234567") else -1)
+                mode=int(mode, 8) if mode.isdigit() and set(mode) <= set("01234567") else -1,
+                traversal=".." in _text(fields, "fd.nameraw").split("/"))  # the path as spelled, when printed
 
 
 def _network(kind: str, fields: dict[str, Any]) -> Network:

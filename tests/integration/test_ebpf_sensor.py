@@ -32,6 +32,7 @@ from vigil.collectors.ebpf.cgroups import CgroupResolver, cgroup2_mount, pids_mo
 from vigil.collectors.ebpf.libbpf import BpfObject, LibbpfError, libbpf
 from vigil.collectors.ebpf.sensor import DEFAULT_OPEN_WATCH, DEFAULT_WRITE_WATCH, MAX_RULES
 from vigil.config import load_settings
+from vigil.detections.library.runtime_path_traversal_read import DETECTION as TRAVERSAL
 from vigil.detections.library.runtime_preload_library_at_exec import DETECTION as PRELOAD
 from vigil.sources.ebpf import EBPF_SOURCE
 from vigil.sources.host_sensors import SYSCALL_NUMBERS
@@ -210,6 +211,39 @@ def test_watched_paths_are_matched_as_the_kernel_resolved_them(recorder: Recorde
     record = recorder.wait_for(lambda r: r["type"] == "open" and r["pid"] == pid)
     assert record["path"] == "/etc/shadow"
     assert [r["path"] for r in recorder.of_pid(pid) if r["type"] in ("open", "file_write")] == ["/etc/shadow"]
+
+
+_TRAVERSALS = """
+import os, sys
+base, up = sys.argv[1], "../" * 16
+for path in ("/etc/passwd", "/etc/./hostname", f"{base}/www/../x", "/etc/shadow",  # none a traversal
+             f"{base}/www/{up}etc/passwd", f"{up}etc/hostname", f"{base}/www/../home/.ssh/id_ed25519",
+             "/etc/../etc/shadow", f"{up}etc/vigil-missing"):  # the last fails: nothing opened, nothing recorded
+    try:
+        open(path).close()
+    except FileNotFoundError:
+        pass
+"""
+
+
+@root_only
+def test_opens_spelled_with_dot_dot_are_flagged_and_of_etc_or_ssh_dirs_recorded(recorder: Recorder,
+                                                                                 tmp_path: Path) -> None:
+    """A path traversal (a web application opening ../../etc/passwd): an open spelled with ".." components is
+    flagged, and recorded when it reaches a file under /etc or an SSH directory even where no rule watches it."""
+    (tmp_path / "www").mkdir()
+    (tmp_path / "x").touch()
+    (tmp_path / "home" / ".ssh").mkdir(parents=True)
+    (tmp_path / "home" / ".ssh" / "id_ed25519").touch()
+    pid = _python(_TRAVERSALS, str(tmp_path), cwd=tmp_path / "www")
+    recorder.wait_for(lambda r: r["type"] == "open" and r["pid"] == pid and r["path"] == "/etc/shadow"
+                      and r.get("traversal"))
+    opens = [(r["path"], r.get("traversal", False)) for r in recorder.of_pid(pid) if r["type"] == "open"]
+    assert opens == [("/etc/shadow", False), ("/etc/passwd", True), ("/etc/hostname", True),
+                     (f"{tmp_path}/home/.ssh/id_ed25519", True), ("/etc/shadow", True)]
+    passwd = next(r for r in recorder.of_pid(pid) if r["type"] == "open" and r["path"] == "/etc/passwd")
+    (line,) = list(EBPF_SOURCE.split(orjson.dumps(passwd), 1 << 20))
+    assert TRAVERSAL.match(EBPF_SOURCE.normalize(line, "c1", "node-1"), TRAVERSAL.params)  # python is no shell
 
 
 @root_only

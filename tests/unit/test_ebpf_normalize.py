@@ -93,6 +93,12 @@ def test_covers_every_type_the_sensor_records() -> None:
     assert {*RECORDED, "syscalls"} == set(KIND_OF_TYPE) == set(TYPES.values()) - {"cgroup_rmdir"} | {"syscalls"}
 
 
+def test_an_open_spelled_with_dot_dot_is_a_traversal() -> None:
+    assert _normalize({**RECORDED["open"], "traversal": True}).file.traversal is True
+    assert _normalize({**RECORDED["open"], "traversal": "yes"}).file.traversal is False
+    assert _normalize(RECORDED["open"]).file.traversal is False
+
+
 def test_exec_carries_only_the_selected_environment_variables() -> None:
     """A record from the bus is not trusted to hold only the selected names: the normalizer selects again."""
     env = {"LD_PRELOAD": "/tmp/hook.so", "AWS_SECRET_ACCESS_KEY": "x", "HTTPS_PROXY": "http://u:p@proxy:80",

@@ -93,6 +93,13 @@ def test_known_cgroups_are_not_resolved_again() -> None:
     record = _decode(raw, known={42: ""})
     assert (record["container_id"], record["_resolved"]) == ("", [])
     assert (record["type"], record["path"], record["flags"], record["repeats"]) == ("open", "/etc/shadow", 1, 7)
+    assert "traversal" not in record
+
+
+def test_an_open_spelled_with_dot_dot_is_flagged_and_its_flags_are_the_opens_own() -> None:
+    raw = _header(3) + struct.pack("<IIII", 0x80000000 | 0o100000, 0, 11, 0) + b"/etc/passwd"
+    record = _decode(raw)
+    assert (record["path"], record["flags"], record["traversal"]) == ("/etc/passwd", 0o100000, True)
 
 
 def test_file_write_and_undecodable_bytes() -> None:

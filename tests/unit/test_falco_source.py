@@ -220,6 +220,15 @@ def test_exe_flags_from_the_proc_fields_and_only_for_execs() -> None:
     assert opened.actor.exe_flags == []
 
 
+def test_a_path_printed_as_spelled_with_dot_dot_is_a_traversal() -> None:
+    fields = {"fd.name": "/etc/passwd", "evt.arg.flags": "O_RDONLY"}
+    climbed = normalize(falco_record("Directory traversal monitored file read", "openat",
+                                     {**fields, "fd.nameraw": "/var/www/html/../../../etc/passwd"}))
+    assert (climbed.file.path, climbed.file.traversal) == ("/etc/passwd", True)
+    assert normalize(falco_record("Read", "openat", {**fields, "fd.nameraw": "/etc/passwd"})).file.traversal is False
+    assert normalize(falco_record("Read", "openat", {**fields, "fd.nameraw": "/etc/..data/x"})).file.traversal is False
+
+
 def test_only_the_selected_variables_of_a_printed_environment_are_kept_and_stored() -> None:
     printed = "HOME=/root AWS_SECRET_ACCESS_KEY=abc123 HTTPS_PROXY=http://bob:pw@evil.example:8080"
     record = falco_record("Program run with disallowed http proxy env", "execve",
