@@ -292,6 +292,7 @@ enum syscall_handler {
 	HANDLE_PTRACE, HANDLE_SETID, HANDLE_UNSHARE, HANDLE_SETNS, HANDLE_MOUNT, HANDLE_INIT_MODULE,
 	HANDLE_FINIT_MODULE, HANDLE_BPF, HANDLE_MEMFD_CREATE, HANDLE_SOCKET, HANDLE_DUP2, HANDLE_DUP3,
 	HANDLE_USERFAULTFD, HANDLE_PROCESS_VM_WRITEV, HANDLE_DUP, HANDLE_FCNTL, HANDLE_FILE_CHANGE, HANDLE_WX_MEMORY,
+	HANDLE_SEND,
 };
 #define CLASS_SLOTS 8 /* a power of two: the verifier bounds an index by masking */
 
@@ -475,6 +476,15 @@ struct {
 	__type(key, struct process_key);
 	__type(value, u8);
 } wx_processes SEC(".maps");
+
+/* UDP destinations a process sent datagrams to without connecting (sendto, sendmsg, sendmmsg with an address),
+ * by process and destination port and family (``process_key.pad``): each is recorded once. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct process_key);
+	__type(value, u8);
+} udp_destinations SEC(".maps");
 
 static const u32 ZERO = 0;
 
@@ -1270,6 +1280,23 @@ static __always_inline void emit_stdio_connect(struct sock_record *connect)
 	submit(rec, sizeof(*rec));
 }
 
+/* The remote end a connect or send names, from the caller's sockaddr. */
+static __always_inline void read_remote(struct sock_record *rec, u16 family, void *addr)
+{
+	rec->family = family;
+	if (family == AF_INET) {
+		struct sockaddr_in sin = {};
+		bpf_probe_read_user(&sin, sizeof(sin), addr);
+		rec->remote_port = bpf_ntohs(sin.sin_port);
+		__builtin_memcpy(rec->remote_addr, &sin.sin_addr, 4);
+	} else {
+		struct sockaddr_in6 sin6 = {};
+		bpf_probe_read_user(&sin6, sizeof(sin6), addr);
+		rec->remote_port = bpf_ntohs(sin6.sin6_port);
+		__builtin_memcpy(rec->remote_addr, &sin6.sin6_addr, 16);
+	}
+}
+
 static __always_inline int handle_connect(int fd, void *addr)
 {
 	u16 family = 0;
@@ -1282,27 +1309,60 @@ static __always_inline int handle_connect(int fd, void *addr)
 	struct sock_record *rec = reserve_sock(REC_CONNECT, fd);
 	if (!rec)
 		return 0;
-	rec->family = family;
 	struct sock *sk = socket_of_fd(fd);
 	if (sk) {
 		rec->protocol = BPF_CORE_READ(sk, sk_protocol);
 		rec->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
 	}
-	if (family == AF_INET) {
-		struct sockaddr_in sin = {};
-		bpf_probe_read_user(&sin, sizeof(sin), addr);
-		rec->remote_port = bpf_ntohs(sin.sin_port);
-		__builtin_memcpy(rec->remote_addr, &sin.sin_addr, 4);
-	} else {
-		struct sockaddr_in6 sin6 = {};
-		bpf_probe_read_user(&sin6, sizeof(sin6), addr);
-		rec->remote_port = bpf_ntohs(sin6.sin6_port);
-		__builtin_memcpy(rec->remote_addr, &sin6.sin6_addr, 16);
-	}
+	read_remote(rec, family, addr);
 	if (fd >= 0 && fd <= 2)
 		emit_stdio_connect(rec);
 	submit(rec, sizeof(*rec));
 	return 0;
+}
+
+#define IPPROTO_UDP 17
+#define SEND_SENDTO 1 /* sock_record.pad of a connect record that is a datagram sent to an address */
+
+/* A UDP datagram sent to an address on a socket that need not be connected: recorded as a connect to it (call
+ * 1 sendto, 2 sendmsg, 3 sendmmsg in ``pad``), once per process and destination port. The common case, a send
+ * without an address, returns at the first test. */
+static __always_inline int handle_send(u32 call, int fd, void *addr)
+{
+	u16 head[2] = {}; /* sa_family and, in both inet families, the port */
+
+	if (!addr || bpf_probe_read_user(head, sizeof(head), addr) || (head[0] != AF_INET && head[0] != AF_INET6))
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct process_key key = {
+		.tgid = bpf_get_current_pid_tgid() >> 32,
+		.pad = (u32)head[0] << 16 | head[1],
+		.start_ns = BPF_CORE_READ(task, group_leader, start_time),
+	};
+	if (bpf_map_lookup_elem(&udp_destinations, &key) || is_self())
+		return 0;
+	struct sock *sk = socket_of_fd(fd);
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_UDP)
+		return 0;
+	static const u8 seen = 1;
+	bpf_map_update_elem(&udp_destinations, &key, &seen, BPF_ANY);
+	struct sock_record *rec = reserve_sock(REC_CONNECT, fd);
+	if (!rec)
+		return 0;
+	rec->protocol = IPPROTO_UDP;
+	rec->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	read_remote(rec, head[0], addr);
+	rec->pad = SEND_SENDTO + call;
+	submit(rec, sizeof(*rec));
+	return 0;
+}
+
+/* The address a sendmsg (or sendmmsg's first message) sends to: msg_name, the first field of the header. */
+static __always_inline void *message_name(void *msg)
+{
+	void *name = NULL;
+	bpf_probe_read_user(&name, sizeof(name), msg);
+	return name;
 }
 
 /* A record of the socket's own addresses (accept, listen): sent only when they could be read. */
@@ -1669,6 +1729,8 @@ static __always_inline int handle(struct pt_regs *regs, u32 handler, u32 variant
 	}
 	case HANDLE_CONNECT:
 		return handle_connect(ARG1, (void *)ARG2);
+	case HANDLE_SEND: /* sendto(fd, buf, len, flags, addr, addrlen), sendmsg(fd, msg, ..), sendmmsg(fd, msgs, ..) */
+		return handle_send(variant, ARG1, variant == 0 ? (void *)ARG5 : message_name((void *)ARG2));
 	case HANDLE_LISTEN:
 		return handle_listen(ARG1);
 	case HANDLE_PTRACE:

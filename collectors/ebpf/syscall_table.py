@@ -14,7 +14,7 @@ import platform
 import struct
 
 from vigil.collectors.ebpf.libbpf import BpfObject
-from vigil.sources.ebpf.records import FILE_OPS, SETID_CALLS, WX_CALLS
+from vigil.sources.ebpf.records import FILE_OPS, SEND_CALLS, SETID_CALLS, WX_CALLS
 from vigil.sources.host_sensors import SYSCALL_NUMBERS
 
 MAP = "syscall_table"
@@ -37,6 +37,7 @@ HANDLERS: dict[str, tuple[int, int]] = {
     "userfaultfd": (19, 0), "process_vm_writev": (20, 0), "dup": (21, 0), "fcntl": (22, 0),
     **{call: (23, variant) for variant, call in enumerate(FILE_OPS)},
     **{call: (24, variant) for variant, call in enumerate(WX_CALLS)},
+    **{call: (25, variant) for variant, call in enumerate(SEND_CALLS)},
 }
 #: The architecture of 32-bit tasks on a 64-bit kernel of each architecture.
 COMPAT_ARCH = {"x86_64": "i386", "aarch64": "arm"}

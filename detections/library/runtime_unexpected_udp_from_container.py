@@ -38,7 +38,8 @@ DETECTION = EventDetection(
     title="UDP from a container to an unusual port",
     alert_title="{program} in {where} sent UDP to {peer}",
     description=(
-        "A process in a container connected a UDP socket to a port outside the usual UDP protocols (DNS, NTP, "
+        "A process in a container connected a UDP socket to, or sent a datagram to, a port outside the usual UDP "
+        "protocols (DNS, NTP, "
         "QUIC, syslog, statsd, overlays, VPNs: `expected_ports`). Tunnels and command channels use UDP to slip "
         "past TCP-centric monitoring and egress rules. Low: an input to an investigation, and a list to tune for "
         "workloads with their own UDP protocols (games, media, telemetry)."
@@ -62,6 +63,15 @@ DETECTION = EventDetection(
                            "uid": 0, "gid": 0, "comm": "agent", "cgroup_id": 7301, "family": "inet",
                            "protocol": "udp", "local_address": "10.244.1.9", "local_port": 40220,
                            "remote_address": "45.33.32.156", "remote_port": 9999, "fd": 5}),
+        ),
+        Example(
+            name="a datagram sent to a high port without connecting (eBPF sensor, once per port)",
+            source="ebpf",
+            fires=True,
+            record=in_pod({"type": "connect", "call": "sendto", "time_ns": EXAMPLE_START_NS, "pid": 4432,
+                           "tid": 4432, "ppid": 1, "uid": 0, "gid": 0, "comm": "beacon", "cgroup_id": 7301,
+                           "family": "inet", "protocol": "udp", "local_address": "0.0.0.0", "local_port": 40230,
+                           "remote_address": "198.51.100.23", "remote_port": 4444, "fd": 3}),
         ),
         Example(
             name="Falco: UDP to port 31337",

@@ -301,13 +301,14 @@ def _file_write(record: dict[str, Any]) -> _Details:
 
 
 def _peer(action: str) -> Callable[[dict[str, Any]], _Details]:
-    """connect and accept name the remote end; listen names the local address it listens on."""
+    """connect and accept name the remote end; listen names the local address it listens on. A datagram sent to
+    an address without connecting is a connect to it, its call (``sendto``, ``sendmsg``) the action."""
     side = "local" if action == "listen" else "remote"
 
     def details(record: dict[str, Any]) -> _Details:
         target = Target(address=text_field(record, f"{side}_address"), port=int_field(record, f"{side}_port"),
                         resource=text_field(record, "protocol"))
-        return action, target, Outcome()
+        return text_field(record, "call") or action, target, Outcome()
 
     return details
 

@@ -20,7 +20,7 @@ HEADER = struct.Struct("<QQIIIIII16s")
 _EXEC = struct.Struct("<IIIIII")
 _EXIT = struct.Struct("<I")
 _OPEN = struct.Struct("<IIII")
-_SOCK = struct.Struct("<HHHH16s16si")
+_SOCK = struct.Struct("<HHHH16s16siI")
 _PTRACE = struct.Struct("<qI")
 _SETID = struct.Struct("<Iiii")
 _NS = struct.Struct("<IIi")
@@ -73,6 +73,8 @@ _CGROUP_RMDIR_TYPE = 15
 SETID_CALLS = ("setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid")
 #: The calls that map memory writable and executable (the ``call`` of ``struct wx_record``).
 WX_CALLS = ("mprotect", "pkey_mprotect", "mmap")
+#: The calls that send a datagram to an address (``HANDLE_SEND``'s variants; a connect record's ``pad`` less one).
+SEND_CALLS = ("sendto", "sendmsg", "sendmmsg")
 #: ``enum file_op`` of sensor.bpf.c: the syscalls that change a file's name, links or permissions.
 FILE_OPS = ("unlink", "unlinkat", "rmdir", "rename", "renameat", "renameat2", "mkdir", "mkdirat", "chmod", "fchmodat",
             "link", "linkat", "symlink", "symlinkat", "chown", "lchown", "fchownat")
@@ -150,7 +152,7 @@ def _address(family: int, raw: bytes) -> str:
 
 
 def _sock(record: dict[str, Any], view: memoryview, at: int) -> None:
-    family, protocol, local_port, remote_port, local, remote, fd = _SOCK.unpack_from(view, at + _BODY)
+    family, protocol, local_port, remote_port, local, remote, fd, call = _SOCK.unpack_from(view, at + _BODY)
     record["family"] = "inet" if family == _AF_INET else "inet6"
     record["protocol"] = _PROTOCOLS.get(protocol, str(protocol))
     record["local_address"] = _address(family, local)
@@ -158,6 +160,8 @@ def _sock(record: dict[str, Any], view: memoryview, at: int) -> None:
     record["remote_address"] = _address(family, remote)
     record["remote_port"] = remote_port
     record["fd"] = fd
+    if 0 < call <= len(SEND_CALLS):  # a datagram sent to an address, recorded as a connect to it
+        record["call"] = SEND_CALLS[call - 1]
 
 
 def _ptrace(record: dict[str, Any], view: memoryview, at: int) -> None:

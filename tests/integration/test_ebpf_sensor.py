@@ -431,6 +431,32 @@ def test_ptrace_register_writes_are_recorded_and_reads_are_not(recorder: Recorde
     assert [r["request"] for r in recorder.of_pid(pid) if r["type"] == "ptrace"] == ["attach", written]
 
 
+_DATAGRAMS = """
+import socket, sys
+first, second, third = (int(port) for port in sys.argv[1:])
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for port in (first, first, second, first):  # once per destination port
+    udp.sendto(b"x", ("127.0.0.1", port))
+udp.sendmsg([b"x"], [], 0, ("127.0.0.1", third))
+connected = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+connected.connect(("::1", first))  # a connect record of its own, and its sends name no address
+connected.send(b"x")
+"""
+
+
+@root_only
+def test_udp_datagrams_sent_to_an_address_are_recorded_once_per_destination_port(recorder: Recorder) -> None:
+    """sendto and sendmsg on an unconnected UDP socket reach a destination no connect names: each destination
+    port of a process is recorded once, as a connect to it named by its call."""
+    ports = [str(port) for port in (40001, 40002, 40003)]
+    pid = _python(_DATAGRAMS, *ports)
+    recorder.wait_for(lambda r: r["type"] == "connect" and r["pid"] == pid and r["family"] == "inet6")
+    sent = [(r.get("call", "connect"), r["protocol"], r["remote_address"], r["remote_port"])
+            for r in recorder.of_pid(pid) if r["type"] == "connect"]
+    assert sent == [("sendto", "udp", "127.0.0.1", 40001), ("sendto", "udp", "127.0.0.1", 40002),
+                    ("sendmsg", "udp", "127.0.0.1", 40003), ("connect", "udp", "::1", 40001)]
+
+
 _UNIX_CONNECTS = """
 import socket, sys
 for name in ("app.sock", "docker.sock", "run/containerd/containerd.sock"):

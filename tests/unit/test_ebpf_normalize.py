@@ -93,6 +93,12 @@ def test_covers_every_type_the_sensor_records() -> None:
     assert {*RECORDED, "syscalls"} == set(KIND_OF_TYPE) == set(TYPES.values()) - {"cgroup_rmdir"} | {"syscalls"}
 
 
+def test_a_datagram_sent_without_connecting_is_a_connect_whose_action_is_the_call() -> None:
+    event = _normalize({**RECORDED["connect"], "protocol": "udp", "call": "sendmsg"})
+    assert (event.kind, event.action, event.network.protocol) == ("net.connect", "sendmsg", "udp")
+    assert _normalize(RECORDED["connect"]).action == "connect"
+
+
 def test_an_open_spelled_with_dot_dot_is_a_traversal() -> None:
     assert _normalize({**RECORDED["open"], "traversal": True}).file.traversal is True
     assert _normalize({**RECORDED["open"], "traversal": "yes"}).file.traversal is False

@@ -124,6 +124,14 @@ def test_socket_records_ipv4_and_ipv6(record_type: int, name: str) -> None:
         "inet6", "udp", "fe80::1", "::1")
 
 
+def test_a_datagram_sent_to_an_address_is_a_connect_named_by_its_call() -> None:
+    sent = _decode(_header(4) + struct.pack("<HHHH16s16siI", 2, 17, 40000, 9999, b"\0" * 16,
+                                            socket.inet_aton("203.0.113.9"), 5, 1))
+    assert (sent["type"], sent["call"], sent["protocol"], sent["remote_port"]) == ("connect", "sendto", "udp", 9999)
+    plain = _decode(_header(4) + struct.pack("<HHHH16s16siI", 2, 17, 40000, 9999, b"\0" * 16, b"\0" * 16, 5, 0))
+    assert "call" not in plain
+
+
 def test_syscall_records() -> None:
     ptrace = _decode(_header(7) + struct.pack("<qII", 0x4206, 77, 0))
     assert (ptrace["request"], ptrace["target_pid"]) == ("seize", 77)
@@ -286,8 +294,9 @@ def test_the_kernels_syscall_table_follows_the_architectures_numbers() -> None:
     assert entries("aarch64")[SYSCALL_NUMBERS["aarch64"]["clone"]] == CLASSES.index("fork")
     recorded = {slot: entry >> 8 & 0xFF for slot, entry in table.items() if entry >> 8}
     for syscall in ("socket", "dup", "dup2", "dup3", "fcntl", "userfaultfd", "process_vm_writev", "renameat2",
-                    "unlink", "mprotect", "mmap"):
+                    "unlink", "mprotect", "mmap", "sendto", "sendmsg", "sendmmsg"):
         assert recorded[SYSCALL_NUMBERS["x86_64"][syscall]] == HANDLERS[syscall][0]
+    assert table[SYSCALL_NUMBERS["x86_64"]["sendmsg"]] >> 16 == 1  # variant: how the handler finds the address
     assert "dup2" not in SYSCALL_NUMBERS["aarch64"] and SYSCALL_NUMBERS["aarch64"]["dup3"] in entries("aarch64")
 
 
