@@ -4,7 +4,8 @@
 # made from Debian packages by mmdebstrap (Python 3.11, and clang, llvm, bpftool and libbpf for the node
 # collector's sensor), vigil installed into /opt/vigil with pip, user 10001; buildah turns it into an OCI image
 # and writes it as an OCI archive into $VIGIL_CACHE_DIR/images (default ~/.cache/vigil/images), named
-# docker.io/vigil/vigil:<version>. Rebuilt only when vigil's sources change. Runs as root (mmdebstrap's chroot).
+# docker.io/vigil/vigil:<version>. Rebuilt only when vigil's code or dependencies change. Runs as root
+# (mmdebstrap's chroot).
 #
 #   scripts/vigil-image.sh --path     build if needed, print the archive's path
 set -euo pipefail
@@ -14,7 +15,9 @@ version=$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml)
 image=docker.io/vigil/vigil:$version
 sources=(pyproject.toml README.md vigil collectors streams detections storage siem sources benchmarks)
 cache=${VIGIL_CACHE_DIR:-$HOME/.cache/vigil}
-digest=$(find "${sources[@]}" -type f -not -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum \
+# The archive's key: the code and pyproject.toml (the dependency list). README.md is only the package's long
+# description, so editing it does not rebuild the image.
+digest=$(find "${sources[@]:2}" pyproject.toml -type f -not -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum \
   | sha256sum | cut -c1-12)
 archive=$cache/images/vigil-$version-$digest.tar
 
