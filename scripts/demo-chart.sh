@@ -9,7 +9,8 @@
 # cluster` sets it at start): the chart's webhook listens there on the host network (auditWebhook.hostNetwork).
 # Everything is the chart's: its audit webhook, node collector (eBPF, containerd, CRI, the API watch), stream
 # worker, writer and SIEM publisher. Then kubectl runs examples/cluster-attack.sh in a pod and the alerts are read from the chart's
-# ClickHouse database and its OCSF topic. The release stays installed: `helm uninstall vigil -n vigil`.
+# ClickHouse database and its OCSF topic. The release stays installed (`helm uninstall vigil -n vigil`); while it
+# is, its webhook holds the host's webhook port, so scripts/demo-cluster.sh's host webhook cannot start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
