@@ -12,8 +12,8 @@ if command -v go >/dev/null; then bash scripts/kube-apiserver.sh --path >/dev/nu
 # kubelet, controller-manager, scheduler and kubectl, built once the same way (about 6 min on 2 cores after the
 # apiserver's build, cached in ~/.cache/vigil/bin) for the dev cluster's attack test (tests/integration/test_dev_cluster.py)
 if command -v go >/dev/null; then bash scripts/kube-node.sh --path >/dev/null; fi
-# vigil's own image (mmdebstrap + buildah, 330-589 s on 2 cores; cached in ~/.cache/vigil/images, rebuilt when
-# vigil's sources or dependencies change) for the chart installed on the dev cluster
+# vigil's own image (mmdebstrap + buildah, 257-589 s on 2 cores; cached in ~/.cache/vigil/images, rebuilt when
+# vigil's code or dependencies change) for the chart installed on the dev cluster
 # (tests/integration/test_helm_chart_installed.py); root only, as that test is
 if [[ $(id -u) -eq 0 ]] && command -v go >/dev/null; then bash scripts/vigil-image.sh --path >/dev/null; fi
 .venv/bin/ruff check .
