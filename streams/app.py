@@ -158,6 +158,15 @@ def create_app(settings: Settings,
     deadletter_topic = settings.topic("deadletter")
     prefix_len = len(settings.topic("raw."))
 
+    changelog = state.changelog_topic.get_topic_name()
+
+    async def changelog_known() -> None:
+        """Wait until the producer's metadata has the state table's changelog. Faust partitions a table write
+        eagerly from that metadata, and before it is fetched aiokafka's partitioner raises (TypeError: 'NoneType'
+        object is not iterable), which crashed the agent when the first write came right after a fresh start
+        created the topic. Returns at once when the topic is known."""
+        await app.producer._ensure_producer().partitions_for(changelog)
+
     async def publish(outputs: list[tuple[str, bytes | None, bytes]]) -> None:
         """Send (topic, key, value) outputs and wait until Kafka has every one: the caller's input is done only
         then. Sent through the Faust app's own Kafka producer (it batches what is sent without a wait between)."""
@@ -167,6 +176,7 @@ def create_app(settings: Settings,
 
     @app.agent(raw)
     async def process(stream: faust.StreamT) -> None:
+        await changelog_known()
         # noack_take, not take_events: that one acks a batch in a `finally`, also when its processing failed.
         async for batch in stream.noack_take(BATCH_MESSAGES, within=BATCH_SECONDS):
             messages = [event.message for event in batch]
@@ -184,6 +194,7 @@ def create_app(settings: Settings,
 
     @app.timer(ADVANCE_SECONDS)
     async def advance() -> None:
+        await changelog_known()
         await publish([(alerts_topic, alert.id.encode(), alert.to_json()) for alert in processor.advance()])
 
     @app.timer(HOUSEKEEPING_SECONDS)
