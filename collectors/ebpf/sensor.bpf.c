@@ -31,6 +31,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define NAME_LEN 64
 #define MAX_DEPTH 16
 #define ENV_VARS 9 /* the environment variables an exec record carries (env_names) */
+#define EXE_DELETED 1 /* exec_record.exe_flags: the executable's inode had no links (i_nlink 0) */
 #define ENV_VALUE_LEN 128 /* a value's bytes kept, with its terminating zero */
 #define ENV_CHUNK 256 /* bytes of the environment read per scan step: a longer variable takes more steps */
 #define ENV_STEPS 1024 /* the scan's bound: 256 KiB of environment */
@@ -103,6 +104,8 @@ struct exec_record {
 	u32 parent_exe_depth;
 	u32 euid; /* effective ids after the exec: a setuid/setgid binary makes them differ from the real ones */
 	u32 egid;
+	u32 exe_flags; /* EXE_DELETED: the executable had no links left when it ran (unlinked, or a memory file) */
+	u32 exe_pad;
 	char args[ARGS_LEN];
 	char exe[MAX_DEPTH][NAME_LEN];
 	char cwd[MAX_DEPTH][NAME_LEN];
@@ -578,7 +581,16 @@ static long walk_step(u64 index, void *data)
 	if (!dentry || (dentry == w->root_dentry && vfsmnt == w->root_mnt))
 		return 1;
 	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
-	if (dentry == BPF_CORE_READ(vfsmnt, mnt_root) || dentry == parent) {
+	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	if (dentry == parent && dentry != mnt_root) {
+		/* A file of no directory (a memfd's "memfd:<name>", a pipe's or socket's): the last name, if it has one */
+		u32 depth = w->depth;
+		if (depth < MAX_DEPTH &&
+		    bpf_probe_read_kernel_str(w->names[depth], NAME_LEN, BPF_CORE_READ(dentry, d_name.name)) > 1)
+			w->depth = depth + 1;
+		return 1;
+	}
+	if (dentry == mnt_root) {
 		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
 		if (up == mnt)
 			return 1;
@@ -720,7 +732,10 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	rec->args_len = 0;
 	if (bpf_probe_read_user(rec->args, len & (ARGS_LEN - 1), (void *)start) == 0)
 		rec->args_len = len;
-	rec->exe_depth = walk_file(BPF_CORE_READ(bprm, file), root, rec->exe);
+	struct file *exe = BPF_CORE_READ(bprm, file);
+	rec->exe_depth = walk_file(exe, root, rec->exe);
+	rec->exe_flags = BPF_CORE_READ(exe, f_inode, i_nlink) ? 0 : EXE_DELETED;
+	rec->exe_pad = 0;
 	rec->cwd_depth = walk_path(BPF_CORE_READ(fs, pwd.mnt), BPF_CORE_READ(fs, pwd.dentry), root, rec->cwd);
 	rec->parent_exe_depth = walk_file(BPF_CORE_READ(task, real_parent, mm, exe_file), root, rec->parent_exe);
 	rec->euid = BPF_CORE_READ(task, cred, euid.val);

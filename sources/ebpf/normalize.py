@@ -155,8 +155,8 @@ _check = with_health_records(_identity)
 
 
 def _actor(record: dict[str, Any], pid: int) -> Actor:
-    """The process; exec records also carry the effective ids, and an executable the kernel names ``/memfd:…``
-    is an anonymous memory file."""
+    """The process; exec records also carry the effective ids and how the executable got there (see
+    :func:`exe_flags`)."""
     uid, gid, euid, egid = record.get("uid"), record.get("gid"), record.get("euid"), record.get("egid")
     args = record.get("args")
     exe = text_field(record, "exe")
@@ -171,9 +171,18 @@ def _actor(record: dict[str, Any], pid: int) -> Actor:
         parent_exe=text_field(record, "parent_exe"),
         euid=euid if type(euid) is int else -1,
         egid=egid if type(egid) is int else -1,
-        exe_flags=["from_memfd"] if exe.startswith(MEMFD_PREFIX) else [],
+        exe_flags=exe_flags(exe, record.get("exe_deleted") is True),
         env=_env(record),
     )
+
+
+def exe_flags(exe: str, no_links: bool) -> list[str]:
+    """``from_memfd`` for an executable the kernel names ``/memfd:…`` (an anonymous memory file, which also has no
+    links: not flagged deleted as well, so ``deleted`` keeps meaning a file unlinked from a disk); ``deleted`` for
+    an executable whose file had no links left when it ran (exec'd through a descriptor after its unlink)."""
+    if exe.startswith(MEMFD_PREFIX):
+        return ["from_memfd"]
+    return ["deleted"] if no_links else []
 
 
 def _env(record: dict[str, Any]) -> dict[str, str]:

@@ -17,7 +17,7 @@ from vigil.event import ENV_NAMES, selected_env
 from vigil.sources.host_sensors import AUDIT_ARCHES, syscall_by_number
 
 HEADER = struct.Struct("<QQIIIIII16s")
-_EXEC = struct.Struct("<IIIIII")
+_EXEC = struct.Struct("<IIIIIII4x")
 _EXIT = struct.Struct("<I")
 _OPEN = struct.Struct("<IIII")
 _SOCK = struct.Struct("<HHHH16s16siI")
@@ -57,6 +57,7 @@ _CHANGE_PATH = _BODY + _FILE_CHANGE.size
 _CHANGE_OTHER = _CHANGE_PATH + 256
 _OPEN_ALL = struct.Struct(HEADER.format + _OPEN.format[1:])
 _TYPE_OFFSET = 16  # the low byte of header.type (little-endian)
+_EXE_DELETED = 1  # the sensor's bit in an exec's exe_flags: the executable had no links left (i_nlink 0)
 _OPEN_TRAVERSAL = 0x80000000  # the sensor's bit in an open's flags: the path was spelled with ".." components
 _COMM_CACHE = 4096
 
@@ -114,13 +115,15 @@ def _path(view: memoryview, offset: int, depth: int) -> str:
 
 
 def _exec(record: dict[str, Any], view: memoryview, at: int) -> None:
-    args_len, exe_depth, cwd_depth, parent_depth, record["euid"], record["egid"] = _EXEC.unpack_from(
+    args_len, exe_depth, cwd_depth, parent_depth, record["euid"], record["egid"], exe_flags = _EXEC.unpack_from(
         view, at + _BODY)
     args = view[at + _EXEC_ARGS : at + _EXEC_ARGS + args_len].tobytes().split(b"\0")
     if args and not args[-1]:
         args.pop()
     record["args"] = [arg.decode(errors="replace") for arg in args]
     record["exe"] = _path(view, at + _EXEC_EXE, exe_depth)
+    if exe_flags & _EXE_DELETED:
+        record["exe_deleted"] = True
     record["cwd"] = _path(view, at + _EXEC_CWD, cwd_depth)
     record["parent_exe"] = _path(view, at + _EXEC_PARENT_EXE, parent_depth)
     present, cut, *lengths = EXEC_ENV.unpack_from(view, at + _EXEC_ENV_AT)

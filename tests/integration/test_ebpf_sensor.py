@@ -110,9 +110,44 @@ def test_exec_of_a_known_binary_records_exe_args_cwd_parent_and_exit(recorder: R
     assert (record["ppid"], record["uid"], record["gid"], record["comm"]) == (os.getpid(), 0, 0, "echo")
     assert abs(record["time_ns"] - time.time_ns()) < 60e9  # wall clock, not time since boot
     assert record["container_id"] == ""  # a host process
+    assert "exe_deleted" not in record  # its file has links
     exited = recorder.wait_for(lambda r: r["type"] == "exit" and r["pid"] == child.pid)
     assert (exited["exit_code"], exited["signal"]) == (0, 0)
     orjson.dumps(record)  # JSON-able as it is
+
+
+#: A child that copies /bin/true into a memory file (argv[1] "memfd") or into a file it unlinks after opening it
+#: (argv[1] a path), then executes that through its descriptor (fexecve), as a fileless loader does.
+_FEXECVE = """
+import os, shutil, sys
+where = sys.argv[1]
+if where == "memfd":
+    fd = os.memfd_create("vigil-payload", 0)
+    with open("/bin/true", "rb") as source:
+        os.write(fd, source.read())
+else:
+    shutil.copy("/bin/true", where)
+    fd = os.open(where, os.O_RDONLY)
+    os.unlink(where)
+os.execve(fd, ["vigil-fexec"], {})
+"""
+
+
+@root_only
+def test_an_exec_from_a_memory_file_is_named_and_has_no_links(recorder: Recorder) -> None:
+    """A memory file's dentry is its own parent: the walk records its one name, as the kernel's d_path does."""
+    pid = _python(_FEXECVE, "memfd")
+    record = recorder.wait_for(lambda r: r["type"] == "exec" and r["pid"] == pid and r["args"] == ["vigil-fexec"])
+    assert (record["exe"], record.get("exe_deleted")) == ("/memfd:vigil-payload", True)
+    assert EBPF_SOURCE.normalize(record, "c1", "node-1").actor.exe_flags == ["from_memfd"]
+
+
+@root_only
+def test_an_exec_of_an_unlinked_file_is_flagged_deleted(recorder: Recorder, tmp_path: Path) -> None:
+    pid = _python(_FEXECVE, str(tmp_path / "dropped"))
+    record = recorder.wait_for(lambda r: r["type"] == "exec" and r["pid"] == pid and r["args"] == ["vigil-fexec"])
+    assert (record["exe"], record.get("exe_deleted")) == (str(tmp_path / "dropped"), True)
+    assert EBPF_SOURCE.normalize(record, "c1", "node-1").actor.exe_flags == ["deleted"]
 
 
 @root_only

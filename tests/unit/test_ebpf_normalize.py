@@ -259,6 +259,15 @@ def test_a_container_without_pod_context_is_still_a_container() -> None:
 def test_an_exec_from_a_memory_file_is_flagged() -> None:
     event = _normalize({**RECORDED["exec"], "exe": "/memfd:payload (deleted)"})
     assert event.actor.exe_flags == ["from_memfd"]
+    # A memory file has no links either: it is flagged as what it is, not also as deleted.
+    event = _normalize({**RECORDED["exec"], "exe": "/memfd:payload", "exe_deleted": True})
+    assert event.actor.exe_flags == ["from_memfd"]
+
+
+def test_an_exec_of_an_unlinked_executable_is_flagged_deleted() -> None:
+    event = _normalize({**RECORDED["exec"], "exe": "/tmp/.x", "exe_deleted": True})
+    assert event.actor.exe_flags == ["deleted"]
+    assert _normalize({**RECORDED["exec"], "exe": "/tmp/.x", "exe_deleted": "yes"}).actor.exe_flags == []
 
 
 @pytest.mark.parametrize(("flags", "access", "mode"), [

@@ -57,7 +57,7 @@ def _decode(raw: bytes, known: dict[int, str] | None = None) -> dict:
 
 def test_exec_record_paths_args_and_header() -> None:
     args = b"/bin/sh\0-c\0echo hi\0"
-    raw = (_header(1) + struct.pack("<IIIIII", len(args), 3, 2, 0, 0, 1001) + args.ljust(1024, b"\0")
+    raw = (_header(1) + struct.pack("<IIIIIII4x", len(args), 3, 2, 0, 0, 1001, 0) + args.ljust(1024, b"\0")
            + _components("dash", "bin", "usr") + _components("tmp", "var") + _components() + _no_env())
     record = _decode(raw)
     assert record["type"] == "exec" and "env" not in record
@@ -67,6 +67,16 @@ def test_exec_record_paths_args_and_header() -> None:
     assert record["args"] == ["/bin/sh", "-c", "echo hi"]
     assert (record["exe"], record["cwd"], record["parent_exe"]) == ("/usr/bin/dash", "/var/tmp", "")
     assert (record["euid"], record["egid"]) == (0, 1001)  # effective ids after the exec (a setuid binary)
+    assert "exe_deleted" not in record
+
+
+def test_an_exec_of_a_file_without_links_says_so_and_a_memory_file_is_named() -> None:
+    """Bit 1 of exe_flags: the executable's inode had no links when it ran (exec'd through a descriptor after its
+    unlink, or a memory file, whose one name the kernel walk now records: ``memfd:<name>``)."""
+    raw = (_header(1) + struct.pack("<IIIIIII4x", 0, 1, 0, 0, 0, 0, 1) + b"\0" * 1024
+           + _components("memfd:payload") + _components() + _components() + _no_env())
+    record = _decode(raw)
+    assert (record["exe"], record["exe_deleted"]) == ("/memfd:payload", True)
 
 
 def _no_env() -> bytes:
@@ -82,7 +92,7 @@ def test_exec_record_carries_the_selected_environment_variables_the_kernel_found
     present = 1 << ENV_NAMES.index("LD_PRELOAD") | 1 << ENV_NAMES.index("https_proxy")
     slots = b"".join(value.ljust(ENV_VALUE_LEN, b"x") for value in values)
     env = EXEC_ENV.pack(present, 1, *(len(value) for value in values)) + slots
-    raw = _header(1) + struct.pack("<IIIIII", 0, 0, 0, 0, 0, 0) + b"\0" * (1024 + 3 * MAX_DEPTH * NAME_LEN) + env
+    raw = _header(1) + struct.pack("<IIIIIII4x", 0, 0, 0, 0, 0, 0, 0) + b"\0" * (1024 + 3 * MAX_DEPTH * NAME_LEN) + env
     record = _decode(raw)
     assert record["env"] == {"LD_PRELOAD": "/tmp/hook.so", "https_proxy": "http://bob:***@proxy:3128"}
     assert record["env_cut"] is True
