@@ -141,11 +141,11 @@ BEHAVIOURS = [
     Behaviour("vm-write", ["vm-write"], "runtime.process_vm_write_injection", "process.syscall"),
     Behaviour("runtime-socket", ["unix-connect", RUNTIME_SOCKET], "runtime.container_runtime_access", "net.connect",
               (RUNTIME_SOCKET,)),
-    # Fileless execution. A pod's /dev/shm is mounted noexec: the kernel refuses to run a program from there. A
-    # program run from a memory file (memfd_create, fexecve) is not here: the sensor records no executable path
-    # for it (its path walk stops at the memory file's dentry, which is its own parent, before naming it).
+    # Fileless execution. A pod's /dev/shm is mounted noexec: the kernel refuses to run a program from there.
     Behaviour("tmp-exec", ["sh", "-c", "cp /bin/busybox /tmp/sh && /tmp/sh -c true"], "runtime.exec_from_tmp",
               "process.exec"),
+    Behaviour("memfd-exec", ["fexec", "memfd"], "runtime.exec_from_tmp", "process.exec"),
+    Behaviour("deleted-exec", ["fexec", "/tmp/.kworker"], "runtime.fileless_execution", "process.exec"),
 ]
 
 
