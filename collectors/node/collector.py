@@ -281,11 +281,21 @@ class NodeCollector:
             if item["kind"] in _RUNTIME_LIFECYCLE_START and item["container_id"] not in self.cache:
                 await self._resolve_new(item["container_id"])
             if item["kind"] == "container.create" and self._specs is not None:
-                # What it was started with, from containerd's own record: also for containers no pod spec shows.
-                security = await self._specs.security(item["containerd_namespace"], item["container_id"])
-                if security is not None:
-                    item["security"] = security
+                await self._read_spec(item)
             await self._queue.put((CONTAINERD_SOURCE.name, [item]))
+
+    async def _read_spec(self, create: dict[str, Any]) -> None:
+        """Add what a new container was started with to its create record, from containerd's own record (also for
+        containers no pod spec shows); and its pod from the spec when CRI did not know it yet (a sandbox created
+        on a loaded node), so its records are not taken for a container outside Kubernetes."""
+        assert self._specs is not None
+        container_id = create["container_id"]
+        spec = await self._specs.read(create["containerd_namespace"], container_id)
+        if spec is None:
+            return
+        create["security"] = spec.security
+        if spec.pod is not None and container_id not in self.cache:
+            self.cache.put(container_id, spec.pod, "cri")
 
     async def _warm_cache(self) -> None:
         """On every connection to containerd: learn every container CRI knows (events may have been missed)."""

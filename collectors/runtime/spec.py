@@ -14,6 +14,7 @@ in the API audit log shows, are judged at all. The summary is small and flat, re
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -21,12 +22,15 @@ import orjson
 
 from vigil.collectors.runtime.api import containerd_containers_pb2 as containers
 from vigil.collectors.runtime.api import containerd_containers_pb2_grpc as containers_grpc
+from vigil.collectors.runtime.cri import k8s_context
 
 log = logging.getLogger(__name__)
 
 _CALL_TIMEOUT_S = 5.0
 #: Namespaces a container gets its own of unless it shares the host's (OCI ``linux.namespaces`` types).
 _ISOLATING_NAMESPACES = ("pid", "network", "ipc", "uts", "mount")
+#: The prefix of the annotations containerd's CRI plugin writes into the specs of the containers it creates.
+_CRI = "io.kubernetes.cri."
 #: Mount types that bring a host path into the container.
 _BIND_TYPES = frozenset({"bind", "rbind"})
 
@@ -46,6 +50,23 @@ def security_of_spec(spec: dict[str, Any]) -> dict[str, Any]:
         "host_namespaces": _host_namespaces(linux.get("namespaces")),
         "host_mounts": [_bind(mount) for mount in _list(spec.get("mounts")) if _is_bind(mount)],
     }
+
+
+def pod_of_spec(spec: dict[str, Any], container_id: str) -> dict[str, Any] | None:
+    """The ``k8s`` context of a container the kubelet created through CRI, from the annotations containerd's CRI
+    plugin writes into its spec (``io.kubernetes.cri.*``); ``None`` for containers created otherwise. The spec is
+    written before containerd announces the container, while CRI's own lookup may not know a sandbox yet on a
+    loaded node: this is the pod's name when that lookup comes back empty. It has no labels or service account
+    (the Kubernetes API watch adds them)."""
+    annotations = _mapping(spec.get("annotations"))
+    namespace, pod = annotations.get(_CRI + "sandbox-namespace"), annotations.get(_CRI + "sandbox-name")
+    if not (isinstance(namespace, str) and namespace and isinstance(pod, str) and pod):
+        return None
+    is_container = annotations.get(_CRI + "container-type") == "container"
+    return k8s_context(namespace=namespace, pod=pod, pod_uid=_string(annotations.get(_CRI + "sandbox-uid")),
+                       container_id=container_id,
+                       container_name=_string(annotations.get(_CRI + "container-name")) if is_container else "",
+                       image=_string(annotations.get(_CRI + "image-name")) if is_container else "")
 
 
 def _host_namespaces(namespaces: Any) -> list[str]:
@@ -76,8 +97,20 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def _string(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
 def _strings(value: Any) -> list[str]:
     return [item for item in _list(value) if isinstance(item, str)]
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerSpec:
+    """What the node collector reads of one container's spec."""
+
+    security: dict[str, Any]  #: :func:`security_of_spec`
+    pod: dict[str, Any] | None  #: :func:`pod_of_spec`
 
 
 class ContainerSpecs:
@@ -90,9 +123,9 @@ class ContainerSpecs:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def security(self, namespace: str, container_id: str) -> dict[str, Any] | None:
-        """The summary of one container's spec (:func:`security_of_spec`); ``None`` when containerd does not
-        have the container any more or its spec is not JSON."""
+    async def read(self, namespace: str, container_id: str) -> ContainerSpec | None:
+        """What one container's spec says; ``None`` when containerd does not have the container any more or its
+        spec is not JSON."""
         try:
             reply = await self._containers.Get(containers.GetContainerRequest(id=container_id),
                                                metadata=(("containerd-namespace", namespace),),
@@ -105,4 +138,6 @@ class ContainerSpecs:
         except orjson.JSONDecodeError:
             log.debug("container spec is not JSON", extra={"container_id": container_id})
             return None
-        return security_of_spec(spec) if isinstance(spec, dict) else None
+        if not isinstance(spec, dict):
+            return None
+        return ContainerSpec(security_of_spec(spec), pod_of_spec(spec, container_id))

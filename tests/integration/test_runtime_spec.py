@@ -1,5 +1,6 @@
 """The node collector's reader of containerd's container specs, against a real containerd: what a container was
-started with (privileged, capabilities, host mounts, user) is read for containers created without Kubernetes."""
+started with (privileged, capabilities, host mounts, user) is read for containers created without Kubernetes, and
+the pod of those created through CRI."""
 
 from __future__ import annotations
 
@@ -7,18 +8,23 @@ import asyncio
 import uuid
 
 from tests.integration.containerd_runtime import IMAGE, Containerd, containerd  # noqa: F401  (the fixture)
-from vigil.collectors.runtime.spec import ContainerSpecs
+from vigil.collectors.runtime.spec import ContainerSpec, ContainerSpecs
 
 
-def security_of(runtime: Containerd, container_id: str) -> dict | None:
-    async def read() -> dict | None:
+def spec_of(runtime: Containerd, container_id: str) -> ContainerSpec | None:
+    async def read() -> ContainerSpec | None:
         specs = ContainerSpecs(str(runtime.socket))
         try:
-            return await specs.security("k8s.io", container_id)
+            return await specs.read("k8s.io", container_id)
         finally:
             await specs.close()
 
     return asyncio.run(read())
+
+
+def security_of(runtime: Containerd, container_id: str) -> dict | None:
+    spec = spec_of(runtime, container_id)
+    return None if spec is None else spec.security
 
 
 def created(runtime: Containerd, *flags: str) -> str:
@@ -59,3 +65,29 @@ def test_an_ordinary_container_and_one_with_an_added_capability(containerd: Cont
 
 def test_a_container_containerd_does_not_have(containerd: Containerd) -> None:  # noqa: F811
     assert security_of(containerd, "0" * 64) is None
+
+
+def test_the_pod_of_a_sandbox_and_of_a_container_created_through_cri(containerd: Containerd) -> None:  # noqa: F811
+    pod = containerd.run_pod("web-5d8f", "shop", {"app": "web"})
+    try:
+        container_id = containerd.run_container(pod, "server", ["sleep", "1"])
+        sandbox, container = spec_of(containerd, pod.sandbox_id), spec_of(containerd, container_id)
+    finally:
+        containerd.remove_pod(pod)
+
+    assert sandbox is not None and container is not None
+    assert sandbox.pod is not None and container.pod is not None
+    assert (sandbox.pod["namespace"], sandbox.pod["pod"], sandbox.pod["pod_uid"]) == ("shop", "web-5d8f", pod.uid)
+    assert sandbox.pod["container_id"] == pod.sandbox_id and sandbox.pod["container_name"] == ""
+    assert (container.pod["namespace"], container.pod["pod"], container.pod["pod_uid"]) == ("shop", "web-5d8f", pod.uid)
+    assert container.pod["container_name"] == "server" and container.pod["image"] == IMAGE
+
+
+def test_a_container_created_without_cri_has_no_pod(containerd: Containerd) -> None:  # noqa: F811
+    container_id = created(containerd)
+    try:
+        spec = spec_of(containerd, container_id)
+    finally:
+        containerd.ctr("containers", "rm", container_id)
+
+    assert spec is not None and spec.pod is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vigil.collectors.runtime.spec import security_of_spec
+from vigil.collectors.runtime.spec import pod_of_spec, security_of_spec
 from vigil.detections.engine import Engine
 from vigil.sources.containerd.fixtures import containerd_record
 from vigil.sources.source import get_source
@@ -90,3 +90,26 @@ def test_a_pods_own_kubelet_directory_is_not_a_sensitive_mount_when_pods_are_jud
     assert detection.match(event, params)  # another pod's volumes are
     assert detection.context(event, params)["mounts"] == [mounts[1]["source"]]
     assert not detection.match(event, detection.params)  # pods are k8s.sensitive_host_path's by default
+
+
+def test_the_pod_of_a_container_and_of_a_sandbox_from_the_cri_annotations() -> None:
+    cri = {"io.kubernetes.cri.sandbox-namespace": "shop", "io.kubernetes.cri.sandbox-name": "web-5d8f",
+           "io.kubernetes.cri.sandbox-uid": "u-1", "io.kubernetes.cri.image-name": "docker.io/library/nginx:1.27",
+           "io.kubernetes.cri.container-name": "server"}
+    container = pod_of_spec({"annotations": {**cri, "io.kubernetes.cri.container-type": "container"}}, "c1")
+    sandbox = pod_of_spec({"annotations": {**cri, "io.kubernetes.cri.container-type": "sandbox"}}, "s1")
+
+    assert container is not None and sandbox is not None
+    assert (container["namespace"], container["pod"], container["pod_uid"]) == ("shop", "web-5d8f", "u-1")
+    assert (container["container_id"], container["container_name"]) == ("c1", "server")
+    assert container["image"] == "docker.io/library/nginx:1.27"
+    assert (sandbox["pod"], sandbox["container_id"], sandbox["container_name"], sandbox["image"]) == (
+        "web-5d8f", "s1", "", "")
+
+
+def test_no_pod_without_the_cri_annotations_or_with_broken_ones() -> None:
+    assert pod_of_spec(SPEC, "c1") is None
+    assert pod_of_spec({"annotations": {"io.kubernetes.cri.sandbox-name": "web"}}, "c1") is None
+    assert pod_of_spec({"annotations": {"io.kubernetes.cri.sandbox-namespace": 3,
+                                        "io.kubernetes.cri.sandbox-name": "web"}}, "c1") is None
+    assert pod_of_spec({"annotations": ["not", "a", "mapping"]}, "c1") is None
