@@ -183,8 +183,9 @@ struct unix_connect_record {
 	char path[UNIX_PATH_BUF];
 };
 
-/* A watched path removed, renamed, linked, made (mkdir) or re-permissioned, or any path given the setuid or setgid
- * bit (at entry: the attempt). ``op`` is the syscall (enum file_op); ``path`` its first path (a rename's or
+/* A watched path removed, renamed, linked, made (mkdir), re-permissioned or given explicit times (utimensat and
+ * the older calls with times that are not "now": timestomping), or any path given the setuid or setgid bit (at
+ * entry: the attempt). ``op`` is the syscall (enum file_op); ``path`` its first path (a rename's or
  * link's old name, a symlink's target), ``other`` the new name of a rename, link or symlink. */
 struct file_change_record {
 	struct header h;
@@ -194,6 +195,7 @@ struct file_change_record {
 	s32 gid;
 	u32 path_len;
 	u32 other_len;
+	s64 mtime; /* a time change's modification time (seconds since the epoch); -1 when it sets only the access time */
 	char path[PATH_LEN];
 	char other[PATH_LEN];
 };
@@ -212,6 +214,7 @@ struct wx_record {
 enum file_op {
 	FILE_OP_UNLINK, FILE_OP_UNLINKAT, FILE_OP_RMDIR, FILE_OP_RENAME, FILE_OP_RENAMEAT, FILE_OP_RENAMEAT2, FILE_OP_MKDIR, FILE_OP_MKDIRAT, FILE_OP_CHMOD,
 	FILE_OP_FCHMODAT, FILE_OP_LINK, FILE_OP_LINKAT, FILE_OP_SYMLINK, FILE_OP_SYMLINKAT, FILE_OP_CHOWN, FILE_OP_LCHOWN, FILE_OP_FCHOWNAT,
+	FILE_OP_UTIMENSAT, FILE_OP_UTIMES, FILE_OP_FUTIMESAT, FILE_OP_UTIME,
 };
 
 struct ptrace_record {
@@ -1142,8 +1145,20 @@ static __always_inline long under_directory(struct open_scratch *scratch_value, 
 	return (len < PATH_LEN - 1 ? len : PATH_LEN - 1) + 1;
 }
 
+/* The path of an open descriptor's file, made in ``rec.path`` (utimensat(fd, NULL, …): futimens). Returns the
+ * length plus one, as bpf_probe_read_user_str counts; 0 for a descriptor that is not open. */
+static __always_inline long path_of_fd(struct open_scratch *scratch_value, int fd)
+{
+	struct file *file = file_of_fd(fd);
+	if (!file)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	return join_names(scratch_value, walk_file(file, &fs->root, scratch_value->names)) + 1;
+}
+
 static __always_inline int handle_file_change(u32 op, int dirfd, const char *path, const char *other, u32 mode,
-					      s32 uid, s32 gid)
+					      s32 uid, s32 gid, s64 mtime)
 {
 	if (is_self())
 		return 0;
@@ -1151,8 +1166,8 @@ static __always_inline int handle_file_change(u32 op, int dirfd, const char *pat
 	if (!scratch_value)
 		return 0;
 	char *first = scratch_value->rec.path, *second = scratch_value->other;
-	long len = bpf_probe_read_user_str(first, PATH_LEN, path);
-	if (len > 1 && first[0] != '/' && !other) /* a relative name (a rename's or link's two are matched as given) */
+	long len = path ? bpf_probe_read_user_str(first, PATH_LEN, path) : path_of_fd(scratch_value, dirfd);
+	if (path && len > 1 && first[0] != '/' && !other) /* a relative name (a rename's or link's two are matched as given) */
 		len = under_directory(scratch_value, dirfd);
 	long other_len = other ? bpf_probe_read_user_str(second, PATH_LEN, other) : 0;
 	bool chmod = op == FILE_OP_CHMOD || op == FILE_OP_FCHMODAT;
@@ -1165,12 +1180,43 @@ static __always_inline int handle_file_change(u32 op, int dirfd, const char *pat
 	rec->mode = mode;
 	rec->uid = uid;
 	rec->gid = gid;
+	rec->mtime = mtime;
 	rec->path_len = len > 1 ? (len - 1) & (PATH_LEN - 1) : 0;
 	rec->other_len = other_len > 1 ? (other_len - 1) & (PATH_LEN - 1) : 0;
 	bpf_probe_read_kernel(rec->path, PATH_LEN, first);
 	bpf_probe_read_kernel(rec->other, PATH_LEN, second);
 	submit(rec, sizeof(*rec));
 	return 0;
+}
+
+#define UTIME_NOW ((1L << 30) - 1)
+#define UTIME_OMIT ((1L << 30) - 2)
+
+/* Whether a time change sets explicit times (timestomping: ``touch -d``, ``touch -r``), and the modification
+ * time it sets (-1: only the access time); times that are "now" (a NULL times, UTIME_NOW, UTIME_OMIT) are an
+ * ordinary touch. utimes' and futimesat's timevals have a timespec's layout (microseconds for nanoseconds),
+ * utime's utimbuf is two times alone (the 64-bit calls' layouts: a 32-bit process's compat times are read as
+ * these). */
+static __always_inline bool explicit_times(u32 op, void *times, s64 *mtime)
+{
+	s64 t[4];
+	if (!times)
+		return false;
+	if (op == FILE_OP_UTIME) {
+		if (bpf_probe_read_user(t, 2 * sizeof(s64), times))
+			return false;
+		*mtime = t[1];
+		return true;
+	}
+	if (bpf_probe_read_user(t, sizeof(t), times))
+		return false;
+	bool atime = true, mtime_set = true;
+	if (op == FILE_OP_UTIMENSAT) {
+		atime = t[1] != UTIME_NOW && t[1] != UTIME_OMIT;
+		mtime_set = t[3] != UTIME_NOW && t[3] != UTIME_OMIT;
+	}
+	*mtime = mtime_set ? t[2] : -1;
+	return atime || mtime_set;
 }
 
 SEC("tracepoint/syscalls/sys_exit_open")
@@ -1780,36 +1826,67 @@ static __always_inline int handle(struct pt_regs *regs, u32 handler, u32 variant
 		return emit_dup(3, ARG1, ARG2);
 	case HANDLE_WX_MEMORY: /* mprotect(addr, len, prot), pkey_mprotect(.., pkey), mmap(addr, len, prot, flags, ..) */
 		return handle_wx_memory(variant, ARG2, ARG3, variant == 2 ? ARG4 : 0);
-	case HANDLE_FILE_CHANGE:
+	case HANDLE_FILE_CHANGE: { /* the arguments per call, then one handler: one copy for the verifier to check */
+		int dirfd = AT_FDCWD;
+		const char *path = (const char *)ARG1, *other = NULL;
+		u32 mode = 0;
+		s32 uid = -1, gid = -1;
+		s64 mtime = 0;
 		switch (variant) {
 		case FILE_OP_UNLINK:
 		case FILE_OP_RMDIR:
-			return handle_file_change(variant, AT_FDCWD, (const char *)ARG1, NULL, 0, -1, -1);
-		case FILE_OP_UNLINKAT:
-			return handle_file_change(variant, ARG1, (const char *)ARG2, NULL, ARG3, -1, -1);
+			break;
 		case FILE_OP_RENAME:
 		case FILE_OP_LINK:
 		case FILE_OP_SYMLINK:
-			return handle_file_change(variant, AT_FDCWD, (const char *)ARG1, (const char *)ARG2, 0, -1, -1);
-		case FILE_OP_RENAMEAT:
-		case FILE_OP_RENAMEAT2:
-		case FILE_OP_LINKAT:
-			return handle_file_change(variant, ARG1, (const char *)ARG2, (const char *)ARG4, 0, -1, -1);
+			other = (const char *)ARG2;
+			break;
 		case FILE_OP_SYMLINKAT:
-			return handle_file_change(variant, AT_FDCWD, (const char *)ARG1, (const char *)ARG3, 0, -1, -1);
+			other = (const char *)ARG3;
+			break;
 		case FILE_OP_MKDIR:
 		case FILE_OP_CHMOD:
-			return handle_file_change(variant, AT_FDCWD, (const char *)ARG1, NULL, ARG2, -1, -1);
-		case FILE_OP_MKDIRAT:
-		case FILE_OP_FCHMODAT:
-			return handle_file_change(variant, ARG1, (const char *)ARG2, NULL, ARG3, -1, -1);
+			mode = ARG2;
+			break;
 		case FILE_OP_CHOWN:
 		case FILE_OP_LCHOWN:
-			return handle_file_change(variant, AT_FDCWD, (const char *)ARG1, NULL, 0, ARG2, ARG3);
-		case FILE_OP_FCHOWNAT:
-			return handle_file_change(variant, ARG1, (const char *)ARG2, NULL, 0, ARG3, ARG4);
+			uid = ARG2;
+			gid = ARG3;
+			break;
+		case FILE_OP_UTIMES:
+		case FILE_OP_UTIME:
+			if (!explicit_times(variant, (void *)ARG2, &mtime))
+				return 0;
+			break;
+		default: /* the *at calls: a directory descriptor first */
+			dirfd = ARG1;
+			path = (const char *)ARG2;
+			switch (variant) {
+			case FILE_OP_UNLINKAT:
+			case FILE_OP_MKDIRAT:
+			case FILE_OP_FCHMODAT:
+				mode = ARG3;
+				break;
+			case FILE_OP_RENAMEAT:
+			case FILE_OP_RENAMEAT2:
+			case FILE_OP_LINKAT:
+				other = (const char *)ARG4;
+				break;
+			case FILE_OP_FCHOWNAT:
+				uid = ARG3;
+				gid = ARG4;
+				break;
+			case FILE_OP_UTIMENSAT:
+			case FILE_OP_FUTIMESAT:
+				if (!explicit_times(variant, (void *)ARG3, &mtime))
+					return 0;
+				break;
+			default:
+				return 0;
+			}
 		}
-		return 0;
+		return handle_file_change(variant, dirfd, path, other, mode, uid, gid, mtime);
+	}
 	case HANDLE_FCNTL:
 		if ((ARG2 != F_DUPFD && ARG2 != F_DUPFD_CLOEXEC) || ARG3 > 2)
 			return 0;

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from vigil.event import Activity, Actor, Event, File, Network, Outcome, Target, event_id, now_ns, selected_env
+from vigil.sources.ebpf.records import TIME_CALLS
 from vigil.sources.health import health_event, is_health_record
 from vigil.sources.host_sensors import (
     host_identity,
@@ -401,10 +403,27 @@ def _vm_write(record: dict[str, Any]) -> _Details:
 
 
 def _file_change(record: dict[str, Any]) -> _Details:
-    """The call is the action; a chown's new owner and group are ``target.name`` (``uid:gid``, -1 unchanged)."""
+    """The call is the action; a chown's new owner and group are ``target.name`` (``uid:gid``, -1 unchanged), a
+    time change's explicit times too (see :func:`times_set`)."""
     call = text_field(record, "call") or "file_change"
-    owner = f"{int_field(record, 'owner')}:{int_field(record, 'group')}" if "chown" in call else ""
-    return call, Target(path=resolved_path(text_field(record, "path")), name=owner), Outcome()
+    if "chown" in call:
+        name = f"{int_field(record, 'owner')}:{int_field(record, 'group')}"
+    else:
+        name = times_set(record) if call in TIME_CALLS else ""
+    return call, Target(path=resolved_path(text_field(record, "path")), name=name), Outcome()
+
+
+def times_set(record: dict[str, Any]) -> str:
+    """The explicit times a time change set (the sensor records no other): ``mtime=<UTC time>``, or ``atime`` when
+    it set only the access time."""
+    mtime = record.get("mtime")
+    if type(mtime) is not int or mtime == -1:
+        return "atime"
+    try:
+        when = datetime.fromtimestamp(mtime, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"mtime={mtime}"
+    return f"mtime={when.strftime('%Y-%m-%dT%H:%M:%SZ')}"
 
 
 def _wx_memory(record: dict[str, Any]) -> _Details:

@@ -35,7 +35,7 @@ _DUP = struct.Struct("<Ii")  # after the socket's fields (struct sock_record, wi
 _USERFAULTFD = struct.Struct("<I")
 _VM_WRITE = struct.Struct("<II")
 _UNIX_CONNECT = struct.Struct("<iI")
-_FILE_CHANGE = struct.Struct("<IIiiII")
+_FILE_CHANGE = struct.Struct("<IIiiIIq")
 _WX_MEMORY = struct.Struct("<IIQI")
 EXEC_ENV = struct.Struct(f"<II{len(ENV_NAMES)}H2x")
 
@@ -78,7 +78,10 @@ WX_CALLS = ("mprotect", "pkey_mprotect", "mmap")
 SEND_CALLS = ("sendto", "sendmsg", "sendmmsg")
 #: ``enum file_op`` of sensor.bpf.c: the syscalls that change a file's name, links or permissions.
 FILE_OPS = ("unlink", "unlinkat", "rmdir", "rename", "renameat", "renameat2", "mkdir", "mkdirat", "chmod", "fchmodat",
-            "link", "linkat", "symlink", "symlinkat", "chown", "lchown", "fchownat")
+            "link", "linkat", "symlink", "symlinkat", "chown", "lchown", "fchownat", "utimensat", "utimes",
+            "futimesat", "utime")
+#: The calls that set a file's times (recorded only with explicit times: timestomping).
+TIME_CALLS = frozenset(FILE_OPS[-4:])
 _PTRACE_REQUESTS = {4: "poketext", 5: "pokedata", 6: "pokeuser", 13: "setregs", 15: "setfpregs", 16: "attach",
                     0x4205: "setregset", 0x4206: "seize"}
 _BPF_COMMANDS = {5: "prog_load", 8: "prog_attach", 17: "raw_tracepoint_open", 28: "link_create"}
@@ -251,9 +254,11 @@ def _unix_connect(record: dict[str, Any], view: memoryview, at: int) -> None:
 
 
 def _file_change(record: dict[str, Any], view: memoryview, at: int) -> None:
-    op, record["mode"], record["owner"], record["group"], path_len, other_len = _FILE_CHANGE.unpack_from(
+    op, record["mode"], record["owner"], record["group"], path_len, other_len, mtime = _FILE_CHANGE.unpack_from(
         view, at + _BODY)
     record["call"] = FILE_OPS[op] if op < len(FILE_OPS) else str(op)
+    if record["call"] in TIME_CALLS:
+        record["mtime"] = mtime  # seconds since the epoch; -1: only the access time was set
     record["path"] = view[at + _CHANGE_PATH : at + _CHANGE_PATH + path_len].tobytes().decode(errors="replace")
     record["other_path"] = view[at + _CHANGE_OTHER : at + _CHANGE_OTHER + other_len].tobytes().decode(
         errors="replace")

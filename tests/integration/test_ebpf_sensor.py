@@ -548,6 +548,39 @@ def test_watched_paths_removed_renamed_linked_made_or_repermissioned_are_recorde
     assert modes[2:4] == [("chmod", 0o600, -1, -1), ("chown", 0, 0, 0)]
 
 
+#: Times set on a watched file and an unwatched one: "now" (an ordinary touch), explicit times by path, through a
+#: descriptor (futimens: utimensat with no path) and with utimes(2)'s timevals (the syscall: glibc's utimes calls
+#: utimensat), where the architecture has it (argv[3], its number); then the file is removed.
+_TIMES = """
+import ctypes, os, sys
+watched, plain = sys.argv[1], sys.argv[2]
+for path in (watched, plain):
+    open(path, "w").close()
+os.utime(watched)
+os.utime(plain, (1_546_300_800, 1_546_300_800))
+os.utime(watched, (1_546_300_800, 1_546_300_800))
+fd = os.open(watched, os.O_RDONLY)
+os.utime(fd, (1_262_304_000, 1_262_304_000))
+if sys.argv[3]:
+    timevals = (ctypes.c_long * 4)(946_684_800, 0, 946_684_800, 0)
+    assert ctypes.CDLL(None).syscall(int(sys.argv[3]), watched.encode(), timevals) == 0
+os.unlink(watched)
+"""
+
+
+@root_only
+def test_explicit_times_set_on_watched_paths_are_recorded_and_now_is_not(recorder: Recorder,
+                                                                           tmp_path: Path) -> None:
+    watched = f"/etc/vigil-test-{uuid.uuid4().hex[:12]}"
+    utimes = SYSCALL_NUMBERS[platform.machine()].get("utimes")
+    pid = _python(_TIMES, watched, str(tmp_path / "plain"), str(utimes or ""))
+    recorder.wait_for(lambda r: r["type"] == "file_change" and r["pid"] == pid and r["call"] == "unlink")
+    times = [(r["call"], r["path"], r["mtime"]) for r in recorder.of_pid(pid)
+             if r["type"] == "file_change" and r["call"] != "unlink"]
+    assert times == [("utimensat", watched, 1_546_300_800), ("utimensat", watched, 1_262_304_000),
+                     *([("utimes", watched, 946_684_800)] if utimes else [])]
+
+
 _LOOPBACK = """
 import socket, sys
 family, host = (socket.AF_INET6, "::1") if sys.argv[1] == "6" else (socket.AF_INET, "127.0.0.1")

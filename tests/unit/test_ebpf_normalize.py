@@ -264,6 +264,18 @@ def test_an_exec_from_a_memory_file_is_flagged() -> None:
     assert event.actor.exe_flags == ["from_memfd"]
 
 
+@pytest.mark.parametrize(("mtime", "name"), [
+    (1_546_300_800, "mtime=2019-01-01T00:00:00Z"),
+    (-1, "atime"),  # only the access time was set
+    (10**13, "mtime=10000000000000"),  # past the calendar's end: the seconds as recorded
+])
+def test_a_time_change_names_the_times_it_set(mtime: int, name: str) -> None:
+    event = _normalize({**RECORDED["file_change"], "call": "utimensat", "path": "/usr/bin/../bin/top",
+                        "mtime": mtime})
+    assert (event.kind, event.action, event.target.path, event.target.name) == (
+        "file.write", "utimensat", "/usr/bin/top", name)
+
+
 def test_an_exec_of_an_unlinked_executable_is_flagged_deleted() -> None:
     event = _normalize({**RECORDED["exec"], "exe": "/tmp/.x", "exe_deleted": True})
     assert event.actor.exe_flags == ["deleted"]

@@ -198,15 +198,25 @@ def test_userfaultfd_process_vm_write_and_unix_connect_records() -> None:
 
 
 def test_file_change_records_carry_the_call_both_paths_and_the_mode() -> None:
-    raw = (_header(22) + struct.pack("<IIiiII", 5, 0, -1, -1, 9, 9) + b"/etc/a.sw".ljust(256, b"\0")
+    raw = (_header(22) + struct.pack("<IIiiIIq", 5, 0, -1, -1, 9, 9, 0) + b"/etc/a.sw".ljust(256, b"\0")
            + b"/etc/a.tx".ljust(256, b"\0"))
     record = _decode(raw)
     assert (record["type"], record["call"], record["path"], record["other_path"]) == (
         "file_change", "renameat2", "/etc/a.sw", "/etc/a.tx")
-    chmod = _decode(_header(22) + struct.pack("<IIiiII", 8, 0o4755, -1, -1, 4, 0) + b"/tmp".ljust(512, b"\0"))
+    chmod = _decode(_header(22) + struct.pack("<IIiiIIq", 8, 0o4755, -1, -1, 4, 0, 0) + b"/tmp".ljust(512, b"\0"))
     assert (chmod["call"], chmod["mode"], chmod["other_path"]) == ("chmod", 0o4755, "")
-    chown = _decode(_header(22) + struct.pack("<IIiiII", 16, 0, 0, 42, 4, 0) + b"/etc".ljust(512, b"\0"))
+    chown = _decode(_header(22) + struct.pack("<IIiiIIq", 16, 0, 0, 42, 4, 0, 0) + b"/etc".ljust(512, b"\0"))
     assert (chown["call"], chown["owner"], chown["group"]) == ("fchownat", 0, 42)
+    assert "mtime" not in chown  # only a time change has one
+
+
+def test_a_time_change_carries_the_modification_time_it_set() -> None:
+    """Ops 17-20 set a file's times; the kernel records them only with explicit times (timestomping)."""
+    record = _decode(_header(22) + struct.pack("<IIiiIIq", 17, 0, -1, -1, 12, 0, 1_546_300_800)
+                     + b"/usr/bin/top".ljust(512, b"\0"))
+    assert (record["call"], record["path"], record["mtime"]) == ("utimensat", "/usr/bin/top", 1_546_300_800)
+    atime_only = _decode(_header(22) + struct.pack("<IIiiIIq", 19, 0, -1, -1, 4, 0, -1) + b"/etc".ljust(512, b"\0"))
+    assert (atime_only["call"], atime_only["mtime"]) == ("futimesat", -1)
 
 
 def test_writable_executable_memory_records() -> None:
