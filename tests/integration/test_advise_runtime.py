@@ -235,8 +235,9 @@ async def store_records(settings: Settings, source: str, records: list[dict]) ->
     """Raw node records through the stream step (the source's normalization, as the worker runs it), then
     Kafka and the writer."""
     processed = StreamProcessor(settings, Engine.load([])).process(source, orjson.dumps(records), time.time_ns())
-    assert processed.events is not None and not processed.deadletters, processed.deadletters
-    await store_batch(settings, processed.events, [e["id"] for e in orjson.loads(processed.events)])
+    assert not processed.deadletters, processed.deadletters
+    [batch] = processed.events  # a few records make one JSON array
+    await store_batch(settings, batch, [e["id"] for e in orjson.loads(batch)])
 
 
 @pytest.fixture

@@ -140,8 +140,9 @@ async def test_a_logged_seccomp_errno_in_a_pod_arrives_with_its_pod(kafka_settin
     kafka_settings.cluster = "prod"
     processed = StreamProcessor(kafka_settings, Engine.load([])).process(  # what the stream worker does with it
         "kernel-audit", orjson.dumps([record]), time.time_ns())
-    assert processed.events is not None and not processed.deadletters
-    [event] = [Event.from_dict(document) for document in orjson.loads(processed.events)]
+    assert not processed.deadletters
+    [array] = processed.events
+    [event] = [Event.from_dict(document) for document in orjson.loads(array)]
     assert (event.kind, event.action, event.target.name) == ("kernel.seccomp", "errno", "mkdir")
     assert (event.outcome.result, event.outcome.code) == ("denied", 83)
     assert event.outcome.reason == "seccomp errno on mkdir"  # the kernel logs the action, not the errno value
