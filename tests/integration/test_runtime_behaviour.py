@@ -47,7 +47,7 @@ IMAGE = "docker.io/vigil/intruder:test"
 PROGRAMS = Path(__file__).with_name("programs")
 #: busybox applets the behaviours run, linked in the image's /bin as a busybox-based image has them.
 APPLETS = ("sh", "cat", "cp", "rm", "echo", "true", "sleep", "nc", "wget", "chroot", "truncate", "shred",
-           "nsenter", "mount", "insmod", "arping")
+           "nsenter", "mount", "insmod", "arping", "touch")
 #: Where a container sees the node's root filesystem (a hostPath volume of ``/``, the usual escape).
 HOST = "/host"
 TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -131,6 +131,8 @@ BEHAVIOURS = [
     Behaviour("logs", ["truncate", "-s", "0", "/var/log/auth.log"], "runtime.log_history_clearing",
               "process.exec"),
     Behaviour("wipe", ["shred", "-u", "/var/lib/app/orders.db"], "runtime.data_destruction", "process.exec"),
+    # Backdating a binary: the sensor's record of the explicit times set on a watched path is the evidence.
+    Behaviour("timestomp", ["touch", "-d", "2019-01-01 00:00", "/bin/busybox"], "runtime.timestomp", "file.write"),
     # Privilege and escape.
     Behaviour("nsenter", ["nsenter", "-t", "1", "-m", "-n", "true"], "runtime.nsenter_host_namespaces",
               "process.ns_change"),
