@@ -81,6 +81,11 @@ class CgroupResolver:
         path = self.path_of(cgroup_id)
         if path is None:
             return ""  # not cached: a cgroup that cannot be opened now may be one that is being created
+        return self.learn(cgroup_id, path)
+
+    def learn(self, cgroup_id: int, path: str) -> str:
+        """Cache the container id of the cgroup at ``path`` (absolute, or below the v2 root as the sensor's
+        cgroup records name it), and return it."""
         found = container_id_of_path(path)
         if len(self.known) >= self.capacity:
             del self.known[next(iter(self.known))]

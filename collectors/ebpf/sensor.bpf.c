@@ -80,6 +80,7 @@ enum record_type {
 	REC_UNIX_CONNECT = 21,
 	REC_FILE_CHANGE = 22,
 	REC_WX_MEMORY = 23,
+	REC_CGROUP_MKDIR = 24,
 };
 
 enum setid_call { SET_UID, SET_GID, SET_REUID, SET_REGID, SET_RESUID, SET_RESGID, SET_FSUID, SET_FSGID };
@@ -270,11 +271,14 @@ struct memfd_record {
 	char name[PATH_LEN];
 };
 
-/* A cgroup v2 directory was removed: user space reports what its processes did without waiting for the
- * next flush (the header's cgroup is the remover's, ``removed_id`` the removed one's). */
-struct cgroup_rmdir_record {
+/* A cgroup v2 directory was made or removed (the header's cgroup is the maker's or remover's, ``id`` the
+ * directory's). Made: user space learns which container the id names before any record of the container's
+ * processes, which the ring buffer delivers after this one; a container that exits before user space reads its
+ * records has no directory left to resolve. Removed: user space reports what its processes did without waiting
+ * for the next flush. */
+struct cgroup_dir_record {
 	struct header h;
-	u64 removed_id;
+	u64 id;
 	char path[PATH_LEN];
 };
 
@@ -1922,22 +1926,35 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long id)
 	return 0;
 }
 
-SEC("tp_btf/cgroup_rmdir")
-int BPF_PROG(on_cgroup_rmdir, struct cgroup *cgrp, const char *path)
+static __always_inline int cgroup_dir(u32 type, u64 id, const char *path)
 {
-	if (BPF_CORE_READ(cgrp, root, hierarchy_id) != 0) /* a cgroup v1 hierarchy: its ids are another space */
-		return 0;
-	u64 removed_id = BPF_CORE_READ(cgrp, kn, id);
-	if (!bpf_map_lookup_elem(&cgroup_syscalls, &removed_id))
-		return 0;
-	struct cgroup_rmdir_record *rec = reserve(sizeof(*rec), REC_CGROUP_RMDIR);
+	struct cgroup_dir_record *rec = reserve(sizeof(*rec), type);
 	if (!rec)
 		return 0;
-	rec->removed_id = removed_id;
+	rec->id = id;
 	if (bpf_probe_read_kernel_str(rec->path, sizeof(rec->path), path) < 0)
 		rec->path[0] = 0;
 	submit(rec, sizeof(*rec));
 	return 0;
+}
+
+SEC("tp_btf/cgroup_mkdir")
+int BPF_PROG(on_cgroup_mkdir, struct cgroup *cgrp, const char *path)
+{
+	if (BPF_CORE_READ(cgrp, root, hierarchy_id) != 0) /* a cgroup v1 hierarchy: its ids are another space */
+		return 0;
+	return cgroup_dir(REC_CGROUP_MKDIR, BPF_CORE_READ(cgrp, kn, id), path);
+}
+
+SEC("tp_btf/cgroup_rmdir")
+int BPF_PROG(on_cgroup_rmdir, struct cgroup *cgrp, const char *path)
+{
+	if (BPF_CORE_READ(cgrp, root, hierarchy_id) != 0)
+		return 0;
+	u64 removed_id = BPF_CORE_READ(cgrp, kn, id);
+	if (!bpf_map_lookup_elem(&cgroup_syscalls, &removed_id))
+		return 0;
+	return cgroup_dir(REC_CGROUP_RMDIR, removed_id, path);
 }
 
 #define SIGSYS 31

@@ -290,7 +290,8 @@ class Sensor:
         except (build.BuildError, OSError) as exc:  # LibbpfError is an OSError
             self.close()
             raise SensorUnavailable(f"eBPF sensor unavailable: {exc}") from None
-        self._decoder = RecordDecoder(self._cgroups.known, self._cgroups.container_id, _boot_offset_ns())
+        self._decoder = RecordDecoder(self._cgroups.known, self._cgroups.container_id, _boot_offset_ns(),
+                                      self._cgroups.learn)
         if self.config.syscall_profiles:
             self._profiles = profiles.SyscallProfiles(self._object, self._cgroups, self.config.syscall_flush_s,
                                                       self.config.profile_host_cgroups)

@@ -28,7 +28,7 @@ _MOUNT = struct.Struct("<Q256s256s32s")
 _MODULE = struct.Struct("<IIiI64s128s")
 _BPF = struct.Struct("<II16s")
 _MEMFD = struct.Struct("<II256s")
-_CGROUP_RMDIR = struct.Struct("<Q256s")
+_CGROUP_DIR = struct.Struct("<Q256s")
 _SECCOMP = struct.Struct("<iIIi")
 _SOCKET = struct.Struct("<III")
 _DUP = struct.Struct("<Ii")  # after the socket's fields (struct sock_record, with its padding: 48 bytes)
@@ -66,9 +66,10 @@ TYPES = {
     1: "exec", 2: "exit", 3: "open", 4: "connect", 5: "accept", 6: "listen", 7: "ptrace", 8: "setid",
     9: "ns_change", 10: "mount", 11: "module_load", 12: "bpf", 13: "memfd_create", 14: "file_write",
     15: "cgroup_rmdir", 16: "seccomp", 17: "socket", 18: "stdio_dup", 19: "userfaultfd", 20: "process_vm_write",
-    21: "unix_connect", 22: "file_change", 23: "wx_memory",
+    21: "unix_connect", 22: "file_change", 23: "wx_memory", 24: "cgroup_mkdir",
 }
 _CGROUP_RMDIR_TYPE = 15
+_CGROUP_MKDIR_TYPE = 24
 
 #: ``enum setid_call`` of sensor.bpf.c.
 SETID_CALLS = ("setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid")
@@ -286,9 +287,13 @@ class RecordDecoder:
     """
 
     def __init__(self, known_containers: dict[int, str], resolve_container: Callable[[int], str],
-                 boot_offset_ns: int) -> None:
+                 boot_offset_ns: int, learn_cgroup: Callable[[int, str], None] = lambda cgroup_id, path: None,
+                 ) -> None:
         self.known_containers = known_containers
         self.resolve_container = resolve_container
+        #: Told each new cgroup's id and path before the records of its processes are decoded (a container
+        #: that exits before they are read has no directory left to resolve its id by).
+        self.learn_cgroup = learn_cgroup
         self.boot_offset_ns = boot_offset_ns
         #: (cgroup id, path) of removed cgroups, for the sensor to report their syscalls at once (these
         #: records are the sensor's own business, not telemetry).
@@ -316,9 +321,12 @@ class RecordDecoder:
         for at in offsets:
             kind = view[at + _TYPE_OFFSET]
             if kind != 3 and kind != 14:
-                if kind == _CGROUP_RMDIR_TYPE:
-                    removed_id, path = _CGROUP_RMDIR.unpack_from(view, at + _BODY)
-                    self.removed_cgroups.append((removed_id, text(path)))
+                if kind in (_CGROUP_MKDIR_TYPE, _CGROUP_RMDIR_TYPE):
+                    cgroup_id, path = _CGROUP_DIR.unpack_from(view, at + _BODY)
+                    if kind == _CGROUP_MKDIR_TYPE:
+                        self.learn_cgroup(cgroup_id, text(path))
+                    else:
+                        self.removed_cgroups.append((cgroup_id, text(path)))
                 else:
                     append(self.decode(view, at))
                 continue

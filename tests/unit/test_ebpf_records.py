@@ -235,6 +235,20 @@ def test_removed_cgroups_are_kept_for_the_sensor_not_returned_as_records() -> No
     assert decoder.removed_cgroups == [(4242, f"/k8s.io/{CID}")]
 
 
+def test_a_new_cgroup_is_learned_before_the_records_of_its_processes_are_decoded() -> None:
+    """The container's cgroup may be gone when its records are read: the mkdir record ahead of them names it."""
+    known: dict[int, str] = {}
+
+    def learn(cgroup_id: int, path: str) -> None:
+        known[cgroup_id] = path.rpartition("/")[2]
+
+    decoder = RecordDecoder(known, lambda cgroup_id: "", BOOT_OFFSET, learn)
+    made = _header(24, cgroup_id=1) + struct.pack("<Q256s", 4243, f"/k8s.io/{CID}".encode())
+    exited = _header(2, cgroup_id=4243) + struct.pack("<II", 0, 0)
+    records = decoder(memoryview(made + exited), [0, len(made)])
+    assert [(record["type"], record["container_id"]) for record in records] == [("exit", CID)]
+
+
 def test_namespace_flags() -> None:
     assert namespaces(0x10000000 | 0x00020000 | 0x80) == ["mnt", "user", "time"]
     assert namespaces(0) == []
