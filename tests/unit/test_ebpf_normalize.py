@@ -89,8 +89,10 @@ def test_every_record_type_becomes_an_event_of_a_known_kind(record_type: str) ->
 def test_covers_every_type_the_sensor_records() -> None:
     from vigil.sources.ebpf.records import TYPES
 
-    # cgroup_rmdir records only tell the sensor to report a removed cgroup's syscalls, which it makes itself
-    assert {*RECORDED, "syscalls"} == set(KIND_OF_TYPE) == set(TYPES.values()) - {"cgroup_rmdir"} | {"syscalls"}
+    # cgroup records are the sensor's own business: a new cgroup names its container for the records after it, a
+    # removed one tells the sensor to report its syscalls, which it makes itself
+    internal = {"cgroup_mkdir", "cgroup_rmdir"}
+    assert {*RECORDED, "syscalls"} == set(KIND_OF_TYPE) == set(TYPES.values()) - internal | {"syscalls"}
 
 
 def test_a_datagram_sent_without_connecting_is_a_connect_whose_action_is_the_call() -> None:
