@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.harness import wait_for
 from vigil.config import Settings
 from vigil.devstack import kube_cluster, kube_config
 from vigil.devstack.errors import DevStackError
@@ -120,3 +121,28 @@ def dev_cluster(dev_stack: Settings) -> Iterator[RunningCluster]:
     finally:
         if running.started_here:
             kube_cluster.down(dev_stack)
+
+
+async def assert_stored(client, database: str, namespace: str, pod: str, container: dict,
+                        detections: set[str]) -> None:
+    """The writer stored ``detections``' alerts about the pod, and the pod's process events with the container
+    and image the node collector gave them (``container``: the pod status's entry)."""
+
+    def stored_alerts() -> bool:
+        try:
+            rows = client.query(f"SELECT DISTINCT detection FROM {database}.alerts FINAL "
+                                "WHERE namespace = {ns:String} AND pod = {pod:String}",
+                                parameters={"ns": namespace, "pod": pod}).result_rows
+        except Exception:  # the writer has not created the database yet
+            return False
+        return detections <= {row[0] for row in rows}
+
+    await wait_for(stored_alerts, timeout=240, interval=1)  # a loaded machine: the writer may take minutes to start
+    container_id = container["containerID"].rpartition("://")[2]
+    rows = client.query(
+        f"SELECT DISTINCT container_name, image FROM {database}.events WHERE source = 'ebpf' "
+        "AND namespace = {ns:String} AND pod = {pod:String} AND container_id = {id:String} AND kind = 'process.exec'",
+        parameters={"ns": namespace, "pod": pod, "id": container_id}).result_rows
+    # The image by name, as the pod spec has it, whichever source knew the container first (the Kubernetes API, or
+    # CRI, where containerd 1.6 lists the image id the kubelet created the container with).
+    assert rows and all((name, image) == ("app", container["image"]) for name, image in rows), rows

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.dev_cluster import RunningCluster, dev_cluster  # noqa: F401  (the fixture)
+from tests.integration.dev_cluster import RunningCluster, assert_stored, dev_cluster  # noqa: F401  (the fixture)
 from tests.integration.harness import VIGIL, RunningCollector, free_port, running_node_collector, wait_for
 from vigil.collectors.node.collector import NodeCollector, NodeOptions
 
@@ -134,7 +134,8 @@ async def test_kubectl_attack_raises_audit_runtime_and_sequence_alerts(dev_clust
     assert (call_step["source"], call_step["service_account"], call_step["verb"], call_step["resource"]) == (
         "k8s-audit", f"{namespace}/default", "list", "secrets")
     container = pod["status"]["containerStatuses"][0]
-    await _assert_stored(clickhouse_client, settings, namespace, pod_name, container, set(by_detection))
+    await assert_stored(clickhouse_client, settings.clickhouse.database, namespace, pod_name, container,
+                        set(by_detection))
 
 
 async def _alerts_about(settings, read_documents, namespace: str, pod: str) -> list[dict]:
@@ -155,27 +156,3 @@ async def _alerts_about(settings, read_documents, namespace: str, pod: str) -> l
     return found
 
 
-async def _assert_stored(client, settings, namespace: str, pod: str, container: dict, detections: set[str]) -> None:
-    """The same alerts in ClickHouse, and the pod's runtime events there with the container and image the node
-    collector gave them."""
-    database = settings.clickhouse.database
-
-    def stored_alerts() -> set[str] | None:
-        try:
-            rows = client.query(f"SELECT DISTINCT detection FROM {database}.alerts FINAL "
-                                "WHERE namespace = {ns:String} AND pod = {pod:String}",
-                                parameters={"ns": namespace, "pod": pod}).result_rows
-        except Exception:  # the writer has not created the database yet
-            return None
-        stored = {row[0] for row in rows}
-        return stored if detections <= stored else None
-
-    await wait_for(stored_alerts, timeout=240)  # a loaded machine: the writer may take minutes to start
-    container_id = container["containerID"].rpartition("://")[2]
-    rows = client.query(
-        f"SELECT DISTINCT container_name, image FROM {database}.events WHERE source = 'ebpf' "
-        "AND namespace = {ns:String} AND pod = {pod:String} AND container_id = {id:String} AND kind = 'process.exec'",
-        parameters={"ns": namespace, "pod": pod, "id": container_id}).result_rows
-    # The image by name, as the pod spec has it, whichever source knew the container first (the Kubernetes API, or
-    # CRI, where containerd 1.6 lists the image id the kubelet created the container with).
-    assert rows and all((name, image) == ("app", container["image"]) for name, image in rows), rows

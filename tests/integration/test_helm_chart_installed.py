@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.dev_cluster import RunningCluster, dev_cluster  # noqa: F401  (the fixture)
+from tests.integration.dev_cluster import RunningCluster, assert_stored, dev_cluster  # noqa: F401  (the fixture)
 from tests.integration.harness import wait_for
 from tests.integration.test_dev_cluster import EXPECTED, RUNTIME_EXPECTED, listener
 
@@ -166,7 +166,7 @@ async def test_the_installed_chart_reports_the_kubectl_attack(dev_cluster: Runni
                                                                               pod_name)
     assert _webhook_shipped(dev_cluster.audit_webhook_port, settings.kafka.topic_prefix) > 0
     container = pod["status"]["containerStatuses"][0]
-    await _assert_stored(clickhouse_client, settings.clickhouse.database, namespace, pod_name, container,
+    await assert_stored(clickhouse_client, settings.clickhouse.database, namespace, pod_name, container,
                          set(by_detection))
     print(f"helm install to Ready: {ready_seconds:.0f} s")
 
@@ -208,30 +208,6 @@ async def _assert_ocsf(settings, read_documents, namespace: str) -> None:
         return any(namespace in json.dumps(document) for document in documents)
 
     await wait_for(published, timeout=180, interval=2)
-
-
-async def _assert_stored(client, database: str, namespace: str, pod: str, container: dict,
-                        detections: set[str]) -> None:
-    """The chart's writer stored the alerts, and the pod's process events with the container and image the
-    chart's node collector gave them."""
-
-    def stored_alerts() -> bool:
-        try:
-            rows = client.query(f"SELECT DISTINCT detection FROM {database}.alerts FINAL "
-                                "WHERE namespace = {ns:String} AND pod = {pod:String}",
-                                parameters={"ns": namespace, "pod": pod}).result_rows
-        except Exception:  # the writer has not created the database yet
-            return False
-        return detections <= {row[0] for row in rows}
-
-    await wait_for(stored_alerts, timeout=240, interval=1)
-    container_id = container["containerID"].rpartition("://")[2]
-    rows = client.query(
-        f"SELECT DISTINCT container_name, image FROM {database}.events WHERE source = 'ebpf' "
-        "AND namespace = {ns:String} AND pod = {pod:String} AND container_id = {id:String} AND kind = 'process.exec'",
-        parameters={"ns": namespace, "pod": pod, "id": container_id}).result_rows
-    # The image by name, as the pod spec has it, though the kubelet creates the container by the image's id.
-    assert rows and all((name, image) == ("app", container["image"]) for name, image in rows), rows
 
 
 def _webhook_shipped(port: int, topic_prefix: str) -> float:
