@@ -32,7 +32,9 @@ the open alerts hits were folded into are returned by the next :meth:`Engine.adv
 one-second timer), each once with its count so far, however many hits came: a noisy workload costs its SIEM one
 update a second, not one per event. An update keeps its alert id, so consumers upsert by id and notify only
 when ``count == 1``. The same evidence seen again (an audit request logged at several stages shares one
-auditID, a Kafka batch is reprocessed) yields the same alert id and is ignored.
+auditID, a Kafka batch is reprocessed) yields the same alert id and is ignored. Open alerts and recent hits live
+in a store too (``alert_store``; a Faust table in the workers), so they survive a worker: see
+:mod:`vigil.detections.suppression`.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ import sys
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -51,7 +53,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge
 
 from vigil import metrics
-from vigil.alert import Alert, alert_id
+from vigil.alert import Alert
 from vigil.detections.health import health_detections
 from vigil.detections.sdk import (
     PREFILTER_FIELDS,
@@ -63,6 +65,7 @@ from vigil.detections.sdk import (
     declared_value,
 )
 from vigil.detections.state import DictStore, StateStore
+from vigil.detections.suppression import AlertSuppression
 from vigil.detections.tuning import DetectionTuning, Tuning
 from vigil.event import Event
 
@@ -100,8 +103,6 @@ DEGRADED = Counter(
 #: The event kind collectors report their own losses with (see the module doc).
 HEALTH_KIND = "collector.health"
 
-#: An alert keeps at most this many evidence ids; its count keeps counting beyond.
-MAX_EVIDENCE = 50
 #: Log a failing detection at most once per this many seconds (with the number of failures not logged).
 ERROR_LOG_INTERVAL_S = 60.0
 
@@ -169,83 +170,6 @@ def describe_exception(exc: BaseException) -> str:
     if isinstance(exc, SyntaxError):
         return f"SyntaxError: {exc.msg} (line {exc.lineno})"
     return f"{type(exc).__name__}: {exc}"
-
-
-class AlertSuppression:
-    """The open alert per (detection, dedup key), and the ids of recently raised alerts. Both are bounded
-    LRUs: memory stays flat however many distinct keys the event stream carries. Hits that update an open
-    alert are folded into it and the alert is reported once by :meth:`changed`, however many hits came."""
-
-    def __init__(self, capacity: int = 50_000) -> None:
-        self._capacity = capacity
-        self._open: OrderedDict[tuple[str, str], Alert] = OrderedDict()
-        self._recent_ids: OrderedDict[str, None] = OrderedDict()
-        self._changed: dict[tuple[str, str], Alert] = {}
-
-    def open_alert(self, detection: str, dedup_key: str, time_ns: int, period_s: float) -> Alert | None:
-        """The open alert a hit at ``time_ns`` would update, ``None`` when the hit raises a new one."""
-        held = self._open.get((detection, dedup_key))
-        if held is None or abs(time_ns - held.first_seen_ns) >= period_s * 1e9:
-            return None
-        return held
-
-    def open(self, alert: Alert) -> Alert | None:
-        """Hold ``alert`` open for its key; what to emit, ``None`` if this evidence already raised it."""
-        if not self._first_sighting(alert.id):
-            return None
-        self._remember(self._open, (alert.detection, alert.dedup_key), alert)
-        return _snapshot(alert)
-
-    def update(self, held: Alert, alert: Alert) -> bool:
-        """Fold a hit into the open alert; ``False`` if this evidence already raised it."""
-        if not self._first_sighting(alert.id):
-            return False
-        self._merge(held, alert.count, alert.first_seen_ns, alert.last_seen_ns, alert.evidence, alert.event_ids)
-        return True
-
-    def repeat(self, held: Alert, event: Event) -> bool:
-        """Fold a single-event hit into the open alert without building the alert the hit would raise;
-        ``False`` if this evidence already raised it."""
-        evidence = event.original_id or event.id
-        if not self._first_sighting(alert_id(held.detection, held.dedup_key, [evidence])):
-            return False
-        self._merge(held, 1, event.time_ns, event.time_ns, [evidence], [event.id])
-        return True
-
-    def changed(self) -> list[Alert]:
-        """The open alerts updated since the last call, as they are now."""
-        changed, self._changed = self._changed, {}
-        return [_snapshot(alert) for alert in changed.values()]
-
-    def _first_sighting(self, alert_id: str) -> bool:
-        if alert_id in self._recent_ids:
-            self._recent_ids.move_to_end(alert_id)
-            return False
-        self._remember(self._recent_ids, alert_id, None)
-        return True
-
-    def _merge(self, held: Alert, count: int, first_seen_ns: int, last_seen_ns: int, evidence: list[str],
-               event_ids: list[str]) -> None:
-        held.count += count
-        held.first_seen_ns = min(held.first_seen_ns, first_seen_ns)
-        held.last_seen_ns = max(held.last_seen_ns, last_seen_ns)
-        room = MAX_EVIDENCE - len(held.evidence)
-        held.evidence.extend(evidence[:room])
-        held.event_ids.extend(event_ids[:room])
-        key = (held.detection, held.dedup_key)
-        self._open.move_to_end(key)
-        self._changed[key] = held
-
-    def _remember(self, lru: OrderedDict, key: object, value: object) -> None:
-        lru[key] = value
-        lru.move_to_end(key)
-        if len(lru) > self._capacity:
-            lru.popitem(last=False)
-
-
-def _snapshot(alert: Alert) -> Alert:
-    """A copy for the caller: the held alert keeps changing with later hits, what was emitted must not."""
-    return replace(alert, evidence=list(alert.evidence), event_ids=list(alert.event_ids), context=dict(alert.context))
 
 
 class SourceLosses:
@@ -354,11 +278,12 @@ class Engine:
 
     def __init__(
         self, detections: Iterable[Detection] = (), *, suppression_capacity: int = 50_000,
-        store: StateStore | None = None, tuning: Tuning | None = None, raise_errors: bool = False,
+        store: StateStore | None = None, alert_store: StateStore | None = None, tuning: Tuning | None = None,
+        raise_errors: bool = False,
     ) -> None:
         self.errors: list[LoadError] = []
         self.tuning = tuning or Tuning()
-        self._suppression = AlertSuppression(suppression_capacity)
+        self._suppression = AlertSuppression(alert_store, suppression_capacity)
         self._store: StateStore = store if store is not None else DictStore()
         self._lateness_ns = int(self.tuning.allowed_lateness_s * 1e9)
         self._max_keys = self.tuning.max_state_keys
@@ -383,11 +308,11 @@ class Engine:
     @classmethod
     def load(
         cls, paths: Iterable[str | Path] | None = None, *, suppression_capacity: int = 50_000,
-        store: StateStore | None = None, tuning: Tuning | None = None,
+        store: StateStore | None = None, alert_store: StateStore | None = None, tuning: Tuning | None = None,
     ) -> Engine:
         """An engine running every detection file under ``paths`` (default: the bundled library) and the health
         thresholds the tuning declares (``[[health]]``, see :mod:`vigil.detections.health`)."""
-        engine = cls(suppression_capacity=suppression_capacity, store=store, tuning=tuning)
+        engine = cls(suppression_capacity=suppression_capacity, store=store, alert_store=alert_store, tuning=tuning)
         engine._paths = [Path(p) for p in (paths if paths is not None else [LIBRARY])]
         engine._fingerprint = engine._current_fingerprint()
         files, errors = load_detections(engine._paths)
@@ -441,7 +366,7 @@ class Engine:
                 self._record_failure(detection, event.id, kind)
                 continue
             self._emit(detection, Finding(alert, frozenset({event.source}), _nodes(event), alert.time_ns,
-                                          alert.time_ns), emitted)
+                                          alert.time_ns), event.correlation_key, emitted)
         if dispatch.stateful:  # every event of a kind windows or sequences use moves event time on
             self._observe(event, stateful, emitted)
         return emitted
@@ -480,7 +405,7 @@ class Engine:
                 _put(entry, detection.id, slot)
                 pending[observation.key] = entry
             for finding in findings:
-                self._emit(detection, finding, emitted)
+                self._emit(detection, finding, observation.key, emitted)
 
     def commit(self) -> None:
         """Write the state keys changed since the last commit to the store, once each. The stream processor
@@ -490,6 +415,7 @@ class Engine:
             pending, self._pending = self._pending, {}
             for key, entry in pending.items():
                 self._write(key, entry)
+        self._suppression.commit()
 
     def _count_processed(self) -> None:
         """Tell Prometheus the events processed per kind since the last call (from :meth:`advance`: a labelled
@@ -530,10 +456,11 @@ class Engine:
                     slot, findings = None, []
                 _put(entry, detection_id, slot)
                 for finding in findings:
-                    self._emit(detection, finding, emitted)
+                    self._emit(detection, finding, key, emitted)
             self._write(key, entry, touched=False)
         self.losses.forget_before(watermark - self._horizon_ns)
         STATE_KEYS.set(len(self._deadlines))
+        self._suppression.expire(watermark)
         emitted.extend(self._suppression.changed())
         self._count_processed()
         return emitted
@@ -575,7 +502,9 @@ class Engine:
             if entry:
                 self._deadlines[key] = self._entry_deadline(entry)
 
-    def _emit(self, detection: Detection, finding: Finding, emitted: list[Alert]) -> None:
+    def _emit(self, detection: Detection, finding: Finding, route: str, emitted: list[Alert]) -> None:
+        """Raise ``finding`` as a new alert or fold it into the open one; ``route`` is the Kafka key of the
+        events it came from (the key its suppression entry is partitioned by)."""
         hit = finding.alert
         lost = self.losses.overlapping(finding.sources, finding.nodes, finding.start_ns, finding.end_ns)
         held = self._suppression.open_alert(hit.detection, hit.dedup_key, hit.time_ns, detection.dedup_period_s)
@@ -585,7 +514,7 @@ class Engine:
                 self._count(held, suppressed=True)
             return
         self._degrade(hit, lost)
-        alert = self._suppression.open(hit)
+        alert = self._suppression.open(hit, route, detection.dedup_period_s)
         if alert is not None:
             self._count(alert, suppressed=False)
             emitted.append(alert)

@@ -176,10 +176,10 @@ def test_the_same_audit_request_at_several_stages_is_one_alert() -> None:
 def test_suppression_memory_is_bounded() -> None:
     engine = Engine([detection(dedup_period_s=600)], suppression_capacity=2)
 
-    (first,) = engine.process(exec_event("a1", pod="p1"))
-    engine.process(exec_event("a2", pod="p2"))
-    engine.process(exec_event("a3", pod="p3"))
-    (again,) = engine.process(exec_event("a4", pod="p1", time_ns=MINUTE_NS))
+    (first,) = engine.process_many([exec_event("a1", pod="p1")])
+    engine.process_many([exec_event("a2", pod="p2")])
+    engine.process_many([exec_event("a3", pod="p3")])
+    (again,) = engine.process_many([exec_event("a4", pod="p1", time_ns=MINUTE_NS)])
 
     assert again.id != first.id and again.count == 1
 

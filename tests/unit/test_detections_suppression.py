@@ -1,0 +1,77 @@
+"""Suppression state in a store: what a stream worker that takes over a dead one's partitions continues from."""
+
+from __future__ import annotations
+
+from aiokafka.partitioner import DefaultPartitioner
+
+from tests.unit.test_detections_engine import MINUTE_NS, detection, exec_event
+from vigil.detections.engine import Engine
+from vigil.detections.state import CountingStore, DictStore
+from vigil.streams.tables import RoutedTableStore
+
+
+def test_an_engine_on_the_same_store_folds_repeats_into_the_alert_another_engine_opened() -> None:
+    store = DictStore()
+    first_worker = Engine([detection(dedup_period_s=600)], alert_store=store)
+    (opened,) = first_worker.process_many([exec_event("a1")])
+    first_worker.process_many([exec_event("a2", time_ns=MINUTE_NS)])
+
+    second_worker = Engine([detection(dedup_period_s=600)], alert_store=store)
+    assert second_worker.process_many([exec_event("a3", time_ns=2 * MINUTE_NS)]) == []
+    (update,) = second_worker.advance()
+
+    assert (update.id, update.count, update.evidence) == (opened.id, 3, ["a1", "a2", "a3"])
+
+
+def test_hits_read_again_after_a_crash_are_not_counted_twice() -> None:
+    store = DictStore()
+    crashed = Engine([detection(dedup_period_s=600)], alert_store=store)
+    batch = [exec_event("a1"), exec_event("a2", time_ns=MINUTE_NS)]
+    crashed.process_many(batch)  # state written, offsets never committed: the next owner reads the batch again
+
+    successor = Engine([detection(dedup_period_s=600)], alert_store=store)
+    assert successor.process_many(batch) == [], "the alert the crashed worker raised is not raised again"
+    successor.process_many([exec_event("a3", time_ns=2 * MINUTE_NS)])
+    (update,) = successor.advance()
+    assert update.count == 3
+
+
+def test_an_open_alert_is_written_once_per_commit_however_many_hits() -> None:
+    store = CountingStore()
+    engine = Engine([detection(dedup_period_s=600)], alert_store=store)
+
+    engine.process_many([exec_event(f"a{i}", time_ns=i * 10**9) for i in range(100)])
+
+    assert store.writes == 1 and len(store) == 1
+
+
+def test_an_entry_is_routed_by_the_kafka_key_of_the_events_that_opened_it() -> None:
+    store = DictStore()
+    engine = Engine([detection(dedup_period_s=600)], alert_store=store)
+    event = exec_event("a1", pod="web")
+
+    engine.process_many([event])
+    engine.process_many([exec_event("a2", pod="web", time_ns=11 * MINUTE_NS)])  # a new alert: the key stays put
+
+    (key,) = store.keys()
+    assert store.get(key)["route"] == event.correlation_key == "test/default/web"
+
+
+def test_entries_go_once_the_watermark_passed_their_dedup_period() -> None:
+    store = DictStore()
+    engine = Engine([detection(dedup_period_s=60)], alert_store=store)
+    engine.process_many([exec_event("a1")])
+
+    engine.advance(watermark_ns=exec_event().time_ns + 59 * 10**9)
+    assert len(store) == 1
+    engine.advance(watermark_ns=exec_event().time_ns + 60 * 10**9)
+    assert len(store) == 0
+
+
+def test_the_open_alerts_table_partitions_a_route_as_the_producer_partitions_its_raw_messages() -> None:
+    store = RoutedTableStore(table=None, partitions=6)  # type: ignore[arg-type]  # partition() reads no table
+    routes = [f"cluster/default/pod-{i}" for i in range(200)]
+
+    expected = [DefaultPartitioner()(route.encode(), list(range(6)), list(range(6))) for route in routes]
+    assert [store.partition(route) for route in routes] == expected
+    assert len(set(expected)) == 6
