@@ -32,7 +32,7 @@ from vigil.storage.profiles import apparmor, seccomp
 from vigil.storage.profiles.observed import Activity, Workload, known_workloads, load_activity
 from vigil.storage.schema import migrate, status
 from vigil.storage.sigma_sql import SigmaConversionError, convert_rule
-from vigil.storage.writer import run_writer
+from vigil.storage.writer import GROUP_ID, run_writer
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ DEFAULT_LIMIT = 1000
 
 def register(sub: argparse._SubParsersAction) -> None:
     store = sub.add_parser("store", help="run the storage writer: Kafka events and alerts into ClickHouse")
+    store.add_argument("--group-id", default=GROUP_ID,
+                       help="Kafka consumer group (default %(default)s); give each deployment on one Kafka its own")
     store.set_defaults(func=run_store)
     _register_storage(sub)
     query = sub.add_parser("query", help="run SQL against vigil's ClickHouse database (read-only)")
@@ -179,7 +181,7 @@ def _add_since(parser: argparse.ArgumentParser, default: str) -> None:
 def run_store(args: argparse.Namespace, settings: Settings) -> int:
     metrics.serve(settings)
     try:
-        asyncio.run(run_writer(settings))
+        asyncio.run(run_writer(settings, group_id=args.group_id))
     except (StoreError, KafkaError) as exc:
         log.error("storage writer cannot run", extra={"error": str(exc)})
         return 1

@@ -111,7 +111,7 @@ class PartitionBatch:
 class StorageWriter:
     """Consumes the events and alerts topics into ClickHouse; see the module docstring for the guarantees."""
 
-    def __init__(self, settings: Settings, store: ClickHouseStore) -> None:
+    def __init__(self, settings: Settings, store: ClickHouseStore, *, group_id: str = GROUP_ID) -> None:
         self._settings = settings
         self._store = store
         self._tables = {settings.topic("events"): "events", settings.topic("alerts"): "alerts"}
@@ -119,7 +119,8 @@ class StorageWriter:
         self._batch_started = 0.0
         self._lock = asyncio.Lock()  # one of: a flush, adding records, a rebalance giving partitions away
         self._generation = 0  # bumped on every revocation: records fetched before it are stale
-        self._consumer = kafka.consumer(settings, group_id=GROUP_ID, max_poll_records=settings.clickhouse.batch_rows)
+        self._group_id = group_id
+        self._consumer = kafka.consumer(settings, group_id=group_id, max_poll_records=settings.clickhouse.batch_rows)
         self._sender = kafka.producer(settings)
         self._admin = AIOKafkaAdminClient(**kafka.client_options(settings.kafka))
         self._dead_letters = kafka.DeadLetters(settings, COMPONENT)
@@ -191,7 +192,7 @@ class StorageWriter:
         None if Kafka could not say whether there is one: the partition is then read again later.
         """
         try:
-            committed = await self._admin.list_consumer_group_offsets(GROUP_ID, partitions=[tp])
+            committed = await self._admin.list_consumer_group_offsets(self._group_id, partitions=[tp])
         except KafkaError as exc:
             metrics.KAFKA_ERRORS.labels(COMPONENT, type(exc).__name__).inc()
             log.warning("cannot read committed offsets", extra={"topic": tp.topic, "partition": tp.partition,
@@ -337,8 +338,12 @@ async def retry_unavailable(stop: asyncio.Event, operation: str, call: Callable[
         delay = min(delay * 2, _BACKOFF_MAX_S)
 
 
-async def run_writer(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run the storage writer until ``stop`` is set (by default: until SIGTERM or SIGINT)."""
+async def run_writer(settings: Settings, stop: asyncio.Event | None = None, group_id: str = GROUP_ID) -> None:
+    """Run the storage writer until ``stop`` is set (by default: until SIGTERM or SIGINT).
+
+    Writers of one deployment share ``group_id``; another deployment on the same Kafka (another topic prefix)
+    needs its own, or each writer's rebalance stalls the other's (a rebalance waits for every member).
+    """
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -349,6 +354,6 @@ async def run_writer(settings: Settings, stop: asyncio.Event | None = None) -> N
     if store is None:
         return
     try:
-        await StorageWriter(settings, store).run(stop)
+        await StorageWriter(settings, store, group_id=group_id).run(stop)
     finally:
         store.close()

@@ -91,22 +91,23 @@ async def produce(settings: Settings, topic: str, values: list[bytes], partition
         await sender.stop()
 
 
-async def committed(settings: Settings, topic: str, partition: int = 0) -> tuple[int, str]:
+async def committed(settings: Settings, topic: str, partition: int = 0, group_id: str = GROUP_ID) -> tuple[int, str]:
     admin = AIOKafkaAdminClient(**kafka.client_options(settings.kafka))
     await admin.start()
     try:
         tp = TopicPartition(settings.topic(topic), partition)
-        offsets = await admin.list_consumer_group_offsets(GROUP_ID, partitions=[tp])
+        offsets = await admin.list_consumer_group_offsets(group_id, partitions=[tp])
     finally:
         await admin.close()
     return (offsets[tp].offset, offsets[tp].metadata) if tp in offsets else (-1, "")
 
 
-async def wait_committed(settings: Settings, topic: str, offset: int, partition: int = 0) -> None:
+async def wait_committed(settings: Settings, topic: str, offset: int, partition: int = 0,
+                         group_id: str = GROUP_ID) -> None:
     """Wait until the writer's group committed ``offset`` (with no pending range noted) on the partition."""
 
     async def reached() -> bool:
-        return await committed(settings, topic, partition) == (offset, "")
+        return await committed(settings, topic, partition, group_id) == (offset, "")
 
     await wait_for(reached, timeout=120)
 
@@ -162,7 +163,8 @@ async def test_events_and_alerts_become_rows_and_offsets_are_committed(writer_se
     assert rows(settings, "SELECT count(), groupArraySorted(10)(dedup_key) FROM alerts") == [(2, ["key-1", "key-2"])]
 
 
-async def test_crash_between_insert_and_commit_stores_no_duplicates(writer_settings: Settings) -> None:
+@pytest.mark.parametrize("group_id", [GROUP_ID, "another-deployment-writer"])
+async def test_crash_between_insert_and_commit_stores_no_duplicates(writer_settings: Settings, group_id: str) -> None:
     settings = writer_settings
     first = [kafka.encode_batch([event(n)]) for n in range(5)]
     await produce(settings, "events", first, partition=0)
@@ -170,23 +172,26 @@ async def test_crash_between_insert_and_commit_stores_no_duplicates(writer_setti
     store = connect(settings.clickhouse)
     try:
         with pytest.raises(Crash):
-            await asyncio.wait_for(StorageWriter(settings, CrashAfterInsert(store)).run(asyncio.Event()), 90)
+            writer = StorageWriter(settings, CrashAfterInsert(store), group_id=group_id)
+            await asyncio.wait_for(writer.run(asyncio.Event()), 90)
     finally:
         store.close()
     inserted = rows(settings, "SELECT count() FROM events")[0][0]
     assert inserted >= 1
-    # Nothing was committed past the batch, but the range being stored was noted.
-    offset, metadata = await committed(settings, "events")
+    # Nothing was committed past the batch, but the range being stored was noted, in the writer's own group.
+    offset, metadata = await committed(settings, "events", group_id=group_id)
     assert offset == 0 and metadata == f"{PENDING}{inserted - 1}"
+    if group_id != GROUP_ID:
+        assert await committed(settings, "events") == (-1, "")
 
     # More records arrive before the restart, and the restarted writer flushes at 2 rows: the re-read must
     # still re-form exactly the crashed batch.
     await produce(settings, "events", [kafka.encode_batch([event(n)]) for n in range(5, 8)], partition=0)
     settings.clickhouse.batch_rows = 2
     stop = asyncio.Event()
-    task = asyncio.create_task(run_writer(settings, stop))
+    task = asyncio.create_task(run_writer(settings, stop, group_id=group_id))
     try:
-        await wait_committed(settings, "events", 8)
+        await wait_committed(settings, "events", 8, group_id=group_id)
     finally:
         await stop_writer(task, stop)
     assert rows(settings, "SELECT count(), uniqExact(event_id) FROM events") == [(8, 8)]
