@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="measure throughput and latency next to a raw baseline of the same run")
     benches = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     _add_e2e(benches)
+    _add_soak(benches)
     _add_sensor(benches)
     _add_store(benches)
     _add_detect(benches)
@@ -31,6 +32,19 @@ def _add_e2e(sub: argparse._SubParsersAction) -> None:
     e2e.add_argument("--seconds", type=float, default=20.0, help="how long to send (default 20)")
     e2e.add_argument("--attack-share", type=float, default=0.01, help="share of events that raise an alert")
     e2e.set_defaults(func=_run_e2e)
+
+
+def _add_soak(sub: argparse._SubParsersAction) -> None:
+    soak = sub.add_parser("soak", help="steady load through the whole pipeline: RSS growth, lag and alert latency")
+    soak.add_argument("--minutes", type=float, default=20.0, help="measured minutes after the warm-up (default 20)")
+    soak.add_argument("--rate", type=int, default=1_000, help="audit events per second (default 1000)")
+    soak.add_argument("--attack-share", type=float, default=0.01, help="share of events that raise an alert")
+    soak.add_argument("--warmup", type=float, default=60.0, help="seconds of load before measuring (default 60)")
+    soak.add_argument("--sample-seconds", type=float, default=5.0, help="seconds between samples (default 5)")
+    soak.add_argument("--interval-seconds", type=float, default=60.0,
+                      help="length of each latency interval (default 60)")
+    soak.add_argument("--json", metavar="PATH", help="also write the report and every sample to this file")
+    soak.set_defaults(func=_run_soak)
 
 
 def _add_sensor(sub: argparse._SubParsersAction) -> None:
@@ -71,6 +85,12 @@ def _run_e2e(args: argparse.Namespace, settings: Settings) -> int:
     from vigil.benchmarks import e2e
 
     return e2e.run(args, settings)
+
+
+def _run_soak(args: argparse.Namespace, settings: Settings) -> int:
+    from vigil.benchmarks import soak
+
+    return soak.run(args, settings)
 
 
 def _run_sensor(args: argparse.Namespace, settings: Settings) -> int:

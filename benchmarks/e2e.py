@@ -40,6 +40,8 @@ from vigil.streams.app import FETCH_MAX_WAIT_MS
 SCENARIO = Path(__file__).resolve().parents[1] / "examples" / "attack-scenario.jsonl"
 TICK_SECONDS = 0.01
 DRAIN_SECONDS = 120.0
+#: The pipeline's processes: name → ``vigil`` command.
+PIPELINE = {"webhook": ["collect", "audit", "--webhook"], "stream worker": ["stream", "worker"], "writer": ["store"]}
 
 
 @dataclass(slots=True)
@@ -78,13 +80,13 @@ async def bench_e2e(settings: Settings, load: Load) -> int:
         return 1
     processes = _start_pipeline(settings, run)
     try:
-        await _wait_for_webhook(settings.collector.webhook_port, list(processes.values()))
+        await wait_for_webhook(settings.collector.webhook_port, list(processes.values()))
         await asyncio.sleep(8.0)  # let the Faust worker join its group before the clock starts
         measurement = Measurement()
         pids = {name: p.pid for name, p in processes.items()} | {"load generator": os.getpid()}
         started, cpu_before = time.monotonic(), {name: cpu_seconds(pid) for name, pid in pids.items()}
         consumer = asyncio.create_task(_collect_alerts(settings, measurement, load))
-        await _send(settings.collector.webhook_port, load, measurement)
+        await send(settings.collector.webhook_port, load, measurement)
         try:
             await asyncio.wait_for(consumer, timeout=DRAIN_SECONDS)
         except TimeoutError:
@@ -92,14 +94,20 @@ async def bench_e2e(settings: Settings, load: Load) -> int:
         elapsed = time.monotonic() - started
         measurement.cpu = {name: (cpu_seconds(pid) - cpu_before[name]) / elapsed for name, pid in pids.items()}
     finally:
-        _stop(list(processes.values()))
-        await _clean_up(settings, run)
+        stop(list(processes.values()))
+        await clean_up(settings, run)
     _report(load, measurement)
     return 0
 
 
 def _start_pipeline(settings: Settings, run: str) -> dict[str, subprocess.Popen]:
-    env = os.environ | {
+    env = pipeline_env(settings, run)
+    return {name: start_vigil(command, env) for name, command in PIPELINE.items()}
+
+
+def pipeline_env(settings: Settings, run: str) -> dict[str, str]:
+    """The environment of a pipeline process of ``run``: its topic prefix, database, webhook port and data dir."""
+    return os.environ | {
         "VIGIL_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
         "VIGIL_CLICKHOUSE_URL": settings.clickhouse.url,
         "VIGIL_CLICKHOUSE_DATABASE": settings.clickhouse.database,
@@ -107,13 +115,14 @@ def _start_pipeline(settings: Settings, run: str) -> dict[str, subprocess.Popen]
         "VIGIL_DATA_DIR": str(Path(settings.data_dir) / run),
         "VIGIL_LOG_LEVEL": "WARNING",
     }
-    vigil = str(Path(sys.executable).with_name("vigil"))
-    commands = {"webhook": ["collect", "audit", "--webhook"], "stream worker": ["stream", "worker"],
-                "writer": ["store"]}
-    return {name: subprocess.Popen([vigil, *c], env=env, start_new_session=True) for name, c in commands.items()}
 
 
-async def _wait_for_webhook(port: int, processes: list[subprocess.Popen]) -> None:
+def start_vigil(command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """``vigil <command>`` from this venv, in its own session (a Ctrl-C here does not reach it)."""
+    return subprocess.Popen([str(Path(sys.executable).with_name("vigil")), *command], env=env, start_new_session=True)
+
+
+async def wait_for_webhook(port: int, processes: list[subprocess.Popen]) -> None:
     async with aiohttp.ClientSession() as session:
         for _ in range(300):
             if any(p.poll() is not None for p in processes):
@@ -151,7 +160,7 @@ def _events(load: Load) -> Iterator[tuple[list[bytes], list[str]]]:
         yield batch, attacks
 
 
-async def _send(port: int, load: Load, measurement: Measurement) -> None:
+async def send(port: int, load: Load, measurement: Measurement) -> None:
     url = f"http://127.0.0.1:{port}/audit"
     ticks = int(load.seconds / TICK_SECONDS)
     start = time.monotonic()
@@ -198,7 +207,7 @@ async def _collect_alerts(settings: Settings, measurement: Measurement, load: Lo
         await consumer.stop()
 
 
-def _stop(processes: list[subprocess.Popen]) -> None:
+def stop(processes: list[subprocess.Popen]) -> None:
     for process in processes:
         process.send_signal(signal.SIGTERM)
     for process in processes:
@@ -208,7 +217,7 @@ def _stop(processes: list[subprocess.Popen]) -> None:
             process.kill()
 
 
-async def _clean_up(settings: Settings, run: str) -> None:
+async def clean_up(settings: Settings, run: str) -> None:
     """Drop what the run created: its topics, its database and its data dir."""
     admin = AIOKafkaAdminClient(**kafka.client_options(settings.kafka))
     await admin.start()
@@ -224,14 +233,14 @@ async def _clean_up(settings: Settings, run: str) -> None:
     shutil.rmtree(Path(settings.data_dir) / run, ignore_errors=True)
 
 
-def _percentile(values: list[float], share: float) -> float:
+def percentile(values: list[float], share: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(share * 100) - 1] if len(values) > 1 else 0.0
 
 
 def _report(load: Load, m: Measurement) -> None:
     achieved = m.posted / m.elapsed if m.elapsed else 0.0
-    post_p50, post_p99 = _percentile(m.post_seconds, 0.50), _percentile(m.post_seconds, 0.99)
-    alert_p50, alert_p99 = _percentile(m.alert_latency, 0.50), _percentile(m.alert_latency, 0.99)
+    post_p50, post_p99 = percentile(m.post_seconds, 0.50), percentile(m.post_seconds, 0.99)
+    alert_p50, alert_p99 = percentile(m.alert_latency, 0.50), percentile(m.alert_latency, 0.99)
     print(f"events posted        {m.posted} in {m.elapsed:.1f} s ({achieved:,.0f}/s; target {load.rate:,}/s)")
     print(f"alerts received      {len(m.alert_latency)} of {len(m.sent_at)} expected")
     print(f"raw baseline         webhook POST→200 (durable in Kafka): p50 {post_p50 * 1000:.0f} ms, "
