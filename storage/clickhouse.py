@@ -15,6 +15,12 @@ type is found, and refused alone, before anything is sent.
 Each insert carries an ``insert_deduplication_token``: ClickHouse drops an insert whose token it has already
 seen (the tables set ``non_replicated_deduplication_window``, which a single non-replicated server needs for
 this), which makes a retried batch idempotent.
+
+On a cluster (``clickhouse.cluster``) the same calls go to Distributed tables (storage/schema.py): inserts are
+synchronous (``insert_distributed_sync``), so one returns only after every shard stored its rows, and each shard
+deduplicates its part of a retried batch by the same token; queries read every shard, with ``IN``/``JOIN``
+subqueries over Distributed tables run once and sent to the shards (``distributed_product_mode = 'global'``), so
+analysts' SQL runs unchanged.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -275,6 +281,37 @@ NO_ACCESS_CONTROL = frozenset({497, 514})
 #: Sent with analysts' queries: the server refuses writes and DDL, but still takes per-query settings.
 READ_ONLY = {"readonly": 2}
 
+#: Sent with every query on a cluster: a subquery over a Distributed table inside IN or JOIN is run once and its
+#: result sent to every shard (the default refuses such queries; 'local' would miss rows kept on other shards).
+CLUSTER_QUERY_SETTINGS = {"distributed_product_mode": "global"}
+
+#: Sent with every insert on a cluster: the insert returns once every shard has stored its part (or fails), never
+#: when the rows are merely queued on the node that took them.
+CLUSTER_INSERT_SETTINGS = {"insert_distributed_sync": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterLayout:
+    """vigil's tables spread over a ClickHouse cluster (settings ``cluster``, ``cluster_nodes``, ``replication``).
+
+    ``node_urls`` empty: the servers run distributed DDL (they have ZooKeeper or Keeper), and migrations go ON
+    CLUSTER through the one server connected to; otherwise every statement is run on each of these nodes.
+    """
+
+    name: str
+    replication: bool = False
+    node_urls: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: ClickHouseSettings) -> ClusterLayout | None:
+        if not settings.cluster:
+            if settings.cluster_nodes or settings.replication:
+                raise StoreError("ClickHouse cluster_nodes and replication need a cluster name "
+                                 "(VIGIL_CLICKHOUSE_CLUSTER)")
+            return None
+        nodes = tuple(url.strip().rstrip("/") for url in settings.cluster_nodes.split(",") if url.strip())
+        return cls(settings.cluster, settings.replication, nodes)
+
 
 def resolve_url(settings: ClickHouseSettings, data_dir: str = "") -> str:
     """``embedded`` becomes ``chdb:///<data_dir>/clickhouse``: the same schema and SQL as a server, in this
@@ -296,6 +333,9 @@ def connect(settings: ClickHouseSettings, *, data_dir: str = "", read_only: bool
     """
     target = resolve_url(settings, data_dir)
     url = urlsplit(target)
+    cluster = ClusterLayout.from_settings(settings)
+    if cluster is not None and url.scheme not in ("http", "https"):
+        raise StoreError(f"ClickHouse cluster {cluster.name!r} needs a server URL (http or https), not {target!r}")
     options: dict[str, Any] = {"show_clickhouse_errors": "scrub"}  # ClickHouse's text, without URL or version
     if url.scheme == "chdb":
         options["dsn"] = target
@@ -329,7 +369,8 @@ def connect(settings: ClickHouseSettings, *, data_dir: str = "", read_only: bool
         return ClickHouseStore(client, settings.database, statement_check=_embedded_statement_check,
                                embedded_path=Path(url.path) if url.path else None, set_aside=set_aside)
     return ClickHouseStore(client, settings.database, query_settings=READ_ONLY if read_only else {},
-                           open_watcher=lambda: clickhouse_connect.get_client(**options))
+                           open_watcher=lambda: clickhouse_connect.get_client(**options), cluster=cluster,
+                           open_node=lambda node: connect(replace(settings, url=node), read_only=read_only))
 
 
 class ClickHouseStore:
@@ -342,10 +383,15 @@ class ClickHouseStore:
     def __init__(self, client: Client, database: str, query_settings: dict[str, Any] | None = None,
                  open_watcher: Callable[[], Client] | None = None,
                  statement_check: Callable[[str], None] | None = None, embedded_path: Path | None = None,
-                 set_aside: list[embedded.SetAside] | None = None) -> None:
+                 set_aside: list[embedded.SetAside] | None = None, cluster: ClusterLayout | None = None,
+                 open_node: Callable[[str], ClickHouseStore] | None = None) -> None:
         self._client = client
         self.database = database
-        self._query_settings = query_settings or {}
+        #: The cluster the tables are spread over; None: one server.
+        self.cluster = cluster
+        self._open_node = open_node
+        self._query_settings = (query_settings or {}) | (CLUSTER_QUERY_SETTINGS if cluster else {})
+        self._insert_settings = INSERT_SETTINGS | (CLUSTER_INSERT_SETTINGS if cluster else {})
         self._open_watcher = open_watcher  # a second client, to watch a running query's progress
         self._check = statement_check or _any_statement  # raises StoreError for what this engine must not run
         self._embedded_path = embedded_path
@@ -358,11 +404,23 @@ class ClickHouseStore:
         """The metadata files of every table the embedded engine has set aside on this data directory so far."""
         return embedded.set_aside_tables(self._embedded_path) if self._embedded_path else []
 
-    def create_database(self) -> None:
+    def use_database(self) -> None:
+        """Resolve unqualified names in vigil's database, once another connection has created it."""
+        self._client.database = self.database
+
+    def open_nodes(self) -> list[ClickHouseStore]:
+        """A store on each of the cluster's ``node_urls`` (the caller closes them), for per-node DDL."""
+        if self.cluster is None or self._open_node is None:
+            return []
+        return [self._open_node(url) for url in self.cluster.node_urls]
+
+    def create_database(self, on_cluster: str = "") -> None:
+        """``on_cluster``: an ``ON CLUSTER <name>`` clause, to create it on every node of a cluster at once."""
         try:
             # Outside any database context: the client's default database may be the one being (re)created.
             self._client.command(
-                "CREATE DATABASE IF NOT EXISTS {db:Identifier}", parameters={"db": self.database}, use_database=False
+                f"CREATE DATABASE IF NOT EXISTS {{db:Identifier}}{on_cluster}", parameters={"db": self.database},
+                use_database=False
             )
         except ClickHouseError as exc:
             raise _store_error(exc) from exc
@@ -372,7 +430,7 @@ class ClickHouseStore:
         """Run a statement that returns no rows (DDL, INSERT … VALUES) with server-side parameters."""
         self._check(sql)
         try:
-            self._client.command(sql, parameters=parameters)
+            self._client.command(sql, parameters=parameters, settings=self._insert_settings if self.cluster else None)
         except ClickHouseError as exc:
             raise _store_error(exc) from exc
 
@@ -468,7 +526,8 @@ class ClickHouseStore:
     ) -> tuple[int, list[Refused]]:
         try:
             self._client.insert_arrow(
-                table, arrow, database=self.database, settings=INSERT_SETTINGS | {"insert_deduplication_token": token}
+                table, arrow, database=self.database,
+                settings=self._insert_settings | {"insert_deduplication_token": token}
             )
             return arrow.num_rows, []
         except ClickHouseError as exc:

@@ -12,6 +12,16 @@ view, so their bodies name tables unqualified, which resolves in the database th
 
 Two things follow configuration rather than a version, so :func:`migrate` reconciles them on every run:
 the events' retention (a TTL) and the writer and analyst roles (where the server has access control).
+
+On a ClickHouse cluster the same migrations are rewritten (:func:`cluster_statements`): each table's rows live in
+``<name>_local`` on every shard (``Replicated*`` with the servers' ``{shard}``/``{replica}`` macros when
+replication is configured), a ``Distributed`` table under the usual name spreads inserts and gathers reads, and
+the materialized views run on each shard, from its local events or alerts into its local rollups. Everything that
+reads (queries, hunts, the triage view) names the Distributed tables and so runs unchanged. Events and alerts are
+sharded by their pod (cluster, namespace, pod), so a pod's events and alerts share a shard and a per-pod hunt
+reads one; rows without a pod spread by their own id. Statements go ``ON CLUSTER`` where the servers run
+distributed DDL, else to each node in turn (``cluster_nodes``); each node records its applied versions in its own
+``schema_migrations``.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from vigil.storage.clickhouse import NO_ACCESS_CONTROL, ClickHouseStore, StoreError
+from vigil.storage.clickhouse import NO_ACCESS_CONTROL, ClickHouseStore, ClusterLayout, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -410,16 +420,46 @@ MIGRATIONS: tuple[Migration, ...] = (
 #: insert as the writer) and reads only which migrations are applied; the analyst reads everything and
 #: records triage decisions.
 #: Access-control statements take no query parameters, so names are quoted (:func:`quote_identifier`).
+#: ``{on}`` is an ``ON CLUSTER`` clause (with a trailing space) when roles are made on a whole cluster at once. On a
+#: cluster the writer's and analyst's inserts pass through the Distributed tables into the local ones, so the
+#: grants on ``{db}.*`` cover both.
 ROLE_GRANTS: dict[str, tuple[str, ...]] = {
     "writer": (
-        "GRANT INSERT ON {db}.* TO {role}",
-        "GRANT SELECT ON {db}.schema_migrations TO {role}",
+        "GRANT {on}INSERT ON {db}.* TO {role}",
+        "GRANT {on}SELECT ON {db}.schema_migrations TO {role}",
     ),
     "analyst": (
-        "GRANT SELECT ON {db}.* TO {role}",
-        "GRANT INSERT ON {db}.alert_status TO {role}",
+        "GRANT {on}SELECT ON {db}.* TO {role}",
+        "GRANT {on}INSERT ON {db}.alert_status TO {role}",
+        "GRANT {on}INSERT ON {db}.alert_status_local TO {role}",
     ),
 }
+
+#: On a cluster, the shard's own table of rows behind the Distributed table ``<name>``.
+LOCAL_SUFFIX = "_local"
+
+#: How rows are spread over shards. A pod's events and alerts hash alike, so they share a shard and a per-pod hunt
+#: reads one; rows without a pod (API requests about other resources, host processes) spread by their own id. An
+#: event's id fixes its pod, so a duplicate lands beside the original and the ReplacingMergeTree still collapses it
+#: (the same for an alert's re-emissions). Rollups are only written by their materialized views, on each shard.
+SHARDING_KEYS = {
+    "events": "cityHash64(cluster, namespace, if(pod != '', pod, event_id))",
+    "alerts": "cityHash64(cluster, namespace, if(pod != '', pod, id))",
+    "alert_status": "cityHash64(alert_id)",
+}
+DEFAULT_SHARDING_KEY = "rand()"
+
+#: Where a replicated table keeps its replicas' shared state in ZooKeeper/Keeper: per shard, database and table.
+REPLICA_PATH = "/clickhouse/tables/{{shard}}/{{database}}/{table}"
+
+_CREATE_TABLE = re.compile(r"^\s*CREATE TABLE IF NOT EXISTS \{db:Identifier\}\.(\w+)")
+_CREATE_VIEW = re.compile(r"^\s*CREATE VIEW IF NOT EXISTS \{db:Identifier\}\.(\w+)")
+_CREATE_MV = re.compile(
+    r"^\s*CREATE MATERIALIZED VIEW IF NOT EXISTS \{db:Identifier\}\.(\w+)\s+TO \{db:Identifier\}\.(\w+)")
+_ALTER_TABLE = re.compile(r"^\s*ALTER TABLE \{db:Identifier\}\.(\w+)")
+_FROM_TABLE = re.compile(r"\bFROM \{db:Identifier\}\.(\w+)")
+_LEFT_JOIN = re.compile(r"\bLEFT JOIN\b")
+_MERGE_TREE = re.compile(r"\bENGINE = (\w*MergeTree)\b(?:\(([^)]*)\))?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,8 +484,30 @@ def migrate(store: ClickHouseStore, retention_days: int = DEFAULT_RETENTION_DAYS
     """Apply every pending migration, then bring the events' retention and the roles in line.
 
     On an up-to-date schema this only reads, unless the retention changed, so a writer holding nothing
-    but insert rights can run it at start.
+    but insert rights can run it at start. On a cluster without distributed DDL this is done on each node in turn
+    (every node must answer); ``applied`` then lists the versions applied on any of them.
     """
+    cluster = store.cluster
+    if cluster is None or not cluster.node_urls:
+        if cluster is not None:
+            require_distributed_ddl(store)
+        return _migrate_one(store, retention_days)
+    report = MigrationReport(retention_days=retention_days)
+    nodes = store.open_nodes()
+    try:
+        for node in nodes:
+            done = _migrate_one(node, retention_days)
+            report.applied = sorted(set(report.applied) | set(done.applied))
+            report.retention_changed |= done.retention_changed
+            report.roles, report.roles_skipped = done.roles, done.roles_skipped
+    finally:
+        for node in nodes:
+            node.close()
+    store.use_database()
+    return report
+
+
+def _migrate_one(store: ClickHouseStore, retention_days: int) -> MigrationReport:
     report = MigrationReport(retention_days=retention_days)
     report.applied = _apply_pending(store)
     report.retention_changed = apply_retention(store, retention_days)
@@ -453,18 +515,83 @@ def migrate(store: ClickHouseStore, retention_days: int = DEFAULT_RETENTION_DAYS
     return report
 
 
+def require_distributed_ddl(store: ClickHouseStore) -> None:
+    """Refuse ON CLUSTER migrations on servers that cannot run them: distributed DDL needs ZooKeeper or Keeper,
+    and ``system.zookeeper`` exists only where one is configured."""
+    if not store.query("EXISTS TABLE system.zookeeper").result_rows[0][0]:
+        raise StoreError(f"the ClickHouse server has no ZooKeeper or Keeper, so it cannot run ON CLUSTER statements "
+                         f"for cluster {store.cluster.name if store.cluster else ''!r}: list every node in "
+                         f"VIGIL_CLICKHOUSE_CLUSTER_NODES and migrations run on each")
+
+
+def _on_cluster(store: ClickHouseStore) -> str:
+    """`` ON CLUSTER <name>`` when statements run once for the whole cluster, else nothing."""
+    cluster = store.cluster
+    return f" ON CLUSTER {quote_identifier(cluster.name)}" if cluster and not cluster.node_urls else ""
+
+
+def statements_for(migration: Migration, store: ClickHouseStore) -> list[str]:
+    """The migration's statements as this store runs them: as written on one server, rewritten on a cluster."""
+    if store.cluster is None:
+        return list(migration.statements)
+    return [rewritten for statement in migration.statements
+            for rewritten in cluster_statements(statement, store.cluster, store.database, _on_cluster(store))]
+
+
+def cluster_statements(sql: str, cluster: ClusterLayout, database: str, on_cluster: str = "") -> list[str]:
+    """One migration statement as it runs on a cluster (see the module docstring), ``on_cluster`` after each name.
+
+    Every statement in :data:`MIGRATIONS` has one of the shapes handled here; a new shape raises, so a migration
+    added later cannot slip past the cluster layout (a unit test rewrites them all).
+    """
+    if found := _CREATE_MV.match(sql):
+        name, target = found.groups()
+        head = (f"CREATE MATERIALIZED VIEW IF NOT EXISTS {{db:Identifier}}.{name}{on_cluster} "
+                f"TO {{db:Identifier}}.{target}{LOCAL_SUFFIX}")
+        body = _FROM_TABLE.sub(lambda m: f"FROM {{db:Identifier}}.{m.group(1)}{LOCAL_SUFFIX}", sql[found.end():])
+        return [head + body]
+    if found := _CREATE_VIEW.match(sql):
+        # Its body names the Distributed tables; the join's right side is read once and sent to every shard.
+        body = _LEFT_JOIN.sub("GLOBAL LEFT JOIN", sql[found.end():])
+        return [f"CREATE VIEW IF NOT EXISTS {{db:Identifier}}.{found.group(1)}{on_cluster}{body}"]
+    if found := _CREATE_TABLE.match(sql):
+        name = found.group(1)
+        local = f"{name}{LOCAL_SUFFIX}"
+        body = sql[found.end():]
+        if cluster.replication:
+            body = _MERGE_TREE.sub(lambda m: _replicated(m, local), body, count=1)
+        distributed = (
+            f"CREATE TABLE IF NOT EXISTS {quote_identifier(database)}.{name}{on_cluster} "
+            f"AS {quote_identifier(database)}.{local} ENGINE = Distributed({quote_literal(cluster.name)}, "
+            f"{quote_literal(database)}, {quote_literal(local)}, {SHARDING_KEYS.get(name, DEFAULT_SHARDING_KEY)})")
+        return [f"CREATE TABLE IF NOT EXISTS {{db:Identifier}}.{local}{on_cluster}{body}", distributed]
+    if found := _ALTER_TABLE.match(sql):
+        name, body = found.group(1), sql[found.end():]
+        return [f"ALTER TABLE {{db:Identifier}}.{table}{on_cluster}{body}" for table in (name + LOCAL_SUFFIX, name)]
+    raise ValueError(f"no cluster layout for this statement: {sql.strip()[:80]}")
+
+
+def _replicated(engine: re.Match[str], table: str) -> str:
+    """``ENGINE = XMergeTree(args)`` as ``ReplicatedXMergeTree('<zookeeper path>', '{replica}', args)``."""
+    arguments = [quote_literal(REPLICA_PATH.format(table=table)), "'{replica}'"]
+    if engine.group(2):
+        arguments.append(engine.group(2))
+    return f"ENGINE = Replicated{engine.group(1)}({', '.join(arguments)})"
+
+
 def _apply_pending(store: ClickHouseStore) -> list[int]:
     db = {"db": store.database}
     applied = _applied(store)
     if all(m.version in applied for m in MIGRATIONS):
         return []
-    store.create_database()
-    store.command(MIGRATIONS_TABLE_DDL, db)
+    on_cluster = _on_cluster(store)
+    store.create_database(on_cluster)
+    store.command(MIGRATIONS_TABLE_DDL.replace(".schema_migrations", f".schema_migrations{on_cluster}", 1), db)
     newly_applied = []
     for migration in MIGRATIONS:
         if migration.version in applied:
             continue
-        for statement in migration.statements:
+        for statement in statements_for(migration, store):
             store.command(statement, db)
         store.command(
             "INSERT INTO {db:Identifier}.schema_migrations (version, description) "
@@ -483,21 +610,22 @@ def apply_retention(store: ClickHouseStore, days: int) -> bool:
     """
     if days < 0:
         raise StoreError(f"retention must be 0 (keep forever) or a number of days, not {days}")
-    db = {"db": store.database}
-    engine = store.query("SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = 'events'",
+    table = "events" + (LOCAL_SUFFIX if store.cluster else "")  # on a cluster: each shard's own rows
+    db = {"db": store.database, "table": table}
+    engine = store.query("SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = {table:String}",
                          db).result_rows[0][0]
     found = re.search(r"TTL toDateTime\(time\) \+ toIntervalDay\((\d+)\)", engine)
     current = int(found.group(1)) if found else 0
     if current == days:
         return False
+    alter = f"ALTER TABLE {{db:Identifier}}.{table}{_on_cluster(store)}"
     if days == 0:
-        store.command("ALTER TABLE {db:Identifier}.events REMOVE TTL", db)
+        store.command(f"{alter} REMOVE TTL", db)
     else:
-        store.command("ALTER TABLE {db:Identifier}.events MODIFY SETTING ttl_only_drop_parts = 1", db)
+        store.command(f"{alter} MODIFY SETTING ttl_only_drop_parts = 1", db)
         # A literal, not a parameter: the server would store the TTL as a cast of the bound value, which
         # system.tables then shows in a form that no longer reads as "N days". days is a checked int.
-        store.command(f"ALTER TABLE {{db:Identifier}}.events MODIFY TTL toDateTime(time) + toIntervalDay({int(days)})",
-                      db)
+        store.command(f"{alter} MODIFY TTL toDateTime(time) + toIntervalDay({int(days)})", db)
     log.info("events retention changed", extra={"from_days": current, "to_days": days})
     return True
 
@@ -510,11 +638,15 @@ def ensure_roles(store: ClickHouseStore) -> tuple[list[str], str]:
     create them; neither is an error, the schema works the same without roles.
     """
     roles = []
+    on_cluster = _on_cluster(store)
     for name, grants in ROLE_GRANTS.items():
+        if store.cluster is None:
+            grants = tuple(g for g in grants if LOCAL_SUFFIX not in g)
         role = f"{store.database}_{name}"
-        names = {"db": quote_identifier(store.database), "role": quote_identifier(role)}
+        names = {"db": quote_identifier(store.database), "role": quote_identifier(role),
+                 "on": on_cluster.strip() + " " if on_cluster else ""}
         try:
-            store.command("CREATE ROLE IF NOT EXISTS {role}".format(**names))
+            store.command("CREATE ROLE IF NOT EXISTS {role}{on_cluster}".format(on_cluster=on_cluster, **names))
         except StoreError as exc:
             if exc.code not in NO_ACCESS_CONTROL:
                 raise
@@ -528,6 +660,11 @@ def ensure_roles(store: ClickHouseStore) -> tuple[list[str], str]:
 def quote_identifier(name: str) -> str:
     """A name as a ClickHouse back-quoted identifier, with backslashes and back quotes escaped."""
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def quote_literal(text: str) -> str:
+    """Text as a ClickHouse string literal, for where the server takes no parameters (table engine arguments)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def status(store: ClickHouseStore) -> list[MigrationState]:

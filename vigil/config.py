@@ -64,6 +64,13 @@ class ClickHouseSettings:
     analyst_username: str = ""  # vigil query/hunt/alerts connect as this (read-only) user when set
     analyst_password: Secret = Secret("")
     analyst_password_file: str = ""
+    # A ClickHouse cluster (a name in the servers' <remote_servers>): tables live as <name>_local on every shard,
+    # with Distributed tables under the usual names over them (storage/schema.py). Empty: one server.
+    cluster: str = ""
+    # Every node's URL (comma-separated), for servers without distributed DDL (no ZooKeeper/Keeper): migrations then
+    # run on each node. Empty: migrations run ON CLUSTER through `url`.
+    cluster_nodes: str = ""
+    replication: bool = False  # Replicated*MergeTree with the servers' {shard}/{replica} macros (needs Keeper)
 
 
 @dataclass(slots=True)
