@@ -6,7 +6,11 @@ serves for as long as that query call runs. So this process runs one query that 
 and then idles forever, and clients talk to it exactly as to any ClickHouse server.
 
 Run as ``python -m vigil.devstack.clickhouse_server --dir DIR --http-port P --tcp-port T``;
-:class:`vigil.devstack.clickhouse.ClickHouseServer` does that for ``vigil dev up``.
+:class:`vigil.devstack.clickhouse.ClickHouseServer` does that for ``vigil dev up``. With ``--cluster NAME
+--shard-tcp-ports P1,P2,…`` the server knows a cluster of one-replica shards at those native TCP ports (its
+``<remote_servers>``), so ``Distributed`` tables spread rows over the servers for real. ``--zookeeper HOST:PORT``
+and ``--macros shard=…,replica=…`` are there to check that replicated tables are accepted: chdb's server opens a
+ZooKeeper session, but its replicated tables stay read-only (FACTS.md).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from chdb import _chdb
@@ -34,7 +39,18 @@ SERVE_QUERY = (
 )
 
 
-def write_config(path: Path, http_port: int, tcp_port: int) -> None:
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """The cluster this server belongs to: its name, each shard's native TCP port (one replica each, on
+    127.0.0.1), and optionally a ZooKeeper and this server's macros."""
+
+    name: str
+    shard_tcp_ports: tuple[int, ...]
+    zookeeper: str = ""  # HOST:PORT
+    macros: tuple[tuple[str, str], ...] = ()
+
+
+def write_config(path: Path, http_port: int, tcp_port: int, cluster: ClusterConfig | None = None) -> None:
     """The server settings chdb reads from ``config.xml`` in the working directory.
 
     A short keep-alive, or the server's shutdown waits on connections pooled by clients.
@@ -43,13 +59,32 @@ def write_config(path: Path, http_port: int, tcp_port: int) -> None:
     for tag, value in (("listen_host", HOST), ("http_port", http_port), ("tcp_port", tcp_port),
                        ("keep_alive_timeout", 1)):
         ET.SubElement(root, tag).text = str(value)
+    if cluster is not None:
+        _add_cluster(root, cluster)
     ET.ElementTree(root).write(path, encoding="unicode")
 
 
-def serve(directory: Path, http_port: int, tcp_port: int) -> int:
+def _add_cluster(root: ET.Element, cluster: ClusterConfig) -> None:
+    shards = ET.SubElement(ET.SubElement(root, "remote_servers"), cluster.name)
+    for port in cluster.shard_tcp_ports:
+        replica = ET.SubElement(ET.SubElement(shards, "shard"), "replica")
+        ET.SubElement(replica, "host").text = HOST
+        ET.SubElement(replica, "port").text = str(port)
+    if cluster.zookeeper:
+        host, _, port = cluster.zookeeper.rpartition(":")
+        node = ET.SubElement(ET.SubElement(root, "zookeeper"), "node")
+        ET.SubElement(node, "host").text = host
+        ET.SubElement(node, "port").text = port
+    if cluster.macros:
+        macros = ET.SubElement(root, "macros")
+        for name, value in cluster.macros:
+            ET.SubElement(macros, name).text = value
+
+
+def serve(directory: Path, http_port: int, tcp_port: int, cluster: ClusterConfig | None = None) -> int:
     """Serve until killed; returns (exit code 1) only if the server could not start or stopped serving."""
     directory.mkdir(parents=True, exist_ok=True)
-    write_config(directory / "config.xml", http_port, tcp_port)
+    write_config(directory / "config.xml", http_port, tcp_port, cluster)
     os.chdir(directory)
     log.info("serving ClickHouse", extra={"http": f"{HOST}:{http_port}", "tcp": f"{HOST}:{tcp_port}",
                                           "data": str(directory / "data")})
@@ -65,9 +100,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dir", required=True, type=Path, help="config.xml and data/ go here")
     parser.add_argument("--http-port", required=True, type=int)
     parser.add_argument("--tcp-port", required=True, type=int)
+    parser.add_argument("--cluster", default="", help="the cluster's name in <remote_servers>")
+    parser.add_argument("--shard-tcp-ports", default="", help="each shard's native TCP port, comma-separated")
+    parser.add_argument("--zookeeper", default="", help="HOST:PORT of a ZooKeeper")
+    parser.add_argument("--macros", default="", help="NAME=VALUE,… substituted in replicated tables' paths")
     args = parser.parse_args(argv)
     logs.configure()
-    return serve(args.dir.resolve(), args.http_port, args.tcp_port)
+    cluster = None
+    if args.cluster:
+        macros = tuple((name, value) for name, _, value in (m.partition("=") for m in args.macros.split(",") if m))
+        cluster = ClusterConfig(args.cluster, tuple(int(p) for p in args.shard_tcp_ports.split(",") if p),
+                                args.zookeeper, macros)
+    return serve(args.dir.resolve(), args.http_port, args.tcp_port, cluster)
 
 
 if __name__ == "__main__":
