@@ -285,6 +285,7 @@ def test_external_kafka_and_clickhouse_credentials_come_from_secret_files(extern
             continue
         env, mounts = env_of(obj), mounts_of(obj)
         assert env["VIGIL_KAFKA_BOOTSTRAP"] == kafka["bootstrap"]
+        assert (env["VIGIL_KAFKA_REPLICATION_FACTOR"], env["VIGIL_KAFKA_MIN_INSYNC_REPLICAS"]) == ("3", "2")
         assert env["VIGIL_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
         assert env["VIGIL_KAFKA_SASL_MECHANISM"] == kafka["sasl"]["mechanism"]
         assert _secret_behind(mounts, env["VIGIL_KAFKA_SASL_PASSWORD_FILE"]) == kafka["sasl"]["existingSecret"]
@@ -295,6 +296,8 @@ def test_external_kafka_and_clickhouse_credentials_come_from_secret_files(extern
     assert env["VIGIL_CLICKHOUSE_URL"] == clickhouse["url"]
     assert env["VIGIL_CLICKHOUSE_USERNAME"] == clickhouse["username"]
     assert _secret_behind(mounts_of(writer), env["VIGIL_CLICKHOUSE_PASSWORD_FILE"]) == clickhouse["existingSecret"]
+    assert (env["VIGIL_CLICKHOUSE_CLUSTER"], env["VIGIL_CLICKHOUSE_CLUSTER_NODES"],
+            env["VIGIL_CLICKHOUSE_REPLICATION"]) == (clickhouse["cluster"], "", "true")
     webhook = by_kind(external, "Deployment")["vigil-audit-webhook"]
     token_file = env_of(webhook)["VIGIL_COLLECTOR_BEARER_TOKEN_FILE"]
     token_secret = external_values["auditWebhook"]["bearerToken"]["existingSecret"]
