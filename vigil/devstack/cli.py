@@ -8,6 +8,7 @@ import sys
 from vigil import devstack
 from vigil.config import Settings
 from vigil.devstack import cluster_cli
+from vigil.devstack.clickhouse import clickhouse_servers, cluster_environment
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for health (default 180)")
     up.add_argument("--monitoring", action="store_true",
                     help="also run Prometheus (127.0.0.1:9090), scraping the vigil components running now")
+    up.add_argument("--clickhouse-shards", type=int, metavar="N",
+                    help="run ClickHouse as N servers wired as one cluster (Distributed tables over N shards), on "
+                         "consecutive ports from the configured ones; kept for later starts of this run dir")
     up.set_defaults(func=run_up)
     down = actions.add_parser("down", help="stop the stack (data is kept in the run dir)")
     down.add_argument("--grace", type=float, default=30.0, help="seconds before SIGKILL (default 30)")
@@ -29,10 +33,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_up(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        devstack.up(settings, timeout=args.timeout, monitoring=args.monitoring)
+        devstack.up(settings, timeout=args.timeout, monitoring=args.monitoring,
+                    clickhouse_shards=args.clickhouse_shards)
     except devstack.DevStackError as exc:
         return _failed("up", exc)
-    return run_status(args, settings)
+    code = run_status(args, settings)
+    cluster = cluster_environment(clickhouse_servers(settings, devstack.run_dir(settings)))
+    if cluster:
+        print("ClickHouse cluster; point vigil at it with:")
+        print("\n".join(f"  export {name}={value}" for name, value in cluster.items()))
+    return code
 
 
 def run_down(args: argparse.Namespace, settings: Settings) -> int:
@@ -60,7 +70,7 @@ def format_status(statuses: list[devstack.ServiceStatus]) -> str:
     for s in statuses:
         pid = f"pid {s.pid}" if s.pid is not None else "-"
         health = "healthy" if s.healthy else f"unhealthy: {s.detail}"
-        lines.append(f"{s.name:<11}{s.state:<10}{pid:<12}{s.address:<24}{health}")
+        lines.append(f"{s.name:<13}{s.state:<10}{pid:<12}{s.address:<24}{health}")
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from vigil.config import Settings
-from vigil.devstack.clickhouse import ClickHouseServer
+from vigil.devstack.clickhouse import choose_shard_count, clickhouse_servers
 from vigil.devstack.errors import DevStackError
 from vigil.devstack.kafka_broker import KafkaBroker
 from vigil.devstack.ports import is_listening
@@ -70,16 +70,20 @@ def run_dir(settings: Settings) -> Path:
     return Path(os.environ.get("VIGIL_DEV_DIR") or Path(settings.data_dir) / "dev")
 
 
-def up(settings: Settings, timeout: float = 180.0, monitoring: bool = False) -> None:
+def up(settings: Settings, timeout: float = 180.0, monitoring: bool = False,
+       clickhouse_shards: int | None = None) -> None:
     """Start what is not running and wait until every service answers; a running stack is left as it is.
 
     The first start also fetches Kafka's jars (about a minute, once); ``timeout`` counts from after that.
     ``monitoring`` also runs Prometheus, and points it at the vigil components running now (a running Prometheus
-    is re-targeted, not restarted).
+    is re-targeted, not restarted). ``clickhouse_shards`` runs ClickHouse as that many servers wired as one cluster
+    (None: as many as the run dir had, 1 at first).
     """
     directory = run_dir(settings)
     directory.mkdir(parents=True, exist_ok=True)
     with locked(directory):
+        if clickhouse_shards is not None:
+            choose_shard_count(settings, directory, clickhouse_shards)
         _start(settings, directory, timeout)
         if monitoring:
             _start_monitoring(settings, directory, timeout)
@@ -147,18 +151,18 @@ def _start_monitoring(settings: Settings, directory: Path, timeout: float) -> No
 
 
 def _start(settings: Settings, directory: Path, timeout: float) -> None:
-    kafka, clickhouse = _services(settings, directory)
+    services = _services(settings, directory)
     # Kafka first: it is the one with prerequisites (Java, the jars), so a missing one fails before
     # anything runs.
-    stopped = _not_running([kafka, clickhouse])
+    stopped = _not_running(services)
     require_free_ports(stopped)
     for service in stopped:
         log.info("starting", extra={"service": service.name, "address": service.address})
         service.start()
     deadline = time.monotonic() + timeout
-    for service in (kafka, clickhouse):
+    for service in services:
         wait_healthy(service, deadline, timeout)
-    kafka.create_topics()
+    KafkaBroker(settings, directory).create_topics()
 
 
 def _not_running(services: list[Service]) -> list[Service]:
@@ -198,8 +202,8 @@ def _live_users(directory: Path) -> list[Path]:
     return live
 
 
-def _services(settings: Settings, directory: Path) -> tuple[KafkaBroker, ClickHouseServer]:
-    return KafkaBroker(settings, directory), ClickHouseServer(settings, directory)
+def _services(settings: Settings, directory: Path) -> list[Service]:
+    return [KafkaBroker(settings, directory), *clickhouse_servers(settings, directory)]
 
 
 def service_status(service: Service) -> ServiceStatus:
