@@ -668,11 +668,23 @@ def quote_literal(text: str) -> str:
 
 
 def status(store: ClickHouseStore) -> list[MigrationState]:
-    """Every known migration with when it was applied; reads only, so it is safe on a fresh server."""
-    applied = _applied(store)
-    return [
-        MigrationState(m.version, m.description, applied.get(m.version)) for m in MIGRATIONS
-    ]
+    """Every known migration with when it was applied; reads only, so it is safe on a fresh server.
+
+    On a cluster migrated node by node, a migration counts as applied once every node has it (when the last did),
+    and as pending while any node lacks it.
+    """
+    nodes = store.open_nodes()
+    try:
+        per_node = [_applied(node) for node in nodes] or [_applied(store)]
+    finally:
+        for node in nodes:
+            node.close()
+    return [MigrationState(m.version, m.description, _applied_everywhere(per_node, m.version)) for m in MIGRATIONS]
+
+
+def _applied_everywhere(per_node: list[dict[int, datetime]], version: int) -> datetime | None:
+    times = [applied[version] for applied in per_node if version in applied]
+    return max(times) if len(times) == len(per_node) else None
 
 
 def _applied(store: ClickHouseStore) -> dict[int, datetime]:

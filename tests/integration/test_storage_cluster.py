@@ -39,7 +39,7 @@ from vigil.event import Actor, Event, K8sContext
 from vigil.storage import alerts
 from vigil.storage.clickhouse import ClickHouseStore, StoreError, connect
 from vigil.storage.hunts import load_hunts
-from vigil.storage.schema import MIGRATIONS, migrate, statements_for
+from vigil.storage.schema import MIGRATIONS, migrate, statements_for, status
 from vigil.storage.sigma_sql import convert_rule
 from vigil.storage.writer import run_writer
 
@@ -155,7 +155,9 @@ def test_migrations_are_idempotent_on_the_cluster(cluster: list[ClickHouseServer
         with opened(dataclasses.replace(settings, clickhouse=node)) as second:
             second.command("ALTER TABLE schema_migrations DELETE WHERE version = 5 SETTINGS mutations_sync = 1")
         with opened(settings) as store:
+            assert [m.version for m in status(store) if m.applied_at is None] == [5]  # pending on one node
             assert migrate(store, retention_days=30).applied == [5]
+            assert all(m.applied_at is not None for m in status(store))
             assert migrate(store, retention_days=30).applied == []
     finally:
         drop(settings, cluster)
