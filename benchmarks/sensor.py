@@ -13,9 +13,11 @@ Three figures, each against a baseline measured in the same run:
   The CPU figure is the cost the sensor adds to the workload itself; the wall figure adds the sensor's
   reader competing for the same cores, and on a shared machine whatever else runs;
 - **kernel cost**: the same loops once more with the kernel timing the sensor's programs: nanoseconds the
-  sensor adds in the kernel to each loop operation, as a share of the operation's time without the sensor.
-  Every syscall on the machine passes through the sensor's ``sys_enter`` program, so the programs' time
-  during an idle stretch as long as the loop is subtracted;
+  sensor adds in the kernel to each loop operation, as a share of the operation's time without the sensor,
+  and which programs they are spent in (with how often each ran per operation): where to look when the
+  figure grows. Every syscall on the machine passes through the sensor's ``sys_enter`` program, so the
+  programs' time during an idle stretch as long as the loop is subtracted. The kernel's own timing adds some
+  tens of nanoseconds to every program run, so these figures are upper bounds;
 - **consumer**: a child opens distinct watched paths as fast as it can for a few seconds while this process polls
   the sensor; the figure is records decoded per second, next to the generator's own syscall rate and the
   kernel's drop count, which must stay zero. On a two-core machine the generator and the consumer share the
@@ -164,10 +166,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"vigil bench sensor: {exc}", file=sys.stderr)
         return 1
     worst = _print_overhead(without, traced)
-    print("kernel cost (ns the sensor's programs add to each operation; share of the untraced operation's time)")
-    for name in _LOOPS:
-        untraced = max(rates[name].cpu for rates in without)
-        print(f"  {name:48} {kernel_ns[name]:>8,.0f} ns   {kernel_ns[name] * untraced / 1e9:7.1%}")
+    _print_kernel_cost(without, kernel_ns)
     print("consumer (target >= 300,000 records/s with zero kernel drops)")
     print(f"  generator syscalls/s {generated:>11,.0f}")
     print(f"  records decoded/s    {consumer.rate:>11,.0f}   ({consumer.records:,} records, "
@@ -197,31 +196,50 @@ def _print_overhead(without: list[dict[str, Rates]], traced: list[dict[str, Rate
     return worst
 
 
-def _kernel_cost(sensor: Sensor, iterations: int) -> dict[str, float]:
-    """Nanoseconds the sensor's programs ran per loop operation, each loop run once with run statistics on,
-    less what they ran for the rest of the machine during an idle stretch of the loop's length."""
+@dataclass(slots=True)
+class ProgramCost:
+    """What one of the sensor's programs added to each operation of a loop: nanoseconds and runs."""
+
+    ns: float
+    runs: float
+
+
+def _print_kernel_cost(without: list[dict[str, Rates]], kernel: dict[str, dict[str, ProgramCost]]) -> None:
+    """Each loop's kernel nanoseconds per operation, their share of the untraced operation's CPU time, and the
+    programs that took at least 2% of them (ns, runs per operation)."""
+    print("kernel cost (ns the sensor's programs add to each operation; share of the untraced operation's time; "
+          "by program: ns and runs per operation)")
+    for name in _LOOPS:
+        untraced = max(rates[name].cpu for rates in without)
+        total = max(sum(cost.ns for cost in kernel[name].values()), 0.0)
+        print(f"  {name:48} {total:>8,.0f} ns   {total * untraced / 1e9:7.1%}")
+        shown = sorted((cost.ns, program, cost.runs) for program, cost in kernel[name].items()
+                       if cost.ns >= 0.02 * total)
+        print("    " + ", ".join(f"{program} {ns:,.0f} ({runs:.1f})" for ns, program, runs in reversed(shown)))
+
+
+def _kernel_cost(sensor: Sensor, iterations: int) -> dict[str, dict[str, ProgramCost]]:
+    """Per loop, what each of the sensor's programs ran per loop operation, each loop run once with run
+    statistics on, less what they ran for the rest of the machine during an idle stretch of the loop's length."""
     stats_fd = libbpf().enable_run_stats()
     reader = _Reader(sensor)
     reader.start()
     cost = {}
     try:
         for name, (_, scale) in _LOOPS.items():
-            before, start = _kernel_ns(sensor), time.perf_counter()
+            before, start = sensor.kernel_time(), time.perf_counter()
             _loop_rate(name, iterations)
-            loop_ns, elapsed = _kernel_ns(sensor) - before, time.perf_counter() - start
-            before = _kernel_ns(sensor)
+            during, elapsed = sensor.kernel_time(), time.perf_counter() - start
             time.sleep(elapsed)
-            background_ns = _kernel_ns(sensor) - before
-            cost[name] = max(loop_ns - background_ns, 0) / (iterations * scale)
+            after, operations = sensor.kernel_time(), iterations * scale
+            cost[name] = {program: ProgramCost(ns=(2 * ns - before[program][1] - after[program][1]) / operations,
+                                               runs=(2 * runs - before[program][0] - after[program][0]) / operations)
+                          for program, (runs, ns) in during.items()}
     finally:
         os.close(stats_fd)
         reader.stopping.set()
         reader.join()
     return cost
-
-
-def _kernel_ns(sensor: Sensor) -> int:
-    return sum(ns for _, ns in sensor.kernel_time().values())
 
 
 def _drops(by_reason: dict[str, int]) -> str:
