@@ -175,6 +175,43 @@ def test_exec_records_only_the_selected_environment_variables(recorder: Recorder
     assert "env" not in recorder.wait_for(lambda r: r["type"] == "exec" and r["pid"] == plain.pid)
 
 
+def _padded_env(variables: list[tuple[str, str, int]]) -> dict[str, str]:
+    """An environment in which each (name, value) starts at its offset (in the order given): padding variables of
+    at most 64 KiB (the kernel takes 128 KiB a string) fill the bytes from where the last one ended."""
+    env: dict[str, str] = {}
+    at = 0
+    for name, value, offset in variables:
+        while at < offset:
+            size = offset - at if offset - at <= 65536 else 60000
+            pad = f"PAD{len(env)}"
+            env[pad] = "p" * (size - len(pad) - 2)
+            at += size
+        env[name] = value
+        at = offset + len(name) + len(value) + 2
+    return env
+
+
+@root_only
+def test_exec_environment_scan_reads_variables_across_its_blocks(recorder: Recorder) -> None:
+    """The kernel reads the environment a 1 KiB block at a time: a name crossing a block's end, a variable starting
+    a block and one far into a large environment are found; past the scan's 256 KiB bound the record says the
+    environment was cut."""
+    env = _padded_env([("HTTP_PROXY", "http://proxy.example:1", 1019), ("LD_AUDIT", "/audit.so", 2048),
+                       ("LD_LIBRARY_PATH", "/far", 100_003)])
+    child = subprocess.Popen(["/bin/true"], env=env, stderr=subprocess.DEVNULL)
+    assert child.wait(timeout=30) == 0
+    record = recorder.wait_for(lambda r: r["type"] == "exec" and r["pid"] == child.pid)
+    assert record["env"] == {"HTTP_PROXY": "http://proxy.example:1", "LD_AUDIT": "/audit.so",
+                             "LD_LIBRARY_PATH": "/far"}
+    assert "env_cut" not in record
+    beyond = subprocess.Popen(["/bin/true"], env=_padded_env([("HTTPS_PROXY", "http://p.example:1", 120_000),
+                                                              ("LD_PRELOAD", "/late.so", 270_000)]),
+                              stderr=subprocess.DEVNULL)
+    assert beyond.wait(timeout=30) == 0
+    record = recorder.wait_for(lambda r: r["type"] == "exec" and r["pid"] == beyond.pid)
+    assert record["env"] == {"HTTPS_PROXY": "http://p.example:1"} and record["env_cut"] is True
+
+
 @root_only
 def test_only_watched_paths_are_recorded_when_opened(recorder: Recorder, watched_dir: Path) -> None:
     secrets = watched_dir / "secrets"
