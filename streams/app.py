@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -104,12 +104,22 @@ class ShortFetchWaitConsumer(faust_aiokafka.Consumer):
         return ShortFetchWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
+class IdempotentProducer(faust_aiokafka.Producer):
+    """Faust's producer with idempotence on, as every vigil producer (``vigil.kafka.producer``): Faust enables it
+    only inside transactions (exactly_once). Without it, a batch the producer re-sends after a partition leader
+    failed (the first send written, its answer lost) is written twice: twice the events, rows stored twice."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {"acks": "all", "enable_idempotence": True}
+
+
 class ShortFetchWaitTransport(faust_aiokafka.Transport):
     Consumer = ShortFetchWaitConsumer
+    Producer = IdempotentProducer
 
 
 class StreamsApp(faust.App):
-    """The Faust app whose consumer uses :class:`ShortFetchWaitConsumer`."""
+    """The Faust app whose consumer uses :class:`ShortFetchWaitConsumer` and whose producer is idempotent."""
 
     def _new_transport(self) -> ShortFetchWaitTransport:
         return ShortFetchWaitTransport(self.conf.broker_consumer, self)
@@ -122,8 +132,10 @@ def configured_engine(settings: Settings, store: StateStore) -> Engine:
     return Engine.load([LIBRARY, *extra], store=store, tuning=Tuning.load(settings.detections.config or None))
 
 
-def create_app(settings: Settings,
+def create_app(settings: Settings, replication: kafka.Replication,
                engine_factory: Callable[[Settings, StateStore], Engine] = configured_engine) -> faust.App:
+    """The worker's app; the topics it creates itself (the state table's changelog, Faust's own) are replicated as
+    ``replication`` says (what :func:`vigil.kafka.ensure_topics` returned)."""
     datadir = Path(settings.data_dir) / "streams"
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = StreamsApp(
@@ -145,11 +157,12 @@ def create_app(settings: Settings,
         # linger would delay each in turn.
         producer_linger=0.0,
         consumer_auto_offset_reset="earliest",
-        topic_replication_factor=1,
+        topic_replication_factor=replication.factor,
         topic_partitions=kafka.TOPICS["events"],
     )
     state = app.Table(
         STATE_TABLE, key_type=bytes, value_type=bytes, partitions=kafka.TOPICS["raw.k8s-audit"], use_partitioner=True,
+        extra_topic_configs=replication.topic_config,
     )
     processor = StreamProcessor(settings, engine_factory(settings, TableStore(state)))
     raw = app.topic(*(settings.topic(f"raw.{s}") for s in SOURCES), key_type=bytes, value_type=bytes,
@@ -160,12 +173,21 @@ def create_app(settings: Settings,
 
     changelog = state.changelog_topic.get_topic_name()
 
+    everywhere = asyncio.Event()
+
     async def changelog_known() -> None:
         """Wait until the producer's metadata has the state table's changelog. Faust partitions a table write
         eagerly from that metadata, and before it is fetched aiokafka's partitioner raises (TypeError: 'NoneType'
         object is not iterable), which crashed the agent when the first write came right after a fresh start
-        created the topic. Returns at once when the topic is known."""
-        await app.producer._ensure_producer().partitions_for(changelog)
+        created the topic. On a cluster the first wait lasts until every broker knows the topic: a refresh from
+        one that does not yet made the producer forget it again, with the same crash. Returns at once when the
+        topic is known."""
+        producer = app.producer._ensure_producer()
+        await producer.partitions_for(changelog)
+        if not everywhere.is_set():
+            await kafka.known_by_every_broker(producer.client, changelog)
+            everywhere.set()
+
 
     async def publish(outputs: list[tuple[str, bytes | None, bytes]]) -> None:
         """Send (topic, key, value) outputs and wait until Kafka has every one: the caller's input is done only

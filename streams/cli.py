@@ -37,8 +37,7 @@ def _tail(args: argparse.Namespace, settings: Settings) -> int:
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     metrics.serve(settings)
-    asyncio.run(kafka.ensure_topics(settings))
-    app = create_app(settings)
+    app = create_app(settings, asyncio.run(kafka.ensure_topics(settings)))
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False,
                           logging_config=logs.dict_config(settings.log_level))
     worker.spinner = None  # a terminal spinner has no place in a service's output

@@ -45,6 +45,12 @@ class KafkaSettings:
     linger_ms: int = 20
     max_batch_bytes: int = 1_048_576
     max_message_bytes: int = 4_194_304  # the broker's message.max.bytes must allow this
+    # Copies of each topic vigil creates (its own and the stream worker's changelog), and how many of them must
+    # have a record before a producer's acks=all is answered. 0: from the cluster's size when the topics are
+    # created, 3 copies (fewer on a smaller cluster) with all but one in sync, so one broker may fail with
+    # nothing lost and writes going on.
+    replication_factor: int = 0
+    min_insync_replicas: int = 0
 
 
 @dataclass(slots=True)

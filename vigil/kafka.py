@@ -11,21 +11,24 @@ one alert per message, as SIEMs expect.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import ssl
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.protocol.metadata import MetadataRequest
 from faust.types.auth import CredentialsT
 
 from vigil import metrics
-from vigil.config import KafkaSettings, Settings
+from vigil.config import ConfigError, KafkaSettings, Settings
 from vigil.event import now_ns
 
 #: Topic names (without the configured prefix) and their partition counts for a fresh cluster.
@@ -43,6 +46,40 @@ TOPICS: dict[str, int] = {
     "alerts.cef": 3,
     "deadletter": 1,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Replication:
+    """How vigil's topics are replicated: copies of each partition, and how many of them must hold a record
+    before a producer's acks=all is answered (the topic's ``min.insync.replicas``). With 3 and 2, one broker can
+    die with nothing acknowledged lost and writes going on; a second one stops writes rather than keep a single
+    copy."""
+
+    factor: int
+    min_insync: int
+
+    @property
+    def topic_config(self) -> dict[str, str]:
+        return {"min.insync.replicas": str(self.min_insync)}
+
+
+def replication(kafka: KafkaSettings, brokers: int) -> Replication:
+    """The replication the settings ask for on a cluster of ``brokers`` live brokers. A setting of 0 is derived:
+    3 copies (as many as there are brokers on a smaller cluster), all but one of them in sync."""
+    factor = kafka.replication_factor or min(3, max(brokers, 1))
+    min_insync = kafka.min_insync_replicas or max(1, factor - 1)
+    if min_insync > factor:
+        raise ConfigError(f"VIGIL_KAFKA_MIN_INSYNC_REPLICAS={min_insync} is more than the replication factor "
+                          f"{factor}: no write could ever be acknowledged")
+    return Replication(factor, min_insync)
+
+
+def topic_partitions(settings: Settings, name: str) -> int:
+    """Partitions vigil creates topic ``name`` with: the pod-keyed topics (``raw.<source>``, ``events``) have
+    ``kafka.partitions``, the others as :data:`TOPICS` says."""
+    if name.startswith("raw.") or name == "events":
+        return settings.kafka.partitions
+    return TOPICS.get(name, 1)
 
 
 def client_options(kafka: KafkaSettings) -> dict[str, Any]:
@@ -107,22 +144,53 @@ def consumer(settings: Settings, *topics: str, group_id: str, **overrides: Any) 
     return AIOKafkaConsumer(*topics, **(options | overrides))
 
 
-async def ensure_topics(settings: Settings, names: Iterable[str] = TOPICS) -> None:
-    """Create vigil's topics if they are missing (idempotent; an existing topic is left as it is)."""
+async def ensure_topics(settings: Settings, names: Iterable[str] = TOPICS) -> Replication:
+    """Create vigil's topics if they are missing (idempotent; an existing topic is left as it is), replicated as
+    :func:`replication` says for the cluster as it is now; returns that replication, for the topics that
+    components create themselves (the stream worker's changelog)."""
     admin = AIOKafkaAdminClient(**client_options(settings.kafka))
     await admin.start()
     try:
+        wanted = replication(settings.kafka, len((await admin.describe_cluster())["brokers"]))
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(settings.topic(name), num_partitions=TOPICS.get(name, 1), replication_factor=1)
+            NewTopic(settings.topic(name), num_partitions=TOPICS.get(name, 1), replication_factor=wanted.factor,
+                     topic_configs=wanted.topic_config)
             for name in names
             if settings.topic(name) not in existing
         ]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # created concurrently elsewhere
                 await admin.create_topics(missing)
+        return wanted
     finally:
         await admin.close()
+
+
+async def known_by_every_broker(client: AIOKafkaClient, topic: str, poll_seconds: float = 0.1) -> None:
+    """Return once every live broker of ``client``'s cluster has ``topic``, with a leader for each partition.
+
+    Brokers learn of a new topic each on its own time (0.6 to 3 s apart after a creation, measured on a 3-broker
+    cluster here), and aiokafka refreshes its metadata from any one broker, dropping a topic that one does not know
+    yet: a producer that knew the topic forgets it again for a while. A broker that does not answer is skipped.
+    """
+    request = MetadataRequest([topic], allow_auto_topic_creation=False)
+    while True:
+        unaware = []
+        for broker in client.cluster.brokers():
+            with contextlib.suppress(KafkaError, OSError):
+                response = await client.send(broker.nodeId, request)
+                if not all(_has_leaders(entry) for entry in response.topics):
+                    unaware.append(broker.nodeId)
+        if not unaware:
+            return
+        await asyncio.sleep(poll_seconds)
+
+
+def _has_leaders(topic_entry: tuple[Any, ...]) -> bool:
+    """Whether a MetadataResponse topic entry (error, name, internal, partitions) has every partition led."""
+    error, _, _, partitions = topic_entry[:4]
+    return error == 0 and bool(partitions) and all(partition[2] >= 0 for partition in partitions)
 
 
 #: Room for the key and Kafka's record framing: the producer counts them, not only the value, against its

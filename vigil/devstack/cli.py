@@ -19,6 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for health (default 180)")
     up.add_argument("--monitoring", action="store_true",
                     help="also run Prometheus (127.0.0.1:9090), scraping the vigil components running now")
+    up.add_argument("--kafka-brokers", type=int, metavar="N",
+                    help="run Kafka as a cluster of N brokers (3: replication factor 3, min ISR 2) on consecutive "
+                         "port pairs from the bootstrap port; kept for later starts of this run dir (default: as "
+                         "before, 1 at first)")
     up.add_argument("--clickhouse-shards", type=int, metavar="N",
                     help="run ClickHouse as N servers wired as one cluster (Distributed tables over N shards), on "
                          "consecutive ports from the configured ones; kept for later starts of this run dir")
@@ -33,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_up(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        devstack.up(settings, timeout=args.timeout, monitoring=args.monitoring,
+        devstack.up(settings, timeout=args.timeout, monitoring=args.monitoring, kafka_brokers=args.kafka_brokers,
                     clickhouse_shards=args.clickhouse_shards)
     except devstack.DevStackError as exc:
         return _failed("up", exc)

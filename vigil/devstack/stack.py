@@ -21,7 +21,7 @@ from typing import Protocol
 from vigil.config import Settings
 from vigil.devstack.clickhouse import choose_shard_count, clickhouse_servers
 from vigil.devstack.errors import DevStackError
-from vigil.devstack.kafka_broker import KafkaBroker
+from vigil.devstack.kafka_broker import choose_broker_count, kafka_brokers
 from vigil.devstack.ports import is_listening
 from vigil.devstack.process import DetachedProcess
 from vigil.devstack.prometheus import PrometheusServer
@@ -70,18 +70,21 @@ def run_dir(settings: Settings) -> Path:
     return Path(os.environ.get("VIGIL_DEV_DIR") or Path(settings.data_dir) / "dev")
 
 
-def up(settings: Settings, timeout: float = 180.0, monitoring: bool = False,
+def up(settings: Settings, timeout: float = 180.0, monitoring: bool = False, kafka_brokers: int | None = None,
        clickhouse_shards: int | None = None) -> None:
     """Start what is not running and wait until every service answers; a running stack is left as it is.
 
     The first start also fetches Kafka's jars (about a minute, once); ``timeout`` counts from after that.
     ``monitoring`` also runs Prometheus, and points it at the vigil components running now (a running Prometheus
-    is re-targeted, not restarted). ``clickhouse_shards`` runs ClickHouse as that many servers wired as one cluster
+    is re-targeted, not restarted). ``kafka_brokers`` runs Kafka as a cluster of that many nodes (None: as many as
+    the run dir had, 1 at first); ``clickhouse_shards`` runs ClickHouse as that many servers wired as one cluster
     (None: as many as the run dir had, 1 at first).
     """
     directory = run_dir(settings)
     directory.mkdir(parents=True, exist_ok=True)
     with locked(directory):
+        if kafka_brokers is not None:
+            choose_broker_count(settings, directory, kafka_brokers)
         if clickhouse_shards is not None:
             choose_shard_count(settings, directory, clickhouse_shards)
         _start(settings, directory, timeout)
@@ -92,8 +95,8 @@ def up(settings: Settings, timeout: float = 180.0, monitoring: bool = False,
 def down(settings: Settings, grace: float = 30.0, only: Collection[str] | None = None) -> None:
     """Stop the services this run dir started: SIGTERM, then SIGKILL after ``grace`` seconds.
 
-    ``only`` names the services to stop (``"kafka"``, ``"clickhouse"``, ``"prometheus"``), e.g. to test a Kafka
-    outage.
+    ``only`` names the services to stop (``"kafka"``, or a cluster's ``"kafka-2"``, ``"clickhouse"``,
+    ``"prometheus"``), e.g. to test a Kafka outage.
     """
     directory = run_dir(settings)
     if not directory.is_dir():
@@ -162,7 +165,7 @@ def _start(settings: Settings, directory: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     for service in services:
         wait_healthy(service, deadline, timeout)
-    KafkaBroker(settings, directory).create_topics()
+    kafka_brokers(settings, directory)[0].create_topics(max(deadline - time.monotonic(), PROBE_SECONDS))
 
 
 def _not_running(services: list[Service]) -> list[Service]:
@@ -203,7 +206,7 @@ def _live_users(directory: Path) -> list[Path]:
 
 
 def _services(settings: Settings, directory: Path) -> list[Service]:
-    return [KafkaBroker(settings, directory), *clickhouse_servers(settings, directory)]
+    return [*kafka_brokers(settings, directory), *clickhouse_servers(settings, directory)]
 
 
 def service_status(service: Service) -> ServiceStatus:
