@@ -63,6 +63,10 @@ settings), never variables. Call with (dict "root" $ "component" "name" "extra" 
   value: {{ $v.kafka.bootstrap | quote }}
 - name: VIGIL_KAFKA_TOPIC_PREFIX
   value: {{ $v.kafka.topicPrefix | quote }}
+- name: VIGIL_KAFKA_REPLICATION_FACTOR
+  value: {{ $v.kafka.replicationFactor | quote }}
+- name: VIGIL_KAFKA_MIN_INSYNC_REPLICAS
+  value: {{ $v.kafka.minInsyncReplicas | quote }}
 - name: VIGIL_KAFKA_SECURITY_PROTOCOL
   value: {{ $v.kafka.securityProtocol | quote }}
 {{- if hasPrefix "SASL_" $v.kafka.securityProtocol }}
