@@ -75,6 +75,8 @@ def _add_detect(sub: argparse._SubParsersAction) -> None:
                         help="events through the Faust worker, 0 to skip it (default 100000)")
     detect.add_argument("--records-per-message", type=int, default=RECORDS_PER_MESSAGE,
                         help=f"records of one pod packed into a Kafka message (default {RECORDS_PER_MESSAGE})")
+    detect.add_argument("--workers", type=int, default=1,
+                        help="stream worker processes sharing the topics in the Faust run (default 1)")
     detect.set_defaults(func=_run_detect)
 
 

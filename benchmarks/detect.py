@@ -9,9 +9,10 @@ serialized records:
 - ``engine``: normalized events through :meth:`Engine.process` (the detections and their state);
 - ``stream step``: raw Kafka message values through :class:`StreamProcessor` in the batches a worker takes
   (decode, normalize, engine, encode the events batches, state written once per batch);
-- ``faust``: the same messages on a private topic prefix of the local Kafka, through a real
-  ``vigil stream worker`` process, counted on the events topic; the baseline there is a raw aiokafka
-  consumer reading and parsing the same messages.
+- ``faust``: the same messages on a private topic prefix of the local Kafka, through ``--workers`` real
+  ``vigil stream worker`` processes sharing the topics' partitions, counted on the events topic; the baseline
+  there is a raw aiokafka consumer reading and parsing the same messages (on a prefix of their own). The
+  messages are sent only once every worker has joined the group, so the rate is that of all of them.
 
 The in-process rates are events per CPU second of the benchmark's own (single-threaded) process, and the
 worker's are given per CPU second of the worker too: "per core" figures that hold on a machine shared with
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import gc
 import os
 import random
@@ -67,7 +69,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     print(describe_mix(records))
     bench_in_process(settings, records, args.records_per_message)
     if args.faust_events:
-        return asyncio.run(bench_faust(settings, event_mix(args.faust_events), args.records_per_message))
+        return asyncio.run(bench_faust(settings, event_mix(args.faust_events), args.records_per_message,
+                                       args.workers))
     return 0
 
 
@@ -245,32 +248,60 @@ def _messages(records: list[tuple[str, dict[str, Any]]], per_message: int) -> It
 # --- Through a Faust worker -------------------------------------------------------------------------------------
 
 
-async def bench_faust(settings: Settings, records: list[tuple[str, dict[str, Any]]], per_message: int) -> int:
+async def bench_faust(settings: Settings, records: list[tuple[str, dict[str, Any]]], per_message: int,
+                      workers: int = 1) -> int:
     run = f"bench-{uuid.uuid4().hex[:8]}"
+    baseline_settings = copy.deepcopy(settings)
+    baseline_settings.kafka.topic_prefix = f"{run}-raw."
     settings.kafka.topic_prefix = f"{run}."
     data_dir = Path(settings.data_dir) / run
     try:
         await kafka.ensure_topics(settings)
+        await kafka.ensure_topics(baseline_settings)
     except KafkaError as exc:
         print(f"vigil bench detect: Kafka is not reachable ({exc}); start it with `vigil dev up`", file=sys.stderr)
         return 1
-    worker = None
+    processes: list[subprocess.Popen] = []
     try:
         messages = list(_messages(records, per_message))
+        await _produce(baseline_settings, messages)
+        baseline = await _consume_raw(baseline_settings, len(records))
+        processes = [_start_worker(settings, data_dir / str(n)) for n in range(workers)]
+        await _joined(settings, processes)
         await _produce(settings, messages)
-        baseline = await _consume_raw(settings, len(records))
-        worker = _start_worker(settings, data_dir)
-        rate, per_cpu_second = await _count_events(settings, len(records), worker)
+        rate, per_cpu_second = await _count_events(settings, len(records), processes)
     finally:
-        if worker is not None:
-            _stop(worker)
+        for process in processes:
+            _stop(process)
         await _delete_topics(settings)
+        await _delete_topics(baseline_settings)
         shutil.rmtree(data_dir, ignore_errors=True)
-    print(f"faust worker (1 process)      {rate:>12,.0f} events/s  raw aiokafka consume+parse {baseline:,.0f} events/s"
-          f"  raw/worker {baseline / rate:5.1f}x  ({len(records):,} events in {len(messages):,} messages)")
-    print(f"faust worker per CPU second   {per_cpu_second:>12,.0f} events/s  (the worker used "
+    label = f"faust workers ({workers} processes)" if workers > 1 else "faust worker (1 process)"
+    print(f"{label:<30}{rate:>12,.0f} events/s  raw aiokafka consume+parse {baseline:,.0f} events/s"
+          f"  raw/worker {baseline / rate:5.1f}x  ({len(records):,} events in {len(messages):,} messages, "
+          f"{settings.kafka.partitions} partitions)")
+    print(f"faust worker per CPU second   {per_cpu_second:>12,.0f} events/s  (the workers used "
           f"{100 * rate / per_cpu_second:.0f}% of a core meanwhile)")
     return 0
+
+
+async def _joined(settings: Settings, processes: list[subprocess.Popen]) -> None:
+    """Return once the workers' consumer group is stable with every one of them in it."""
+    group = f"{settings.kafka.topic_prefix}streams"
+    deadline = time.monotonic() + 300
+    admin = AIOKafkaAdminClient(**kafka.client_options(settings.kafka))
+    await admin.start()
+    try:
+        while True:
+            (response,) = await admin.describe_consumer_groups([group])
+            _, _, state, _, _, members = response.groups[0][:6]
+            if state == "Stable" and len(members) == len(processes):
+                return
+            if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+                raise RuntimeError(f"the workers did not join one group (state {state}, {len(members)} members)")
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
 
 
 async def _produce(settings: Settings, messages: list[tuple[str, bytes, bytes]]) -> None:
@@ -306,24 +337,25 @@ def _start_worker(settings: Settings, data_dir: Path) -> subprocess.Popen:
     return subprocess.Popen([vigil, "stream", "worker"], env=env, start_new_session=True)
 
 
-async def _count_events(settings: Settings, expected: int, worker: subprocess.Popen) -> tuple[float, float]:
-    """Events/s the worker wrote to the events topic, from its first output to its last (start-up excluded):
-    per wall-clock second and per CPU second of the worker."""
+async def _count_events(settings: Settings, expected: int, workers: list[subprocess.Popen]) -> tuple[float, float]:
+    """Events/s the workers wrote to the events topic, from the first output to the last (start-up excluded):
+    per wall-clock second and per CPU second of the workers together."""
     consumer = kafka.consumer(settings, settings.topic("events"), group_id=None, auto_offset_reset="earliest")
     await consumer.start()
     seen, first, first_cpu = 0, 0.0, 0.0
     deadline = time.monotonic() + 600
     try:
         while seen < expected:
-            if worker.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the worker stopped or stalled after {seen} of {expected} events")
+            if any(worker.poll() is not None for worker in workers) or time.monotonic() > deadline:
+                raise RuntimeError(f"a worker stopped or stalled after {seen} of {expected} events")
             for messages in (await consumer.getmany(timeout_ms=500, max_records=5_000)).values():
                 if not first:
-                    first, first_cpu = time.perf_counter(), cpu_seconds(worker.pid)
+                    first, first_cpu = time.perf_counter(), sum(cpu_seconds(w.pid) for w in workers)
                 seen += sum(len(orjson.loads(message.value)) for message in messages)
     finally:
         await consumer.stop()
-    return seen / (time.perf_counter() - first), seen / (cpu_seconds(worker.pid) - first_cpu)
+    cpu = sum(cpu_seconds(worker.pid) for worker in workers) - first_cpu
+    return seen / (time.perf_counter() - first), seen / cpu
 
 
 def _stop(process: subprocess.Popen) -> None:

@@ -4,8 +4,8 @@
 Every collector counts its losses in a :class:`HealthReporter`, which ships a record as soon as a loss is
 counted (at most once per ``interval_s``) to *every* partition of ``raw.<source>``: only the worker owning
 a partition sees what arrives on it, and every worker must learn of the loss (while Kafka is unreachable the
-partitions are taken from :data:`vigil.kafka.TOPICS`, the counts vigil creates topics with). Nothing is sent while
-nothing is lost, so a healthy collector costs nothing.
+partitions are taken from :func:`vigil.kafka.topic_partitions`, the counts vigil creates topics with). Nothing
+is sent while nothing is lost, so a healthy collector costs nothing.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class HealthReporter:
         for record in records:
             topic = self._settings.topic(f"raw.{record['source']}")
             value = b"[" + orjson.dumps(record) + b"]"
-            default = kafka.TOPICS.get(f"raw.{record['source']}", 1)
+            default = kafka.topic_partitions(self._settings, f"raw.{record['source']}")
             partitions = await self._shipper.partitions(topic, default)
             messages += [Message(topic, health_key(self._settings.cluster), value, p) for p in partitions]
         try:

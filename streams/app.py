@@ -11,7 +11,10 @@ a sequence whose first step was seen before the restart still completes after it
 state key, which for sequences is the correlation key, i.e. the Kafka key of the raw messages, and its
 changelog is partitioned by the same partitioner over the same partition count: a pod's state lives in the
 changelog partition that pairs with the raw partition its events arrive on. The engine writes the table only
-for events a windowed or sequence detection observes (a table write costs ~0.5 ms, FACTS.md).
+for events a windowed or sequence detection observes (a table write costs ~0.5 ms, FACTS.md). Open alerts and
+their recent hits (suppression) are a second table, written to the partition of the events that opened each
+alert (:mod:`vigil.streams.tables`): a worker that takes over a partition folds the next repeats into the alert
+the previous owner opened, and ignores the hits that owner counted but did not commit.
 
 Throughput: Faust costs ~54 us per message it hands to an agent (FACTS.md), so the agent takes the messages
 Kafka delivered in one go (up to :data:`BATCH_MESSAGES`, waiting at most :data:`BATCH_SECONDS` for more) and
@@ -48,11 +51,13 @@ from vigil.detections.state import StateStore
 from vigil.detections.tuning import Tuning
 from vigil.sources.source import SOURCES
 from vigil.streams.processor import COMPONENT, RawMessage, StreamProcessor
+from vigil.streams.tables import RoutedTableStore
 
 HOUSEKEEPING_SECONDS = 5.0
 #: How often the watermark is applied to windows and sequences (absences fire, expired state goes).
 ADVANCE_SECONDS = 1.0
 STATE_TABLE = "detection-state"
+ALERTS_TABLE = "open-alerts"
 #: Raw messages processed as one batch at most (each holds up to a collector flush of one key's records).
 BATCH_MESSAGES = 500
 #: How long the agent waits for a batch to fill before it processes what it has: latency added at low rates.
@@ -125,15 +130,16 @@ class StreamsApp(faust.App):
         return ShortFetchWaitTransport(self.conf.broker_consumer, self)
 
 
-def configured_engine(settings: Settings, store: StateStore) -> Engine:
+def configured_engine(settings: Settings, store: StateStore, alert_store: StateStore) -> Engine:
     """The bundled library and the deployment's own detections (e.g. a ConfigMap the Helm chart mounts), with
-    its tuning, keeping state in ``store``."""
+    its tuning, keeping state in ``store`` and open alerts in ``alert_store``."""
     extra = [path for path in settings.detections.path.split(os.pathsep) if path]
-    return Engine.load([LIBRARY, *extra], store=store, tuning=Tuning.load(settings.detections.config or None))
+    return Engine.load([LIBRARY, *extra], store=store, alert_store=alert_store,
+                       tuning=Tuning.load(settings.detections.config or None))
 
 
 def create_app(settings: Settings, replication: kafka.Replication,
-               engine_factory: Callable[[Settings, StateStore], Engine] = configured_engine) -> faust.App:
+               engine_factory: Callable[[Settings, StateStore, StateStore], Engine] = configured_engine) -> faust.App:
     """The worker's app; the topics it creates itself (the state table's changelog, Faust's own) are replicated as
     ``replication`` says (what :func:`vigil.kafka.ensure_topics` returned)."""
     datadir = Path(settings.data_dir) / "streams"
@@ -157,14 +163,20 @@ def create_app(settings: Settings, replication: kafka.Replication,
         # linger would delay each in turn.
         producer_linger=0.0,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.kafka.stream_session_timeout_s,
         topic_replication_factor=replication.factor,
-        topic_partitions=kafka.TOPICS["events"],
+        topic_partitions=settings.kafka.partitions,
     )
     state = app.Table(
-        STATE_TABLE, key_type=bytes, value_type=bytes, partitions=kafka.TOPICS["raw.k8s-audit"], use_partitioner=True,
+        STATE_TABLE, key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions, use_partitioner=True,
         extra_topic_configs=replication.topic_config,
     )
-    processor = StreamProcessor(settings, engine_factory(settings, TableStore(state)))
+    open_alerts = app.Table(
+        ALERTS_TABLE, key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions, use_partitioner=True,
+        extra_topic_configs=replication.topic_config,
+    )
+    alert_store = RoutedTableStore(open_alerts, settings.kafka.partitions)
+    processor = StreamProcessor(settings, engine_factory(settings, TableStore(state), alert_store))
     raw = app.topic(*(settings.topic(f"raw.{s}") for s in SOURCES), key_type=bytes, value_type=bytes,
                     key_serializer="raw", value_serializer="raw")
     events_topic, alerts_topic = settings.topic("events"), settings.topic("alerts")
@@ -187,7 +199,6 @@ def create_app(settings: Settings, replication: kafka.Replication,
         if not everywhere.is_set():
             await kafka.known_by_every_broker(producer.client, changelog)
             everywhere.set()
-
 
     async def publish(outputs: list[tuple[str, bytes | None, bytes]]) -> None:
         """Send (topic, key, value) outputs and wait until Kafka has every one: the caller's input is done only

@@ -45,6 +45,13 @@ class KafkaSettings:
     linger_ms: int = 20
     max_batch_bytes: int = 1_048_576
     max_message_bytes: int = 4_194_304  # the broker's message.max.bytes must allow this
+    # Partitions of the topics keyed by pod (raw.<source>, events) and of the stream workers' state and open-alerts
+    # changelogs, when vigil creates them: the most stream workers that can share the load. Set it before the
+    # topics exist; the changelogs must have as many partitions as the raw topics.
+    partitions: int = 6
+    # How long a stream worker may go without a heartbeat before Kafka gives its partitions to the others: what a
+    # crashed worker's partitions wait (Faust's default, 60 s). Heartbeats come from a thread of their own, every 3 s.
+    stream_session_timeout_s: float = 10.0
     # Copies of each topic vigil creates (its own and the stream worker's changelog), and how many of them must
     # have a record before a producer's acks=all is answered. 0: from the cluster's size when the topics are
     # created, 3 copies (fewer on a smaller cluster) with all but one in sync, so one broker may fail with

@@ -154,8 +154,8 @@ async def ensure_topics(settings: Settings, names: Iterable[str] = TOPICS) -> Re
         wanted = replication(settings.kafka, len((await admin.describe_cluster())["brokers"]))
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(settings.topic(name), num_partitions=TOPICS.get(name, 1), replication_factor=wanted.factor,
-                     topic_configs=wanted.topic_config)
+            NewTopic(settings.topic(name), num_partitions=topic_partitions(settings, name),
+                     replication_factor=wanted.factor, topic_configs=wanted.topic_config)
             for name in names
             if settings.topic(name) not in existing
         ]
