@@ -124,7 +124,10 @@ class StorageWriter:
         self._batches: dict[TopicPartition, PartitionBatch] = {}
         self._batch_started = 0.0
         self._lock = asyncio.Lock()  # one of: a flush, adding records, a rebalance giving partitions away
-        self._generation = 0  # bumped on every revocation: records fetched before it are stale
+        self._generation = 0  # bumped on every revocation and assignment: records fetched before it are stale
+        #: From a revocation to the next assignment: records still fetched then are the old assignment's, read
+        #: past what was dropped with the revoked batches, so storing and committing them would skip that.
+        self._awaiting_assignment = True
         self._group_id = group_id
         self._consumer = kafka.consumer(settings, group_id=group_id, max_poll_records=settings.clickhouse.batch_rows)
         self._sender = kafka.producer(settings)
@@ -158,13 +161,33 @@ class StorageWriter:
         generation = self._generation
         fetched = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms())
         async with self._lock:
+            if self._awaiting_assignment:
+                return  # the next assignment positions every partition at its committed offset
             if generation != self._generation:
-                return  # partitions changed hands meanwhile: these are read again from the committed offsets
+                await self._read_again(fetched)
+                return
             for tp, messages in fetched.items():
                 await self._add(tp, messages)
             if self._due():
                 await self._flush(stop)
         await self._report_lag()
+
+    async def _read_again(self, fetched: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Drop records fetched while partitions changed hands, and read them again from the committed offsets.
+
+        The fetch began before the last assignment, so its records belong to no batch. They may already be the
+        new assignment's, which then counts them as read: going on from there would skip them, and the next
+        commit would cover them.
+        """
+        assigned = self._consumer.assignment()
+        for tp in fetched:
+            if tp not in assigned:
+                continue
+            committed = await self._consumer.committed(tp)
+            if committed is None:
+                await self._consumer.seek_to_beginning(tp)  # as auto_offset_reset="earliest" would
+            else:
+                self._consumer.seek(tp, committed)
 
     def _poll_timeout_ms(self) -> int:
         if not any(b.ready for b in self._batches.values()):
@@ -312,8 +335,14 @@ class StorageWriter:
         """Forget what was read from partitions going elsewhere; their next owner reads them again."""
         async with self._lock:
             self._generation += 1
+            self._awaiting_assignment = True
             for tp in revoked:
                 self._batches.pop(tp, None)
+
+    async def _partitions_assigned(self) -> None:
+        async with self._lock:
+            self._generation += 1
+            self._awaiting_assignment = False
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -324,7 +353,8 @@ class _Rebalance(ConsumerRebalanceListener):
         await self._writer._partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        """Nothing to do: a partition's pending range is looked up when its first records arrive."""
+        """Records may be used again (a partition's pending range is looked up when its first records arrive)."""
+        await self._writer._partitions_assigned()
 
 
 async def retry_unavailable(stop: asyncio.Event, operation: str, call: Callable[..., T], *args: Any) -> T | None:
