@@ -97,15 +97,16 @@ class Observed:
     #: Per alert topic, ``(seconds after the load started, latency in seconds)`` of each alert's first arrival.
     arrivals: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: {t: [] for t in ALERT_TOPICS})
     post_seconds: list[float] = field(default_factory=list)  # webhook POST → 200 of every batch
+    posted_events: int = 0
+    expected_alerts: int = 0
     stored_events: int = -1
     exited: list[str] = field(default_factory=list)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """``vigil bench soak`` for the minutes the options ask for."""
-    warmup = args.warmup
-    soak = Soak(Load(args.rate, warmup + args.minutes * 60, args.attack_share), warmup, args.sample_seconds,
-                args.interval_seconds)
+    soak = Soak(Load(args.rate, args.warmup + args.minutes * 60, args.attack_share), args.warmup,
+                args.sample_seconds, args.interval_seconds)
     return asyncio.run(bench_soak(settings, soak, Path(args.json) if args.json else None))
 
 
@@ -167,9 +168,11 @@ async def _soak(settings: Settings, soak: Soak, processes: dict[str, subprocess.
     done.set()
     await sampler
     if not sending.done():
-        sending.cancel()
+        for task in (sending, *collectors):
+            task.cancel()
         return
-    observed.post_seconds = measurement.post_seconds
+    observed.post_seconds, observed.posted_events = measurement.post_seconds, measurement.posted
+    observed.expected_alerts = len(measurement.sent_at)
     try:
         await asyncio.wait_for(asyncio.gather(*collectors), timeout=DRAIN_SECONDS)
     except TimeoutError:
@@ -319,10 +322,12 @@ def build_report(soak: Soak, observed: Observed) -> dict[str, Any]:
         "components": components,
         "latency": {topic: latency_by_interval(arrivals, soak.warmup_s, soak.interval_s, end)
                     for topic, arrivals in observed.arrivals.items()},
+        "alerts_expected": observed.expected_alerts,
         "alerts_received": {topic: len(arrivals) for topic, arrivals in observed.arrivals.items()},
         "post_ms": {"p50": round(percentile(observed.post_seconds, 0.5) * 1000),
                     "p99": round(percentile(observed.post_seconds, 0.99) * 1000)},
-        "stored_events": observed.stored_events,
+        "events_posted": observed.posted_events,
+        "events_stored": observed.stored_events,
         "exited": observed.exited,
     }
 
@@ -335,7 +340,9 @@ def print_report(report: dict[str, Any]) -> None:
     if report["loadavg_1min"]:
         print(f"host load average    {report['loadavg_1min']['min']:.1f} to {report['loadavg_1min']['max']:.1f} "
               f"(1 min, {os.cpu_count()} CPUs)")
-    print(f"alerts received      {report['alerts_received']}; events stored {report['stored_events']}")
+    received = ", ".join(f"{count} on {topic}" for topic, count in report["alerts_received"].items())
+    print(f"alerts               {report['alerts_expected']} expected, {received}")
+    print(f"events               {report['events_posted']} posted, {report['events_stored']} stored")
     print(f"webhook POST → 200   p50 {report['post_ms']['p50']} ms, p99 {report['post_ms']['p99']} ms")
     print(f"\n{'component':16}{'RSS start':>11}{'RSS end':>10}{'growth/10min':>14}{'2nd half':>10}"
           f"{'lag max':>9}{'lag end':>9}{'errors':>8}{'CPU':>6}")

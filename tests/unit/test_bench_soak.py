@@ -75,7 +75,7 @@ def _observed() -> Observed:
         observed.samples.append(Sample(float(at), rss, dict.fromkeys(COMPONENTS, at / 2), lag, errors, 1.5))
     observed.arrivals = {"alerts": [(40.0, 0.2)], "alerts.ocsf": [(41.0, 0.3)]}
     observed.post_seconds = [0.01, 0.02]
-    observed.stored_events = 240
+    observed.posted_events, observed.stored_events, observed.expected_alerts = 260, 240, 2
     return observed
 
 
@@ -93,4 +93,5 @@ def test_report_has_one_entry_per_component_and_interval() -> None:
     assert writer["kafka_errors"] == 2  # 0 at 10 s, 2 from 100 s on: errors during the window only
     assert [len(rows) for rows in report["latency"].values()] == [2, 2]
     assert report["alerts_received"] == {"alerts": 1, "alerts.ocsf": 1}
-    assert report["samples_in_window"] == 24 and report["stored_events"] == 240
+    assert report["alerts_expected"] == 2
+    assert report["samples_in_window"] == 24 and (report["events_posted"], report["events_stored"]) == (260, 240)
