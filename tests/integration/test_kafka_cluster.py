@@ -13,6 +13,7 @@ pipeline's (kill → the rows of the batch posted just after the kill are in Cli
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import shutil
@@ -33,6 +34,7 @@ import clickhouse_connect
 import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client import REGISTRY
 
 from tests.integration.harness import SAMPLES, RunningCollector, free_port, wait_for
 from vigil import devstack, kafka
@@ -42,6 +44,7 @@ from vigil.detections.replay import Replay
 from vigil.devstack.kafka_broker import KafkaBroker, kafka_brokers
 from vigil.devstack.ports import is_listening
 from vigil.sources.source import get_source
+from vigil.storage.writer import GROUP_ID
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -138,14 +141,18 @@ async def test_killing_the_leading_broker_mid_stream_loses_and_doubles_nothing(p
         victim, led = await _leading_broker(settings)
         os.kill(victim.process.pid(), signal.SIGKILL)
         killed = time.monotonic()
+        # Watched while the second half is posted: either may come first.
+        moved = asyncio.create_task(_seconds_until(lambda: _leaders_moved(settings, victim.node_id, led), killed))
+        flowing = asyncio.create_task(_seconds_until(lambda: _stored(store, settings, batches[half:half + 1]), killed))
         for batch in batches[half:]:
             await _post(session, url, batch)
-        posted = time.monotonic()
-        await wait_for(lambda: _leaders_moved(settings, victim.node_id, led), timeout=120, interval=0.1)
-        kafka_failover = time.monotonic() - killed
-        await wait_for(lambda: _stored(store, settings, batches[half:half + 1]), timeout=180, interval=0.1)
-        pipeline_failover = time.monotonic() - killed
-        await wait_for(lambda: _stored(store, settings, batches), timeout=300)
+        posted = time.monotonic() - killed
+        try:
+            kafka_failover, pipeline_failover = await moved, await flowing
+            await wait_for(lambda: _stored(store, settings, batches), timeout=300)
+        except AssertionError as stuck:
+            flowing.cancel()
+            raise AssertionError(f"{stuck}; {await _where_it_stands(settings)}") from stuck
         drained = time.monotonic() - killed
 
     audit_ids = [event["auditID"] for batch in batches for event in batch]
@@ -156,7 +163,7 @@ async def test_killing_the_leading_broker_mid_stream_loses_and_doubles_nothing(p
     print(f"\nkafka cluster failover: killed kafka-{victim.node_id} (leader of {len(led)} of the stream's "
           f"partitions) after {half} of {BATCHES} batches; every partition it led had a new leader after "
           f"{kafka_failover:.1f} s; the first batch posted after the kill was stored after {pipeline_failover:.1f} s; "
-          f"all {len(audit_ids)} events after {drained:.1f} s (posting the second half took {posted - killed:.1f} s); "
+          f"all {len(audit_ids)} events after {drained:.1f} s (posting the second half took {posted:.1f} s); "
           f"{sum(rows.values())} event rows for {len(rows)} events, {sum(alerts.values())} rows for "
           f"{len(alerts)} alerts")
     assert sorted(rows) == sorted(audit_ids), "lost events"
@@ -170,6 +177,35 @@ def _stored_alerts(store, settings: Settings, run: str) -> Counter:
     return Counter(store.query(
         f"SELECT detection, pod FROM {settings.clickhouse.database}.alerts "
         f"WHERE detection IN {PER_BATCH_ALERTS} AND pod LIKE '%-{run}-%'").result_rows)
+
+
+async def _seconds_until(predicate, since: float) -> float:
+    """Seconds from ``since`` until ``predicate`` holds (polled every 0.1 s, for at most 3 minutes)."""
+    await wait_for(predicate, timeout=180, interval=0.1)
+    return time.monotonic() - since
+
+
+async def _where_it_stands(settings: Settings) -> str:
+    """For a failure: what the collector holds in its spool, and how far behind the worker's and the writer's
+    groups are on the raw and events topics."""
+    spooled = REGISTRY.get_sample_value("vigil_spool_bytes", {"component": "audit-collector"})
+    admin = AIOKafkaAdminClient(**kafka.client_options(settings.kafka))
+    reader = kafka.consumer(settings, group_id=None)
+    await admin.start()
+    await reader.start()
+    try:
+        behind = {}
+        for group, topic in ((f"{settings.kafka.topic_prefix}streams", "raw.k8s-audit"),
+                             (GROUP_ID, "events")):
+            committed = await admin.list_consumer_group_offsets(group)
+            partitions = [p for p in committed if p.topic == settings.topic(topic)]
+            ends = await reader.end_offsets(partitions)
+            behind[group] = {p.partition: ends[p] - committed[p].offset for p in partitions
+                             if ends[p] > committed[p].offset}
+    finally:
+        await reader.stop()
+        await admin.close()
+    return f"collector spool {spooled:.0f} bytes; records behind per partition: {behind}"
 
 
 def _batch(run: str, number: int) -> list[dict]:
