@@ -164,6 +164,10 @@ def create_app(settings: Settings, replication: kafka.Replication,
         producer_linger=0.0,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.kafka.stream_session_timeout_s,
+        # No standby copies of other workers' partitions: the engine expires and evicts every key its tables hold,
+        # and would do so for keys another worker owns (and write tombstones over that worker's entries). A worker
+        # that takes a partition over reads its changelog partitions from the start instead (compacted, small).
+        table_standby_replicas=0,
         topic_replication_factor=replication.factor,
         topic_partitions=settings.kafka.partitions,
     )
@@ -183,21 +187,24 @@ def create_app(settings: Settings, replication: kafka.Replication,
     deadletter_topic = settings.topic("deadletter")
     prefix_len = len(settings.topic("raw."))
 
-    changelog = state.changelog_topic.get_topic_name()
+    changelogs = [table.changelog_topic.get_topic_name() for table in (state, open_alerts)]
 
     everywhere = asyncio.Event()
 
     async def changelog_known() -> None:
-        """Wait until the producer's metadata has the state table's changelog. Faust partitions a table write
+        """Wait until the producer's metadata has the tables' changelogs. Faust partitions a table write
         eagerly from that metadata, and before it is fetched aiokafka's partitioner raises (TypeError: 'NoneType'
         object is not iterable), which crashed the agent when the first write came right after a fresh start
         created the topic. On a cluster the first wait lasts until every broker knows the topic: a refresh from
         one that does not yet made the producer forget it again, with the same crash. Returns at once when the
-        topic is known."""
+        topic is known. (The open alerts' writes name their partition, which aiokafka checks against the same
+        metadata.)"""
         producer = app.producer._ensure_producer()
-        await producer.partitions_for(changelog)
+        for changelog in changelogs:
+            await producer.partitions_for(changelog)
         if not everywhere.is_set():
-            await kafka.known_by_every_broker(producer.client, changelog)
+            for changelog in changelogs:
+                await kafka.known_by_every_broker(producer.client, changelog)
             everywhere.set()
 
     async def publish(outputs: list[tuple[str, bytes | None, bytes]]) -> None:

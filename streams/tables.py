@@ -32,12 +32,21 @@ class RoutedTableStore:
 
     def set(self, key: str, value: dict[str, Any]) -> None:
         encoded_key, encoded = key.encode(), orjson.dumps(value)
-        self._table.data[encoded_key] = encoded  # the local copy; the changelog is written here, partition chosen
-        self._table.send_changelog(self.partition(value["route"]), encoded_key, encoded)
+        partition = self.partition(value["route"])
+        store = self._table.data
+        store[encoded_key] = encoded  # the local copy; the changelog is written here, to the partition chosen
+        # Faust's memory store notes the partition of the keys it restores, and after each rebalance drops those
+        # of partitions this worker no longer has; noting the keys written here too means a worker does not keep
+        # (and later expire, writing a tombstone over the new owner's entry) the open alerts of a partition that
+        # moved to another worker.
+        store._key_partition[encoded_key] = partition
+        self._table.send_changelog(partition, encoded_key, encoded)
 
     def delete(self, key: str) -> None:
         encoded_key = key.encode()
-        value = self._table.data.pop(encoded_key, None)
+        store = self._table.data
+        value = store.pop(encoded_key, None)
+        store._key_partition.pop(encoded_key, None)
         if value is not None:
             partition = self.partition(orjson.loads(value)["route"])
             self._table.send_changelog(partition, encoded_key, None, value_serializer="raw")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import faust
 from aiokafka.partitioner import DefaultPartitioner
+from faust.types import TP
 
 from tests.unit.test_detections_engine import MINUTE_NS, detection, exec_event
 from vigil.detections.engine import Engine
@@ -75,3 +77,19 @@ def test_the_open_alerts_table_partitions_a_route_as_the_producer_partitions_its
     expected = [DefaultPartitioner()(route.encode(), list(range(6)), list(range(6))) for route in routes]
     assert [store.partition(route) for route in routes] == expected
     assert len(set(expected)) == 6
+
+
+async def test_a_worker_forgets_the_open_alerts_of_partitions_it_no_longer_has() -> None:
+    app = faust.App("suppression-test", store="memory://")
+    table = app.Table("open-alerts", partitions=6, use_partitioner=True, key_type=bytes, value_type=bytes)
+    store = RoutedTableStore(table, partitions=6)
+    engine = Engine([detection(dedup_period_s=600)], alert_store=store)
+    engine.process_many([exec_event("a1", pod="web"), exec_event("a2", pod="db")])
+    web, db = (store.partition(f"test/default/{pod}") for pod in ("web", "db"))
+    assert web != db and len(store) == 2
+
+    # After a rebalance that left this worker the partition of "web" only (the changelog partitions were restored).
+    await table.data.on_recovery_completed({TP(table.changelog_topic.get_topic_name(), web)}, set())
+
+    (key,) = store.keys()
+    assert store.get(key)["route"] == "test/default/web"
