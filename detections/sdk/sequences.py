@@ -53,7 +53,8 @@ class Step:
     resources: Declared = ()
     subresources: Declared = ()
     exe_names: Declared = ()
-    #: The prefilter of each of ``kinds``, from the four fields above.
+    paths: Declared = ()
+    #: The prefilter of each of ``kinds``, from the five fields above.
     prefilter_by_kind: dict[str, Prefilter] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
