@@ -236,6 +236,13 @@ def json_arrays(values: Iterable[bytes], room: int) -> list[bytes]:
     return arrays
 
 
+def packed_arrays(arrays: Iterable[bytes], max_bytes: int) -> list[bytes]:
+    """Encoded JSON arrays (of one key) joined into as few arrays as fit a Kafka message of ``max_bytes`` with its
+    key: the stream worker packs the events of every message of a key in a batch into one message. Byte
+    concatenation of the arrays' contents: nothing is parsed or serialized again."""
+    return json_arrays((array[1:-1] for array in arrays if len(array) > 2), max_bytes - RECORD_FRAMING_BYTES)
+
+
 def decode_batch(value: bytes) -> list[Any]:
     """Decode one data-topic message; raises ValueError for anything but a JSON array."""
     records = orjson.loads(value)
