@@ -21,6 +21,8 @@ PREFILTER_FIELDS: dict[str, str] = {
     "resources": "target.resource",
     "subresources": "target.subresource",
     "exe_names": "actor.exe",
+    "protocols": "network.protocol",
+    "remote_classes": "network.remote_class",
 }
 _READ_FIELD = {name: attrgetter(path) for name, path in PREFILTER_FIELDS.items()}
 #: The prefilter field of the path a file event is about (:func:`event_path`): declared as path patterns
@@ -103,7 +105,8 @@ class Prefilter:
     engine gives it only events that have them (Falco rules declare ``evt.type``, Panther rules their log
     types). Each field is a set of exact values, empty for any: ``actions`` (the verb of an API request, the
     action of a runtime event), ``resources`` and ``subresources`` (of the API object; ``""`` is the object
-    itself, no subresource) and ``exe_names`` (basename of the executable); and ``paths``, patterns of the path a
+    itself, no subresource), ``exe_names`` (basename of the executable), ``protocols`` and ``remote_classes`` (of a
+    network event: ``udp``, ``public``; see :class:`~vigil.event.Network`); and ``paths``, patterns of the path a
     file event is about (:func:`event_path`; see :class:`PathPatterns`). A declaration is a promise the logic
     never matches outside it (declare from the same constants the logic tests); ``vigil detections test`` fails
     a detection whose examples break it."""
@@ -112,6 +115,8 @@ class Prefilter:
     resources: frozenset[str] = frozenset()
     subresources: frozenset[str] = frozenset()
     exe_names: frozenset[str] = frozenset()
+    protocols: frozenset[str] = frozenset()
+    remote_classes: frozenset[str] = frozenset()
     paths: frozenset[str] = frozenset()
 
     @classmethod
