@@ -47,7 +47,7 @@ from vigil import kafka
 from vigil.benchmarks.cpu import cpu_seconds
 from vigil.config import Settings
 from vigil.detections.engine import Engine
-from vigil.detections.sdk import StatefulDetection
+from vigil.detections.sdk import Detection, StatefulDetection
 from vigil.detections.state import CountingStore
 from vigil.event import Event
 from vigil.sources.audit.fixtures import audit_record, workload_object
@@ -159,13 +159,21 @@ def _dated(source: str, template: dict[str, Any], time_ns: int, index: int) -> d
 
 
 def describe_mix(records: list[tuple[str, dict[str, Any]]]) -> str:
-    kinds = Counter(event.kind for event in _normalize(records[:20_000]))
+    events = list(_normalize(records[:20_000]))
+    kinds = Counter(event.kind for event in events)
     total = sum(kinds.values())
     shares = ", ".join(f"{kind} {100 * n / total:.0f}%" for kind, n in kinds.most_common())
     engine = Engine.load()
     stateful = sum(isinstance(d, StatefulDetection) for d in engine.detections)
+    asked = [_asked(engine.detections, event) for event in events[:5_000]]
     return (f"event mix: {len(records):,} events over {len(PODS)} pods ({shares}); "
-            f"{len(engine.detections)} detections loaded ({stateful} windowed or sequence)")
+            f"{len(engine.detections)} detections loaded ({stateful} windowed or sequence); their prefilters ask "
+            f"{sum(asked) / len(asked):.1f} per event, {100 * asked.count(0) / len(asked):.0f}% of events none")
+
+
+def _asked(detections: list[Detection], event: Event) -> int:
+    """How many of ``detections`` the engine asks about ``event``: those of its kind whose prefilter admits it."""
+    return sum(event.kind in d.kinds and any(p.admits(event) for p in d.prefilters(event.kind)) for d in detections)
 
 
 def _normalize(records: list[tuple[str, dict[str, Any]]]) -> Iterator[Event]:

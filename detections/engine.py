@@ -56,11 +56,13 @@ from vigil import metrics
 from vigil.alert import Alert
 from vigil.detections.health import health_detections
 from vigil.detections.sdk import (
+    PATHS,
     PREFILTER_FIELDS,
     UNCHANGED,
     Detection,
     EventDetection,
     Finding,
+    PathPatterns,
     StatefulDetection,
     declared_value,
 )
@@ -219,8 +221,8 @@ class KindDispatch:
     """The detections of one event kind, and which of them an event can reach by the prefilters they declare.
 
     An event's values of the fields the kind's prefilters declare are read in one go and looked up; the first
-    time a combination is seen, its *signature* (each value, or ``None`` when no declaration names it) decides
-    the detections it reaches, in load order."""
+    time a combination is seen, its *signature* (each value, or ``None`` when no declaration names it; for
+    ``paths``, the declared patterns its path matches) decides the detections it reaches, in load order."""
 
     def __init__(self, single: list[EventDetection], stateful: list[StatefulDetection], kind: str) -> None:
         self.single, self.stateful, self._kind = single, stateful, kind
@@ -228,10 +230,14 @@ class KindDispatch:
         self._names = [name for name in PREFILTER_FIELDS if any(name in p.fields for p in prefilters)]
         #: Per field of the signature, the values some declaration names.
         self._known = [frozenset().union(*(getattr(p, name) for p in prefilters)) for name in self._names]
+        #: The path patterns some declaration names, ``None`` when none does.
+        declared_paths = frozenset().union(*(p.paths for p in prefilters))
+        self._paths = PathPatterns(declared_paths) if declared_paths else None
+        read = [PREFILTER_FIELDS[n] for n in self._names] + (["target.path", "file.path"] if self._paths else [])
         # The kind leads so that the attrgetter returns a tuple even for a single field.
-        self._read = attrgetter("kind", *(PREFILTER_FIELDS[n] for n in self._names)) if self._names else None
+        self._read = attrgetter("kind", *read) if read else None
         self._by_values: dict[tuple[str, ...], tuple[list[EventDetection], list[StatefulDetection]]] = {}
-        self._by_signature: dict[tuple[str | None, ...], tuple[list[EventDetection], list[StatefulDetection]]] = {}
+        self._by_signature: dict[tuple[Any, ...], tuple[list[EventDetection], list[StatefulDetection]]] = {}
 
     @property
     def signatures(self) -> int:
@@ -254,13 +260,18 @@ class KindDispatch:
     def _by_signature_of(
         self, values: tuple[str, ...]
     ) -> tuple[list[EventDetection], list[StatefulDetection]]:
-        signature = tuple(
+        signature: tuple[Any, ...] = tuple(
             value if (value := declared_value(name, raw)) in known else None
-            for name, known, raw in zip(self._names, self._known, values, strict=True)
+            for name, known, raw in zip(self._names, self._known, values[: len(self._names)], strict=True)
         )
+        names = self._names
+        if self._paths is not None:
+            target_path, file_path = values[-2:]
+            signature = (*signature, self._paths.matching(target_path or file_path) or None)
+            names = [*names, PATHS]
         reached = self._by_signature.get(signature)
         if reached is None:
-            named = dict(zip(self._names, signature, strict=True))
+            named = dict(zip(names, signature, strict=True))
             kind = self._kind
             reached = self._by_signature[signature] = (
                 [d for d in self.single if any(p.admits_values(named) for p in d.prefilters(kind))],

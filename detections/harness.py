@@ -25,6 +25,7 @@ from vigil.detections.sdk import (
     Scenario,
     StatefulDetection,
     declared_value,
+    event_path,
 )
 from vigil.event import Event
 from vigil.sources.source import get_source
@@ -120,4 +121,4 @@ def _signature(event: Event) -> str:
     values = ", ".join(
         f"{name} {declared_value(name, attrgetter(path)(event))!r}" for name, path in PREFILTER_FIELDS.items()
     )
-    return f"kind {event.kind!r}, {values}"
+    return f"kind {event.kind!r}, {values}, path {event_path(event)!r}"

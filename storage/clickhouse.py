@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import clickhouse_connect
+import msgspec
 import orjson
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
@@ -130,8 +131,14 @@ _STRS = pa.list_(pa.string())
 
 
 def _json(path: str) -> Callable[[Any], bytes]:
+    """A getter of the value as JSON bytes; JSON kept as bytes (``msgspec.Raw``, the writer's raw records) as is."""
     get = attrgetter(path)
-    return lambda record: orjson.dumps(get(record))
+
+    def value(record: Any) -> bytes:
+        field = get(record)
+        return bytes(field) if type(field) is msgspec.Raw else orjson.dumps(field)
+
+    return value
 
 
 def _exactly(kind: type, path: str) -> Callable[[Any], Any]:

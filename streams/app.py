@@ -18,11 +18,12 @@ the previous owner opened, and ignores the hits that owner counted but did not c
 
 Throughput: Faust costs ~54 us per message it hands to an agent (FACTS.md), so the agent takes the messages
 Kafka delivered in one go (up to :data:`BATCH_MESSAGES`, waiting at most :data:`BATCH_SECONDS` for more) and
-processes them as one batch: the detection state is written once per key per batch, and the outputs go
-straight to the producer instead of through Faust's per-message send buffer. At least once still holds: the
-agent acks a batch's messages itself, only once Kafka has acknowledged every output of the batch, and Faust
-commits acked offsets only (after flushing the state changelog). A batch whose outputs could not be sent, or
-that was cut short by a stop or rebalance, stays unacked and is read again.
+processes them as one batch: the detection state is written once per key per batch, the events of each key
+leave packed in one message however many messages of the batch carried the key (as the collectors pack records),
+and the outputs go straight to the producer instead of through Faust's per-message send buffer. At least once
+still holds: the agent acks a batch's messages itself, only once Kafka has acknowledged every output of the
+batch, and Faust commits acked offsets only (after flushing the state changelog). A batch whose outputs could
+not be sent, or that was cut short by a stop or rebalance, stays unacked and is read again.
 
 Latency: aiokafka keeps one fetch in flight per broker, and leaves out of it the partitions whose fetched
 records the agent has not taken yet. Those are the busy ones, so under load that fetch asks only for idle
@@ -50,7 +51,7 @@ from vigil.detections.engine import LIBRARY, Engine
 from vigil.detections.state import StateStore
 from vigil.detections.tuning import Tuning
 from vigil.sources.source import SOURCES
-from vigil.streams.processor import COMPONENT, RawMessage, StreamProcessor
+from vigil.streams.processor import COMPONENT, ProcessedMessage, RawMessage, StreamProcessor
 from vigil.streams.tables import RoutedTableStore
 
 HOUSEKEEPING_SECONDS = 5.0
@@ -186,6 +187,7 @@ def create_app(settings: Settings, replication: kafka.Replication,
     events_topic, alerts_topic = settings.topic("events"), settings.topic("alerts")
     deadletter_topic = settings.topic("deadletter")
     prefix_len = len(settings.topic("raw."))
+    max_message_bytes = settings.kafka.max_message_bytes
 
     changelogs = [table.changelog_topic.get_topic_name() for table in (state, open_alerts)]
 
@@ -214,6 +216,21 @@ def create_app(settings: Settings, replication: kafka.Replication,
         pending = [await send(topic, key, value, None, None, None) for topic, key, value in outputs]
         await asyncio.gather(*pending)
 
+    def packed(messages: list[Any], processed: list[ProcessedMessage]) -> list[tuple[str, bytes | None, bytes]]:
+        """A batch's outputs: the events of each key in as few messages as fit (one, almost always), however
+        many of the batch's messages carried the key, as the collectors pack records; then alerts and dead
+        letters. Kafka and the consumers pay per message, and a key's events stay in order on its partition."""
+        events: dict[bytes | None, list[bytes]] = {}
+        outputs: list[tuple[str, bytes | None, bytes]] = []
+        for message, out in zip(messages, processed, strict=True):
+            if out.events:
+                events.setdefault(message.key, []).extend(out.events)
+            outputs.extend((alerts_topic, alert.id.encode(), alert.to_json()) for alert in out.alerts)
+            outputs.extend((deadletter_topic, message.key, record) for record in out.deadletters)
+        packed_events = [(events_topic, key, value) for key, arrays in events.items()
+                         for value in kafka.packed_arrays(arrays, max_message_bytes)]
+        return packed_events + outputs
+
     @app.agent(raw)
     async def process(stream: faust.StreamT) -> None:
         await changelog_known()
@@ -223,12 +240,7 @@ def create_app(settings: Settings, replication: kafka.Replication,
             processed = processor.process_batch(
                 [RawMessage(m.topic[prefix_len:], m.value, int(m.timestamp * 1e9)) for m in messages]
             )
-            outputs: list[tuple[str, bytes | None, bytes]] = []
-            for message, out in zip(messages, processed, strict=True):
-                outputs.extend((events_topic, message.key, events) for events in out.events)
-                outputs.extend((alerts_topic, alert.id.encode(), alert.to_json()) for alert in out.alerts)
-                outputs.extend((deadletter_topic, message.key, record) for record in out.deadletters)
-            await publish(outputs)
+            await publish(packed(messages, processed))
             for event in batch:
                 await stream.ack(event)
 

@@ -61,6 +61,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1548/003/", "https://attack.mitre.org/techniques/T1556/003/"],
     false_positives=["Compliance scanners and configuration management that are not in allowed_programs."],
     kinds=["file.open"],
+    paths=[f"{prefix}*" for prefix in _PREFIXES],
     params={"allowed_programs": AUTHENTICATORS},
     match=reads_auth_config,
     context=auth_context,

@@ -58,6 +58,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1006/", "https://attack.mitre.org/techniques/T1611/"],
     false_positives=["CSI node plugins and backup agents using tools not in allowed_programs."],
     kinds=["file.open", "file.write"],
+    paths=["/dev/*"],
     params={"allowed_programs": STORAGE_TOOLS},
     match=opens_disk,
     context=disk_context,

@@ -62,6 +62,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1611/", "https://nvd.nist.gov/vuln/detail/CVE-2022-0492"],
     false_positives=["Node set-up tooling configuring a crash handler (systemd-coredump, apport) on the node."],
     kinds=["file.write", "process.exec"],
+    paths={"file.write": [*(f"*{name}" for name in ESCAPE_FILES), "*/exe"]},
     match=lambda event: bool(escape_target(event)),
     context=escape_context,
     dedup="{cluster}/{node}/{namespace}/{pod}/{file}",

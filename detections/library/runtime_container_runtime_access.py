@@ -55,6 +55,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1610/", "https://falco.org/docs/rules/default-rules/"],
     false_positives=["CI runners building images with the node's Docker daemon (docker-in-docker by socket)."],
     kinds=["process.exec", "file.write", "net.connect"],
+    paths={kind: [f"*{name}" for name in RUNTIME_SOCKETS] for kind in ("file.write", "net.connect")},
     exe_names={"process.exec": RUNTIME_CLIENTS},
     resources={"net.connect": ["unix"]},  # unix sockets: the eBPF sensor records connects to the runtimes' ones
     params={"allowed_namespaces": []},

@@ -34,6 +34,11 @@ READERS = frozenset({
 _MOUNT_PREFIXES = tuple(f"{mount}/" for mount in HOST_MOUNTS)
 #: Where credential files can be, for one C-level test before the finer ones (most opens are elsewhere).
 _PLACES = ("/root/", "/home/", "/etc/kubernetes/", "/var/lib/kubelet/", "/proc/")
+#: Every path :func:`credential_kind` names (the prefilter): in an SSH directory, a cloud tool's file, the cluster's
+#: and the kubelet's files, /proc; also through a host mount.
+CREDENTIAL_PATHS = ["*/.ssh/*", *(f"*{name}" for name in CLOUD_FILES),
+                    *(f"{mount}{place}*" for mount in ("", *HOST_MOUNTS)
+                      for place in ("/etc/kubernetes/", "/var/lib/kubelet/", "/proc/"))]
 
 
 def node_path(path: str) -> str:
@@ -120,6 +125,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1552/001/", "https://attack.mitre.org/techniques/T1552/004/"],
     false_positives=["Backup agents reading whole home directories; debugging sessions on a control-plane node."],
     kinds=["file.open", "process.exec"],
+    paths={"file.open": CREDENTIAL_PATHS},
     exe_names={"process.exec": READERS},
     match=reads_credentials,
     context=credential_context,

@@ -54,6 +54,7 @@ DETECTION = EventDetection(
     references=["https://falco.org/docs/rules/default-rules/", "https://attack.mitre.org/techniques/T1574/006/"],
     false_positives=["Entrypoint scripts that template configuration files into /etc at start."],
     kinds=["file.write"],
+    paths=["/etc/*"],
     params={"builder_images": IMAGE_BUILDERS},
     match=writes_etc,
     context=etc_context,

@@ -74,6 +74,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1565/001/"],
     false_positives=["Operators editing configuration by hand; agents not in allowed_programs."],
     kinds=["file.write"],
+    paths=["/etc/*"],
     params={"allowed_programs": MANAGERS},
     match=writes_node_etc,
     context=etc_context,

@@ -50,6 +50,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1564/001/"],
     false_positives=["Drivers' installers creating device configuration files under /dev."],
     kinds=["file.write"],
+    paths=["/dev/*"],
     match=lambda event: bool(created_in_dev(event)),
     context=dev_context,
     dedup="{cluster}/{node}/{namespace}/{pod}/{file}",

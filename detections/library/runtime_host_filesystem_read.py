@@ -55,6 +55,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1611/"],
     false_positives=["Node agents not in allowed_programs; backup tools reading volumes through the host."],
     kinds=["file.open"],
+    paths=[f"{prefix}*" for prefix in _PREFIXES],
     params={"allowed_programs": AGENTS},
     match=reads_node_files,
     context=host_read_context,

@@ -65,6 +65,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1082/"],
     false_positives=["Monitoring agents in containers that are not in the agent list."],
     kinds=["file.open"],
+    paths=list(RECON_FILES),
     match=reads_recon,
     context=recon_context,
     dedup="{cluster}/{node}/{namespace}/{pod}/{where}/{file}",

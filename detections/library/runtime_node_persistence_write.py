@@ -128,6 +128,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1053/003/", "https://attack.mitre.org/techniques/T1574/006/"],
     false_positives=["Node bootstrap scripts and image builds writing units or profiles outside a package manager."],
     kinds=["file.write", "process.exec"],
+    paths={"file.write": [f"{mount}{prefix}*" for mount in ("", *HOST_MOUNTS) for prefix in _PREFIXES]},
     exe_names={"process.exec": ["crontab"]},
     params={"builder_images": IMAGE_BUILDERS},
     match=writes_control_point,

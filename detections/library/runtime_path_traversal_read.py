@@ -22,7 +22,7 @@ def traversal_target(path: str) -> bool:
 
 
 def traversal_read(event: Event, params: dict[str, Any]) -> bool:
-    return (event.file.traversal and traversal_target(event.file.path or event.target.path)
+    return (event.file.traversal and traversal_target(event.target.path or event.file.path)
             and program_name(event) not in params["allowed_programs"])
 
 
@@ -57,6 +57,7 @@ DETECTION = EventDetection(
     references=["https://owasp.org/www-community/attacks/Path_Traversal", "https://attack.mitre.org/techniques/T1190/"],
     false_positives=["A program that finds its configuration relative to its own directory and climbs to /etc."],
     kinds=["file.open"],
+    paths=["/etc/*", "*/.ssh/*"],
     params={"allowed_programs": INTERACTIVE},
     match=traversal_read,
     context=traversal_context,

@@ -56,6 +56,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1055/009/", "https://attack.mitre.org/techniques/T1003/007/"],
     false_positives=["Profilers and crash reporters not in the allow-list."],
     kinds=["file.open", "file.write"],
+    paths=["*/mem", *KERNEL_MEMORY],
     params={"allowed_programs": DEBUGGERS},
     match=opens_memory,
     context=memory_context,

@@ -53,6 +53,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1071/", "https://attack.mitre.org/techniques/T1041/"],
     false_positives=["Workloads calling public APIs, package mirrors or SaaS endpoints."],
     kinds=["net.connect"],
+    remote_classes=["public"],
     params={"expected_ports": []},
     match=connects_to_internet,
     context=connection_context,

@@ -84,6 +84,7 @@ DETECTION = EventDetection(
                      "shadow_readers); scripts that read their own pod's token with cat (except the pod in the "
                      "tuning file)."],
     kinds=["file.open", "process.exec"],
+    paths={"file.open": ["*/token", *SHADOW_FILES]},
     exe_names={"process.exec": TOKEN_SNOOPERS},
     params={"shadow_readers": SHADOW_READERS},
     match=unexpected_read,

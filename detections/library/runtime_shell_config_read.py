@@ -56,6 +56,8 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1546/004/"],
     false_positives=["Editors, dotfile managers and configuration management reading the files."],
     kinds=["file.open"],
+    paths=[*START_FILES, *(f"{d}*" for d in START_DIRS), *START_FILE_NAMES,
+           *(f"*/{name}" for name in START_FILE_NAMES)],
     params={"allowed_programs": SHELLS},
     match=reads_start_file,
     context=start_file_context,

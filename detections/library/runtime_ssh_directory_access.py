@@ -60,6 +60,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1552/004/"],
     false_positives=["Backup agents and configuration management that are not in the SSH tool list."],
     kinds=["file.open", "file.write"],
+    paths=["*/.ssh/*", "*/.ssh"],
     match=touches_ssh,
     context=ssh_context,
     dedup="{cluster}/{node}/{namespace}/{pod}/{exe}/{file}",

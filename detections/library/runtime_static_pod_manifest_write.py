@@ -49,6 +49,7 @@ DETECTION = EventDetection(
                 "https://attack.mitre.org/techniques/T1610/"],
     false_positives=["Configuration management (Ansible, Puppet) that maintains control-plane manifests."],
     kinds=["file.write", "process.exec"],
+    paths={"file.write": [f"{d}*" for d in MANIFEST_DIRS]},
     exe_names={"process.exec": FILE_WRITERS},
     match=writes_manifest,
     context=manifest_context,

@@ -50,6 +50,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1095/"],
     false_positives=["Media, gaming and telemetry workloads with UDP protocols of their own."],
     kinds=["net.connect"],
+    protocols=["udp"],
     params={"expected_ports": EXPECTED_PORTS},
     match=unexpected_udp,
     context=udp_context,

@@ -58,6 +58,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1095/"],
     false_positives=["Node agents with UDP protocols of their own (monitoring, storage, clustering)."],
     kinds=["net.connect"],
+    protocols=["udp"],
     params={"expected_ports": EXPECTED_PORTS},
     match=unexpected_udp_on_node,
     context=udp_context,

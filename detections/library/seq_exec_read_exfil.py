@@ -87,7 +87,8 @@ DETECTION = SequenceDetection(
     steps=[
         Step(name="exec", kinds=["k8s.api"], sources=["k8s-audit"], match=is_exec,
              resources=["pods"], subresources=["exec", "attach"], actions=["create", "get"]),
-        Step(name="sensitive read", kinds=["file.open"], match=is_sensitive_read),
+        Step(name="sensitive read", kinds=["file.open"], match=is_sensitive_read,
+             paths=[f"{prefix}*" for prefix in SENSITIVE_FILES]),
         Step(name="outbound connection", kinds=["net.connect"], match=is_public_peer, out_of_order=False),
     ],
     dedup="{cluster}/{namespace}/{pod}/{user}",

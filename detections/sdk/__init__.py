@@ -21,13 +21,14 @@ from vigil.detections.sdk.errors import DetectionError
 from vigil.detections.sdk.events import EventDetection
 from vigil.detections.sdk.examples import Example, Scenario, ScenarioEvent
 from vigil.detections.sdk.keys import container_key, pod_key
-from vigil.detections.sdk.prefilters import PREFILTER_FIELDS, declared_value
+from vigil.detections.sdk.prefilters import PATHS, PREFILTER_FIELDS, PathPatterns, declared_value, event_path
 from vigil.detections.sdk.sequences import SequenceDetection, Step
 from vigil.detections.sdk.stateful import UNCHANGED, Finding, StatefulDetection
 from vigil.detections.sdk.templates import container_label
 from vigil.detections.sdk.thresholds import WINDOWS, ThresholdDetection
 
 __all__ = [
+    "PATHS",
     "PREFILTER_FIELDS",
     "UNCHANGED",
     "WINDOWS",
@@ -36,6 +37,7 @@ __all__ = [
     "EventDetection",
     "Example",
     "Finding",
+    "PathPatterns",
     "Scenario",
     "ScenarioEvent",
     "SequenceDetection",
@@ -45,5 +47,6 @@ __all__ = [
     "container_key",
     "container_label",
     "declared_value",
+    "event_path",
     "pod_key",
 ]

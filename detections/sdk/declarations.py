@@ -58,7 +58,10 @@ class Detection(ABC):
     resources: Declared = ()
     subresources: Declared = ()
     exe_names: Declared = ()
-    #: The prefilter of each of ``kinds``, from the four fields above.
+    protocols: Declared = ()
+    remote_classes: Declared = ()
+    paths: Declared = ()
+    #: The prefilter of each of ``kinds``, from the seven fields above.
     prefilter_by_kind: dict[str, Prefilter] = field(init=False, repr=False, compare=False)
     #: Resolved settings by namespace name: resolving globs for every event would cost more than the logic.
     _by_namespace: dict[str, NamespaceSettings] = field(init=False, repr=False, compare=False)

@@ -53,7 +53,10 @@ class Step:
     resources: Declared = ()
     subresources: Declared = ()
     exe_names: Declared = ()
-    #: The prefilter of each of ``kinds``, from the four fields above.
+    protocols: Declared = ()
+    remote_classes: Declared = ()
+    paths: Declared = ()
+    #: The prefilter of each of ``kinds``, from the seven fields above.
     prefilter_by_kind: dict[str, Prefilter] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

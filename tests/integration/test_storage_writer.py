@@ -262,9 +262,10 @@ async def test_rebalances_while_records_arrive_lose_nothing(writer_settings: Set
 
 async def test_undecodable_and_refused_records_go_to_the_dead_letter_topic(writer_settings: Settings) -> None:
     settings = writer_settings
-    bad_pod = event(2) | {"k8s": event(2)["k8s"] | {"pod": 17}}  # decodes, but pod is not text
-    await produce(settings, "events", [b"not json", kafka.encode_batch([event(1), {"id": "no-time"}, bad_pod])],
-                  partition=0)
+    bad_pod = event(2) | {"k8s": event(2)["k8s"] | {"pod": 17}}  # JSON, but pod is not text: not an event
+    bad_port = event(3) | {"target": {"port": 70_000}}  # an event, but its port does not fit the column
+    await produce(settings, "events", [b"not json", kafka.encode_batch([event(1), {"id": "no-time"}, bad_pod,
+                                                                        bad_port])], partition=0)
     bad_severity = orjson.loads(alert(3)) | {"severity": "urgent"}
     await produce(settings, "alerts", [orjson.dumps(bad_severity), b"[1, 2]", alert(4)], partition=0)
     stop = asyncio.Event()
@@ -277,13 +278,16 @@ async def test_undecodable_and_refused_records_go_to_the_dead_letter_topic(write
         await stop_writer(task, stop)
     assert sorted((d["source"], d["reason"]) for d in letters) == [
         ("alerts", "invalid_alert"), ("alerts", "undecodable"),
-        ("events", "invalid_event"), ("events", "invalid_row"), ("events", "undecodable"),
+        ("events", "invalid_event"), ("events", "invalid_event"), ("events", "invalid_row"), ("events", "undecodable"),
     ]
     assert {d["component"] for d in letters} == {"storage-writer"}
-    by_reason = {d["reason"]: d for d in letters if d["source"] == "events"}
-    assert by_reason["undecodable"]["raw"] == "not json"
-    assert orjson.loads(by_reason["invalid_row"]["raw"])["k8s"]["pod"] == 17
-    assert by_reason["invalid_row"]["detail"].startswith("column pod:")
+    [undecodable] = [d for d in letters if d["source"] == "events" and d["reason"] == "undecodable"]
+    assert undecodable["raw"] == "not json"
+    invalid = [d for d in letters if d["reason"] == "invalid_event"]
+    assert any("$.k8s.pod" in d["detail"] and orjson.loads(d["raw"])["k8s"]["pod"] == 17 for d in invalid)
+    [row] = [d for d in letters if d["reason"] == "invalid_row"]
+    assert orjson.loads(row["raw"])["target"]["port"] == 70_000
+    assert row["detail"].startswith("column target_port:")
     assert rows(settings, "SELECT event_id FROM events") == [("ev-1",)]
     assert rows(settings, "SELECT count() FROM alerts") == [(1,)]
 

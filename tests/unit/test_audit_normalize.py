@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 
@@ -436,7 +437,7 @@ def test_hostile_field_types_never_raise_and_never_leak_wrong_types() -> None:
             normalized += 1
             assert key == event.correlation_key
             for part in (event.actor, event.target, event.k8s, event.outcome):
-                for name, value in vars(part).items():
+                for name, value in msgspec.structs.asdict(part).items():
                     if isinstance(value, list):
                         assert all(type(v) is str for v in value), (name, document)
                     elif name == "extra":  # user.extra: a list of strings per key

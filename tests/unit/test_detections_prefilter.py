@@ -13,6 +13,7 @@ from vigil.benchmarks.detect import event_mix
 from vigil.detections.engine import LIBRARY, MAX_FIELD_VALUES, Engine, load_detections
 from vigil.detections.harness import check_examples
 from vigil.detections.sdk import (
+    PATHS,
     PREFILTER_FIELDS,
     Detection,
     DetectionError,
@@ -21,13 +22,13 @@ from vigil.detections.sdk import (
     SequenceDetection,
     Step,
 )
-from vigil.event import Event, Target
+from vigil.event import Event, File, Target
 from vigil.sources.audit.fixtures import audit_record
 from vigil.sources.source import get_source
 
 LOADED, _ = load_detections([LIBRARY])
 BUNDLED = sorted(LOADED.values(), key=lambda d: d.id)
-UNDECLARED: dict[str, Any] = dict.fromkeys(PREFILTER_FIELDS, ())
+UNDECLARED: dict[str, Any] = dict.fromkeys((*PREFILTER_FIELDS, PATHS), ())
 
 
 
@@ -117,6 +118,32 @@ def test_values_no_declaration_names_share_one_signature() -> None:
     engine.process(api_event("get", "pods", number=1))
 
     assert engine.prefilter_signatures == {"k8s.api": 2}
+
+
+def test_path_patterns_admit_their_paths_only_and_the_engine_asks_by_them() -> None:
+    seen: list[str] = []
+
+    def file_spy(name: str, **prefilter: Any) -> EventDetection:
+        return replace(spy_detection(name, seen, **prefilter), kinds=frozenset({"file.open"}))
+
+    engine = Engine([file_spy("exact", paths=["/etc/shadow"]), file_spy("prefix", paths=["/etc/pam.d/*"]),
+                     file_spy("suffix", paths=["*/.bash_history"]), file_spy("infix", paths=["*/.ssh/*"]),
+                     file_spy("any")])
+    opened = {"/etc/shadow": ["exact"], "/etc/pam.d/sshd": ["prefix"], "/root/.bash_history": ["suffix"],
+              "/home/a/.ssh/id_rsa": ["infix"], "/etc/shadow-": [], "/etc/pam.d": [], "/srv/.ssh": []}
+    for number, (path, expected) in enumerate(opened.items()):
+        seen.clear()
+        # target.path, else file.path: the path detections read
+        where = {"target": Target(path=path)} if number % 2 else {"file": File(path=path)}
+        engine.process(Event(id=f"e{number}", time_ns=number, source="ebpf", kind="file.open", **where))
+        assert seen == [*expected, "any"], path
+
+
+@pytest.mark.parametrize("patterns", [["*"], ["/etc/*/x"], ["**"], "/etc/*"])
+def test_a_path_pattern_has_a_star_only_at_its_ends(patterns: Any) -> None:
+    with pytest.raises(DetectionError):
+        EventDetection(id="test.paths", title="t", description="t", severity="low", kinds=["file.open"],
+                       match=lambda event: True, paths=patterns)
 
 
 NARROW = dict(

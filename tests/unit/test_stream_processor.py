@@ -77,3 +77,16 @@ def test_events_that_outgrow_a_kafka_message_are_split_into_arrays_that_fit() ->
 
     assert len(out.events) > 1 and all(len(array) <= 20_000 for array in out.events)
     assert [e["original_id"] for array in out.events for e in orjson.loads(array)] == [r["auditID"] for r in records]
+
+
+def test_a_keys_events_of_several_messages_are_packed_into_arrays_that_fit() -> None:
+    """The worker sends the events of every message of a key in a batch as one message (as collectors pack
+    records), in order, and no packed message outgrows what Kafka takes."""
+    arrays = [kafka.encode_batch([{"n": n} for n in range(start, start + 3)]) for start in (0, 3, 6)]
+    arrays.insert(1, b"[]")  # a message whose records were all refused
+
+    assert kafka.packed_arrays(arrays, kafka.RECORD_FRAMING_BYTES + 1_000) == [kafka.encode_batch(
+        [{"n": n} for n in range(9)])]
+    small = kafka.packed_arrays(arrays, kafka.RECORD_FRAMING_BYTES + 30)
+    assert len(small) > 1 and all(len(array) <= 30 for array in small)
+    assert [record["n"] for array in small for record in orjson.loads(array)] == list(range(9))
