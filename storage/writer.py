@@ -14,6 +14,14 @@ another writer after a rebalance) finds that note and stores exactly that range 
 token. Events additionally sit in a ReplacingMergeTree keyed by event id, which collapses duplicates that
 arrive by other paths.
 
+The commonest other path is the stream worker: it is at least once, so after a rebalance (a worker or a broker
+gone) it processes the raw messages it had not committed again and sends their events again, the same events
+under the same ids, in later messages of the same partition (an event's partition is its pod's). Until a merge,
+those copies would be rows counted twice. So the writer remembers the ids of the last events it stored
+(``recent_event_ids``, :class:`RecentIds`) and leaves out of each insert the events it already stored and the
+copies within the batch (``vigil_events_duplicates_dropped_total``). What it remembers is lost with the process:
+a copy that reaches a writer restarted since, or another writer, is left to the merge.
+
 Inserts run one per partition, so each has a range of its own, and all partitions are flushed together
 when ``batch_rows`` rows or ``batch_seconds`` have accumulated. While ClickHouse is unavailable the writer
 retries with backoff and reads nothing more (Kafka holds the backlog); records that can never be stored go
@@ -34,7 +42,8 @@ import functools
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -62,6 +71,9 @@ GROUP_ID = "vigil-storage-writer"
 #: Offset-commit metadata marking a range being stored: the last offset of that range follows the prefix.
 PENDING = "vigil-pending:"
 
+DUPLICATES = Counter("vigil_events_duplicates_dropped_total",
+                     "Events left out of an insert because the writer had stored an event of that id already")
+
 #: ClickHouse failures, each followed by a retry (rows refused for good are counted as rejected instead).
 CLICKHOUSE_ERRORS = Counter("vigil_clickhouse_errors_total", "ClickHouse operations that failed and were retried",
                             ["operation"])
@@ -83,6 +95,43 @@ class StoredEvent(Event):
 #: A message of the events topic decoded straight into the envelope: a message whose events all fit it (as the
 #: stream worker writes them) costs one decode; any other is judged event by event.
 _STORED_EVENTS = msgspec.json.Decoder(list[StoredEvent], strict=False)
+
+
+class RecentIds:
+    """The ids of the last ``capacity`` events stored, the oldest forgotten first (a capacity of 0 keeps none)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._ids: set[str] = set()
+        self._order: deque[str] = deque()
+
+    def __contains__(self, event_id: str) -> bool:
+        return event_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, event_ids: Iterable[str]) -> None:
+        ids, order = self._ids, self._order
+        for event_id in event_ids:
+            if event_id not in ids:
+                ids.add(event_id)
+                order.append(event_id)
+        while len(order) > self._capacity:
+            ids.discard(order.popleft())
+
+    def new_events(self, events: list[Any]) -> list[Any]:
+        """``events`` without those stored before and without repeats of an id, in order."""
+        ids = self._ids
+        batch: set[str] = set()
+        kept = []
+        for event in events:
+            event_id = event.id
+            if event_id in ids or event_id in batch:
+                continue
+            batch.add(event_id)
+            kept.append(event)
+        return kept
 
 
 @dataclass(slots=True)
@@ -147,6 +196,7 @@ class StorageWriter:
         self._admin = AIOKafkaAdminClient(**kafka.client_options(settings.kafka))
         self._dead_letters = kafka.DeadLetters(settings, COMPONENT)
         self._latency = metrics.LATENCY.labels("store")
+        self._recent = RecentIds(settings.clickhouse.recent_event_ids)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Migrate, then store until ``stop`` is set; then store what was read and commit it."""
@@ -323,20 +373,28 @@ class StorageWriter:
     async def _store_batch(self, batch: PartitionBatch, stop: asyncio.Event) -> bool:
         """Insert one partition's rows and dead-letter what was refused; False if stopped while retrying."""
         table = self._tables[batch.tp.topic]
+        records = batch.records
+        if table == "events":
+            # Only the ids stored by acknowledged inserts are remembered, so a retry of this batch (same token)
+            # leaves out the same events as this attempt.
+            records = self._recent.new_events(records)
         insert = self._store.insert_events if table == "events" else self._store.insert_alerts
-        result: InsertResult | None = await retry_unavailable(stop, f"insert_{table}", insert, batch.records,
-                                                              batch.token)
+        result: InsertResult | None = await retry_unavailable(stop, f"insert_{table}", insert, records, batch.token)
         if result is None:
             return False
         metrics.ROWS_WRITTEN.labels(table).inc(result.written)
         refused_indices = {r.index for r in result.refused}
+        stored = [record for index, record in enumerate(records) if index not in refused_indices]
         now = now_ns()
-        for index, record in enumerate(batch.records):
-            if index not in refused_indices:
-                self._latency.observe(max(0, now - record.time_ns) / 1e9)
+        for record in stored:
+            self._latency.observe(max(0, now - record.time_ns) / 1e9)
+        if table == "events":
+            self._recent.add(event.id for event in stored)
+            if len(records) < len(batch.records):
+                DUPLICATES.inc(len(batch.records) - len(records))
         for refused in result.refused:
             await self._dead_letters.send(self._sender, table, refused.reason, refused.detail,
-                                          batch.records[refused.index].to_json())
+                                          records[refused.index].to_json())
         for reason, detail, raw in batch.refused:
             await self._dead_letters.send(self._sender, table, reason, detail, raw)
         return True

@@ -52,6 +52,9 @@ class KafkaSettings:
     # How long a stream worker may go without a heartbeat before Kafka gives its partitions to the others: what a
     # crashed worker's partitions wait (Faust's default, 60 s). Heartbeats come from a thread of their own, every 3 s.
     stream_session_timeout_s: float = 10.0
+    # A raw partition this worker holds, with records waiting, whose position has not moved for this long is
+    # stalled: the worker restarts itself (streams/stall.py). 0: never.
+    stream_stall_s: float = 60.0
     # Copies of each topic vigil creates (its own and the stream worker's changelog), and how many of them must
     # have a record before a producer's acks=all is answered. 0: from the cluster's size when the topics are
     # created, 3 copies (fewer on a smaller cluster) with all but one in sync, so one broker may fail with
@@ -74,6 +77,9 @@ class ClickHouseSettings:
     batch_rows: int = 5000
     batch_seconds: float = 1.0
     retention_days: int = 0  # events TTL in days; 0 keeps them forever
+    # Event ids the writer remembers having stored, to drop the copies a stream worker sends again when it
+    # reprocesses an uncommitted batch after a rebalance (storage/writer.py); 0 keeps none.
+    recent_event_ids: int = 500_000
     analyst_username: str = ""  # vigil query/hunt/alerts connect as this (read-only) user when set
     analyst_password: Secret = Secret("")
     analyst_password_file: str = ""

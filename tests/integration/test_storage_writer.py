@@ -164,6 +164,31 @@ async def test_events_and_alerts_become_rows_and_offsets_are_committed(writer_se
     assert rows(settings, "SELECT count(), groupArraySorted(10)(dedup_key) FROM alerts") == [(2, ["key-1", "key-2"])]
 
 
+def duplicates_dropped() -> float:
+    return REGISTRY.get_sample_value("vigil_events_duplicates_dropped_total") or 0.0
+
+
+async def test_events_a_worker_sends_again_are_stored_once(writer_settings: Settings) -> None:
+    """A stream worker that reprocesses uncommitted raw messages after a rebalance sends their events again, in
+    later messages of the same partition and packed differently: the writer stores each id once."""
+    settings = writer_settings
+    dropped_before = duplicates_dropped()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_writer(settings, stop))
+    try:
+        await produce(settings, "events", [kafka.encode_batch([event(n) for n in range(0, 6)])], partition=2)
+        await wait_committed(settings, "events", 1, partition=2)  # stored and committed: a flush of its own
+        # The reprocessed batch: the last three events again, then new ones, a copy of one inside the message.
+        again = [event(n) for n in (3, 4, 5, 6, 7, 7, 8)]
+        await produce(settings, "events", [kafka.encode_batch(again[:3]), kafka.encode_batch(again[3:])],
+                      partition=2)
+        await wait_committed(settings, "events", 3, partition=2)
+    finally:
+        await stop_writer(task, stop)
+    assert rows(settings, "SELECT count(), uniqExact(event_id) FROM events") == [(9, 9)]
+    assert duplicates_dropped() - dropped_before == 4
+
+
 @pytest.mark.parametrize("group_id", [GROUP_ID, "another-deployment-writer"])
 async def test_crash_between_insert_and_commit_stores_no_duplicates(writer_settings: Settings, group_id: str) -> None:
     settings = writer_settings
