@@ -35,7 +35,10 @@ behind it. Faust hard-codes that wait at 1.5 s, which was most of the POST→ale
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -43,7 +46,9 @@ from typing import Any
 import aiokafka
 import faust
 import orjson
+from aiokafka.errors import KafkaError
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from prometheus_client import Counter
 
 from vigil import kafka
 from vigil.config import Settings
@@ -52,9 +57,18 @@ from vigil.detections.state import StateStore
 from vigil.detections.tuning import Tuning
 from vigil.sources.source import SOURCES
 from vigil.streams.processor import COMPONENT, ProcessedMessage, RawMessage, StreamProcessor
+from vigil.streams.stall import StallWatch
 from vigil.streams.tables import RoutedTableStore
 
+log = logging.getLogger(__name__)
+
+STALLS = Counter("vigil_stream_stalls_total",
+                 "Times this worker restarted itself because a raw partition it holds stopped being read")
+
 HOUSEKEEPING_SECONDS = 5.0
+#: How long raw partitions may go unread while the worker restores its tables from their changelogs before they
+#: count as stalled (a large state takes a while to read back; settings' stream_stall_s when longer).
+RECOVERY_STALL_S = 300.0
 #: How often the watermark is applied to windows and sequences (absences fire, expired state goes).
 ADVANCE_SECONDS = 1.0
 STATE_TABLE = "detection-state"
@@ -249,12 +263,49 @@ def create_app(settings: Settings, replication: kafka.Replication,
         await changelog_known()
         await publish([(alerts_topic, alert.id.encode(), alert.to_json()) for alert in processor.advance()])
 
+    stall_watch = StallWatch(settings.kafka.stream_stall_s)
+    raw_topics = frozenset(raw.topics)
+
     @app.timer(HOUSEKEEPING_SECONDS)
     async def housekeeping() -> None:
         processor.engine.reload_if_changed()
         _export_lag(app)
+        if stall_watch.after_s > 0:
+            await _restart_if_stalled(app, stall_watch, raw_topics)
 
     return app
+
+
+async def _restart_if_stalled(app: faust.App, watch: StallWatch, raw_topics: frozenset[str]) -> None:
+    """Restart this worker in place when a raw partition it holds stopped being read while records wait (see
+    :mod:`vigil.streams.stall`): its successor process rejoins the group and reads from the committed offsets, so
+    nothing is lost and what was processed but not committed is processed again (the writer drops the copies)."""
+    consumer = app.consumer
+    partitions = [tp for tp in consumer.assignment() if tp.topic in raw_topics]
+    if not partitions:
+        watch.stalled(time.monotonic(), {}, {})
+        return
+    try:
+        ends = await consumer.highwaters(*partitions)
+        positions = {}
+        for tp in partitions:
+            position = await asyncio.wait_for(consumer.position(tp), timeout=5.0)
+            if position is not None:
+                positions[tp] = position
+    except (TimeoutError, KafkaError):  # Kafka busy or failing over: no reading this time
+        return
+    after_s = max(watch.after_s, RECOVERY_STALL_S) if app.in_recovery else None
+    stalled = watch.stalled(time.monotonic(), positions, ends, after_s)
+    if not stalled:
+        return
+    STALLS.inc()
+    log.error("stream partitions stalled: restarting the worker", extra={
+        "partitions": {f"{tp.topic}:{tp.partition}": {"position": positions[tp], "end": ends.get(tp)}
+                       for tp in stalled},
+        "stalled_for_s": watch.after_s, "in_recovery": bool(app.in_recovery),
+    })
+    logging.shutdown()
+    os.execv(sys.executable, sys.orig_argv)
 
 
 def _export_lag(app: faust.App) -> None:
