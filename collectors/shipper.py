@@ -65,6 +65,8 @@ def pack(topic: str, records: Iterable[tuple[str, bytes]], max_bytes: int) -> li
 #: How long the spool drain waits for sends still in flight past their deadline before sending their (spooled)
 #: messages again: longer than a partition leader's failover (12-16 s measured on a 3-broker cluster here).
 LATE_SETTLE_SECONDS = 30.0
+#: The shortest request timeout the producer gets, whatever the delivery deadline (see _connect).
+MIN_REQUEST_TIMEOUT_MS = 1_000
 
 REFUSED_FOR_GOOD = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, CorruptRecordException)
 
@@ -276,7 +278,10 @@ class KafkaShipper:
         return [Outcome.DELIVERED if taken else next(sent) for taken in delivered]
 
     async def _connect(self) -> bool:
-        producer = kafka.producer(self._settings, request_timeout_ms=self._delivery_timeout_ms)
+        # The producer's requests, its connections' set-up among them, get the delivery deadline but at least a
+        # second: a shorter deadline bounds each send (_send) without failing every connect on a loaded host.
+        producer = kafka.producer(self._settings,
+                                  request_timeout_ms=max(self._delivery_timeout_ms, MIN_REQUEST_TIMEOUT_MS))
         try:
             await producer.start()
         except KafkaError as exc:
