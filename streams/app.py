@@ -294,7 +294,7 @@ async def _restart_if_stalled(app: faust.App, watch: StallWatch, raw_topics: fro
     except Exception as exc:  # Kafka busy or failing over, a partition between owners: no reading this time
         log.debug("stall check skipped", extra={"error": f"{type(exc).__name__}: {exc}"})
         return
-    after_s = max(watch.after_s, RECOVERY_STALL_S) if app.in_recovery else None
+    after_s = max(watch.after_s, RECOVERY_STALL_S) if app.in_recovery else watch.after_s
     stalled = watch.stalled(time.monotonic(), positions, ends, after_s)
     if not stalled:
         return
@@ -302,7 +302,7 @@ async def _restart_if_stalled(app: faust.App, watch: StallWatch, raw_topics: fro
     log.error("stream partitions stalled: restarting the worker", extra={
         "partitions": {f"{tp.topic}:{tp.partition}": {"position": positions[tp], "end": ends.get(tp)}
                        for tp in stalled},
-        "stalled_for_s": watch.after_s, "in_recovery": bool(app.in_recovery),
+        "stalled_for_s": after_s, "in_recovery": bool(app.in_recovery),
     })
     logging.shutdown()
     os.execv(sys.executable, sys.orig_argv)
