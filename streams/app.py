@@ -65,9 +65,8 @@ STALLS = Counter("vigil_stream_stalls_total",
                  "Times this worker restarted itself because a raw partition it holds stopped being read")
 
 HOUSEKEEPING_SECONDS = 5.0
-#: How long raw partitions may go unread while the worker restores its tables from their changelogs before they
-#: count as stalled (a large state takes a while to read back; settings' stream_stall_s when longer).
-RECOVERY_STALL_S = 300.0
+#: How long the stall check waits for the raw partitions' end offsets.
+OFFSETS_TIMEOUT_S = 5.0
 #: How often the watermark is applied to windows and sequences (absences fire, expired state goes).
 ADVANCE_SECONDS = 1.0
 STATE_TABLE = "detection-state"
@@ -211,9 +210,11 @@ def create_app(settings: Settings, replication: kafka.Replication,
         eagerly from that metadata, and before it is fetched aiokafka's partitioner raises (TypeError: 'NoneType'
         object is not iterable), which crashed the agent when the first write came right after a fresh start
         created the topic. On a cluster the first wait lasts until every broker knows the topic: a refresh from
-        one that does not yet made the producer forget it again, with the same crash. Returns at once when the
-        topic is known. (The open alerts' writes name their partition, which aiokafka checks against the same
-        metadata.)"""
+        one that does not yet made the producer forget it again, with the same crash. The metadata can still lose
+        the topic later (seen when a broker of the cluster died), so the agent asks before every batch, right
+        before the engine writes: returns at once when the topic is known, and nothing refreshes the metadata
+        between this and the (synchronous) writes. (The open alerts' writes name their partition, which aiokafka
+        checks against the same metadata.)"""
         producer = app.producer._ensure_producer()
         for changelog in changelogs:
             await producer.partitions_for(changelog)
@@ -246,10 +247,10 @@ def create_app(settings: Settings, replication: kafka.Replication,
 
     @app.agent(raw)
     async def process(stream: faust.StreamT) -> None:
-        await changelog_known()
         # noack_take, not take_events: that one acks a batch in a `finally`, also when its processing failed.
         async for batch in stream.noack_take(BATCH_MESSAGES, within=BATCH_SECONDS):
             messages = [event.message for event in batch]
+            await changelog_known()
             processed = processor.process_batch(
                 [RawMessage(m.topic[prefix_len:], m.value, int(m.timestamp * 1e9)) for m in messages]
             )
@@ -276,7 +277,7 @@ def create_app(settings: Settings, replication: kafka.Replication,
 
 
 async def _restart_if_stalled(app: faust.App, watch: StallWatch, raw_topics: frozenset[str]) -> None:
-    """Restart this worker in place when a raw partition it holds stopped being read while records wait (see
+    """Restart this worker in place when a raw partition it holds stopped being processed while records wait (see
     :mod:`vigil.streams.stall`): its successor process rejoins the group and reads from the committed offsets, so
     nothing is lost and what was processed but not committed is processed again (the writer drops the copies)."""
     consumer = app.consumer
@@ -284,28 +285,39 @@ async def _restart_if_stalled(app: faust.App, watch: StallWatch, raw_topics: fro
     if not partitions:
         watch.stalled(time.monotonic(), {}, {})
         return
-    try:
-        ends = await consumer.highwaters(*partitions)
-        positions = {}
-        for tp in partitions:
-            position = await asyncio.wait_for(consumer.position(tp), timeout=5.0)
-            if position is not None:
-                positions[tp] = position
-    except Exception as exc:  # Kafka busy or failing over, a partition between owners: no reading this time
-        log.debug("stall check skipped", extra={"error": f"{type(exc).__name__}: {exc}"})
-        return
-    after_s = max(watch.after_s, RECOVERY_STALL_S) if app.in_recovery else watch.after_s
-    stalled = watch.stalled(time.monotonic(), positions, ends, after_s)
+    ends = await _end_offsets(app, partitions)
+    # Faust's record of the group's committed offsets: read from Kafka at assignment, then each commit's. None
+    # before the group's first commit of the partition, which then is processed from its start.
+    committed = {tp: consumer._committed_offset[tp] or 0 for tp in partitions}
+    restored = _restored(app) if app.in_recovery else None
+    stalled = watch.stalled(time.monotonic(), committed, ends, restored)
     if not stalled:
         return
     STALLS.inc()
     log.error("stream partitions stalled: restarting the worker", extra={
-        "partitions": {f"{tp.topic}:{tp.partition}": {"position": positions[tp], "end": ends.get(tp)}
+        "partitions": {f"{tp.topic}:{tp.partition}": {"committed": committed[tp], "end": ends.get(tp)}
                        for tp in stalled},
-        "stalled_for_s": after_s, "in_recovery": bool(app.in_recovery),
+        "stalled_for_s": watch.after_s, "in_recovery": bool(app.in_recovery), "restored": restored,
     })
     logging.shutdown()
     os.execv(sys.executable, sys.orig_argv)
+
+
+async def _end_offsets(app: faust.App, partitions: list[Any]) -> Mapping[Any, int]:
+    """The partitions' end offsets from Kafka, or, when Kafka does not answer within OFFSETS_TIMEOUT_S (a leader
+    moving), the last ones the fetches saw (Faust's monitor)."""
+    try:
+        return await asyncio.wait_for(app.consumer.highwaters(*partitions), timeout=OFFSETS_TIMEOUT_S)
+    except Exception as exc:
+        log.info("end offsets unavailable, using the last fetched", extra={"error": f"{type(exc).__name__}: {exc}"})
+        seen = app.monitor.tp_end_offsets
+        return {tp: seen[tp] for tp in partitions if tp in seen}
+
+
+def _restored(app: faust.App) -> int:
+    """How far the worker's restore of its tables has read their changelogs: grows while it reads."""
+    recovery = app.tables.recovery
+    return sum(recovery.active_offsets.values()) + sum(recovery.standby_offsets.values())
 
 
 def _export_lag(app: faust.App) -> None:

@@ -1,4 +1,4 @@
-"""The stream worker's watch for partitions that stopped being read while records wait."""
+"""The stream worker's watch for partitions whose committed offset stopped moving while records wait."""
 
 from __future__ import annotations
 
@@ -29,3 +29,25 @@ def test_a_partition_assigned_again_starts_over() -> None:
     watch.stalled(20, {}, {})  # revoked
     assert watch.stalled(40, {"p0": 10}, {"p0": 20}) == []  # assigned back at 40: its clock starts there
     assert watch.stalled(70, {"p0": 10}, {"p0": 20}) == ["p0"]
+
+
+def test_paused_partitions_wait_as_long_as_the_restore_reads() -> None:
+    watch = StallWatch(after_s=30)
+    for second, restored in ((0, 0), (25, 400), (50, 900), (75, 1000)):
+        assert watch.stalled(second, {"p0": 10}, {"p0": 20}, restored=restored) == []
+    assert watch.stalled(100, {"p0": 10}, {"p0": 20}, restored=1000) == []  # 25 s since the restore read
+    assert watch.stalled(105, {"p0": 10}, {"p0": 20}, restored=1000) == ["p0"]  # the restore stopped 30 s ago
+
+
+def test_a_restore_that_never_reads_stalls_its_partitions() -> None:
+    watch = StallWatch(after_s=30)
+    assert watch.stalled(0, {"p0": 10, "p1": 4}, {"p0": 20, "p1": 4}, restored=0) == []
+    assert watch.stalled(30, {"p0": 10, "p1": 4}, {"p0": 20, "p1": 4}, restored=0) == ["p0"]  # p1 has nothing waiting
+
+
+def test_the_clock_starts_over_when_the_restore_ends() -> None:
+    watch = StallWatch(after_s=30)
+    watch.stalled(0, {"p0": 10}, {"p0": 20}, restored=0)
+    watch.stalled(20, {"p0": 10}, {"p0": 20}, restored=50)
+    assert watch.stalled(45, {"p0": 10}, {"p0": 20}) == []  # restored at 20: 25 s of no reading since
+    assert watch.stalled(50, {"p0": 10}, {"p0": 20}) == ["p0"]
