@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -138,7 +139,11 @@ async def wait_for_webhook(port: int, processes: list[subprocess.Popen]) -> None
 
 def _events(load: Load) -> Iterator[tuple[list[bytes], list[str]]]:
     """Per tick, the encoded events to post (benign list calls and, at the configured share, execs) and the
-    auditIDs of the execs, each of which must come back as an alert."""
+    auditIDs of the execs, each of which must come back as an alert.
+
+    Events are stamped with the time their tick is made, as an API server stamps its own: the engine's clock is
+    event time, and events that all carried the scenario's fixed timestamps would never let a window, a sequence
+    or an open alert expire (a long run would look like a leak of every attack pod's state)."""
     lines = SCENARIO.read_bytes().splitlines()
     benign, attack = orjson.loads(lines[0]), orjson.loads(lines[2])
     per_tick = max(1, round(load.rate * TICK_SECONDS))
@@ -146,16 +151,18 @@ def _events(load: Load) -> Iterator[tuple[list[bytes], list[str]]]:
     sequence = 0
     while True:
         batch, attacks = [], []
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        stamped = {"requestReceivedTimestamp": now, "stageTimestamp": now}
         for _ in range(per_tick):
             sequence += 1
             if attack_every and sequence % attack_every == 0:
                 audit_id = f"e2e-{sequence}"
                 pod = f"web-{sequence}"
-                event = attack | {"auditID": audit_id, "objectRef": attack["objectRef"] | {"name": pod},
-                                  "requestURI": f"/api/v1/namespaces/shop/pods/{pod}/exec?command=sh"}
+                event = attack | stamped | {"auditID": audit_id, "objectRef": attack["objectRef"] | {"name": pod},
+                                            "requestURI": f"/api/v1/namespaces/shop/pods/{pod}/exec?command=sh"}
                 attacks.append(audit_id)
             else:
-                event = benign | {"auditID": f"e2e-{sequence}"}
+                event = benign | stamped | {"auditID": f"e2e-{sequence}"}
             batch.append(orjson.dumps(event))
         yield batch, attacks
 
