@@ -62,7 +62,7 @@ from vigil.streams.tables import RoutedTableStore
 log = logging.getLogger(__name__)
 
 STALLS = Counter("vigil_stream_stalls_total",
-                 "Times this worker restarted itself because a raw partition it holds stopped being read")
+                 "Times this worker restarted itself because a raw partition it holds stopped being processed")
 
 HOUSEKEEPING_SECONDS = 5.0
 #: How long the stall check waits for the raw partitions' end offsets.

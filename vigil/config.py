@@ -52,8 +52,9 @@ class KafkaSettings:
     # How long a stream worker may go without a heartbeat before Kafka gives its partitions to the others: what a
     # crashed worker's partitions wait (Faust's default, 60 s). Heartbeats come from a thread of their own, every 3 s.
     stream_session_timeout_s: float = 10.0
-    # A raw partition this worker holds, with records waiting, whose position has not moved for this long is
-    # stalled: the worker restarts itself (streams/stall.py). 0: never.
+    # A raw partition this worker holds, with records waiting, whose committed offset has not moved for this long
+    # is stalled (while tables are restored: and the restore read nothing for this long): the worker restarts
+    # itself (streams/stall.py). 0: never.
     stream_stall_s: float = 60.0
     # Copies of each topic vigil creates (its own and the stream worker's changelog), and how many of them must
     # have a record before a producer's acks=all is answered. 0: from the cluster's size when the topics are

@@ -1,4 +1,4 @@
-"""A stream worker whose raw partitions stopped being read restarts itself and processes what waited."""
+"""A stream worker whose raw partitions stopped being processed restarts itself and processes what waited."""
 
 from __future__ import annotations
 
