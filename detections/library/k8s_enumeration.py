@@ -7,10 +7,12 @@ from vigil.sources.audit.fixtures import audit_record
 
 RESOURCES = ("secrets", "pods", "nodes", "clusterroles", "clusterrolebindings", "serviceaccounts", "configmaps",
              "deployments", "daemonsets", "namespaces")
+#: The status of a request authorization refused (declared as the prefilter's ``codes`` too).
+FORBIDDEN = 403
 
 
 def is_forbidden(event: Event) -> bool:
-    return event.outcome.code == 403 and bool(event.actor.user)
+    return event.outcome.code == FORBIDDEN and bool(event.actor.user)
 
 
 def request_shape(event: Event) -> str:
@@ -44,6 +46,7 @@ DETECTION = ThresholdDetection(
                 "https://microsoft.github.io/Threat-Matrix-for-Kubernetes/techniques/Access%20Kubernetes%20API%20server/"],
     false_positives=["A new deployment whose RBAC is still being written, or an operator checking permissions."],
     kinds=["k8s.api"],
+    codes=[FORBIDDEN],
     match=is_forbidden,
     group=lambda event: f"{event.cluster}/~{event.actor.user}",
     distinct=request_shape,

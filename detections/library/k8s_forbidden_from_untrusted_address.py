@@ -9,11 +9,15 @@ from vigil.detections.sdk import Scenario, ScenarioEvent, ThresholdDetection
 from vigil.event import Event
 from vigil.sources.audit.fixtures import audit_record
 
+#: The status of a request authorization refused (declared as the prefilter's ``codes`` too).
+FORBIDDEN = 403
+
 
 def is_forbidden_from_outside(event: Event, params: Mapping[str, Any]) -> bool:
     """A 403 whose client address is outside ``trusted_networks`` (the client is the first of ``sourceIPs``)."""
     ips = event.actor.source_ips
-    return event.outcome.code == 403 and bool(ips) and bool(addresses_outside(ips[:1], params["trusted_networks"]))
+    return (event.outcome.code == FORBIDDEN and bool(ips)
+            and bool(addresses_outside(ips[:1], params["trusted_networks"])))
 
 
 def client_address(event: Event) -> str:
@@ -57,6 +61,7 @@ DETECTION = ThresholdDetection(
                 "https://attack.mitre.org/techniques/T1613/"],
     false_positives=["A CI system or an administrator's office outside trusted_networks whose RBAC is incomplete."],
     kinds=["k8s.api"],
+    codes=[FORBIDDEN],
     match=is_forbidden_from_outside,
     group=client_address,
     distinct=request_shape,

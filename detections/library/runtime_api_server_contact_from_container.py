@@ -20,10 +20,9 @@ API_PORTS = frozenset({443, 6443})
 def contacts_api_server(event: Event, params: dict[str, Any]) -> bool:
     if not (event.container.id or event.k8s.container_id):
         return False
-    address = event.network.remote_address or event.target.address
-    port = event.network.remote_port or event.target.port
-    if port not in API_PORTS:
+    if event.network.remote_port not in API_PORTS:  # the port the prefilter reads (remote_ports)
         return False
+    address = event.network.remote_address or event.target.address
     return address in params["api_server_addresses"] or is_api_service_address(address)
 
 
@@ -52,6 +51,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1613/"],
     false_positives=["Every controller and operator; client libraries' leader election."],
     kinds=["net.connect"],
+    remote_ports=API_PORTS,
     params={"api_server_addresses": API_SERVER_ADDRESSES},
     match=contacts_api_server,
     context=api_context,

@@ -23,8 +23,9 @@ POOL_PORTS = frozenset({3333, 4444, 5555, 7777, 14444, 14433, 45700})
 def miner_indicator(event: Event) -> str:
     """What marks the event as mining ('' for nothing)."""
     if event.kind == "net.connect":
-        if (event.k8s.container_id or event.container.id) and event.target.port in POOL_PORTS:
-            return f"connection to pool port {event.target.port}"
+        port = event.network.remote_port
+        if (event.k8s.container_id or event.container.id) and port in POOL_PORTS:
+            return f"connection to pool port {port}"
         return ""
     program = program_name(event).lower()
     if program in MINERS:
@@ -54,6 +55,7 @@ DETECTION = EventDetection(
     references=["https://attack.mitre.org/techniques/T1496/", "https://falco.org/docs/rules/default-rules/"],
     false_positives=["Applications that legitimately use one of the pool ports (e.g. 5555 for adb, 7777 for games)."],
     kinds=["process.exec", "net.connect"],
+    remote_ports={"net.connect": POOL_PORTS},
     match=lambda event: bool(miner_indicator(event)),
     context=miner_context,
     dedup="{cluster}/{node}/{namespace}/{pod}/{exe}",

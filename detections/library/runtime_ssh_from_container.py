@@ -19,7 +19,7 @@ def remote_access(event: Event) -> str:
     if not (event.k8s.container_id or event.container.id):
         return ""
     if event.kind == "net.connect":
-        return "ssh" if event.target.port == SSH_PORT else ""
+        return "ssh" if event.network.remote_port == SSH_PORT else ""
     program = program_name(event)
     if program in SSH_CLIENTS:
         return "ssh"
@@ -50,6 +50,7 @@ DETECTION = EventDetection(
     false_positives=["CI jobs and GitOps tools that clone over SSH (git connecting to port 22 of a Git host)."],
     kinds=["process.exec", "net.connect"],
     exe_names={"process.exec": SSH_CLIENTS | TUNNELS},
+    remote_ports={"net.connect": [SSH_PORT]},
     match=lambda event: bool(remote_access(event)),
     context=ssh_context,
     dedup="{cluster}/{namespace}/{pod}/{container}/{exe}",

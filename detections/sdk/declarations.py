@@ -60,8 +60,10 @@ class Detection(ABC):
     exe_names: Declared = ()
     protocols: Declared = ()
     remote_classes: Declared = ()
+    remote_ports: Declared = ()
+    codes: Declared = ()
     paths: Declared = ()
-    #: The prefilter of each of ``kinds``, from the seven fields above.
+    #: The prefilter of each of ``kinds``, from the prefilter fields above.
     prefilter_by_kind: dict[str, Prefilter] = field(init=False, repr=False, compare=False)
     #: Resolved settings by namespace name: resolving globs for every event would cost more than the logic.
     _by_namespace: dict[str, NamespaceSettings] = field(init=False, repr=False, compare=False)

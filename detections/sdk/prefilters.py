@@ -1,9 +1,10 @@
 """A detection (or a sequence step) may declare the only values of a few event fields its logic can
 match, e.g. ``resources=["pods"], subresources=["exec", "attach"], actions=["create", "get"]``, ``exe_names=SHELLS``
 or, for one of its kinds only, ``exe_names={"process.exec": SSH_CLIENTS}``, and the paths a file detection is about
-(``paths=["/etc/shadow", "/etc/pam.d/*", "*/.bash_history", "*/.ssh/*"]``, see :class:`Prefilter`); the engine
-then never asks it about other events. Most events match nothing, so asking only the detections that can match
-is most of what keeps the engine fast."""
+(``paths=["/etc/shadow", "/etc/pam.d/*", "*/.bash_history", "*/.ssh/*"]``, see :class:`Prefilter`), the ports
+a connection is made to (``remote_ports={"net.connect": [22]}``) or the status codes it can have (``codes=[403]``);
+the engine then never asks it about other events. Most events match nothing, so asking only the detections that
+can match is most of what keeps the engine fast."""
 
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ PREFILTER_FIELDS: dict[str, str] = {
     "exe_names": "actor.exe",
     "protocols": "network.protocol",
     "remote_classes": "network.remote_class",
+    "remote_ports": "network.remote_port",
+    "codes": "outcome.code",
+}
+#: The fields whose values are numbers, with the numbers a declaration may name and how an error says so; the
+#: other fields' values are strings. A port or a code is declared as the int the event carries, not as text.
+NUMBER_FIELDS: dict[str, tuple[range, str]] = {
+    "remote_ports": (range(1, 65_536), "port numbers (ints from 1 to 65535)"),
+    "codes": (range(0, 1 << 32), "status codes (non-negative ints, e.g. 403)"),
 }
 _READ_FIELD = {name: attrgetter(path) for name, path in PREFILTER_FIELDS.items()}
 #: The prefilter field of the path a file event is about (:func:`event_path`): declared as path patterns
@@ -88,15 +97,16 @@ def _path_matches(pattern: str, path: str) -> bool:
     return path == pattern
 
 
-def declared_value(name: str, value: str) -> str:
+def declared_value(name: str, value: str | int) -> str | int:
     """The value a declaration of field ``name`` names for the event attribute's ``value``: the same, except
     that ``exe_names`` names basenames (``/usr/bin/curl`` is ``curl``)."""
-    return value.rpartition("/")[2] if name == "exe_names" else value
+    return value.rpartition("/")[2] if name == "exe_names" and isinstance(value, str) else value
 
 
 #: How a detection or step declares a prefilter field: the values for all of its kinds, or a mapping from some of
 #: its kinds to their values (a detection of execs and connections names the programs it runs on for execs only).
-Declared = Collection[str] | Mapping[str, Collection[str]]
+#: The values are strings, or ints for the :data:`NUMBER_FIELDS`.
+Declared = Collection[str] | Collection[int] | Mapping[str, Collection[str]] | Mapping[str, Collection[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +115,10 @@ class Prefilter:
     engine gives it only events that have them (Falco rules declare ``evt.type``, Panther rules their log
     types). Each field is a set of exact values, empty for any: ``actions`` (the verb of an API request, the
     action of a runtime event), ``resources`` and ``subresources`` (of the API object; ``""`` is the object
-    itself, no subresource), ``exe_names`` (basename of the executable), ``protocols`` and ``remote_classes`` (of a
-    network event: ``udp``, ``public``; see :class:`~vigil.event.Network`); and ``paths``, patterns of the path a
+    itself, no subresource), ``exe_names`` (basename of the executable), ``protocols``, ``remote_classes`` and
+    ``remote_ports`` (of a network event: ``udp``, ``public``, ``22``; see :class:`~vigil.event.Network`; the
+    remote port of an accepted connection is the client's ephemeral one, so declare ports for connections made),
+    ``codes`` (``outcome.code``: an API request's HTTP status, an exit status); and ``paths``, patterns of the path a
     file event is about (:func:`event_path`; see :class:`PathPatterns`). A declaration is a promise the logic
     never matches outside it (declare from the same constants the logic tests); ``vigil detections test`` fails
     a detection whose examples break it."""
@@ -117,24 +129,21 @@ class Prefilter:
     exe_names: frozenset[str] = frozenset()
     protocols: frozenset[str] = frozenset()
     remote_classes: frozenset[str] = frozenset()
+    remote_ports: frozenset[int] = frozenset()
+    codes: frozenset[int] = frozenset()
     paths: frozenset[str] = frozenset()
 
     @classmethod
     def declared_by(cls, owner: Any, label: str) -> dict[str, Prefilter]:
         """The prefilter of each kind of a detection or step (``owner.kinds``) from its declaration fields."""
-        by_kind: dict[str, dict[str, frozenset[str]]] = {kind: {} for kind in owner.kinds}
+        by_kind: dict[str, dict[str, frozenset[str | int]]] = {kind: {} for kind in owner.kinds}
         for name in (*PREFILTER_FIELDS, PATHS):
             declared = getattr(owner, name)
             per_kind = declared if isinstance(declared, Mapping) else dict.fromkeys(owner.kinds, declared)
             for kind, values in per_kind.items():
                 if kind not in by_kind:
                     raise DetectionError(f"{label}: {name} declares kind {kind!r}, which is not one of its kinds")
-                if isinstance(values, str) or not all(isinstance(item, str) for item in values):
-                    raise DetectionError(f"{label}: {name} must be a list of strings (or of them by kind), "
-                                         f"got {values!r}")
-                if name == PATHS and not all(PathPatterns.check(item) for item in values):
-                    raise DetectionError(f"{label}: paths are paths or patterns with a * at their start or end "
-                                         f"(/etc/*, */.ssh/*), got {sorted(values)!r}")
+                _check_values(label, name, values)
                 # A multi-call binary may run any named program (see MULTI_CALL).
                 by_kind[kind][name] = frozenset(values) | (MULTI_CALL if name == "exe_names" and values else set())
         return {kind: cls(**fields) for kind, fields in by_kind.items()}
@@ -165,4 +174,19 @@ class Prefilter:
         return True
 
     def describe(self) -> str:
+        """The declaration as a failure message names it (``codes=[403], resources=['pods']``)."""
         return ", ".join(f"{name}={sorted(getattr(self, name))}" for name in self.fields) or "any event"
+
+
+def _check_values(label: str, name: str, values: Any) -> None:
+    """Raise unless ``values`` is a collection of what field ``name`` holds: strings, the ints of a number field
+    (``True`` is no port: a bool is refused although Python counts it an int), path patterns for ``paths``."""
+    allowed, what = NUMBER_FIELDS.get(name, (None, "strings"))
+    listed = isinstance(values, Collection) and not isinstance(values, str)
+    if not listed or not all(
+        isinstance(item, str) if allowed is None else type(item) is int and item in allowed for item in values
+    ):
+        raise DetectionError(f"{label}: {name} must be a list of {what} (or of them by kind), got {values!r}")
+    if name == PATHS and not all(PathPatterns.check(item) for item in values):
+        raise DetectionError(f"{label}: paths are paths or patterns with a * at their start or end "
+                             f"(/etc/*, */.ssh/*), got {sorted(values)!r}")

@@ -55,8 +55,10 @@ class Step:
     exe_names: Declared = ()
     protocols: Declared = ()
     remote_classes: Declared = ()
+    remote_ports: Declared = ()
+    codes: Declared = ()
     paths: Declared = ()
-    #: The prefilter of each of ``kinds``, from the seven fields above.
+    #: The prefilter of each of ``kinds``, from the prefilter fields above.
     prefilter_by_kind: dict[str, Prefilter] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

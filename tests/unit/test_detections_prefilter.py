@@ -3,6 +3,7 @@ same alerts in the same order as without them, and the harness fails a declarati
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -22,9 +23,10 @@ from vigil.detections.sdk import (
     SequenceDetection,
     Step,
 )
-from vigil.event import Event, File, Target
+from vigil.event import Event, File, Network, Outcome, Target
 from vigil.sources.audit.fixtures import audit_record
 from vigil.sources.source import get_source
+from vigil.sources.tetragon.fixtures import kprobe, tetragon_record
 
 LOADED, _ = load_detections([LIBRARY])
 BUNDLED = sorted(LOADED.values(), key=lambda d: d.id)
@@ -187,3 +189,65 @@ def test_a_declaration_is_a_list_of_strings_and_a_sequence_declares_on_its_steps
                           actions=["create"])
     with pytest.raises(DetectionError, match="step a: exe_names must be a list of strings"):
         Step(name="a", kinds=["process.exec"], match=bool, exe_names="sh")
+
+
+def test_the_engine_asks_by_the_port_a_connection_is_made_to_and_by_the_status_code() -> None:
+    seen: list[str] = []
+
+    def spy(name: str, kind: str, **prefilter: Any) -> EventDetection:
+        return replace(spy_detection(name, seen, **prefilter), kinds=frozenset({kind}))
+
+    engine = Engine([spy("ssh", "net.connect", remote_ports=[22]),
+                     spy("pools", "net.connect", remote_ports=[3333, 4444]),
+                     spy("refused", "k8s.api", codes=[403]), spy("any", "net.connect")])
+    expected = {22: ["ssh", "any"], 4444: ["pools", "any"], 443: ["any"], 0: ["any"]}
+    for number, (port, reached) in enumerate(expected.items()):
+        seen.clear()
+        engine.process(Event(id=f"c{number}", time_ns=number, source="ebpf", kind="net.connect",
+                             network=Network(remote_address="10.0.0.9", remote_port=port)))
+        assert seen == reached, port
+    for number, (code, reached) in enumerate({403: ["refused"], 200: [], 0: []}.items()):
+        seen.clear()
+        engine.process(Event(id=f"a{number}", time_ns=number, source="k8s-audit", kind="k8s.api", action="get",
+                             outcome=Outcome("denied", code)))
+        assert seen == reached, code
+
+
+@pytest.mark.parametrize(("field", "values", "allowed"), [
+    ("remote_ports", ["22"], "port numbers (ints from 1 to 65535)"),
+    ("remote_ports", 22, "port numbers (ints from 1 to 65535)"),
+    ("remote_ports", [0], "port numbers (ints from 1 to 65535)"),
+    ("remote_ports", [65_536], "port numbers (ints from 1 to 65535)"),
+    ("remote_ports", [True], "port numbers (ints from 1 to 65535)"),
+    ("remote_ports", {"net.connect": [22.0]}, "port numbers (ints from 1 to 65535)"),
+    ("codes", ["403"], "status codes (non-negative ints, e.g. 403)"),
+    ("remote_classes", [22], "strings"),
+])
+def test_a_number_field_is_declared_as_ints_and_the_error_says_what_is_allowed(
+    field: str, values: Any, allowed: str
+) -> None:
+    with pytest.raises(DetectionError, match=rf"test.ports: {field} must be a list of {re.escape(allowed)}"):
+        EventDetection(id="test.ports", title="t", description="t", severity="low", kinds=["net.connect"],
+                       match=lambda event: True, **{field: values})
+
+
+def connect_record(port: int) -> dict[str, Any]:
+    sock = {"family": "AF_INET", "saddr": "10.244.1.7", "daddr": "203.0.113.9", "sport": 40_122, "dport": port}
+    return tetragon_record("process_kprobe", binary="/usr/bin/ssh", body=kprobe("tcp_connect", {"sock_arg": sock}))
+
+
+def test_the_harness_fails_a_port_declaration_that_hides_a_match() -> None:
+    ssh = dict(
+        id="test.ssh_ports", title="SSH", description="Matches 22 and 2222.", severity="low", kinds=["net.connect"],
+        match=lambda event: event.network.remote_port in (22, 2222),
+        examples=[Example(name="2222", source="tetragon", fires=True, record=connect_record(2222)),
+                  Example(name="443", source="tetragon", fires=False, record=connect_record(443))],
+    )
+
+    results = {r.example: r for r in check_examples(EventDetection(**ssh, remote_ports=[22]))}
+
+    assert not results["2222"].passed
+    assert "prefilter (remote_ports=[22]) skips an event its logic matches" in results["2222"].reason
+    assert "remote_ports 2222" in results["2222"].reason
+    assert results["443"].passed
+    assert all(r.passed for r in check_examples(EventDetection(**ssh, remote_ports=[22, 2222])))
