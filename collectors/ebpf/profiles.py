@@ -1,12 +1,18 @@
 """Per-container syscall profiles: what the kernel aggregated per cgroup, turned into ``syscalls`` records.
 
 The sensor's ``on_sys_enter`` program sets, per cgroup and per CPU, one bit per syscall number a task of the
-cgroup made and counts its syscalls by class (forks, execs, opens, connects). This module takes each cgroup's
-entry out of the kernel's map in one step (lookup-and-delete: what the kernel adds afterwards starts a fresh
+cgroup made and counts its syscalls by class (forks, execs, opens, connects). It does so in a slot per CPU for
+the cgroup that last made a syscall there, and adds the slot into the cgroup's entry of the kernel's map when a
+task of another cgroup makes one on that CPU (a map lookup on every syscall cost more than the rest of the
+profile's work). This module first makes the kernel add the slots that hold what it is about to take: its
+thread makes a syscall on each of those CPUs (:meth:`SyscallProfiles.flush_slots`). Then it takes each
+cgroup's entry out of the map in one step (lookup-and-delete: what the kernel adds afterwards starts a fresh
 entry) every flush interval, and at once when the cgroup is removed (its container exited), so each record
-says what one container did during one interval. The records leave with the sensor's other records
-(``raw.ebpf``, normalized to ``container.syscalls``); a least-privilege seccomp profile is the union of a
-workload's records.
+says what one container did during one interval. A CPU the collector may not run on (a cpuset that leaves it
+out) keeps its slot until a task of another cgroup runs there: those syscalls are reported in a later
+interval, and a removed cgroup's are reported only if the collector still knows its path then. The records
+leave with the sensor's other records (``raw.ebpf``, normalized to ``container.syscalls``); a least-privilege
+seccomp profile is the union of a workload's records.
 
 What runc's init does in the container's cgroup before it executes the workload (mount, pivot_root,
 sethostname, seccomp, ...: the container's set-up) is not counted: the kernel program knows the init by its
@@ -26,8 +32,10 @@ architecture (``i386`` on x86-64).
 
 from __future__ import annotations
 
+import os
 import struct
 import time
+from collections.abc import Collection
 from typing import Any
 
 from vigil.collectors.ebpf.cgroups import CgroupResolver, container_id_of_path
@@ -36,10 +44,14 @@ from vigil.collectors.ebpf.syscall_table import CLASSES, COMPAT_ARCH, SYSCALL_SL
 from vigil.sources.host_sensors import syscall_by_number
 
 MAP = "cgroup_syscalls"
+SLOTS = "profile_slots"
 _CLASS_SLOTS = 8  # counters per architecture (CLASS_SLOTS in sensor.bpf.c), of which CLASSES are used
 _WORDS = SYSCALL_SLOTS // 64
 _VALUE = struct.Struct(f"<{_WORDS}Q{2 * _CLASS_SLOTS}Q")  # struct cgroup_syscalls: used[], counts[2][]
 _KEY = struct.Struct("<Q")
+_SLOT_KEY = struct.pack("<I", 0)
+_SLOT_CGROUP = struct.Struct("<Q")  # struct profile_slot: the cgroup id, then a struct cgroup_syscalls
+_SLOT_SIZE = _SLOT_CGROUP.size + _VALUE.size
 
 
 def profile_records(cgroup_id: int, values: list[bytes], arch: str) -> list[dict[str, Any]]:
@@ -84,8 +96,23 @@ class SyscallProfiles:
     def due(self) -> bool:
         return time.monotonic() - self._interval_start >= self.interval_s
 
+    def flush_slots(self, cgroup_ids: Collection[int] | None = None) -> None:
+        """Make the kernel add what each CPU's slot holds into the map, for the slots that hold one of
+        ``cgroup_ids`` (any cgroup when None): this thread makes a syscall on each such CPU it may run on
+        (moving there is itself one), then returns to the CPUs it ran on."""
+        slots = self.bpf.lookup_per_cpu(SLOTS, _SLOT_KEY, _SLOT_SIZE)
+        allowed = os.sched_getaffinity(0)
+        cpus = [cpu for cpu, value in enumerate(slots) if cpu in allowed
+                and (held := _SLOT_CGROUP.unpack_from(value)[0]) and (cgroup_ids is None or held in cgroup_ids)]
+        if not cpus:
+            return
+        for cpu in cpus:
+            os.sched_setaffinity(0, {cpu})  # returns on ``cpu``: the next call enters the kernel there
+        os.sched_setaffinity(0, allowed)
+
     def take_all(self) -> list[dict[str, Any]]:
         """Every cgroup's records for the interval that ends now (the next interval starts empty)."""
+        self.flush_slots()
         records = []
         for key in self.bpf.keys(MAP, _KEY.size):
             cgroup_id = _KEY.unpack(key)[0]
@@ -94,9 +121,13 @@ class SyscallProfiles:
         self._interval_start = time.monotonic()
         return records
 
-    def take_removed(self, cgroup_id: int, path: str) -> list[dict[str, Any]]:
-        """The records of a cgroup that was just removed (``path`` as the kernel named it)."""
-        return self._take(cgroup_id, path)
+    def take_removed(self, removed: list[tuple[int, str]]) -> list[dict[str, Any]]:
+        """The records of cgroups that were just removed: (id, path as the kernel named it) of each. The kernel
+        reports every removed cgroup; those that made no syscalls since the last interval have none."""
+        if not removed:
+            return []
+        self.flush_slots({cgroup_id for cgroup_id, _ in removed})
+        return [record for cgroup_id, path in removed for record in self._take(cgroup_id, path)]
 
     def _take(self, cgroup_id: int, path: str | None) -> list[dict[str, Any]]:
         values = self.bpf.take_per_cpu(MAP, _KEY.pack(cgroup_id), _VALUE.size)

@@ -359,7 +359,7 @@ class Sensor:
         """The syscall records of removed cgroups, and of all cgroups when ``everything`` (a flush)."""
         assert self._profiles is not None and self._decoder is not None
         removed = self._decoder.removed_cgroups
-        taken = [record for cgroup_id, path in removed for record in self._profiles.take_removed(cgroup_id, path)]
+        taken = self._profiles.take_removed(removed)
         removed.clear()
         if everything:
             taken += self._profiles.take_all()

@@ -317,7 +317,7 @@ class RecordDecoder:
         out: list[dict[str, Any]] = []
         append = out.append
         unpack_open, known, comms = _OPEN_ALL.unpack_from, self.known_containers, self._comms
-        boot_offset = self.boot_offset_ns
+        boot_offset, traversal, path_at = self.boot_offset_ns, _OPEN_TRAVERSAL, _OPEN_PATH
         for at in offsets:
             kind = view[at + _TYPE_OFFSET]
             if kind != 3 and kind != 14:
@@ -345,12 +345,12 @@ class RecordDecoder:
                 "comm": comms.get(comm) or self.comm(comm),
                 "cgroup_id": cgroup_id,
                 "container_id": self.resolve_container(cgroup_id) if container_id is None else container_id,
-                "flags": flags & ~_OPEN_TRAVERSAL,
+                "flags": flags & ~traversal,
                 "mode": mode,
-                "path": view[at + _OPEN_PATH : at + _OPEN_PATH + path_len].tobytes().decode(errors="replace"),
+                "path": str(view[at + path_at : at + path_at + path_len], "utf-8", "replace"),
                 "repeats": repeats,
             }
-            if flags & _OPEN_TRAVERSAL:
+            if flags & traversal:
                 record["traversal"] = True
             append(record)
         return out
