@@ -12,8 +12,9 @@ import sys
 
 import pytest
 
+from vigil.collectors.ebpf import profiles
 from vigil.collectors.ebpf.cgroups import container_id_of_path
-from vigil.collectors.ebpf.profiles import profile_records
+from vigil.collectors.ebpf.profiles import SyscallProfiles, profile_records
 from vigil.collectors.ebpf.sensor import MAX_RULES, SensorConfig, head_slot, split_pattern
 from vigil.collectors.ebpf.syscall_table import CLASSES, COMPAT_BASE, HANDLERS, entries
 from vigil.event import ENV_NAMES
@@ -313,6 +314,37 @@ def test_a_profile_unites_the_cpus_and_keeps_compat_syscalls_apart() -> None:
     assert native["counts"] == {"syscalls": 15, "fork": 1, "exec": 1, "open": 2, "connect": 0}
     assert (compat["arch"], compat["syscalls"], compat["counts"]["syscalls"]) == ("i386", ["mkdir"], 3)
     assert profile_records(7, [_profile_value([], [0] * 16)], "x86_64") == []
+
+
+class _Slots:
+    """The per-CPU ``profile_slots`` of a four-CPU node, each holding the cgroup id given (0: empty)."""
+
+    def __init__(self, held: list[int]) -> None:
+        self.values = [struct.pack("<Q", cgroup_id) + _profile_value([], [0] * 16) for cgroup_id in held]
+
+    def lookup_per_cpu(self, name: str, key: bytes, value_size: int) -> list[bytes]:
+        assert (name, key, value_size) == (profiles.SLOTS, b"\0\0\0\0", len(self.values[0]))
+        return self.values
+
+
+@pytest.mark.parametrize(("cgroup_ids", "visited"), [(None, [0, 2, 3]), ({7}, [0, 3]), ({9}, [])])
+def test_slots_are_flushed_by_a_syscall_on_each_cpu_that_holds_a_cgroup_taken(
+        monkeypatch: pytest.MonkeyPatch, cgroup_ids: set[int] | None, visited: list[int]) -> None:
+    """CPU 1's slot is empty and CPU 2's holds another cgroup; the thread moves to each CPU to flush (a move is a
+    syscall there), then back to the CPUs it may run on."""
+    moves: list[set[int]] = []
+    monkeypatch.setattr(profiles.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(profiles.os, "sched_setaffinity", lambda pid, cpus: moves.append(set(cpus)))
+    SyscallProfiles(_Slots([7, 0, 8, 7]), None, 30.0, False).flush_slots(cgroup_ids)  # type: ignore[arg-type]
+    assert moves == ([{cpu} for cpu in visited] + [{0, 1, 2, 3}] if visited else [])
+
+
+def test_a_slot_on_a_cpu_the_collector_may_not_run_on_is_left_to_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    moves: list[set[int]] = []
+    monkeypatch.setattr(profiles.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(profiles.os, "sched_setaffinity", lambda pid, cpus: moves.append(set(cpus)))
+    SyscallProfiles(_Slots([0, 7, 7, 7]), None, 30.0, False).flush_slots({7})  # type: ignore[arg-type]
+    assert moves == [{1}, {0, 1}]
 
 
 def test_the_kernels_syscall_table_follows_the_architectures_numbers() -> None:
