@@ -59,7 +59,12 @@ def _add_sensor(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_store(sub: argparse._SubParsersAction) -> None:
-    store = sub.add_parser("store", help="writer vs raw insert throughput; hunt latency over generated events")
+    store = sub.add_parser(
+        "store", help="writer vs raw insert throughput; hunt latency over generated events",
+        description="Writer vs raw insert throughput, then hunt latency over generated events, on the ClickHouse "
+                    "that VIGIL_CLICKHOUSE_URL names: the embedded engine by default, or a server "
+                    "(http://127.0.0.1:8123 is vigil dev up's). --rows 1000 --runs 1 keeps the hunt part short.",
+    )
     store.add_argument("--events", type=int, default=100_000, help="events through the writer (default: %(default)s)")
     store.add_argument("--rows", type=int, default=10_000_000, help="generated rows for hunts (default: %(default)s)")
     store.add_argument("--runs", type=int, default=5, help="runs per hunt (default: %(default)s)")

@@ -22,6 +22,12 @@ those copies would be rows counted twice. So the writer remembers the ids of the
 copies within the batch (``vigil_events_duplicates_dropped_total``). What it remembers is lost with the process:
 a copy that reaches a writer restarted since, or another writer, is left to the merge.
 
+Each message is decoded straight into its table's columns (one list of values per column; storage/stored_events.py
+parses only the fields a column reads), and the decoded objects go as soon as their values are in the lists. A batch
+holds those values and the messages, from which a row ClickHouse refuses is cut for its dead letter; each insert
+builds its Arrow table once from the lists. Holding every event as objects until the flush cost ~3-6 KB each, and
+the garbage collector's walks over them most of the writer's time.
+
 Inserts run one per partition, so each has a range of its own, and all partitions are flushed together
 when ``batch_rows`` rows or ``batch_seconds`` have accumulated. While ClickHouse is unavailable the writer
 retries with backoff and reads nothing more (Kafka holds the backlog); records that can never be stored go
@@ -37,17 +43,17 @@ faster beyond the noise (README, "ClickHouse cluster").
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import functools
 import logging
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import msgspec
 import orjson
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -59,9 +65,18 @@ from prometheus_client import Counter
 from vigil import kafka, metrics
 from vigil.alert import Alert
 from vigil.config import Settings
-from vigil.event import SCHEMA_VERSION, Event, SchemaError, now_ns
-from vigil.storage.clickhouse import ClickHouseStore, InsertResult, StoreUnavailable, connect
+from vigil.event import now_ns
+from vigil.storage.clickhouse import (
+    TABLE_COLUMNS,
+    ClickHouseStore,
+    Column,
+    InsertResult,
+    StoreUnavailable,
+    column_values,
+    connect,
+)
 from vigil.storage.schema import migrate
+from vigil.storage.stored_events import Refusal, decode_message, event_bytes
 
 log = logging.getLogger(__name__)
 
@@ -84,17 +99,9 @@ _IDLE_POLL_MS = 1000
 
 T = TypeVar("T")
 
-
-class StoredEvent(Event):
-    """An event as the writer decodes it: its raw record stays the JSON bytes it arrived as, since storage only
-    stores it (parsing it into objects and serializing it again for the column cost as much as the rest)."""
-
-    raw: msgspec.Raw = msgspec.Raw(b"null")
-
-
-#: A message of the events topic decoded straight into the envelope: a message whose events all fit it (as the
-#: stream worker writes them) costs one decode; any other is judged event by event.
-_STORED_EVENTS = msgspec.json.Decoder(list[StoredEvent], strict=False)
+#: Where the events' ids are among their columns, and each table's ``time``.
+_EVENT_ID = [column.name for column in TABLE_COLUMNS["events"]].index("event_id")
+_TIME = {table: [column.name for column in columns].index("time") for table, columns in TABLE_COLUMNS.items()}
 
 
 class RecentIds:
@@ -120,37 +127,65 @@ class RecentIds:
         while len(order) > self._capacity:
             ids.discard(order.popleft())
 
-    def new_events(self, events: list[Any]) -> list[Any]:
-        """``events`` without those stored before and without repeats of an id, in order."""
+    def new_rows(self, event_ids: list[str]) -> list[int]:
+        """The indices of the ids in ``event_ids`` not stored before and not repeating an earlier one, in order."""
         ids = self._ids
         batch: set[str] = set()
         kept = []
-        for event in events:
-            event_id = event.id
+        for index, event_id in enumerate(event_ids):
             if event_id in ids or event_id in batch:
                 continue
             batch.add(event_id)
-            kept.append(event)
+            kept.append(index)
         return kept
+
+
+class RowOrigins:
+    """Where each row of a partition batch came from: its message, and its place in the message's array of events
+    (None: the message is the record, as an alert is). A row refused at insert is dead-lettered with the bytes it
+    came in, which are found only then: nothing is kept per row for it."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []  # the first row of each message
+        self._messages: list[tuple[bytes, Sequence[int] | None]] = []
+
+    def add(self, start: int, value: bytes, places: Sequence[int] | None) -> None:
+        self._starts.append(start)
+        self._messages.append((value, places))
+
+    def original(self, row: int) -> bytes:
+        index = bisect.bisect_right(self._starts, row) - 1
+        value, places = self._messages[index]
+        return value if places is None else event_bytes(value, places[row - self._starts[index]])
 
 
 @dataclass(slots=True)
 class PartitionBatch:
-    """Messages of one partition read but not yet stored, and the records decoded from them."""
+    """Messages of one partition read but not yet stored, and their rows: one list of values per column of the
+    table, filled as each message is decoded (no object per record outlives its message)."""
 
     tp: TopicPartition
+    columns: tuple[Column, ...]
     replay_until: int | None = None  # last offset of a range a previous attempt was storing: store it exactly
     sealed: bool = False  # the replayed range is complete; later messages wait for the next batch
     first_offset: int = -1
     last_offset: int = -1
     first_timestamp: int = 0
     last_timestamp: int = 0
-    records: list[Any] = field(default_factory=list)
-    refused: list[tuple[str, str, bytes]] = field(default_factory=list)  # (reason, detail, raw) not decodable
+    values: list[list[Any]] = field(default_factory=list)
+    origins: RowOrigins = field(default_factory=RowOrigins)
+    refused: list[Refusal] = field(default_factory=list)  # not decodable
+
+    def __post_init__(self) -> None:
+        self.values = [[] for _ in self.columns]
 
     @property
     def empty(self) -> bool:
         return self.first_offset < 0
+
+    @property
+    def rows(self) -> int:
+        return len(self.values[0])
 
     @property
     def ready(self) -> bool:
@@ -170,10 +205,23 @@ class PartitionBatch:
         if self.replay_until is not None and message.offset >= self.replay_until:
             self.sealed = True
 
+    def add_rows(self, records: list[Any], value: bytes, places: Sequence[int] | None, *, typed: bool) -> None:
+        """Move the decoded ``records`` of the message ``value`` into the columns (``places``: see RowOrigins;
+        ``typed``: see column_values)."""
+        values, kept, refused = column_values(self.columns, records, typed=typed)
+        self.refused += [(r.reason, r.detail, records[r.index].to_json()) for r in refused]
+        if not kept:
+            return
+        if refused and places is not None:
+            places = [places[index] for index in kept]
+        self.origins.add(self.rows, value, places)
+        for column, added in zip(self.values, values, strict=True):
+            column += added
+
     def clear(self, replay_until: int | None = None) -> None:
         self.replay_until, self.sealed = replay_until, False
         self.first_offset = self.last_offset = -1
-        self.records, self.refused = [], []
+        self.values, self.origins, self.refused = [[] for _ in self.columns], RowOrigins(), []
 
 
 class StorageWriter:
@@ -196,6 +244,7 @@ class StorageWriter:
         self._admin = AIOKafkaAdminClient(**kafka.client_options(settings.kafka))
         self._dead_letters = kafka.DeadLetters(settings, COMPONENT)
         self._latency = metrics.LATENCY.labels("store")
+        self._received = {table: metrics.RECEIVED.labels(COMPONENT, table) for table in self._tables.values()}
         self._recent = RecentIds(settings.clickhouse.recent_event_ids)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -276,7 +325,7 @@ class StorageWriter:
                 batch.replay_until = None  # the range is no longer in the log (retention): nothing to replay
             batch.add(message)
             decode(batch, message)
-            metrics.RECEIVED.labels(COMPONENT, table).inc()
+            self._received[table].inc()
 
     async def _open(self, tp: TopicPartition) -> PartitionBatch | None:
         """Start tracking a newly assigned partition, picking up a range a previous attempt left pending.
@@ -295,30 +344,14 @@ class StorageWriter:
         if replay_until is not None:
             log.info("replaying a pending range", extra={"topic": tp.topic, "partition": tp.partition,
                                                          "until_offset": replay_until})
-        self._batches[tp] = batch = PartitionBatch(tp, replay_until)
+        self._batches[tp] = batch = PartitionBatch(tp, TABLE_COLUMNS[self._tables[tp.topic]], replay_until)
         return batch
 
     def _decode_events(self, batch: PartitionBatch, message: ConsumerRecord) -> None:
         value = message.value or b""
-        try:
-            events = _STORED_EVENTS.decode(value)
-        except msgspec.DecodeError:  # a bad message or event (ValidationError is one): judged one by one below
-            events = None
-        if events is not None and all(event.schema <= SCHEMA_VERSION for event in events):
-            batch.records.extend(events)
-            return
-        try:
-            records = kafka.decode_batch(value)
-        except ValueError as exc:
-            batch.refused.append(("undecodable", str(exc), value))
-            return
-        for record in records:
-            try:
-                if not isinstance(record, dict):
-                    raise SchemaError("event is not a JSON object")
-                batch.records.append(Event.from_dict(record))
-            except SchemaError as exc:
-                batch.refused.append(("invalid_event", str(exc), orjson.dumps(record)))
+        events, places, refused = decode_message(value)
+        batch.refused += refused
+        batch.add_rows(events, value, places, typed=True)
 
     def _decode_alert(self, batch: PartitionBatch, message: ConsumerRecord) -> None:
         value = message.value or b""
@@ -330,15 +363,17 @@ class StorageWriter:
             batch.refused.append(("undecodable", str(exc), value))
             return
         try:
-            batch.records.append(Alert.from_dict(record))
+            alert = Alert.from_dict(record)
         except (TypeError, ValueError) as exc:
             batch.refused.append(("invalid_alert", str(exc), value))
+            return
+        batch.add_rows([alert], value, None, typed=False)  # built from a dict: its types are not checked
 
     def _due(self) -> bool:
         pending = [b for b in self._batches.values() if b.ready]
         if not pending:
             return False
-        rows = sum(len(b.records) for b in pending)
+        rows = sum(b.rows for b in pending)
         expired = time.monotonic() - self._batch_started >= self._settings.clickhouse.batch_seconds
         return rows >= self._settings.clickhouse.batch_rows or expired or any(b.sealed for b in pending)
 
@@ -373,28 +408,31 @@ class StorageWriter:
     async def _store_batch(self, batch: PartitionBatch, stop: asyncio.Event) -> bool:
         """Insert one partition's rows and dead-letter what was refused; False if stopped while retrying."""
         table = self._tables[batch.tp.topic]
-        records = batch.records
+        values, rows = batch.values, range(batch.rows)
         if table == "events":
             # Only the ids stored by acknowledged inserts are remembered, so a retry of this batch (same token)
             # leaves out the same events as this attempt.
-            records = self._recent.new_events(records)
-        insert = self._store.insert_events if table == "events" else self._store.insert_alerts
-        result: InsertResult | None = await retry_unavailable(stop, f"insert_{table}", insert, records, batch.token)
+            rows = self._recent.new_rows(values[_EVENT_ID])
+            if len(rows) < batch.rows:
+                values = [[column[row] for row in rows] for column in values]
+        result: InsertResult | None = await retry_unavailable(stop, f"insert_{table}", self._store.insert_columns,
+                                                              table, values, batch.token)
         if result is None:
             return False
         metrics.ROWS_WRITTEN.labels(table).inc(result.written)
-        refused_indices = {r.index for r in result.refused}
-        stored = [record for index, record in enumerate(records) if index not in refused_indices]
-        now = now_ns()
-        for record in stored:
-            self._latency.observe(max(0, now - record.time_ns) / 1e9)
+        refused = {r.index for r in result.refused}
+        stored = [index for index in range(len(rows)) if index not in refused]
+        now, times = now_ns(), values[_TIME[table]]
+        for index in stored:
+            self._latency.observe(max(0, now - times[index]) / 1e9)
         if table == "events":
-            self._recent.add(event.id for event in stored)
-            if len(records) < len(batch.records):
-                DUPLICATES.inc(len(batch.records) - len(records))
-        for refused in result.refused:
-            await self._dead_letters.send(self._sender, table, refused.reason, refused.detail,
-                                          records[refused.index].to_json())
+            ids = values[_EVENT_ID]
+            self._recent.add(ids[index] for index in stored)
+            if len(rows) < batch.rows:
+                DUPLICATES.inc(batch.rows - len(rows))
+        for row in result.refused:
+            await self._dead_letters.send(self._sender, table, row.reason, row.detail,
+                                          batch.origins.original(rows[row.index]))
         for reason, detail, raw in batch.refused:
             await self._dead_letters.send(self._sender, table, reason, detail, raw)
         return True

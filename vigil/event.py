@@ -303,15 +303,7 @@ class Event(msgspec.Struct):
     @classmethod
     def from_json(cls, payload: bytes) -> Event:
         """Decode an event's JSON straight into the envelope (no intermediate dict)."""
-        try:
-            event = _DECODER.decode(payload)
-        except msgspec.ValidationError as exc:
-            _check_schema(_schema_of(payload))  # a newer schema may change a field: say so, not "malformed"
-            raise SchemaError(f"malformed event: {exc}") from exc
-        except msgspec.DecodeError as exc:
-            raise SchemaError(f"event is not JSON: {exc}") from exc
-        _check_schema(event.schema)
-        return event
+        return decode_event(_DECODER, payload)
 
     @property
     def correlation_key(self) -> str:
@@ -326,6 +318,20 @@ class SchemaError(ValueError):
 ENCODER = msgspec.json.Encoder()
 # Not strict: a number sent as a string (``"time_ns": "17…"``) loads as before the envelope was typed.
 _DECODER = msgspec.json.Decoder(Event, strict=False)
+
+
+def decode_event(decoder: msgspec.json.Decoder, payload: bytes) -> Any:
+    """One event's JSON decoded by ``decoder``, into the envelope or a shape of it with the same fields (the storage
+    writer's, which parses only what it stores); raises :class:`SchemaError` for a foreign or broken event."""
+    try:
+        event = decoder.decode(payload)
+    except msgspec.ValidationError as exc:
+        _check_schema(_schema_of(payload))  # a newer schema may change a field: say so, not "malformed"
+        raise SchemaError(f"malformed event: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise SchemaError(f"event is not JSON: {exc}") from exc
+    _check_schema(event.schema)
+    return event
 
 
 class _Versioned(msgspec.Struct):

@@ -48,8 +48,8 @@ class CrashAfterInsert:
     def __getattr__(self, name: str):
         return getattr(self._store, name)
 
-    def insert_events(self, events, dedup_token):
-        self._store.insert_events(events, dedup_token)
+    def insert_columns(self, table, values, dedup_token):
+        self._store.insert_columns(table, values, dedup_token)
         raise Crash("after the insert, before the commit")
 
 
