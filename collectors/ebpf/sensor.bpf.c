@@ -380,8 +380,8 @@ struct {
 /* The profile of the cgroup whose task last made a syscall on this CPU, added into ``cgroup_syscalls`` only
  * when a task of another cgroup makes one here. Every syscall updates its cgroup's profile; a hash lookup for
  * each took ~50 ns, while a CPU changes cgroups only when it switches between tasks of different ones. User
- * space, before it takes entries out of ``cgroup_syscalls``, makes a syscall on every CPU it may run on, which
- * adds what each CPU holds (see profiles.py). ``cgroup_id`` 0 is an empty slot (no cgroup has id 0). */
+ * space, before it takes entries out of ``cgroup_syscalls``, makes a syscall on each CPU whose slot holds what it
+ * is about to take, which adds that slot (see profiles.py). ``cgroup_id`` 0 is an empty slot (no cgroup has id 0). */
 struct profile_slot {
 	u64 cgroup_id;
 	struct cgroup_syscalls syscalls;
