@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 if [[ ${1:-} == --cluster ]]; then exec bash scripts/demo-cluster.sh; fi
 bash scripts/setup.sh
 
-export VIGIL_CLUSTER=${VIGIL_CLUSTER:-demo}
+# Each run is a cluster of its own: the scenario's audit records posted again are duplicates of the last run's,
+# the evidence of alerts that run opened and that are still open, so a second run under one name raises nothing.
+export VIGIL_CLUSTER=${VIGIL_CLUSTER:-demo-$(date +%Y%m%d-%H%M%S)}
 # The writer and the queries below are separate processes: they share the dev stack's ClickHouse server
 # (without this, vigil stores into an engine embedded in one process).
 export VIGIL_CLICKHOUSE_URL=${VIGIL_CLICKHOUSE_URL:-http://127.0.0.1:8123}
@@ -27,7 +29,7 @@ trap cleanup EXIT
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "starting Kafka and ClickHouse (vigil dev up)"
+step "starting Kafka and ClickHouse (vigil dev up); this run's cluster: $VIGIL_CLUSTER"
 $vigil dev up
 
 step "starting the stream worker, the storage writer and the audit webhook"
