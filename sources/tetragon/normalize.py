@@ -74,7 +74,7 @@ _ENFORCING_ACTIONS = frozenset({"KPROBE_ACTION_SIGKILL", "KPROBE_ACTION_OVERRIDE
 #: May-flags of ``security_file_permission`` that make it a write: MAY_WRITE, MAY_APPEND.
 _MAY_WRITE = 0x2 | 0x8
 _MAY_READ, _MAY_APPEND = 0x4, 0x8
-_INT_ARGS = ("int_arg", "uint_arg", "long_arg", "size_arg")
+_INT_ARGS = frozenset({"int_arg", "uint_arg", "long_arg", "size_arg"})
 #: ``(uid_t)-1``: the kernel's "not set" (the ``auid`` of a process no login started).
 _UNSET_ID = 4294967295
 _BODY_ONLY = ("process", "parent", "ancestors")
@@ -108,7 +108,7 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         raise RecordRejected("missing_field", str(exc)) from None
     kind, action, target, outcome, parts = _DECODERS[event_type](body, process)
     exec_id = _text(process, "exec_id")
-    container = _mapping(_mapping(process.get("pod")).get("container"))
+    k8s, container, container_pid = _pod(process)
     return Event(
         id=event_id(SOURCE, event_type, exec_id, time_text, _details(event_type, body)),
         time_ns=time_ns,
@@ -119,11 +119,11 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         ingest_ns=now_ns(),
         cluster=_text(record, "cluster_name") or cluster,
         node=_text(record, "node_name") or node,
-        k8s=_k8s(process),
-        actor=_actor(process, container, _mapping(body.get("parent")), body.get("ancestors")),
+        k8s=k8s,
+        actor=_actor(process, container_pid, _mapping(body.get("parent")), body.get("ancestors")),
         target=target,
         outcome=outcome,
-        container=_container(process, container),
+        container=container,
         raw=record,
         **parts,
     )
@@ -277,10 +277,11 @@ _DECODERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], Decoded]] = {
 
 def _opens_for_writing(name: str, arguments: _Arguments) -> bool:
     """open(dirfd, path, flags) and file_permission(file, mask) both take the number after the file."""
+    numbers = arguments.numbers_after_path
     if name in OPEN_SYSCALLS:
-        return bool((arguments.after_path or 0) & OPEN_WRITE_FLAGS)
+        return bool(numbers and numbers[0] & OPEN_WRITE_FLAGS)
     if name == "file_permission":
-        return bool((arguments.after_path or 0) & _MAY_WRITE)
+        return bool(numbers and numbers[0] & _MAY_WRITE)
     return False
 
 
@@ -299,12 +300,11 @@ def _hook_outcome(body: dict[str, Any]) -> Outcome:
 class _Arguments:
     """A hook's typed arguments (``[{"file_arg": {...}}, {"int_arg": 2}, ...]``), sorted by type once."""
 
-    __slots__ = ("after_path", "ints", "name", "numbers_after_path", "path", "paths", "sock", "strings")
+    __slots__ = ("ints", "name", "numbers_after_path", "path", "paths", "sock", "strings")
 
     def __init__(self, args: Any) -> None:
         self.ints: list[int] = []
-        self.after_path: int | None = None  # the first number after a file or string argument: flags, a mask
-        self.numbers_after_path: list[int] = []  # every number after one: flags then mode, a mode
+        self.numbers_after_path: list[int] = []  # the numbers after a file or string argument: flags then mode, a mask
         self.strings: list[str] = []
         self.paths: list[str] = []  # every file and path argument, in order (rename: the old, then the new)
         self.path = self.name = ""
@@ -326,8 +326,6 @@ class _Arguments:
                 self.ints.append(number)
                 if self.strings or self.path:
                     self.numbers_after_path.append(number)
-                    if self.after_path is None:
-                        self.after_path = number
         elif key == "string_arg" and type(value) is str:
             self.strings.append(value)
         elif type(value) is not dict:
@@ -434,20 +432,31 @@ _CHMODS = frozenset({"chmod", "fchmod", "fchmodat", "path_chmod"})
 # --- Process and pod ------------------------------------------------------------------------------------------
 
 
-def _k8s(process: dict[str, Any]) -> K8sContext:
+def _pod(process: dict[str, Any]) -> tuple[K8sContext, Container, int]:
+    """The pod's k8s context, the process's container and its pid in that container, reading the pod, its
+    ``container`` and the container's ``image`` once: the context and the container name the same container.
+    Without a resolved pod, the container is the id prefix Tetragon read from the cgroup (``docker``)."""
     pod = process.get("pod")
     if type(pod) is not dict:
-        return K8sContext()
+        return K8sContext(), Container(id=_text(process, "docker")), 0
     container = _mapping(pod.get("container"))
+    image = _mapping(container.get("image"))
+    runtime, container_id = runtime_and_id(_text(container, "id"))
+    name, image_name = _text(container, "name"), _text(image, "name")
     labels = pod.get("pod_labels")
-    return K8sContext(
+    k8s = K8sContext(
         namespace=_text(pod, "namespace"),
         pod=_text(pod, "name"),
-        container_id=bare_container_id(_text(container, "id")),
-        container_name=_text(container, "name"),
-        image=_text(_mapping(container.get("image")), "name"),
+        container_id=container_id,
+        container_name=name,
+        image=image_name,
         labels={k: v for k, v in labels.items() if type(v) is str} if type(labels) is dict else {},
     )
+    if not container_id:
+        return k8s, Container(id=_text(process, "docker")), _int(container, "pid", 0)
+    _, image_id = runtime_and_id(_text(image, "id"))  # docker-pullable://registry/app@sha256:…
+    runtime_container = Container(id=container_id, runtime=runtime, name=name, image=image_name, image_id=image_id)
+    return k8s, runtime_container, _int(container, "pid", 0)
 
 
 def bare_container_id(container_id: str) -> str:
@@ -455,61 +464,65 @@ def bare_container_id(container_id: str) -> str:
     return container_id.partition("://")[2] if "://" in container_id else container_id
 
 
-def _container(process: dict[str, Any], container: dict[str, Any]) -> Container:
-    """The pod's ``container`` when Tetragon resolved the pod, else the id prefix it read from the cgroup
-    (``docker``)."""
-    runtime, container_id = runtime_and_id(_text(container, "id"))
-    if not container_id:
-        return Container(id=_text(process, "docker"))
-    image = _mapping(container.get("image"))
-    _, image_id = runtime_and_id(_text(image, "id"))  # docker-pullable://registry/app@sha256:…
-    return Container(id=container_id, runtime=runtime, name=_text(container, "name"), image=_text(image, "name"),
-                     image_id=image_id)
-
-
-def _actor(process: dict[str, Any], container: dict[str, Any], parent: dict[str, Any], ancestors: Any) -> Actor:
-    credentials = _mapping(process.get("process_credentials"))
+def _actor(process: dict[str, Any], container_pid: int, parent: dict[str, Any], ancestors: Any) -> Actor:
     binary = _text(process, "binary")  # argv[0]: Tetragon does not report it, the executed path stands for it
+    parent_exe, parent_args = _lineage(parent)
     grandparent = _mapping(ancestors[0]) if type(ancestors) is list and ancestors else _NOTHING
+    grandparent_exe, grandparent_args = _lineage(grandparent)
     auid, uid = _int(process, "auid", -1), _int(process, "uid", -1)
+    gid, euid, egid = _credentials(process, uid)
     return Actor(
         pid=_int(process, "pid", 0),
         ppid=_int(parent, "pid", 0),
         uid=uid,
-        gid=_int(credentials, "gid", -1),
+        gid=gid,
         exe=binary,
         args=[binary, *split_arguments(_text(process, "arguments"))],
         cwd=_text(process, "cwd"),
-        parent_exe=_text(parent, "binary"),
-        euid=_int(credentials, "euid", uid),
-        egid=_int(credentials, "egid", -1),
+        parent_exe=parent_exe,
+        euid=euid,
+        egid=egid,
         auid=-1 if auid == _UNSET_ID else auid,
-        container_pid=_int(container, "pid", 0),
-        exe_flags=_exe_flags(process) if "binary_properties" in process else [],
-        parent_args=_argv(parent),
-        grandparent_exe=_text(grandparent, "binary"),
-        grandparent_args=_argv(grandparent),
+        container_pid=container_pid,
+        exe_flags=_exe_flags(process, binary) if "binary_properties" in process else [],
+        parent_args=parent_args,
+        grandparent_exe=grandparent_exe,
+        grandparent_args=grandparent_args,
     )
 
 
-def _argv(process: dict[str, Any]) -> list[str]:
+def _credentials(process: dict[str, Any], uid: int) -> tuple[int, int, int]:
+    """(gid, euid, egid): ``process_credentials`` exist only with ``--enable-process-cred``; without them the
+    gids are not known and the effective uid is ``uid`` (which agents since 1.1 report as the effective one)."""
+    credentials = process.get("process_credentials")
+    if type(credentials) is not dict:
+        return -1, uid, -1
+    return _int(credentials, "gid", -1), _int(credentials, "euid", uid), _int(credentials, "egid", -1)
+
+
+def _lineage(process: dict[str, Any]) -> tuple[str, list[str]]:
+    """An ancestor's executable and argv, reading its ``binary`` once; no argv for an ancestor without one."""
     binary = _text(process, "binary")
-    return [binary, *split_arguments(_text(process, "arguments"))] if binary else []
+    if not binary:
+        return "", []
+    return binary, [binary, *split_arguments(_text(process, "arguments"))]
 
 
-def _exe_flags(process: dict[str, Any]) -> list[str]:
+def _exe_flags(process: dict[str, Any], binary: str) -> list[str]:
     """``binary_properties.file`` is set only for a binary that is not on disk: an anonymous memory file (memfd,
     shm) or a deleted one; the kernel names a memfd's file ``memfd:<name>``."""
     file = _mapping(_mapping(process.get("binary_properties")).get("file"))
     if not file:
         return []
-    path = _text(file, "path") or _text(process, "binary")
+    path = _text(file, "path") or binary
     return ["from_memfd"] if "memfd:" in path else ["deleted"]
 
 
 def split_arguments(arguments: str) -> list[str]:
     """argv[1:] from Tetragon's ``arguments``: the agent joins them with spaces and wraps an argument that
     contains a space in double quotes (without escaping), so ``-c "PORT=9080 python app.py"`` is two."""
+    if not arguments:  # most events' processes, and the runtime's shim that parents a container's first one
+        return []
     if '"' not in arguments:
         return [word for word in arguments.split(" ") if word]
     argv: list[str] = []
