@@ -33,6 +33,8 @@ _SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 _DECISION = "authorization.k8s.io/decision"
 _DECISION_REASON = "authorization.k8s.io/reason"
 _POD_WRITES = frozenset({"create", "update"})
+#: A response's ``status`` → the outcome, for a response without a code.
+_STATUS_RESULTS = {"Success": "success", "Failure": "failure"}
 
 #: Stand-in for an absent or malformed object; only ever read.
 _NOTHING: dict[str, Any] = {}
@@ -48,15 +50,12 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
     except ValueError as exc:
         raise RecordRejected("missing_field", str(exc)) from None
     user = _mapping(record.get("user"))
+    token = _mapping(user.get("extra"))
+    account = _service_account(_text(user, "username"))  # the token's owner, even when impersonating
     object_ref = _mapping(record.get("objectRef"))
     annotations = _mapping(record.get("annotations"))
-    namespace, pod, pod_uid = _workload(object_ref, user)
-    k8s = K8sContext(
-        namespace=namespace,
-        pod=pod,
-        pod_uid=pod_uid,
-        service_account=_service_account(_text(user, "username")),  # the token's owner, even when impersonating
-    )
+    namespace, pod, pod_uid = _workload(object_ref, account, token)
+    k8s = K8sContext(namespace=namespace, pod=pod, pod_uid=pod_uid, service_account=account)
     if verb in _POD_WRITES and object_ref.get("resource") == "pods" and not object_ref.get("subresource"):
         _add_pod_spec(k8s, record.get("requestObject"))
     return Event(
@@ -70,7 +69,7 @@ def normalize_record(record: dict[str, Any], cluster: str, node: str) -> Event:
         cluster=_cluster(annotations, cluster),
         node=node,
         k8s=k8s,
-        actor=_actor(record, user),
+        actor=_actor(record, user, token),
         target=Target(
             resource=_text(object_ref, "resource"),
             subresource=_text(object_ref, "subresource"),
@@ -94,7 +93,8 @@ def correlation_key(record: dict[str, Any], cluster: str) -> str:
         return health_key(cluster)
     cluster = _cluster(_mapping(record.get("annotations")), cluster)
     user = _mapping(record.get("user"))
-    namespace, pod, _ = _workload(_mapping(record.get("objectRef")), user)
+    account = _service_account(_text(user, "username"))
+    namespace, pod, _ = _workload(_mapping(record.get("objectRef")), account, _mapping(user.get("extra")))
     if pod or namespace:
         return correlation_key_for(cluster, namespace, pod)
     return correlation_key_for(cluster, user=_text(_effective_user(record, user)[0], "username"))
@@ -109,18 +109,17 @@ def _identity(record: dict[str, Any]) -> tuple[str, str, str]:
     return audit_id, stage, verb
 
 
-def _workload(object_ref: dict[str, Any], user: dict[str, Any]) -> tuple[str, str, str]:
-    """(namespace, pod, pod uid) of the workload the event is about."""
+def _workload(object_ref: dict[str, Any], account: str, token: dict[str, Any]) -> tuple[str, str, str]:
+    """(namespace, pod, pod uid) of the workload the event is about: the pod the call names, else the pod the
+    service account's (``<ns>/<name>``) token is bound to (its ``user.extra``, ``token``), else the namespace."""
     if object_ref.get("resource") == "pods":
         name = _text(object_ref, "name")
         if name:
             return _text(object_ref, "namespace"), name, _text(object_ref, "uid")
-    extra = user.get("extra")
-    if type(extra) is dict and _POD_NAME_EXTRA in extra:
-        pod = _first(extra[_POD_NAME_EXTRA])
-        account = _service_account(_text(user, "username"))
+    if _POD_NAME_EXTRA in token:
+        pod = _first(token[_POD_NAME_EXTRA])
         if pod and account:
-            return account.partition("/")[0], pod, _first(extra.get(_POD_UID_EXTRA))
+            return account.partition("/")[0], pod, _first(token.get(_POD_UID_EXTRA))
     return _text(object_ref, "namespace"), "", ""
 
 
@@ -140,9 +139,9 @@ def _effective_user(record: dict[str, Any], user: dict[str, Any]) -> tuple[dict[
     return user, ""
 
 
-def _actor(record: dict[str, Any], user: dict[str, Any]) -> Actor:
+def _actor(record: dict[str, Any], user: dict[str, Any], token: dict[str, Any]) -> Actor:
+    """The identity the request acted as; ``token`` is the authenticating identity's ``user.extra``."""
     effective, impersonated_by = _effective_user(record, user)
-    token = _mapping(user.get("extra"))
     return Actor(
         user=_text(effective, "username"),
         user_uid=_text(effective, "uid"),
@@ -178,8 +177,7 @@ def _outcome(status: Any, annotations: dict[str, Any]) -> Outcome:
         return Outcome("success", code, reason)
     if code:
         return Outcome("failure", code, reason)
-    result = {"Success": "success", "Failure": "failure"}.get(_text(status, "status"), "unknown")
-    return Outcome(result, 0, reason)
+    return Outcome(_STATUS_RESULTS.get(_text(status, "status"), "unknown"), 0, reason)
 
 
 def _add_pod_spec(k8s: K8sContext, pod: Any) -> None:
