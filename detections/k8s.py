@@ -204,21 +204,68 @@ WRITES = frozenset({"create", "update", "patch"})
 MUTATIONS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 
-def identity_in(user: str, patterns: Iterable[str]) -> bool:
-    """Whether ``user`` matches one of the ``fnmatch`` patterns (case-sensitive, as Kubernetes names are)."""
-    return any(fnmatchcase(user, pattern) for pattern in patterns)
+def identity_in(name: str, patterns: Sequence[str]) -> bool:
+    """Whether ``name`` (a user, an image name) matches one of the ``fnmatch`` patterns (case-sensitive, as
+    Kubernetes names are). Some detections ask about every API request: see :func:`answers_for`."""
+    return answers_for(patterns, _identity_answer)(name)
 
 
-@lru_cache(maxsize=512)
-def _identity_pattern(patterns: tuple[str, ...]) -> re.Pattern[str]:
-    """One compiled expression for a list of ``fnmatch`` patterns (the detection parameters are tuples)."""
-    return re.compile("|".join(f"(?:{translate(p)})" for p in patterns) or "(?!)")
+def _identity_answer(patterns: tuple[str, ...]) -> Callable[[str], bool]:
+    """The patterns compiled into one expression instead of tried one by one."""
+    expression = re.compile("|".join(f"(?:{translate(p)})" for p in patterns) or "(?!)")
+    return lambda name: expression.match(name) is not None
 
 
-def identity_matches(user: str, patterns: Sequence[str]) -> bool:
-    """:func:`identity_in` for the detections that ask about every API request: the patterns compiled once into one
-    expression instead of being tried one by one."""
-    return _identity_pattern(tuple(patterns)).match(user) is not None
+#: Inputs whose answer one parameter value remembers (beyond it, it starts over).
+MAX_ANSWERS = 4096
+#: Parameter values (lists of patterns or networks) whose answers are kept (beyond it, all start over).
+MAX_PARAMETER_VALUES = 512
+
+
+class Answers:
+    """One question about one parameter value (is this user in these patterns, is this address outside these
+    networks), answered once per input. The parameter is prepared once (compiled, parsed), and each input is
+    answered once: a cluster's API requests come from a few hundred users and addresses, and an answer looked up
+    costs a tenth of one worked out."""
+
+    __slots__ = ("_answer", "_known", "value")
+
+    def __init__(self, value: tuple[Any, ...], answer: Callable[[Any], Any]) -> None:
+        self.value = value
+        self._answer = answer
+        self._known: dict[Any, Any] = {}
+
+    def __call__(self, item: Any) -> Any:
+        known = self._known
+        if item in known:
+            return known[item]
+        if len(known) >= MAX_ANSWERS:
+            known.clear()
+        answer = known[item] = self._answer(item)
+        return answer
+
+
+#: By the id of a tuple and the question, with the tuple itself: an entry keeps its tuple alive.
+_ANSWERS: dict[tuple[int, Callable[..., Any]], tuple[tuple[Any, ...], Answers]] = {}
+
+
+def answers_for(value: Sequence[Any], prepare: Callable[[tuple[Any, ...]], Callable[[Any], Any]]) -> Answers:
+    """The :class:`Answers` of ``prepare`` for a parameter value. A tuple (parameters are tuples) is found by
+    identity, which needs no hashing of its items; it is kept alive by its entry, so its id cannot be reused
+    meanwhile. Any other sequence is copied into a tuple and found by its items."""
+    if type(value) is not tuple:
+        return _answers_by_items(tuple(value), prepare)
+    entry = _ANSWERS.get((id(value), prepare))
+    if entry is None:
+        if len(_ANSWERS) >= MAX_PARAMETER_VALUES:
+            _ANSWERS.clear()
+        entry = _ANSWERS[(id(value), prepare)] = (value, _answers_by_items(value, prepare))
+    return entry[1]
+
+
+@lru_cache(maxsize=MAX_PARAMETER_VALUES)
+def _answers_by_items(value: tuple[Any, ...], prepare: Callable[[tuple[Any, ...]], Callable[[Any], Any]]) -> Answers:
+    return Answers(value, prepare(value))
 
 
 def is_write(event: Event, resource: str, api_group: str = "") -> bool:
@@ -610,24 +657,33 @@ def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress
 def addresses_outside(addresses: Iterable[str], cidrs: Sequence[str]) -> list[str]:
     """The addresses (``actor.source_ips``) in none of ``cidrs``. ``sourceIPs`` lists the client named by
     X-Forwarded-For first and the peer the API server saw last: any one outside is reason enough, since a proxy
-    inside the network does not make a client behind it trusted. Unparseable entries are left out."""
-    networks = tuple(cidrs)
-    return [address for text in addresses if (address := _outside(text, networks))]
+    inside the network does not make a client behind it trusted. Unparseable entries are left out. Answered once
+    per address and list of networks (:func:`answers_for`): parsing an address costs more than the rest of a
+    detection."""
+    outside = answers_for(cidrs, _outside_answer)
+    return [address for text in addresses if (address := outside(text))]
 
 
-@lru_cache(maxsize=4096)
-def _outside(text: str, cidrs: tuple[str, ...]) -> str:
-    """``text`` normalized when it is an address in none of ``cidrs``, else "". Remembered: a cluster's requests
-    come from a few hundred addresses, and parsing one costs more than the rest of a detection."""
+def _outside_answer(cidrs: tuple[str, ...]) -> Callable[[str], str]:
+    """``text`` normalized when it is an address in none of ``cidrs``, else "". A bad network raises
+    DetectionError naming it: a typo in the tuning file must not silently trust nothing."""
     try:
-        address = ipaddress.ip_address(text.strip())
-    except ValueError:
-        return ""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if any(address.version == net.version and address in net for net in _networks(cidrs)):
-        return ""
-    return str(address)
+        networks = tuple(ipaddress.ip_network(cidr.strip(), strict=False) for cidr in cidrs)
+    except ValueError as exc:
+        raise DetectionError(f"not a network: {exc}") from None
+
+    def outside(text: str) -> str:
+        try:
+            address = ipaddress.ip_address(text.strip())
+        except ValueError:
+            return ""
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if any(address.version == net.version and address in net for net in networks):
+            return ""
+        return str(address)
+
+    return outside
 
 
 def from_addresses(record: dict[str, Any], *addresses: str) -> dict[str, Any]:
@@ -703,7 +759,7 @@ def runs_node_agents(event: Event, patterns: Sequence[str]) -> bool:
     pod = written_pod(event)
     if pod is None or not pod.containers:
         return False
-    return all(identity_matches(image_reference(str(c.get("image", ""))).name, patterns) for _, c in pod.containers)
+    return all(identity_in(image_reference(str(c.get("image", ""))).name, patterns) for _, c in pod.containers)
 
 
 #: Images whose job is changing their own filesystem: in-cluster image builders unpack a base image over their
@@ -724,7 +780,7 @@ IMAGE_BUILDERS = (
 def built_by_image_builder(event: Event, patterns: Sequence[str]) -> bool:
     """Whether the event's container runs one of the image-builder images ``patterns``."""
     image = event.k8s.image or event.container.image
-    return bool(image) and identity_matches(image, patterns)
+    return bool(image) and identity_in(image, patterns)
 
 
 #: In-cluster components whose job is reading or listing secrets, by their usual service-account names in any

@@ -43,15 +43,19 @@ class AddressClasses:
         self.service_ranges = service_ranges
         self.pod_ranges = pod_ranges
         self.classify = lru_cache(maxsize=_CACHE_SIZE)(self._classify)
+        self.is_api_service = lru_cache(maxsize=_CACHE_SIZE)(self._is_api_service)
 
     @classmethod
     def from_text(cls, service_cidrs: str, pod_cidrs: str) -> AddressClasses:
         """From comma-separated CIDR lists; raises ConfigError naming the setting and the bad range."""
         return cls(parse_ranges(service_cidrs, "VIGIL_SERVICE_CIDRS"), parse_ranges(pod_cidrs, "VIGIL_POD_CIDRS"))
 
-    def is_api_service(self, address: str) -> bool:
+    def _is_api_service(self, address: str) -> bool:
         """Whether ``address`` is the ``kubernetes`` service's ClusterIP: the API server takes the first address of
-        the (first) service range for itself, which is what pods find in ``KUBERNETES_SERVICE_HOST``."""
+        the (first) service range for itself, which is what pods find in ``KUBERNETES_SERVICE_HOST``. Remembered
+        per address (``is_api_service``), as classes are: parsing an address costs more than a detection."""
+        if not self.service_ranges:
+            return False
         ip = _ip(address)
         return ip is not None and any(ip == network.network_address + 1 for network in self.service_ranges[:1])
 

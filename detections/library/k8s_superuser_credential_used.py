@@ -4,7 +4,7 @@ revoke) or one of the default administrator names that installers write into the
 from collections.abc import Mapping
 from typing import Any
 
-from vigil.detections.k8s import identity_matches
+from vigil.detections.k8s import identity_in
 from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
 from vigil.sources.audit.fixtures import audit_record
@@ -21,11 +21,11 @@ def superuser_reason(event: Event, params: Mapping[str, Any]) -> str:
     actor = event.actor
     if MASTERS in actor.groups:
         reason = "member of system:masters"
-    elif identity_matches(actor.user, params["admin_users"]):
+    elif identity_in(actor.user, params["admin_users"]):
         reason = "default administrator name"
     else:
         return ""
-    return "" if not actor.user or identity_matches(actor.user, params["allowed_identities"]) else reason
+    return "" if not actor.user or identity_in(actor.user, params["allowed_identities"]) else reason
 
 
 DETECTION = EventDetection(

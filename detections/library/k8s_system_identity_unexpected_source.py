@@ -9,7 +9,7 @@ node networks and empties that list."""
 from collections.abc import Mapping
 from typing import Any
 
-from vigil.detections.k8s import PRIVATE_NETWORKS, addresses_outside, from_addresses, identity_matches
+from vigil.detections.k8s import PRIVATE_NETWORKS, addresses_outside, from_addresses, identity_in
 from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
 from vigil.sources.audit.fixtures import audit_record
@@ -48,8 +48,8 @@ def outside_sources(event: Event, params: Mapping[str, Any]) -> list[str]:
     user = event.actor.user
     if (
         event.kind != "k8s.api"
-        or not identity_matches(user, params["identities"])
-        or identity_matches(user, params["allowed_identities"])
+        or not identity_in(user, params["identities"])
+        or identity_in(user, params["allowed_identities"])
     ):
         return []
     return addresses_outside(event.actor.source_ips, params["trusted_networks"])

@@ -7,7 +7,7 @@ service accounts and CI identities in ``allowed_users`` and raises the severity 
 from collections.abc import Mapping
 from typing import Any
 
-from vigil.detections.k8s import identity_matches
+from vigil.detections.k8s import identity_in
 from vigil.detections.sdk import EventDetection, Example
 from vigil.event import Event
 from vigil.sources.audit.fixtures import audit_record
@@ -19,7 +19,7 @@ OWN_IDENTITIES = ["system:*", "eks:*", "aksService", "masterclient", "nodeclient
 
 def is_unlisted_user(event: Event, params: Mapping[str, Any]) -> bool:
     user = event.actor.user
-    return bool(user) and not identity_matches(user, params["allowed_users"])
+    return bool(user) and not identity_in(user, params["allowed_users"])
 
 
 DETECTION = EventDetection(

@@ -4,14 +4,17 @@ changes what fires in both directions."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from fnmatch import fnmatchcase
 from typing import Any
 
 import orjson
 import pytest
 
 from vigil.alert import Alert
+from vigil.detections import k8s
 from vigil.detections.engine import LIBRARY, Engine, load_detections
-from vigil.detections.k8s import PRIVATE_NETWORKS, addresses_outside, from_addresses, identity_in, identity_matches
+from vigil.detections.k8s import PRIVATE_NETWORKS, addresses_outside, answers_for, from_addresses, identity_in
 from vigil.detections.tuning import Tuning
 from vigil.sources.audit.fixtures import audit_record
 from vigil.sources.source import get_source
@@ -42,8 +45,46 @@ def test_addresses_outside_the_private_ranges(addresses: list[str], outside: lis
 @pytest.mark.parametrize("user", ["system:node:w1", "system:nodes", "system:serviceaccount:a:kube-proxy",
                                   "kube-proxy", "a[b]", "", "system:serviceaccount:a:kube-proxy-x"])
 @pytest.mark.parametrize("patterns", [(), ("system:node:*",), ("system:serviceaccount:*:kube-proxy", "a[b]", "a?b*")])
-def test_identity_matches_agrees_with_identity_in(user: str, patterns: tuple[str, ...]) -> None:
-    assert identity_matches(user, patterns) is identity_in(user, patterns)
+def test_identity_in_agrees_with_fnmatch_pattern_by_pattern(user: str, patterns: tuple[str, ...]) -> None:
+    expected = any(fnmatchcase(user, pattern) for pattern in patterns)
+    assert identity_in(user, patterns) is expected
+    assert identity_in(user, list(patterns)) is expected  # a list is found by its items, not by identity
+
+
+def test_a_list_changed_between_questions_is_answered_for_its_new_items() -> None:
+    patterns = ["system:node:*"]
+    assert identity_in("system:node:w1", patterns)
+    patterns[0] = "alice"
+    assert not identity_in("system:node:w1", patterns)
+    assert identity_in("alice", patterns)
+
+
+def test_answers_are_worked_out_once_per_input_and_start_over_beyond_the_bound(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+
+    def prepare(value: tuple[str, ...]) -> Callable[[str], bool]:
+        def answer(item: str) -> bool:
+            asked.append(item)
+            return item in value
+        return answer
+
+    monkeypatch.setattr(k8s, "MAX_ANSWERS", 2)
+    value = ("a", "b")
+    answers = answers_for(value, prepare)
+    assert answers_for(value, prepare) is answers
+    assert [answers(x) for x in ("a", "a", "c", "a")] == [True, True, False, True]
+    assert asked == ["a", "c"]
+    answers("d")  # a third input: the two remembered are forgotten
+    answers("a")
+    assert asked == ["a", "c", "d", "a"]
+
+
+def test_a_parameter_value_is_not_mistaken_for_a_later_one_at_the_same_address() -> None:
+    for n in range(50):  # each tuple is freed before the next: ids get reused
+        patterns = tuple(f"user-{n}-{i}" for i in range(2))
+        assert identity_in(f"user-{n}-1", patterns)
+        assert not identity_in(f"user-{n - 1}-1", patterns)
 
 
 KUBELET_FROM_PUBLIC_NODE = from_addresses(
