@@ -366,9 +366,9 @@ class Engine:
             if exceptions and self._excepted(detection, event):
                 continue
             try:
-                hit = detection.hit(event)
-                if hit is None:
+                if not detection.judge(event):
                     continue
+                hit = detection.matched(event)
                 held = open_alert(detection.id, hit.dedup_key, event.time_ns, detection.dedup_period_s)
                 if held is not None:
                     self._repeat(held, event)

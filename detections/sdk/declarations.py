@@ -8,7 +8,7 @@ import inspect
 import re
 import string
 from abc import ABC
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from types import MappingProxyType
@@ -143,6 +143,21 @@ class Detection(ABC):
         if configured is None:
             return NamespaceSettings(pattern="*", params=self.params)
         return replace(configured, params=MappingProxyType({**self.params, **configured.params}))
+
+    def judge_of(self, match: Callable[..., bool]) -> Callable[[Event], bool]:
+        """``match`` as one call on an event, with the params of the event's namespace when the detection declares
+        any: the engine asks this of every event a prefilter lets through, and most are refused, so the call is
+        what an ask costs."""
+        if not self.params:
+            return match
+        resolved, settings_for = self._by_namespace, self.settings_for
+
+        def judge(event: Event) -> bool:
+            namespace = event.k8s.namespace or event.target.namespace  # event_namespace, inlined
+            settings = resolved.get(namespace)
+            return match(event, (settings or settings_for(namespace)).params)
+
+        return judge
 
     def severity_for(self, namespace: str) -> str:
         return self.settings_for(namespace).severity or self.severity

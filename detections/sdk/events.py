@@ -4,7 +4,7 @@ rule, a Falco rule)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from vigil.alert import Alert
@@ -25,11 +25,14 @@ class EventDetection(Detection):
 
     match: Callable[..., bool]
     context: Callable[..., dict[str, Any]] | None = None
+    #: ``match`` as one call on an event (see :meth:`Detection.judge_of`).
+    judge: Callable[[Event], bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self._takes_params("match")
         self._takes_params("context")
+        object.__setattr__(self, "judge", self.judge_of(self.match))
 
     def evaluate(self, event: Event) -> list[Alert]:
         """The alert this event raises, if any. Exceptions are isolated by the engine."""
@@ -40,10 +43,11 @@ class EventDetection(Detection):
         """The event as a match with the detection's own context and the dedup key, ``None`` when it does not
         match. The engine builds the alert only when the dedup key opens a new one: a repeat only updates the
         open alert, and needs neither the alert nor the rest of its context."""
-        own_context = matched_context(self, event)
-        if own_context is None:
-            return None
-        fields = TemplateFields(event, own_context)
+        return self.matched(event) if self.judge(event) else None
+
+    def matched(self, event: Event) -> Hit:
+        """The hit of an event :attr:`judge` accepted (the engine judges first: most events are refused)."""
+        fields = TemplateFields(event, own_context(self, event))
         return Hit(event, fields, self.dedup.format_map(fields))
 
     def alert(self, hit: Hit) -> Alert:
@@ -65,11 +69,13 @@ class Hit:
 def matched_context(detection: EventDetection | ThresholdDetection, event: Event) -> dict[str, Any] | None:
     """What the detection's ``context`` adds for an event its ``match`` accepts ({} without a context), ``None``
     for an event it refuses; both get the params resolved for the event's namespace when the detection has any."""
+    return own_context(detection, event) if detection.judge(event) else None
+
+
+def own_context(detection: EventDetection | ThresholdDetection, event: Event) -> dict[str, Any]:
+    """What the detection's ``context`` adds for an event it matched ({} without a context)."""
+    if detection.context is None:
+        return {}
     if detection.params:
-        params = detection.settings_for(event_namespace(event)).params
-        if not detection.match(event, params):
-            return None
-        return detection.context(event, params) if detection.context is not None else {}
-    if not detection.match(event):
-        return None
-    return detection.context(event) if detection.context is not None else {}
+        return detection.context(event, detection.settings_for(event_namespace(event)).params)
+    return detection.context(event)

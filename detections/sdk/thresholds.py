@@ -51,6 +51,8 @@ class ThresholdDetection(StatefulDetection):
     aggregate: str = "sum"
     context: Callable[..., dict[str, Any]] | None = None
     dedup: str = "{group}"
+    #: ``match`` as one call on an event (see :meth:`Detection.judge_of`).
+    judge: Callable[[Event], bool] = field(init=False, repr=False, compare=False)
     #: The longest window of any namespace, computed once: the engine asks for it with every state write.
     _horizon_ns: int = field(init=False, repr=False, compare=False)
 
@@ -72,6 +74,7 @@ class ThresholdDetection(StatefulDetection):
             raise DetectionError(f"{self.id}: a threshold counts distinct values or adds up a value, not both")
         self._takes_params("match")
         self._takes_params("context")
+        object.__setattr__(self, "judge", self.judge_of(self.match))
 
     @property
     def horizon_ns(self) -> int:
