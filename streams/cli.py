@@ -8,7 +8,7 @@ import sys
 
 import faust
 
-from vigil import kafka, logs, metrics
+from vigil import heap, kafka, logs, metrics
 from vigil.config import Settings
 from vigil.streams import tail as streams_tail
 from vigil.streams.app import create_app
@@ -41,5 +41,6 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False,
                           logging_config=logs.dict_config(settings.log_level))
     worker.spinner = None  # a terminal spinner has no place in a service's output
+    heap.settle()  # the detection library and the app are loaded: keep them out of every collection
     worker.execute_from_commandline()
     return 0
