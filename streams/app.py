@@ -5,25 +5,23 @@ offset is committed after the agent finished with it). Values are moved as raw b
 the processor, so a malformed message becomes a dead letter instead of a crashed agent. Events keep the
 raw message's key, so everything about one pod stays on one partition downstream too.
 
-The state of windowed and sequence detections is a Faust table (:class:`TableStore`) whose changelog is
-compacted in Kafka: a restarted worker, or the one a partition moves to, reads it back before processing, so
-a sequence whose first step was seen before the restart still completes after it. The table is keyed by
-state key, which for sequences is the correlation key, i.e. the Kafka key of the raw messages, and its
-changelog is partitioned by the same partitioner over the same partition count: a pod's state lives in the
-changelog partition that pairs with the raw partition its events arrive on. The engine writes the table only
-for events a windowed or sequence detection observes (a table write costs ~0.5 ms, FACTS.md). Open alerts and
-their recent hits (suppression) are a second table, written to the partition of the events that opened each
-alert (:mod:`vigil.streams.tables`): a worker that takes over a partition folds the next repeats into the alert
-the previous owner opened, and ignores the hits that owner counted but did not commit.
+The state of windowed and sequence detections is a Faust table whose changelog is compacted in Kafka: a
+restarted worker, or the one a partition moves to, reads it back before processing, so a sequence whose first
+step was seen before the restart still completes after it. A pod's state lives in the changelog partition that
+pairs with the raw partition its events arrive on. The engine writes the table only for events a windowed or
+sequence detection observes. Open alerts and their recent hits (suppression) are a second table, written to the
+partition of the events that opened each alert: a worker that takes over a partition folds the next repeats into
+the alert the previous owner opened, and ignores the hits that owner counted but did not commit. Both are
+:mod:`vigil.streams.tables`, whose changelog records the agent sends with a batch's outputs.
 
 Throughput: Faust costs ~54 us per message it hands to an agent (FACTS.md), so the agent takes the messages
 Kafka delivered in one go (up to :data:`BATCH_MESSAGES`, waiting at most :data:`BATCH_SECONDS` for more) and
 processes them as one batch: the detection state is written once per key per batch, the events of each key
 leave packed in one message however many messages of the batch carried the key (as the collectors pack records),
-and the outputs go straight to the producer instead of through Faust's per-message send buffer. At least once
-still holds: the agent acks a batch's messages itself, only once Kafka has acknowledged every output of the
-batch, and Faust commits acked offsets only (after flushing the state changelog). A batch whose outputs could
-not be sent, or that was cut short by a stop or rebalance, stays unacked and is read again.
+and the outputs and the tables' changelog records go straight to the producer instead of through Faust's
+per-message send buffer. At least once still holds: the agent acks a batch's messages itself, only once Kafka has
+acknowledged every output and changelog record of the batch, and Faust commits acked offsets only. A batch whose
+outputs could not be sent, or that was cut short by a stop or rebalance, stays unacked and is read again.
 
 Latency: aiokafka keeps one fetch in flight per broker, and leaves out of it the partitions whose fetched
 records the agent has not taken yet. Those are the busy ones, so under load that fetch asks only for idle
@@ -39,13 +37,12 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiokafka
 import faust
-import orjson
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from prometheus_client import Counter
 
@@ -57,7 +54,7 @@ from vigil.detections.tuning import Tuning
 from vigil.sources.source import SOURCES
 from vigil.streams.processor import COMPONENT, ProcessedMessage, RawMessage, StreamProcessor
 from vigil.streams.stall import StallWatch
-from vigil.streams.tables import RoutedTableStore
+from vigil.streams.tables import Changelog, RoutedTableStore, TableStore
 
 log = logging.getLogger(__name__)
 
@@ -78,33 +75,6 @@ BATCH_SECONDS = 0.05
 #: The longest the broker holds a fetch of the worker's consumer that found no new records (Faust: 1500 ms).
 #: Costs an idle worker ten small fetch requests a second.
 FETCH_MAX_WAIT_MS = 100
-
-
-class TableStore:
-    """Engine state in a Faust table, as orjson bytes under UTF-8 key bytes (the form the raw codec restores
-    from the changelog). Writes go through the table, so they reach the changelog; the table uses the
-    producer's partitioner, so the timer may expire keys outside of stream iteration."""
-
-    def __init__(self, table: faust.Table) -> None:
-        self._table = table
-
-    def get(self, key: str) -> Any | None:
-        value = self._table.get(key.encode())
-        return None if value is None else orjson.loads(value)
-
-    def set(self, key: str, value: Any) -> None:
-        self._table[key.encode()] = orjson.dumps(value)
-
-    def delete(self, key: str) -> None:
-        encoded = key.encode()
-        if encoded in self._table:
-            del self._table[encoded]
-
-    def keys(self) -> Iterator[str]:
-        return iter([key.decode() for key in self._table])
-
-    def __len__(self) -> int:
-        return len(self._table)
 
 
 class ShortFetchWaitConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -172,8 +142,7 @@ def create_app(settings: Settings, replication: kafka.Replication,
         # one round trip after the other per partition (a few hundred messages/s in all).
         producer_max_batch_size=settings.kafka.max_batch_bytes,
         # No linger: the agent sends a batch's outputs without a wait in between, so they share Kafka batches
-        # anyway, and Faust hands the table's changelog writes to the producer one after the other, where a
-        # linger would delay each in turn.
+        # anyway.
         producer_linger=0.0,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.kafka.stream_session_timeout_s,
@@ -192,8 +161,10 @@ def create_app(settings: Settings, replication: kafka.Replication,
         ALERTS_TABLE, key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions, use_partitioner=True,
         extra_topic_configs=replication.topic_config,
     )
-    alert_store = RoutedTableStore(open_alerts, settings.kafka.partitions)
-    processor = StreamProcessor(settings, engine_factory(settings, TableStore(state), alert_store))
+    changelog = Changelog()
+    alert_store = RoutedTableStore(open_alerts, settings.kafka.partitions, changelog)
+    state_store = TableStore(state, settings.kafka.partitions, changelog)
+    processor = StreamProcessor(settings, engine_factory(settings, state_store, alert_store))
     raw = app.topic(*(settings.topic(f"raw.{s}") for s in SOURCES), key_type=bytes, value_type=bytes,
                     key_serializer="raw", value_serializer="raw")
     events_topic, alerts_topic = settings.topic("events"), settings.topic("alerts")
@@ -206,28 +177,29 @@ def create_app(settings: Settings, replication: kafka.Replication,
     everywhere = asyncio.Event()
 
     async def changelog_known() -> None:
-        """Wait until the producer's metadata has the tables' changelogs. Faust partitions a table write
-        eagerly from that metadata, and before it is fetched aiokafka's partitioner raises (TypeError: 'NoneType'
-        object is not iterable), which crashed the agent when the first write came right after a fresh start
-        created the topic. On a cluster the first wait lasts until every broker knows the topic: a refresh from
-        one that does not yet made the producer forget it again, with the same crash. The metadata can still lose
-        the topic later (seen when a broker of the cluster died), so the agent asks before every batch, right
-        before the engine writes: returns at once when the topic is known, and nothing refreshes the metadata
-        between this and the (synchronous) writes. (The open alerts' writes name their partition, which aiokafka
-        checks against the same metadata.)"""
+        """Wait until the producer's metadata has the tables' changelogs. The changelog records name their
+        partition, which aiokafka checks against that metadata, and before it is fetched a send fails; when Faust
+        still partitioned the writes, its partitioner raised there (TypeError: 'NoneType' object is not iterable)
+        and crashed the agent when the first write came right after a fresh start created the topic. On a cluster
+        the first wait lasts until every broker knows the topic: a refresh from one that does not yet made the
+        producer forget it again. The metadata can still lose the topic later (seen when a broker of the cluster
+        died), so the agent asks before every batch: returns at once when the topic is known."""
         producer = app.producer._ensure_producer()
-        for changelog in changelogs:
-            await producer.partitions_for(changelog)
+        for topic in changelogs:
+            await producer.partitions_for(topic)
         if not everywhere.is_set():
-            for changelog in changelogs:
-                await kafka.known_by_every_broker(producer.client, changelog)
+            for topic in changelogs:
+                await kafka.known_by_every_broker(producer.client, topic)
             everywhere.set()
 
     async def publish(outputs: list[tuple[str, bytes | None, bytes]]) -> None:
-        """Send (topic, key, value) outputs and wait until Kafka has every one: the caller's input is done only
-        then. Sent through the Faust app's own Kafka producer (it batches what is sent without a wait between)."""
+        """Send the tables' changelog records and (topic, key, value) outputs, and wait until Kafka has every one:
+        the caller's input is done only then. Sent through the Faust app's own Kafka producer (it batches what is
+        sent without a wait between)."""
         send = app.producer.send
-        pending = [await send(topic, key, value, None, None, None) for topic, key, value in outputs]
+        pending = [await send(topic, key, value, partition, None, None)
+                   for topic, partition, key, value in changelog.take()]
+        pending += [await send(topic, key, value, None, None, None) for topic, key, value in outputs]
         await asyncio.gather(*pending)
 
     def packed(messages: list[Any], processed: list[ProcessedMessage]) -> list[tuple[str, bytes | None, bytes]]:
