@@ -253,7 +253,7 @@ def _report(load: Load, m: Measurement) -> None:
     print(f"raw baseline         webhook POST→200 (durable in Kafka): p50 {post_p50 * 1000:.0f} ms, "
           f"p99 {post_p99 * 1000:.0f} ms")
     print(f"end to end           POST→alert on SIEM topic: p50 {alert_p50 * 1000:.0f} ms, p99 {alert_p99 * 1000:.0f} ms"
-          f" (target p99 < 2000 ms)")
+          f" (target p99 < 1000 ms)")
     if post_p99:
         print(f"ratio                e2e p99 / POST p99 = {alert_p99 / post_p99:.1f}")
     if m.cpu:
