@@ -644,10 +644,9 @@ PRIVATE_NETWORKS = [
 ]
 
 
-@lru_cache(maxsize=256)
 def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    """``cidrs`` parsed once per list (parameters are tuples, so a namespace's list is one cache entry). A bad
-    entry raises DetectionError naming it: a typo in the tuning file must not silently trust nothing."""
+    """``cidrs`` parsed (once per list: :func:`answers_for` prepares each parameter value once). A bad entry raises
+    DetectionError naming it: a typo in the tuning file must not silently trust nothing."""
     try:
         return tuple(ipaddress.ip_network(cidr.strip(), strict=False) for cidr in cidrs)
     except ValueError as exc:
@@ -665,12 +664,8 @@ def addresses_outside(addresses: Iterable[str], cidrs: Sequence[str]) -> list[st
 
 
 def _outside_answer(cidrs: tuple[str, ...]) -> Callable[[str], str]:
-    """``text`` normalized when it is an address in none of ``cidrs``, else "". A bad network raises
-    DetectionError naming it: a typo in the tuning file must not silently trust nothing."""
-    try:
-        networks = tuple(ipaddress.ip_network(cidr.strip(), strict=False) for cidr in cidrs)
-    except ValueError as exc:
-        raise DetectionError(f"not a network: {exc}") from None
+    """``text`` normalized when it is an address in none of ``cidrs``, else "" (see :func:`_networks`)."""
+    networks = _networks(cidrs)
 
     def outside(text: str) -> str:
         try:
